@@ -1,0 +1,339 @@
+"""The integration actor: one per configured integration.
+
+An actor owns its circuit breaker, retry policy, health, rate limit, a
+bounded mailbox and a fixed number of delivery lanes (each with its own
+connection state). Its long-lived state lives in :class:`IntegrationActor`;
+:meth:`IntegrationActor.run` is the part the supervisor restarts when it
+crashes, so a restart keeps the breaker and the mailbox but loses nothing:
+whatever was in a lane at the crash is handed back to the supervisor.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from . import _lifecycle
+from ._config import IntegrationSettings
+from ._delivery import Envelope, Outcome, Permanent, Retry, Taken
+from .integrations import Adapter, Lane
+from .resilience import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    Health,
+    HealthState,
+    RetryPolicy,
+    TokenBucket,
+)
+from .store import Attempt, Settle, SettleKind
+
+Sink = Callable[[list[Settle]], Awaitable[None]]
+WallClock = Callable[[], float]
+
+
+class ActorState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"  # crashed too often: the supervisor gave up on it
+    STOPPED = "stopped"
+
+
+class InjectedCrash(Exception):
+    """Raised inside an actor on an operator's request, to exercise supervision."""
+
+
+@attrs.frozen
+class ActorSnapshot:
+    """A read-only view of one actor, for status and metrics."""
+
+    name: str
+    kind: str
+    state: ActorState
+    paused: bool
+    breaker: BreakerState
+    breaker_forced: bool
+    breaker_failure_rate: float
+    health: HealthState
+    success_rate: float
+    p50: float
+    p95: float
+    p99: float
+    lanes: int
+    in_flight: int
+    mailbox: int
+    restarts: int
+    delivered: int
+    retried: int
+    dead: int
+    last_error: str | None
+
+
+@attrs.define
+class _Tally:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    def count(self, settle: Settle) -> None:
+        if settle.kind is SettleKind.DELIVERED:
+            self.delivered += 1
+        elif settle.kind is SettleKind.DEAD_LETTERED:
+            self.dead += 1
+        elif settle.kind is not SettleKind.RETURNED:
+            self.retried += 1
+
+
+def _breaker_ok(outcome: Outcome) -> bool:
+    # A permanent answer means the provider is up and said no: not an outage.
+    return not isinstance(outcome, Retry)
+
+
+def _health_ok(outcome: Outcome) -> bool:
+    # Refused credentials are a health problem even though retrying cannot help.
+    if isinstance(outcome, Permanent) and outcome.status in (401, 403):
+        return False
+    return not isinstance(outcome, Retry)
+
+
+@attrs.define(eq=False)
+class IntegrationActor:
+    settings: IntegrationSettings
+    adapter: Adapter
+    sink: Sink  # where settled attempts go (the store's writer)
+    wall: WallClock
+    retry: RetryPolicy
+    routes: dict[str, int]  # target -> number of members on its route
+    on_breaker: Callable[[str, BreakerTransition], None] = lambda name, t: None
+    on_health: Callable[[str, HealthState, HealthState, str], None] = lambda *a: None
+    on_slot_freed: Callable[[str], None] = lambda name: None
+    on_settled: Callable[[Settle, float], None] = lambda settle, seconds: None
+    breaker: CircuitBreaker = attrs.field(init=False)
+    health: Health = attrs.field(init=False)
+    limiter: TokenBucket | None = attrs.field(init=False)
+    state: ActorState = ActorState.STARTING
+    paused: bool = False
+    restarts: int = 0
+    last_error: str | None = None
+    in_flight: dict[int, Envelope] = attrs.Factory(dict)
+    _send: trio.MemorySendChannel[Envelope] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[Envelope] = attrs.field(init=False)
+    _reserved: int = 0
+    _stopping: bool = False
+    _crash_requested: bool = False
+    _tally: _Tally = attrs.Factory(_Tally)
+
+    def __attrs_post_init__(self) -> None:
+        s = self.settings
+        self.breaker = CircuitBreaker(s.breaker, on_transition=self._breaker_changed)
+        self.health = Health(s.health, on_change=self._health_changed)
+        self.limiter = TokenBucket(s.rate_limit) if s.rate_limit is not None else None
+        self._send, self._receive = trio.open_memory_channel[Envelope](s.mailbox)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.mailbox + self.settings.lanes
+
+    def _breaker_changed(self, transition: BreakerTransition) -> None:
+        self.on_breaker(self.name, transition)
+
+    def _health_changed(self, old: HealthState, new: HealthState, reason: str) -> None:
+        self.on_health(self.name, old, new, reason)
+
+    # -- what dispatchers ask --------------------------------------------------------
+
+    def accepting(self) -> bool:
+        """May a dispatcher hand this actor work now?"""
+        return (
+            self.state is ActorState.RUNNING
+            and not self.paused
+            and not self._stopping
+            and self.breaker.state is not BreakerState.OPEN
+        )
+
+    def free_slots(self) -> int:
+        if not self.accepting():
+            return 0
+        free = self.capacity - self._reserved
+        if self.breaker.state is BreakerState.HALF_OPEN:
+            # Only the probes the breaker admits; more would bounce straight back.
+            free = min(free, self.settings.breaker.half_open_probes - self._reserved)
+        return max(0, free)
+
+    def wants_work(self) -> bool:
+        """Refill in chunks, not one message a commit, unless the lanes are starving."""
+        free = self.free_slots()
+        return free > 0 and (free >= max(1, self.capacity // 4) or self._reserved == 0)
+
+    def retry_at(self) -> float | None:
+        """Monotonic time when an open breaker will admit probes again."""
+        return self.breaker.retry_at()
+
+    async def put(self, envelope: Envelope) -> None:
+        """Hand over one claimed message (the dispatcher checked ``free_slots``)."""
+        self._reserved += 1
+        await self._send.send(envelope)
+
+    # -- the restartable part ------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the lanes until the mailbox closes; raise if the actor crashes."""
+        self._crash_requested = False
+        async with trio.open_nursery() as nursery:
+            for index in range(self.settings.lanes):
+                await nursery.start(self._lane, index)
+            self.state = ActorState.RUNNING
+            task_status.started()
+
+    async def _lane(self, index: int, *, task_status: trio.TaskStatus[None]) -> None:
+        async with self.adapter.open_lane() as lane:
+            task_status.started()
+            async for envelope in self._receive:
+                await self._handle(lane, envelope)
+
+    async def _handle(self, lane: Lane, envelope: Envelope) -> None:
+        self.in_flight[envelope.id] = envelope
+        if self._stopping:
+            settle = _lifecycle.returned(
+                envelope,
+                route_index=envelope.route_index,
+                next_attempt_at=self.wall(),
+                reason="the daemon is stopping",
+            )
+        elif not self.breaker.try_acquire():
+            settle = self._returned(envelope, "breaker open")
+        else:
+            settle = await self._attempt(lane, envelope)
+        await self._finish(envelope, settle)
+
+    async def _attempt(self, lane: Lane, envelope: Envelope) -> Settle:
+        if self.limiter is not None:
+            await self.limiter.acquire()
+        if self._crash_requested:
+            self._crash_requested = False
+            raise InjectedCrash(f"crash injected into {self.name}")
+        started_wall = self.wall()
+        started = trio.current_time()
+        outcome = await lane.deliver(envelope)
+        seconds = trio.current_time() - started
+        self.breaker.record(ok=_breaker_ok(outcome), duration=seconds)
+        self.health.record(ok=_health_ok(outcome), latency=seconds)
+        reason = outcome.reason if isinstance(outcome, Retry | Permanent) else None
+        if reason is not None:
+            self.last_error = reason
+        attempt = Attempt(
+            integration=self.name,
+            started_at=started_wall,
+            duration=seconds,
+            outcome=_lifecycle.outcome_label(outcome),
+            status=_status(outcome),
+            detail=reason,
+        )
+        return self.decide(envelope, outcome, attempt)
+
+    def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
+        return _lifecycle.decide(
+            envelope,
+            outcome,
+            route_len=self.routes.get(envelope.target, 1),
+            retry=self.retry,
+            failover_after=self.settings.failover_after,
+            now=self.wall(),
+            attempt=attempt,
+        )
+
+    def _returned(self, envelope: Envelope, reason: str) -> Settle:
+        wait = 0.0
+        retry_at = self.breaker.retry_at()
+        if retry_at is not None:
+            wait = max(0.0, retry_at - trio.current_time())
+        # In a group, the next member gets its chance; alone, it waits for the breaker.
+        route_len = self.routes.get(envelope.target, 1)
+        if route_len > 1:
+            return _lifecycle.returned(
+                envelope,
+                route_index=(envelope.route_index + 1) % route_len,
+                next_attempt_at=self.wall(),
+                reason=reason,
+            )
+        return _lifecycle.returned(
+            envelope, route_index=0, next_attempt_at=self.wall() + wait, reason=reason
+        )
+
+    async def _finish(self, envelope: Envelope, settle: Settle) -> None:
+        await self.sink([settle])
+        self._tally.count(settle)
+        self.on_settled(settle, self.wall() - envelope.created_at)
+        self.in_flight.pop(envelope.id, None)
+        self._reserved -= 1
+        self.on_slot_freed(self.name)
+
+    # -- what the supervisor does -------------------------------------------------------
+
+    def crashed(self, error: BaseException) -> list[Settle]:
+        """Settle whatever the crash interrupted: each counts as an ambiguous attempt."""
+        self.last_error = f"actor crashed: {error!r}"
+        outcome = Retry(reason=self.last_error, taken=Taken.MAYBE)
+        settles = [self.decide(env, outcome, None) for env in self.in_flight.values()]
+        self._reserved -= len(self.in_flight)
+        self.in_flight.clear()
+        return settles
+
+    def request_crash(self) -> None:
+        self._crash_requested = True
+
+    def stop_intake(self) -> None:
+        """Stop taking new work; lanes return what is left in the mailbox, unattempted."""
+        self._stopping = True
+        self._send.close()
+
+    async def release(self, settles: list[Settle]) -> None:
+        await self.sink(settles)
+        for settle in settles:
+            self._tally.count(settle)
+        self.on_slot_freed(self.name)
+
+    def retune(self, settings: IntegrationSettings, retry: RetryPolicy) -> None:
+        self.settings = settings
+        self.retry = retry
+
+    def statistics(self) -> ActorSnapshot:
+        breaker = self.breaker.snapshot()
+        health = self.health.snapshot()
+        state = self.health.state_with(breaker_open=breaker.state is BreakerState.OPEN)
+        return ActorSnapshot(
+            name=self.name,
+            kind=self.settings.kind,
+            state=self.state,
+            paused=self.paused,
+            breaker=breaker.state,
+            breaker_forced=breaker.forced,
+            breaker_failure_rate=breaker.failure_rate,
+            health=state,
+            success_rate=health.success_rate,
+            p50=health.p50,
+            p95=health.p95,
+            p99=health.p99,
+            lanes=self.settings.lanes,
+            in_flight=len(self.in_flight),
+            mailbox=self._receive.statistics().current_buffer_used,
+            restarts=self.restarts,
+            delivered=self._tally.delivered,
+            retried=self._tally.retried,
+            dead=self._tally.dead,
+            last_error=self.last_error,
+        )
+
+
+def _status(outcome: Outcome) -> int | None:
+    status: Any = getattr(outcome, "status", None)
+    return status if isinstance(status, int) else None

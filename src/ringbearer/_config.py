@@ -1,0 +1,448 @@
+"""The configuration: ``config.toml`` read with tomllib into frozen attrs classes.
+
+Every problem is collected and reported at once, each with the file and the
+key path (``integrations.resend.lanes: must be a positive integer``). Unknown
+keys are errors. Per-integration settings inherit from ``[defaults]``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+from cattrs.v import format_exception
+
+from . import _converter
+from ._converter import HostPort, HttpPath, PositiveFloat, PositiveInt
+from ._errors import ConfigError, ConfigProblem
+from ._secrets import Secret, SecretRef
+from .integrations import ProviderKind, provider_kinds
+from .resilience import BreakerSettings, HealthSettings, RateLimitSettings, RetrySettings
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
+INTEGRATION_COMMON_KEYS = frozenset(
+    {
+        "kind",
+        "enabled",
+        "lanes",
+        "mailbox",
+        "timeout_seconds",
+        "failover_after",
+        "breaker",
+        "retry",
+        "health",
+        "rate_limit",
+    }
+)
+
+
+@attrs.frozen
+class DaemonSettings:
+    state_dir: str = "state"
+    socket: str = ""  # default: <state_dir>/ringbearer.sock
+    grace_seconds: PositiveFloat = PositiveFloat(10.0)
+    heartbeat_seconds: PositiveFloat = PositiveFloat(1.0)
+    log_level: str = attrs.field(default="info")
+
+    @log_level.validator
+    def _check_level(self, _: Any, value: str) -> None:
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"log_level must be debug, info, warning or error, got {value!r}")
+
+
+@attrs.frozen
+class StoreSettings:
+    path: str = ""  # default: <state_dir>/ringbearer.db
+    synchronous: str = attrs.field(default="full")
+    batch_max: PositiveInt = PositiveInt(1024)
+    claim_batch: PositiveInt = PositiveInt(256)
+
+    @synchronous.validator
+    def _check_sync(self, _: Any, value: str) -> None:
+        if value not in {"full", "normal"}:
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {value!r}")
+
+
+@attrs.frozen
+class MetricsSettings:
+    enabled: bool = True
+    listen: HostPort = HostPort("127.0.0.1:9464")
+    path: HttpPath = HttpPath("/metrics")
+
+
+@attrs.frozen
+class SandboxSettings:
+    """The provider simulator: started inside the daemon, or an external one at ``url``."""
+
+    enabled: bool = False
+    listen: HostPort = HostPort("127.0.0.1:0")
+    smtp_listen: HostPort = HostPort("127.0.0.1:0")
+    url: str | None = None  # an already running simulator (ringbearer simulate)
+    smtp: HostPort | None = None
+    seed: int = 0
+    fault_injection: bool = True  # allow the control command that crashes an actor
+
+
+@attrs.frozen
+class SupervisorSettings:
+    max_restarts: PositiveInt = PositiveInt(5)
+    within_seconds: PositiveFloat = PositiveFloat(60.0)
+    backoff_initial_seconds: PositiveFloat = PositiveFloat(0.5)
+    backoff_max_seconds: PositiveFloat = PositiveFloat(30.0)
+
+
+@attrs.frozen
+class _IntegrationCommon:
+    kind: str
+    enabled: bool = True
+    lanes: PositiveInt = PositiveInt(8)
+    mailbox: PositiveInt = PositiveInt(64)
+    timeout_seconds: PositiveFloat = PositiveFloat(10.0)
+    # Ambiguous failures (the provider may have taken the message) are retried
+    # on the same member this many times before a group fails over.
+    failover_after: int = 1
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+    health: HealthSettings = HealthSettings()
+    rate_limit: RateLimitSettings | None = None
+
+
+@attrs.frozen
+class IntegrationSettings:
+    """One integration: the shared delivery settings and its provider's own."""
+
+    name: str
+    kind: str
+    family: str
+    enabled: bool
+    lanes: int
+    mailbox: int
+    timeout_seconds: float
+    failover_after: int
+    breaker: BreakerSettings
+    retry: RetrySettings
+    health: HealthSettings
+    rate_limit: RateLimitSettings | None
+    provider: Any  # the provider kind's own frozen settings class
+
+
+@attrs.frozen
+class Config:
+    source: Path
+    daemon: DaemonSettings
+    store: StoreSettings
+    metrics: MetricsSettings
+    sandbox: SandboxSettings
+    supervisor: SupervisorSettings
+    integrations: Mapping[str, IntegrationSettings]
+    groups: Mapping[str, tuple[str, ...]]
+
+    @property
+    def state_dir(self) -> Path:
+        return _relative(self.source, self.daemon.state_dir)
+
+    @property
+    def socket_path(self) -> Path:
+        if self.daemon.socket:
+            return _relative(self.source, self.daemon.socket)
+        return self.state_dir / "ringbearer.sock"
+
+    @property
+    def db_path(self) -> Path:
+        if self.store.path:
+            return _relative(self.source, self.store.path)
+        return self.state_dir / "ringbearer.db"
+
+    def targets(self) -> dict[str, tuple[str, ...]]:
+        """Every name a message may be sent to, with the integrations it may use."""
+        routes = {name: (name,) for name, s in self.integrations.items() if s.enabled}
+        routes.update(self.groups)
+        return routes
+
+
+@attrs.frozen
+class _TopLevel:
+    daemon: DaemonSettings = DaemonSettings()
+    store: StoreSettings = StoreSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    defaults: dict[str, Any] = attrs.Factory(dict)
+    integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    groups: dict[str, list[str]] = attrs.Factory(dict)
+
+
+def _relative(source: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else source.parent / path
+
+
+def _format(exc: BaseException, type_: type | None) -> str:
+    # Our hooks and validators say precisely what is wrong; keep their words.
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def _problems(exc: Exception, prefix: str) -> list[ConfigProblem]:
+    found = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format):
+        message, _, where = line.rpartition(" @ ")
+        path = where.removeprefix("$").lstrip(".")
+        path = re.sub(r"\['([^']*)'\]", r".\1", path).lstrip(".")
+        full = ".".join(p for p in (prefix, path) if p)
+        found.append(ConfigProblem(full, message))
+    return found
+
+
+def _wrap_init_errors(converter: cattrs.Converter) -> None:
+    """Report attrs validator errors at the class's key path instead of crashing."""
+
+    def factory(cl: type) -> Callable[[Any, Any], Any]:
+        base = make_dict_structure_fn(
+            cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+        )
+
+        def hook(value: Any, type_: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected a table, got {type(value).__name__} {value!r}")
+            try:
+                return base(value, type_)
+            except cattrs.BaseValidationError:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise cattrs.ClassValidationError(cl.__name__, [exc], cl) from None
+
+        return hook
+
+    converter.register_structure_hook_factory(attrs.has, factory)
+
+
+def make_converter() -> cattrs.Converter:
+    converter = _converter.make()
+    _wrap_init_errors(converter)
+    return converter
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _Loader:
+    """One pass over one file, collecting every problem before giving up."""
+
+    def __init__(self, source: Path, kinds: Mapping[str, ProviderKind]) -> None:
+        self.source = source
+        self.kinds = kinds
+        self.converter = make_converter()
+        self.problems: list[ConfigProblem] = []
+
+    def structure(self, raw: Any, type_: type, prefix: str) -> Any:
+        try:
+            return self.converter.structure(raw, type_)
+        except Exception as exc:  # noqa: BLE001 - cattrs raises many kinds; all become problems
+            self.problems.extend(_problems(exc, prefix))
+            return None
+
+    def integration(
+        self, name: str, raw: Any, defaults: dict[str, Any]
+    ) -> IntegrationSettings | None:
+        where = f"integrations.{name}"
+        if not NAME.match(name):
+            self.problems.append(ConfigProblem(where, "names use a-z, 0-9, '-' and '_'"))
+        if not isinstance(raw, dict):
+            self.problems.append(ConfigProblem(where, "expected a table"))
+            return None
+        kind_name = raw.get("kind")
+        kind = self.kinds.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            known = ", ".join(sorted(self.kinds))
+            self.problems.append(ConfigProblem(f"{where}.kind", f"expected one of: {known}"))
+            return None
+        common_raw = _merge(
+            defaults, {k: v for k, v in raw.items() if k in INTEGRATION_COMMON_KEYS}
+        )
+        provider_raw = {k: v for k, v in raw.items() if k not in INTEGRATION_COMMON_KEYS}
+        common = self.structure(common_raw, _IntegrationCommon, where)
+        provider = self.structure(provider_raw, kind.settings_type, where)
+        if common is None or provider is None:
+            return None
+        return IntegrationSettings(
+            name=name,
+            kind=kind.kind,
+            family=kind.family,
+            provider=provider,
+            **{
+                f.name: getattr(common, f.name)
+                for f in attrs.fields(_IntegrationCommon)
+                if f.name != "kind"
+            },
+        )
+
+    def groups(
+        self,
+        raw: dict[str, list[str]],
+        integrations: Mapping[str, IntegrationSettings],
+        declared: set[str],
+    ) -> dict[str, tuple[str, ...]]:
+        groups: dict[str, tuple[str, ...]] = {}
+        for name, members in raw.items():
+            where = f"groups.{name}"
+            if not NAME.match(name):
+                self.problems.append(ConfigProblem(where, "names use a-z, 0-9, '-' and '_'"))
+            if name in integrations:
+                self.problems.append(
+                    ConfigProblem(where, "a group cannot share an integration's name")
+                )
+            if not members:
+                self.problems.append(ConfigProblem(where, "a group needs at least one member"))
+            if len(set(members)) != len(members):
+                self.problems.append(ConfigProblem(where, "a member is listed twice"))
+            missing = [m for m in members if m not in declared]
+            for member in missing:
+                self.problems.append(ConfigProblem(where, f"no integration named {member!r}"))
+            families = {integrations[m].family for m in members if m in integrations}
+            if len(families) > 1:
+                self.problems.append(
+                    ConfigProblem(
+                        where, f"members must share one family, found {', '.join(sorted(families))}"
+                    )
+                )
+            groups[name] = tuple(members)
+        return groups
+
+    def section(self, raw: dict[str, Any], name: str, type_: type) -> Any:
+        value = raw.get(name, {})
+        found = self.structure(value, type_, name)
+        return found if found is not None else type_()
+
+    def load(self, raw: dict[str, Any]) -> Config:
+        # Each section is checked on its own, so one bad section hides no others.
+        for key in sorted(set(raw) - {f.name for f in attrs.fields(_TopLevel)}):
+            self.problems.append(ConfigProblem(key, "unknown section or key"))
+        defaults = raw.get("defaults", {})
+        if not isinstance(defaults, dict):
+            self.problems.append(ConfigProblem("defaults", "expected a table"))
+            defaults = {}
+        if self.structure(defaults, _Defaults, "defaults") is None:
+            defaults = {}  # reported once here, not again under every integration
+        integrations = {}
+        sections = raw.get("integrations", {})
+        if not isinstance(sections, dict):
+            self.problems.append(ConfigProblem("integrations", "expected a table"))
+            sections = {}
+        for name, section in sections.items():
+            settings = self.integration(name, section, defaults)
+            if settings is not None:
+                integrations[name] = settings
+        raw_groups = self.structure(raw.get("groups", {}), dict[str, list[str]], "groups") or {}
+        config = Config(
+            source=self.source,
+            daemon=self.section(raw, "daemon", DaemonSettings),
+            store=self.section(raw, "store", StoreSettings),
+            metrics=self.section(raw, "metrics", MetricsSettings),
+            sandbox=self.section(raw, "sandbox", SandboxSettings),
+            supervisor=self.section(raw, "supervisor", SupervisorSettings),
+            integrations=integrations,
+            groups=self.groups(raw_groups, integrations, set(sections)),
+        )
+        self.check_paths(config, bool(sections))
+        if self.problems:
+            raise ConfigError(str(self.source), self.problems)
+        return config
+
+    def check_paths(self, config: Config, any_integration: bool) -> None:
+        if len(str(config.socket_path).encode()) > SOCKET_PATH_MAX:
+            self.problems.append(
+                ConfigProblem(
+                    "daemon.socket",
+                    f"socket path longer than {SOCKET_PATH_MAX} bytes: {config.socket_path}",
+                )
+            )
+        if not any_integration:
+            self.problems.append(ConfigProblem("integrations", "no integration is configured"))
+
+
+@attrs.frozen
+class _Defaults:
+    """What ``[defaults]`` may hold: the shared keys of an integration, less its kind."""
+
+    enabled: bool = True
+    lanes: PositiveInt = PositiveInt(8)
+    mailbox: PositiveInt = PositiveInt(64)
+    timeout_seconds: PositiveFloat = PositiveFloat(10.0)
+    failover_after: int = 1
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+    health: HealthSettings = HealthSettings()
+    rate_limit: RateLimitSettings | None = None
+
+
+def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:
+    """Parse config text; raise ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(source), [ConfigProblem("", f"not valid TOML: {exc}")]) from exc
+    return _Loader(source, kinds if kinds is not None else provider_kinds()).load(raw)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    source = Path(path).absolute()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(source), [ConfigProblem("", f"cannot read: {exc.strerror}")]) from exc
+    return parse(text, source)
+
+
+def secret_refs(settings: Any, prefix: str = "") -> list[tuple[str, SecretRef]]:
+    """Every secret reference inside a provider's settings, with its key path."""
+    found = []
+    for field in attrs.fields(type(settings)):
+        value = getattr(settings, field.name)
+        if isinstance(value, SecretRef):
+            found.append((f"{prefix}{field.name}", value))
+    return found
+
+
+def unresolved_secrets(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> list[ConfigProblem]:
+    """Secrets whose source does not have them (env var unset, credential missing)."""
+    problems = []
+    for name, integration in config.integrations.items():
+        for path, ref in secret_refs(integration.provider):
+            if ref.resolve(environ) is None:
+                problems.append(
+                    ConfigProblem(
+                        f"integrations.{name}.{path}", f"secret not found ({ref.describe()})"
+                    )
+                )
+    return problems
+
+
+def resolve_secret(
+    ref: SecretRef, sandbox: bool, environ: Mapping[str, str] | None = None
+) -> Secret:
+    """Read a secret; in the sandbox a missing one becomes a placeholder the simulator accepts."""
+    secret = ref.resolve(environ)
+    if secret is not None:
+        return secret
+    if sandbox:
+        return Secret("sandbox")
+    raise ConfigError("secrets", [ConfigProblem("", f"secret not found ({ref.describe()})")])

@@ -1,0 +1,132 @@
+"""The project's one cattrs converter, built by one function.
+
+Constrained scalar types are ``NewType``s with structure hooks, so a bad value
+is reported at its key path like a wrong type is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NewType
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from ._secrets import SecretRef
+
+PositiveInt = NewType("PositiveInt", int)
+PositiveFloat = NewType("PositiveFloat", float)
+NonNegativeFloat = NewType("NonNegativeFloat", float)
+Fraction = NewType("Fraction", float)
+HostPort = NewType("HostPort", str)
+HttpPath = NewType("HttpPath", str)
+
+
+def _number(value: Any) -> float:
+    # TOML gives ints and floats; a bool is an int in Python but never a number here.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _positive_int(value: Any, _: Any) -> PositiveInt:
+    number = _integer(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive integer, got {number}")
+    return PositiveInt(number)
+
+
+def _positive_float(value: Any, _: Any) -> PositiveFloat:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return PositiveFloat(number)
+
+
+def _non_negative(value: Any, _: Any) -> NonNegativeFloat:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return NonNegativeFloat(number)
+
+
+def _fraction(value: Any, _: Any) -> Fraction:
+    number = _number(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return Fraction(number)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:9464`` for IPv6); raise ValueError when malformed."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {text!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return host.strip("[]"), port
+
+
+def _host_port(value: Any, _: Any) -> HostPort:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string host:port, got {type(value).__name__}")
+    parse_host_port(value)
+    return HostPort(value)
+
+
+def _http_path(value: Any, _: Any) -> HttpPath:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {value!r}")
+    return HttpPath(value)
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _secret_ref(value: Any, _: Any) -> SecretRef:
+    if isinstance(value, str):
+        raise ValueError(
+            "secrets are references, never inline values: write "
+            '{ env = "NAME" } or { credential = "NAME" }'
+        )
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a secret reference table, got {type(value).__name__}")
+    unknown = set(value) - {"env", "credential"}
+    if unknown:
+        raise ValueError(f"unknown keys in a secret reference: {', '.join(sorted(unknown))}")
+    for key, name in value.items():
+        if not isinstance(name, str):
+            raise TypeError(f"secret reference '{key}' must be a string")
+    return SecretRef(env=value.get("env"), credential=value.get("credential"))
+
+
+def make() -> cattrs.Converter:
+    """Build the converter: strict types, unknown keys forbidden, detailed errors."""
+    converter = make_converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(int, lambda v, _: _integer(v))
+    converter.register_structure_hook(float, lambda v, _: _number(v))
+    converter.register_structure_hook(PositiveInt, _positive_int)
+    converter.register_structure_hook(PositiveFloat, _positive_float)
+    converter.register_structure_hook(NonNegativeFloat, _non_negative)
+    converter.register_structure_hook(Fraction, _fraction)
+    converter.register_structure_hook(HostPort, _host_port)
+    converter.register_structure_hook(HttpPath, _http_path)
+    converter.register_structure_hook(SecretRef, _secret_ref)
+    return converter

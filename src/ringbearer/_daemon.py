@@ -1,0 +1,527 @@
+"""The daemon: builds the parts from the config and runs them under one nursery.
+
+Start-up order: the store (in-flight work from the last run goes back to the
+queue), the sandbox when configured, the actors under the supervisor, the
+dispatchers, then the control socket and the metrics listener. Stopping
+(SIGTERM, SIGINT): intake stops first, dispatchers stop claiming, lanes
+finish the attempts they are in (up to the grace period) and hand back what
+they had not started, and the store commits everything before it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+import trio_asyncio
+
+from . import __version__
+from ._actor import ActorSnapshot, IntegrationActor
+from ._config import Config, IntegrationSettings, resolve_secret
+from ._converter import parse_host_port
+from ._delivery import Priority
+from ._dispatcher import Dispatcher
+from ._errors import InvalidPayload, RequestError
+from ._logging import fields
+from ._metrics import Metrics
+from ._supervisor import Supervisor, SupervisorEvent
+from .control import PROTOCOL_VERSION, MessageIn, serve_control
+from .control import _protocol as proto
+from .integrations import Adapter, AdapterContext, provider_kinds
+from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
+from .store import BreakerRecord, Event, NewMessage, Settle, SettleKind, SqliteStore
+
+log = logging.getLogger("ringbearer.daemon")
+WallClock = Callable[[], float]
+
+
+@attrs.frozen
+class Sandbox:
+    """Where the simulator answers, when the config runs against it."""
+
+    url: str
+    smtp: tuple[str, int] | None
+
+    def prefix(self, kind: str) -> str:
+        return f"{self.url.rstrip('/')}/{kind.replace('_', '-')}"
+
+
+class _Kicks:
+    """The store's listener: wakes dispatchers and feeds metrics after each commit."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def submitted(self, targets: set[str]) -> None:
+        for target in targets:
+            dispatcher = self.daemon.dispatchers.get(target)
+            if dispatcher is not None:
+                dispatcher.kick()
+        self.daemon.idle_changed()
+
+    def settled(self, settles: Sequence[Settle]) -> None:
+        now = self.daemon.wall()
+        self.daemon.metrics.observe(settles, now)
+        for s in settles:
+            if s.kind.status.value == "queued" and s.next_attempt_at <= now + 0.001:
+                dispatcher = self.daemon.dispatchers.get(s.target)
+                if dispatcher is not None:
+                    dispatcher.kick()
+        self.daemon.idle_changed()
+
+
+@attrs.define(eq=False)
+class Daemon:
+    """The running daemon, as the control handlers see it."""
+
+    config: Config
+    store: SqliteStore
+    wall: WallClock
+    metrics: Metrics
+    sandbox: Sandbox | None
+    adapters: dict[str, Adapter] = attrs.Factory(dict)
+    actors: dict[str, IntegrationActor] = attrs.Factory(dict)
+    dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
+    supervisor: Supervisor | None = None
+    started_at: float = 0.0
+    _idle: trio.Event = attrs.Factory(trio.Event)
+
+    # -- building ----------------------------------------------------------------------
+
+    def build(self, ssl_context: ssl.SSLContext) -> None:
+        kinds = provider_kinds()
+        routes = self.config.targets()
+        for name, settings in self.config.integrations.items():
+            if not settings.enabled:
+                continue
+            context = self._adapter_context(settings, ssl_context)
+            self.adapters[name] = kinds[settings.kind].build(settings.provider, context)
+            route_lens = {t: len(m) for t, m in routes.items() if name in m}
+            self.actors[name] = self._actor(settings, self.adapters[name], route_lens)
+        for target, members in routes.items():
+            present = [self.actors[m] for m in members if m in self.actors]
+            if present:
+                self.dispatchers[target] = Dispatcher(
+                    target=target,
+                    members=present,
+                    store=self.store,
+                    wall=self.wall,
+                    claim_batch=self.config.store.claim_batch,
+                )
+
+    def _adapter_context(
+        self, settings: IntegrationSettings, ssl_context: ssl.SSLContext
+    ) -> AdapterContext:
+        sandbox = self.sandbox
+        return AdapterContext(
+            name=settings.name,
+            timeout=settings.timeout_seconds,
+            ssl_context=ssl_context,
+            secrets=lambda ref: resolve_secret(ref, sandbox=sandbox is not None),
+            base_url_override=sandbox.prefix(settings.kind) if sandbox else None,
+            smtp_override=sandbox.smtp if sandbox else None,
+        )
+
+    def _actor(
+        self, settings: IntegrationSettings, adapter: Adapter, route_lens: dict[str, int]
+    ) -> IntegrationActor:
+        return IntegrationActor(
+            settings=settings,
+            adapter=adapter,
+            sink=self.store.record,
+            wall=self.wall,
+            retry=RetryPolicy(settings.retry),
+            routes=route_lens,
+            on_breaker=self._breaker_changed,
+            on_health=self._health_changed,
+            on_slot_freed=self._slot_freed,
+        )
+
+    async def restore(self) -> None:
+        """Breaker states and pauses survive a restart."""
+        now = self.wall()
+        for name, record in (await self.store.breakers()).items():
+            actor = self.actors.get(name)
+            if actor is not None:
+                actor.breaker.restore(
+                    BreakerState(record.state), record.forced, max(0.0, record.open_until - now)
+                )
+        for name in await self.store.paused():
+            if name in self.actors:
+                self.actors[name].paused = True
+            if name in self.dispatchers:
+                self.dispatchers[name].paused = True
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _event(self, kind: str, integration: str | None = None, **detail: Any) -> None:
+        self.store.append_event(
+            Event(kind=kind, at=self.wall(), integration=integration, detail=detail or None)
+        )
+
+    def _breaker_changed(self, name: str, t: BreakerTransition) -> None:
+        log.warning(
+            "breaker changed",
+            extra=fields(integration=name, old=t.old.value, new=t.new.value, reason=t.reason),
+        )
+        self._event("breaker_changed", name, old=t.old.value, new=t.new.value, reason=t.reason)
+        actor = self.actors[name]
+        state, forced, remaining = actor.breaker.export()
+        self.store.save_breaker(BreakerRecord(name, state.value, forced, self.wall() + remaining))
+        self._slot_freed(name)
+
+    def _health_changed(self, name: str, old: HealthState, new: HealthState, reason: str) -> None:
+        log.warning(
+            "health changed",
+            extra=fields(integration=name, old=old.value, new=new.value, reason=reason),
+        )
+        self._event("health_changed", name, old=old.value, new=new.value, reason=reason)
+
+    def _slot_freed(self, name: str) -> None:
+        for dispatcher in self.dispatchers.values():
+            if any(m.name == name for m in dispatcher.members):
+                dispatcher.kick()
+
+    def supervisor_event(self, event: SupervisorEvent) -> None:
+        level = logging.ERROR if event.kind != "actor_restarted" else logging.INFO
+        log.log(
+            level,
+            event.kind.replace("_", " "),
+            extra=fields(
+                integration=event.integration, restarts=event.restarts, detail=event.detail
+            ),
+        )
+        self._event(event.kind, event.integration, detail=event.detail, restarts=event.restarts)
+
+    def idle_changed(self) -> None:
+        if self.is_idle():
+            self._idle.set()
+
+    def is_idle(self) -> bool:
+        return all(
+            c.total_queued == 0 and c.inflight == 0 for c in self.store.counters.by_target.values()
+        )
+
+    # -- what the control handlers call -----------------------------------------------
+
+    async def submit(self, messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
+        if not messages:
+            raise RequestError("bad_args", "submit needs at least one message")
+        if len(messages) > proto.MAX_MESSAGES_PER_SUBMIT:
+            raise RequestError(
+                "too_many", f"at most {proto.MAX_MESSAGES_PER_SUBMIT} messages a request"
+            )
+        checked = [self._check(i, m) for i, m in enumerate(messages)]
+        accepted = await self.store.submit(checked)
+        return [{"id": a.id, "key": a.idempotency_key, "duplicate": a.duplicate} for a in accepted]
+
+    def _check(self, index: int, message: MessageIn) -> NewMessage:
+        where = f"messages[{index}]"
+        members = self.config.targets().get(message.target)
+        if members is None:
+            known = ", ".join(sorted(self.config.targets()))
+            raise RequestError(
+                "unknown_target", f"{where}: unknown target {message.target!r}; known: {known}"
+            )
+        try:
+            priority = Priority.parse(message.priority)
+        except ValueError as exc:
+            raise RequestError("bad_args", f"{where}: {exc}") from None
+        if message.key is not None and not 1 <= len(message.key) <= 256:
+            raise RequestError("bad_args", f"{where}: key must be 1 to 256 characters")
+        for member in members:
+            adapter = self.adapters.get(member)
+            if adapter is None:
+                continue
+            try:
+                adapter.validate(message.payload)
+            except InvalidPayload as exc:
+                raise InvalidPayload(f"{where}: {exc.message}") from None
+        return NewMessage(
+            target=message.target,
+            payload=message.payload,
+            priority=priority,
+            idempotency_key=message.key,
+        )
+
+    def actor(self, name: str) -> IntegrationActor:
+        actor = self.actors.get(name)
+        if actor is None:
+            raise RequestError("unknown_integration", f"no running integration named {name!r}")
+        return actor
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        if name not in self.actors and name not in self.dispatchers:
+            raise RequestError("unknown_target", f"no integration or group named {name!r}")
+        if name in self.actors:
+            self.actors[name].paused = paused
+        if name in self.dispatchers and name not in self.actors:
+            self.dispatchers[name].paused = paused
+        await self.store.set_paused(name, paused)
+        self._event("paused" if paused else "resumed", name, by="operator")
+        log.info("paused" if paused else "resumed", extra=fields(target=name))
+        self._slot_freed(name)
+        for dispatcher in self.dispatchers.values():
+            dispatcher.kick()
+        return {"name": name, "paused": paused}
+
+    def breaker(self, name: str, action: str) -> dict[str, Any]:
+        actor = self.actor(name)
+        match action:
+            case "open":
+                actor.breaker.force_open("operator")
+            case "close":
+                actor.breaker.force_close("operator")
+            case "reset":
+                actor.breaker.reset()
+            case _:
+                raise RequestError(
+                    "bad_args", f"breaker action must be open, close or reset, not {action!r}"
+                )
+        self._event("breaker_command", name, action=action, by="operator")
+        state, forced, remaining = actor.breaker.export()
+        self.store.save_breaker(BreakerRecord(name, state.value, forced, self.wall() + remaining))
+        self._slot_freed(name)
+        return {"name": name, "breaker": state.value, "forced": forced}
+
+    async def wait_idle(self, timeout: float) -> dict[str, Any]:
+        with trio.move_on_after(timeout):
+            while not self.is_idle():
+                self._idle = trio.Event()
+                await self._idle.wait()
+        return {"idle": self.is_idle(), "queued": self._queued_total()}
+
+    def _queued_total(self) -> int:
+        return sum(c.total_queued + c.inflight for c in self.store.counters.by_target.values())
+
+    def inject_crash(self, name: str) -> dict[str, Any]:
+        if self.sandbox is None or not self.config.sandbox.fault_injection:
+            raise RequestError("forbidden", "crash injection works only in the sandbox")
+        self.actor(name).request_crash()
+        self._event("crash_injected", name, by="operator")
+        return {"name": name, "armed": True}
+
+    def snapshots(self) -> list[ActorSnapshot]:
+        return [a.statistics() for a in self.actors.values()]
+
+    def status(self) -> dict[str, Any]:
+        counts = self.store.counters.by_target
+        integrations = [_actor_status(s, counts.get(s.name)) for s in self.snapshots()]
+        groups = {
+            name: {
+                "members": list(members),
+                "paused": self.dispatchers[name].paused,
+                **_queue_status(counts.get(name)),
+            }
+            for name, members in self.config.groups.items()
+            if name in self.dispatchers
+        }
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "uptime_seconds": round(trio.current_time() - self.started_at, 3),
+            "config": str(self.config.source),
+            "mode": "normal",
+            "sandbox": self.sandbox.url if self.sandbox else None,
+            "integrations": integrations,
+            "groups": groups,
+            "store": {"path": str(self.config.db_path), **attrs.asdict(self.store.statistics())},
+        }
+
+
+def _queue_status(counts: Any) -> dict[str, Any]:
+    if counts is None:
+        return {"queued": dict.fromkeys((p.label for p in Priority), 0), "in_flight": 0}
+    return {"queued": {p.label: counts.queued[p] for p in Priority}, "in_flight": counts.inflight}
+
+
+def _actor_status(s: ActorSnapshot, counts: Any) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "state": s.state.value,
+        "paused": s.paused,
+        "breaker": s.breaker.value,
+        "breaker_forced": s.breaker_forced,
+        "health": s.health.value,
+        "success_rate": round(s.success_rate, 4),
+        "latency_p50": round(s.p50, 4),
+        "latency_p95": round(s.p95, 4),
+        "latency_p99": round(s.p99, 4),
+        "lanes": s.lanes,
+        "restarts": s.restarts,
+        "delivered": s.delivered,
+        "retried": s.retried,
+        "dead": s.dead,
+        "last_error": s.last_error,
+        **_queue_status(counts),
+        "attempting": s.in_flight,
+    }
+
+
+async def handle(daemon: Daemon, request: proto.Request) -> Any:
+    """Answer one control request."""
+    match request:
+        case proto.Submit(messages=messages):
+            return {"accepted": await daemon.submit(messages)}
+        case proto.Status():
+            return daemon.status()
+        case proto.Pause(name=name):
+            return await daemon.set_paused(name, True)
+        case proto.Resume(name=name):
+            return await daemon.set_paused(name, False)
+        case proto.Breaker(name=name, action=action):
+            return daemon.breaker(name, action)
+        case proto.Wait(timeout=timeout):
+            return await daemon.wait_idle(max(0.0, min(timeout, 3600.0)))
+        case proto.Audit(since=since, message=message, limit=limit):
+            events = await daemon.store.events(
+                since=since, message_id=message, limit=max(1, min(limit, 100_000))
+            )
+            return {"events": [attrs.asdict(e) for e in events]}
+        case proto.DeadLetters(limit=limit):
+            letters = await daemon.store.dead_letters(limit=max(1, min(limit, 100_000)))
+            return {"dead_letters": [attrs.asdict(d) for d in letters]}
+        case proto.Message(id=message_id):
+            found = await daemon.store.message(message_id)
+            if found is None:
+                raise RequestError("not_found", f"no message {message_id}")
+            found["events"] = [
+                attrs.asdict(e) for e in await daemon.store.events(message_id=message_id)
+            ]
+            return found
+        case proto.InjectCrash(name=name):
+            return daemon.inject_crash(name)
+
+
+async def _start_sandbox(config: Config, nursery: trio.Nursery) -> Sandbox | None:
+    sandbox = config.sandbox
+    if not sandbox.enabled:
+        return None
+    if sandbox.url:
+        smtp = parse_host_port(sandbox.smtp) if sandbox.smtp else None
+        return Sandbox(sandbox.url, smtp)
+    from .simulator import SimulatorState, serve_simulator
+
+    host, port = parse_host_port(sandbox.listen)
+    smtp_host, smtp_port = parse_host_port(sandbox.smtp_listen)
+    address = await nursery.start(
+        serve_simulator, SimulatorState(seed=sandbox.seed), host, port, smtp_port
+    )
+    log.info(
+        "sandbox simulator started",
+        extra=fields(url=address.url, smtp=f"{smtp_host}:{address.smtp_port}"),
+    )
+    return Sandbox(address.url, (smtp_host, address.smtp_port))
+
+
+async def _serve_metrics(daemon: Daemon, *, task_status: trio.TaskStatus[None]) -> None:
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+    from ._httpserver import HttpRequest, HttpResponse, serve_http
+
+    settings = daemon.config.metrics
+    host, port = parse_host_port(settings.listen)
+
+    async def answer(request: HttpRequest) -> HttpResponse:
+        if request.path != settings.path:
+            return HttpResponse.text(404, "not found\n")
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse.text(405, "method not allowed\n")
+        body = generate_latest(daemon.metrics.registry)
+        return HttpResponse(200, body, (("Content-Type", CONTENT_TYPE_LATEST),))
+
+    await serve_http(answer, host, port, task_status=task_status)
+
+
+async def run(
+    config: Config,
+    *,
+    wall: WallClock = time.time,
+    on_ready: Callable[[Daemon], None] = lambda daemon: None,
+    stop: trio.Event | None = None,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or ``stop``); return after a clean stop."""
+    async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            SqliteStore.open(
+                config.db_path,
+                clock=wall,
+                synchronous=config.store.synchronous,
+                batch_max=config.store.batch_max,
+            )
+        )
+        recovered = await store.recover_inflight()
+        if recovered:
+            log.warning(
+                "returned messages left in flight to the queue", extra=fields(count=recovered)
+            )
+        async with trio.open_nursery() as services:
+            sandbox = await _start_sandbox(config, services)
+            daemon = Daemon(
+                config=config,
+                store=store,
+                wall=wall,
+                metrics=Metrics(),
+                sandbox=sandbox,
+                started_at=trio.current_time(),
+            )
+            await _run_parts(daemon, stop or trio.Event(), on_ready)
+            services.cancel_scope.cancel()
+
+
+async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemon], None]) -> None:
+    config = daemon.config
+    daemon.build(ssl.create_default_context())
+    await daemon.restore()
+    daemon.store.listener = _Kicks(daemon)
+    daemon.metrics.watch(daemon.snapshots, lambda: daemon.store.counters.by_target)
+    supervisor = daemon.supervisor = Supervisor(
+        config.supervisor, on_event=daemon.supervisor_event, on_state=daemon._slot_freed
+    )
+    async with trio.open_nursery() as actors:
+        for actor in daemon.actors.values():
+            await actors.start(supervisor.supervise, actor)
+        async with trio.open_nursery() as front:
+            for dispatcher in daemon.dispatchers.values():
+                await front.start(dispatcher.run)
+            await front.start(
+                serve_control, config.socket_path, lambda request: handle(daemon, request)
+            )
+            if config.metrics.enabled:
+                await front.start(_serve_metrics, daemon)
+            front.start_soon(_watch_signals, stop)
+            daemon._event("daemon_started", None, version=__version__)
+            log.info(
+                "ready", extra=fields(socket=config.socket_path, integrations=len(daemon.actors))
+            )
+            on_ready(daemon)
+            await stop.wait()
+            log.info("stopping", extra=fields(grace_seconds=config.daemon.grace_seconds))
+            front.cancel_scope.cancel()  # intake and claiming stop here
+        for actor in daemon.actors.values():
+            actor.stop_intake()
+        with trio.move_on_after(config.daemon.grace_seconds) as grace:
+            for name in daemon.actors:
+                await supervisor.wait_stopped(name)
+        if grace.cancelled_caught:
+            log.warning(
+                "grace period over; attempts still running were interrupted and stay "
+                "queued for the next start"
+            )
+            actors.cancel_scope.cancel()
+    daemon._event("daemon_stopped", None)
+
+
+async def _watch_signals(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return

@@ -1,0 +1,126 @@
+"""The dispatcher: moves due messages of one target from the store to actors.
+
+A target is an integration or a failover group. The dispatcher claims due
+messages (by priority, then due time) only as fast as the actors on its
+route have room, so claimed work never piles up in memory. For a group, each
+message goes to the first member, from where its route stands, that accepts
+work now (running, not paused, breaker not open). It sleeps until it is
+kicked (new work, a free slot, a breaker or pause change) or until the next
+scheduled retry is due.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from . import _lifecycle
+from ._actor import IntegrationActor
+from ._delivery import Envelope
+from .store import Claimed, SqliteStore
+
+WallClock = Callable[[], float]
+IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this much delay
+
+
+@attrs.define(eq=False)
+class Dispatcher:
+    target: str
+    members: Sequence[IntegrationActor]
+    store: SqliteStore
+    wall: WallClock
+    claim_batch: int = 256
+    paused: bool = False
+    _kicked: trio.Event = attrs.Factory(trio.Event)
+
+    def kick(self) -> None:
+        self._kicked.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            deadline = await self._step()
+            if deadline is not None:
+                with trio.move_on_at(deadline):
+                    await self._kicked.wait()
+                self._kicked = trio.Event()
+
+    async def _step(self) -> float | None:
+        """Dispatch what can go now; return when to look again (None: at once)."""
+        if self.paused:
+            return math.inf
+        ready = [m for m in self.members if m.accepting()]
+        if not ready:
+            return self._breaker_deadline()
+        if not any(m.wants_work() for m in ready):
+            return math.inf  # a freed slot kicks us
+        room = sum(m.free_slots() for m in ready)
+        claimed = await self.store.claim(self.target, min(room, self.claim_batch))
+        for message in claimed:
+            await self._hand_over(message)
+        if len(claimed) == min(room, self.claim_batch):
+            return None
+        return await self._due_deadline()
+
+    def _breaker_deadline(self) -> float:
+        times = [t for t in (m.retry_at() for m in self.members) if t is not None]
+        return min(times) if times else math.inf
+
+    async def _due_deadline(self) -> float:
+        due = await self.store.next_due(self.target)
+        if due is None:
+            return trio.current_time() + IDLE_RECHECK_SECONDS
+        return trio.current_time() + max(0.0, due - self.wall())
+
+    def _pick(self, route_index: int) -> tuple[int, IntegrationActor | None]:
+        count = len(self.members)
+        for step in range(count):
+            index = (route_index + step) % count
+            member = self.members[index]
+            if member.free_slots() > 0:
+                return index, member
+        return route_index % count, None
+
+    async def _hand_over(self, message: Claimed) -> None:
+        index, member = self._pick(message.route_index)
+        while member is None:
+            if not any(m.accepting() for m in self.members):
+                # Every member closed between the claim and now (a breaker
+                # opened): give the message back rather than hold it here.
+                envelope = _envelope(message, self.members[index].name, index)
+                await self.store.record(
+                    [
+                        _lifecycle.returned(
+                            envelope,
+                            route_index=index,
+                            next_attempt_at=self.wall(),
+                            reason="no member accepting",
+                        )
+                    ]
+                )
+                return
+            # Members are running but full: wait for room, then choose again.
+            with trio.move_on_after(1.0):
+                await self._kicked.wait()
+            self._kicked = trio.Event()
+            index, member = self._pick(message.route_index)
+        await member.put(_envelope(message, member.name, index))
+
+
+def _envelope(message: Claimed, integration: str, index: int) -> Envelope:
+    moved = index != message.route_index
+    return Envelope(
+        id=message.id,
+        target=message.target,
+        integration=integration,
+        priority=message.priority,
+        payload=message.payload,
+        idempotency_key=message.idempotency_key,
+        attempts=message.attempts,
+        created_at=message.created_at,
+        route_index=index,
+        member_attempts=0 if moved else message.member_attempts,
+    )

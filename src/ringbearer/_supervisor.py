@@ -1,0 +1,144 @@
+"""The supervisor: runs one actor per integration and restarts the ones that crash.
+
+Like an OTP supervisor with a one-for-one strategy: a crashed actor is
+restarted alone, after a jittered exponential backoff; if it crashes more than
+``max_restarts`` times within ``within_seconds`` it is marked failed, the
+event is logged, and the others run on. Whatever the crash interrupted is
+settled as an ambiguous attempt, so it goes back to the queue (and a message
+that crashes its actor every time ends as a dead letter, not a crash loop).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ._actor import ActorState, IntegrationActor
+from ._config import SupervisorSettings
+
+
+@attrs.frozen
+class SupervisorEvent:
+    """What the supervisor did, handed to its hook (audit log, metrics, alerts)."""
+
+    kind: str  # actor_crashed | actor_restarted | actor_failed
+    integration: str
+    detail: str
+    restarts: int
+
+
+@attrs.define
+class RestartIntensity:
+    """Counts crashes in a sliding window of ``within_seconds``."""
+
+    max_restarts: int
+    within_seconds: float
+    _crashes: collections.deque[float] = attrs.Factory(collections.deque)
+
+    def crash(self, now: float) -> bool:
+        """Record a crash; True when the limit is exceeded."""
+        self._crashes.append(now)
+        while self._crashes and self._crashes[0] < now - self.within_seconds:
+            self._crashes.popleft()
+        return len(self._crashes) > self.max_restarts
+
+    @property
+    def recent(self) -> int:
+        return len(self._crashes)
+
+
+def backoff_seconds(settings: SupervisorSettings, recent: int, rng: random.Random) -> float:
+    """Exponential in the number of recent crashes, capped, with jitter in [50%, 100%]."""
+    ceiling = min(
+        settings.backoff_max_seconds, settings.backoff_initial_seconds * 2 ** max(0, recent - 1)
+    )
+    return ceiling * (0.5 + rng.random() / 2)
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    settings: SupervisorSettings
+    on_event: Callable[[SupervisorEvent], None] = lambda event: None
+    on_state: Callable[[str], None] = lambda name: None  # an actor's availability changed
+    rng: random.Random = attrs.Factory(random.Random)
+    _scopes: dict[str, trio.CancelScope] = attrs.Factory(dict)
+    _done: dict[str, trio.Event] = attrs.Factory(dict)
+
+    async def supervise(
+        self,
+        actor: IntegrationActor,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``actor`` until it stops on its own, restarting it after crashes."""
+        intensity = RestartIntensity(self.settings.max_restarts, self.settings.within_seconds)
+        started = False
+        with trio.CancelScope() as scope:
+            self._scopes[actor.name] = scope
+            done = self._done[actor.name] = trio.Event()
+            try:
+                while True:
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            await nursery.start(actor.run)
+                            if not started:
+                                started = True
+                                task_status.started()
+                            self.on_state(actor.name)
+                        return  # the mailbox closed: an orderly stop
+                    except Exception as exc:  # noqa: BLE001 - any crash of an actor lands here
+                        if not started:
+                            started = True
+                            task_status.started()
+                        if not await self._crashed(actor, _unwrap(exc), intensity):
+                            return
+            finally:
+                if actor.state is not ActorState.FAILED:
+                    actor.state = ActorState.STOPPED
+                done.set()
+
+    async def _crashed(
+        self, actor: IntegrationActor, exc: Exception, intensity: RestartIntensity
+    ) -> bool:
+        """Settle the interrupted work; wait the backoff; False when giving up."""
+        await actor.release(actor.crashed(exc))
+        actor.restarts += 1
+        self.on_event(SupervisorEvent("actor_crashed", actor.name, repr(exc), actor.restarts))
+        if intensity.crash(trio.current_time()):
+            actor.state = ActorState.FAILED
+            self.on_event(
+                SupervisorEvent(
+                    "actor_failed",
+                    actor.name,
+                    f"{intensity.recent} crashes within {self.settings.within_seconds:g} s",
+                    actor.restarts,
+                )
+            )
+            self.on_state(actor.name)
+            return False
+        actor.state = ActorState.RESTARTING
+        self.on_state(actor.name)
+        await trio.sleep(backoff_seconds(self.settings, intensity.recent, self.rng))
+        self.on_event(SupervisorEvent("actor_restarted", actor.name, "", actor.restarts))
+        return True
+
+    def stop(self, name: str) -> None:
+        scope = self._scopes.get(name)
+        if scope is not None:
+            scope.cancel()
+
+    async def wait_stopped(self, name: str) -> None:
+        done = self._done.get(name)
+        if done is not None:
+            await done.wait()
+
+
+def _unwrap(exc: Exception) -> Exception:
+    """A lane's crash reaches us wrapped in the actor's nursery's group."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,64 @@
+"""A small blocking client for the control socket, used by the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from .._errors import ControlError, RequestError
+from . import _protocol
+
+
+class Client:
+    """One connection to the daemon; requests are answered in order."""
+
+    def __init__(self, path: Path, timeout: float | None = 30.0) -> None:
+        self.path = path
+        self._ids = itertools.count(1)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(path))
+        except OSError as exc:
+            self._sock.close()
+            raise ControlError(
+                f"cannot reach the daemon at {path}: {exc.strerror or exc}"
+                " (is it running? is --socket right?)"
+            ) from exc
+        self._file = self._sock.makefile("rb")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def call(
+        self, cmd: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send one request and return its result; raise RequestError on an error reply."""
+        request_id = next(self._ids)
+        if timeout is not None:
+            self._sock.settimeout(timeout)
+        try:
+            self._sock.sendall(_protocol.request_line(request_id, cmd, args or {}))
+            line = self._file.readline(_protocol.MAX_LINE * 64)
+        except OSError as exc:
+            raise ControlError(f"lost the daemon at {self.path}: {exc}") from exc
+        if not line:
+            raise ControlError("the daemon closed the connection")
+        try:
+            reply = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ControlError(f"unreadable reply: {exc}") from exc
+        if reply.get("ok"):
+            return reply.get("result")
+        err = reply.get("error") or {}
+        raise RequestError(str(err.get("code", "error")), str(err.get("message", "")))

@@ -1,0 +1,163 @@
+"""The records the store keeps and the changes it applies, as values."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from .._delivery import Priority
+
+
+class MessageStatus(enum.Enum):
+    """A message's lifecycle; ``ALLOWED`` lists every legal transition."""
+
+    QUEUED = "queued"
+    INFLIGHT = "inflight"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+ALLOWED: frozenset[tuple[MessageStatus, MessageStatus]] = frozenset(
+    {
+        (MessageStatus.QUEUED, MessageStatus.INFLIGHT),  # claimed by a dispatcher
+        (MessageStatus.INFLIGHT, MessageStatus.DELIVERED),
+        (MessageStatus.INFLIGHT, MessageStatus.QUEUED),  # retry, failover, crash, restart
+        (MessageStatus.INFLIGHT, MessageStatus.DEAD),
+        (MessageStatus.DEAD, MessageStatus.QUEUED),  # operator replay
+    }
+)
+
+
+def check_transition(old: MessageStatus, new: MessageStatus) -> None:
+    if (old, new) not in ALLOWED:
+        raise ValueError(f"illegal message transition {old.value} -> {new.value}")
+
+
+@attrs.frozen
+class NewMessage:
+    """A message as a producer submits it."""
+
+    target: str
+    payload: dict[str, Any]
+    priority: Priority = Priority.NORMAL
+    idempotency_key: str | None = None
+
+
+@attrs.frozen
+class Accepted:
+    """The acknowledgement of one submitted message, given after its commit."""
+
+    id: int
+    idempotency_key: str
+    duplicate: bool = False  # the key was already known: this is the earlier message
+
+
+@attrs.frozen
+class Claimed:
+    """A message taken off the queue for delivery."""
+
+    id: int
+    target: str
+    priority: Priority
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempts: int
+    created_at: float
+    route_index: int
+    member_attempts: int
+
+
+class SettleKind(enum.Enum):
+    """What an attempt ended in; also the name of the audit event it writes."""
+
+    DELIVERED = "delivered"
+    RETRIED = "retried"  # same member, later
+    FAILED_OVER = "failed_over"  # next group member, now
+    DEAD_LETTERED = "dead_lettered"
+    RETURNED = "returned"  # never attempted (breaker refused at the last moment)
+
+    @property
+    def status(self) -> MessageStatus:
+        if self is SettleKind.DELIVERED:
+            return MessageStatus.DELIVERED
+        if self is SettleKind.DEAD_LETTERED:
+            return MessageStatus.DEAD
+        return MessageStatus.QUEUED
+
+
+@attrs.frozen
+class Attempt:
+    """One request to a provider, as the attempts table keeps it."""
+
+    integration: str
+    started_at: float
+    duration: float
+    outcome: str  # delivered | retry | permanent
+    detail: str | None = None
+    status: int | None = None
+
+
+@attrs.frozen
+class Settle:
+    """The end of one claim: the message's new state, and the attempt if one was made."""
+
+    message_id: int
+    target: str
+    kind: SettleKind
+    integration: str
+    attempts: int  # attempts made in all, after this one
+    next_attempt_at: float
+    route_index: int = 0
+    member_attempts: int = 0
+    reason: str | None = None
+    provider_id: str | None = None
+    attempt: Attempt | None = None
+    created_at: float = 0.0
+    priority: Priority = Priority.NORMAL
+
+
+@attrs.frozen
+class Event:
+    """One line of the append-only audit log."""
+
+    kind: str
+    at: float
+    message_id: int | None = None
+    integration: str | None = None
+    detail: dict[str, Any] | None = None
+    id: int | None = None
+
+
+@attrs.frozen
+class DeadLetter:
+    message_id: int
+    target: str
+    integration: str | None
+    reason: str
+    at: float
+    attempts: int
+    payload: dict[str, Any]
+
+
+@attrs.frozen
+class BreakerRecord:
+    """A breaker's persisted state; ``open_until`` is wall-clock time."""
+
+    integration: str
+    state: str
+    forced: bool
+    open_until: float
+
+
+@attrs.frozen
+class QueueCounts:
+    """Queued messages by priority and messages in flight, for one target."""
+
+    queued: dict[Priority, int] = attrs.Factory(lambda: dict.fromkeys(Priority, 0))
+    inflight: int = 0
+
+    @property
+    def total_queued(self) -> int:
+        return sum(self.queued.values())

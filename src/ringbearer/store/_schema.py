@@ -1,0 +1,80 @@
+"""The SQLite schema, versioned by ``PRAGMA user_version``.
+
+Each migration moves the database from version N-1 to N inside one
+transaction. A database newer than this program knows is refused, never
+touched.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the outbox, the audit log (with attempts and dead letters as views),
+    # durable breaker states and pauses.
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        integration TEXT,
+        priority INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        route_index INTEGER NOT NULL DEFAULT 0,
+        member_attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        provider_id TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE UNIQUE INDEX messages_key ON messages (target, idempotency_key);
+    CREATE INDEX messages_ready ON messages (target, priority, next_attempt_at, id)
+        WHERE status = 'queued';
+    CREATE INDEX messages_inflight ON messages (status) WHERE status = 'inflight';
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        message_id INTEGER,
+        integration TEXT,
+        detail TEXT
+    );
+    CREATE INDEX events_message ON events (message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX messages_dead ON messages (id) WHERE status = 'dead';
+    -- Attempts and dead letters are views, not extra writes: each attempt is an
+    -- 'attempted' event in the audit log, and a dead letter is a message whose
+    -- status is 'dead', with its reason in last_error.
+    CREATE VIEW attempts AS
+        SELECT message_id,
+               json_extract(detail, '$.attempt') AS number,
+               integration,
+               at AS started_at,
+               json_extract(detail, '$.seconds') AS duration,
+               json_extract(detail, '$.outcome') AS outcome,
+               json_extract(detail, '$.status') AS status,
+               json_extract(detail, '$.detail') AS detail
+        FROM events WHERE kind = 'attempted';
+    CREATE VIEW dead_letters AS
+        SELECT id AS message_id, updated_at AS at, integration, last_error AS reason
+        FROM messages WHERE status = 'dead';
+    CREATE TABLE breakers (
+        integration TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        forced INTEGER NOT NULL,
+        open_until REAL NOT NULL
+    );
+    CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TABLE controls (
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,762 @@
+"""The SQLite store: aiosqlite through trio-asyncio, WAL, one writer with group commit.
+
+Only this module touches the asyncio bridge. Every write goes through one
+writer task: submits, claims, settled attempts and audit events that arrive
+while a transaction is being committed are gathered and committed together in
+the next one, so the cost of a commit (and of the bridge) is paid per batch,
+not per message. A submit is acknowledged only once its transaction commits.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import aiosqlite
+import attrs
+import trio
+import trio_asyncio
+
+from .._delivery import Priority
+from .._errors import StoreError, StoreFullError
+from ._model import (
+    Accepted,
+    BreakerRecord,
+    Claimed,
+    DeadLetter,
+    Event,
+    MessageStatus,
+    NewMessage,
+    QueueCounts,
+    Settle,
+    SettleKind,
+)
+from ._schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+WallClock = Callable[[], float]
+
+
+class StoreListener(Protocol):
+    """Told what a commit made durable, after it is durable."""
+
+    def submitted(self, targets: set[str]) -> None: ...
+
+    def settled(self, settles: Sequence[Settle]) -> None: ...
+
+
+class _NullListener:
+    def submitted(self, targets: set[str]) -> None:
+        pass
+
+    def settled(self, settles: Sequence[Settle]) -> None:
+        pass
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "full" in text or "readonly" in text or "read-only" in text or "disk I/O" in text
+    ):
+        return StoreFullError(f"the store refuses writes: {text}")
+    return StoreError(f"store error: {text}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Tx:
+    """The writer's view of its connection during one transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await trio_asyncio.aio_as_trio(self._conn.execute)(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await trio_asyncio.aio_as_trio(self._conn.executemany)(sql, list(rows))
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows = await trio_asyncio.aio_as_trio(self._conn.execute_fetchall)(sql, params)
+        return list(rows)
+
+
+class _Kind(enum.Enum):
+    SUBMIT = "submit"
+    CLAIM = "claim"
+    SETTLE = "settle"
+    EVENT = "event"
+    CUSTOM = "custom"
+
+
+@attrs.define
+class _Op:
+    """A unit of work for the writer; ops of one kind in a batch share statements."""
+
+    kind: _Kind
+    data: Any
+    done: trio.Event | None = None
+    result: Any = None
+    error: StoreError | None = None
+
+
+@attrs.define
+class _Batch:
+    """What one transaction writes, gathered from the ops waiting for the writer."""
+
+    now: float
+    ops: list[_Op]
+    events: list[Row] = attrs.Factory(list)
+    fresh: list[tuple[int, NewMessage]] = attrs.Factory(list)
+    settled: list[Settle] = attrs.Factory(list)
+    claimed: list[Claimed] = attrs.Factory(list)
+
+    def of(self, kind: _Kind) -> list[_Op]:
+        return [op for op in self.ops if op.kind is kind]
+
+
+@attrs.define
+class _Counters:
+    """Queue depth by target and priority, kept in step with each commit."""
+
+    by_target: dict[str, QueueCounts] = attrs.Factory(dict)
+
+    def of(self, target: str) -> QueueCounts:
+        counts = self.by_target.get(target)
+        if counts is None:
+            counts = self.by_target[target] = QueueCounts()
+        return counts
+
+    def queued(self, target: str, priority: Priority, delta: int) -> None:
+        self.of(target).queued[priority] += delta
+
+    def inflight(self, target: str, delta: int) -> None:
+        counts = self.of(target)
+        self.by_target[target] = attrs.evolve(counts, inflight=counts.inflight + delta)
+
+
+class SqliteStore:
+    """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        *,
+        clock: WallClock,
+        batch_max: int,
+        next_id: int,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._clock = clock
+        self._batch_max = batch_max
+        self._next_id = next_id
+        self._ops: collections.deque[_Op] = collections.deque()
+        self._wake = trio.Event()
+        self._room = trio.Semaphore(batch_max * 8)
+        self._idle = trio.Event()
+        self._idle.set()
+        self.counters = _Counters()
+        self.listener: StoreListener = _NullListener()
+        self.commits = 0
+        self.committed_ops = 0
+        self.last_error: str | None = None
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: WallClock,
+        synchronous: str = "full",
+        batch_max: int = 1024,
+    ) -> AsyncIterator[SqliteStore]:
+        """Open (creating or migrating) the database and run its writer."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await trio_asyncio.aio_as_trio(aiosqlite.connect)(
+                str(path), isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+        try:
+            await _prepare(writer, synchronous)
+            reader = await trio_asyncio.aio_as_trio(aiosqlite.connect)(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None
+            )
+            try:
+                next_id = await _next_message_id(writer)
+                store = cls(writer, reader, clock=clock, batch_max=batch_max, next_id=next_id)
+                await store._load_counters()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(store._write_loop)
+                    try:
+                        yield store
+                    finally:
+                        with trio.CancelScope(shield=True), trio.move_on_after(30):
+                            await store.flush()
+                        nursery.cancel_scope.cancel()
+            finally:
+                await trio_asyncio.aio_as_trio(reader.close)()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio_asyncio.aio_as_trio(writer.close)()
+
+    async def _load_counters(self) -> None:
+        rows = await self._read(
+            "SELECT target, priority, status, COUNT(*) FROM messages "
+            "WHERE status IN ('queued', 'inflight') GROUP BY target, priority, status"
+        )
+        for target, priority, status, count in rows:
+            if status == MessageStatus.QUEUED.value:
+                self.counters.queued(target, Priority(priority), count)
+            else:
+                self.counters.inflight(target, count)
+
+    # -- the writer ----------------------------------------------------------------
+
+    async def _enqueue(self, op: _Op) -> Any:
+        await self._room.acquire()
+        self._push(op)
+        if op.done is None:
+            return None
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _push(self, op: _Op) -> None:
+        self._ops.append(op)
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        self._wake.set()
+
+    def _enqueue_nowait(self, op: _Op) -> None:
+        # For synchronous hooks (breaker transitions, audit events): small and
+        # rare, so they skip back-pressure rather than block their caller.
+        self._push(op)
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._ops:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            ops = [self._ops.popleft() for _ in range(min(len(self._ops), self._batch_max))]
+            batch = _Batch(now=self._clock(), ops=ops)
+            await self._commit(batch)
+            for op in ops:
+                if op.kind is not _Kind.EVENT:
+                    self._room.release()
+
+    async def _commit(self, batch: _Batch) -> None:
+        tx = _Tx(self._writer)
+        try:
+            await tx.execute("BEGIN IMMEDIATE")
+            for op in batch.of(_Kind.CUSTOM):
+                op.result = await op.data(tx)
+            await self._write_submits(tx, batch)
+            await self._write_settles(tx, batch)
+            for op in batch.of(_Kind.CLAIM):
+                op.result = await self._claim(tx, *op.data, batch.now)
+                batch.claimed.extend(op.result)
+            batch.events.extend(op.data for op in batch.of(_Kind.EVENT))
+            if batch.events:
+                await tx.executemany(_INSERT_EVENT, batch.events)
+            await tx.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await self._rollback(tx)
+            self._fail(batch, _translate(exc))
+            return
+        self.commits += 1
+        self.committed_ops += len(batch.ops)
+        self._after_commit(batch)
+
+    def _after_commit(self, batch: _Batch) -> None:
+        for message_id, message in batch.fresh:
+            self.counters.queued(message.target, message.priority, 1)
+        for claimed in batch.claimed:
+            self.counters.queued(claimed.target, claimed.priority, -1)
+            self.counters.inflight(claimed.target, 1)
+        for s in batch.settled:
+            self.counters.inflight(s.target, -1)
+            if s.kind.status is MessageStatus.QUEUED:
+                self.counters.queued(s.target, s.priority, 1)
+        for op in batch.ops:
+            if op.done is not None:
+                op.done.set()
+        if batch.fresh:
+            self.listener.submitted({m.target for _, m in batch.fresh})
+        if batch.settled:
+            self.listener.settled(batch.settled)
+
+    async def _rollback(self, tx: _Tx) -> None:
+        try:
+            await tx.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back
+
+    def _fail(self, batch: _Batch, error: StoreError) -> None:
+        self.last_error = str(error)
+        for op in batch.ops:
+            if op.done is not None:
+                op.error = error
+                op.done.set()
+        # Settles and events describe work already done: they are kept and
+        # tried again with the next batch rather than dropped. Claimed ids
+        # and fresh ids were not committed, so nothing else needs undoing.
+        keep = [op for op in batch.ops if op.kind in (_Kind.SETTLE, _Kind.EVENT)]
+        self._ops.extendleft(reversed(keep))
+        for op in keep:
+            if op.kind is not _Kind.EVENT:
+                self._room.acquire_nowait() if self._room.value else None
+
+    async def flush(self) -> None:
+        """Wait until everything handed to the writer so far is committed."""
+        await self.run(_noop)
+
+    async def run(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` inside the writer's next transaction and return its result."""
+        result: T = await self._enqueue(_Op(_Kind.CUSTOM, fn, done=trio.Event()))
+        return result
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read on the writer's connection (used before the writer starts)."""
+        try:
+            rows = await trio_asyncio.aio_as_trio(self._writer.execute_fetchall)(sql, params)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return list(rows)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read on the reader connection, which never waits for the writer."""
+        try:
+            rows = await trio_asyncio.aio_as_trio(self._reader.execute_fetchall)(sql, params)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return list(rows)
+
+    # -- messages --------------------------------------------------------------------
+
+    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        """Store messages durably; return only after the commit."""
+        if not messages:
+            return []
+        accepted: list[Accepted] = await self._enqueue(
+            _Op(_Kind.SUBMIT, list(messages), done=trio.Event())
+        )
+        return accepted
+
+    async def _write_submits(self, tx: _Tx, batch: _Batch) -> None:
+        ops = batch.of(_Kind.SUBMIT)
+        if not ops:
+            return
+        known = await self._known_keys(tx, [m for op in ops for m in op.data])
+        rows = []
+        next_id = self._next_id
+        for op in ops:
+            accepted = []
+            for message in op.data:
+                key = message.idempotency_key or uuid.uuid4().hex
+                earlier = known.get((message.target, key))
+                if earlier is not None:
+                    accepted.append(Accepted(earlier, key, duplicate=True))
+                    continue
+                known[(message.target, key)] = next_id
+                accepted.append(Accepted(next_id, key))
+                batch.fresh.append((next_id, message))
+                rows.append(
+                    (
+                        next_id,
+                        message.target,
+                        int(message.priority),
+                        _dumps(message.payload),
+                        key,
+                        batch.now,
+                        batch.now,
+                        batch.now,
+                    )
+                )
+                batch.events.append(
+                    (
+                        batch.now,
+                        "submitted",
+                        next_id,
+                        None,
+                        _dumps(
+                            {
+                                "target": message.target,
+                                "priority": message.priority.label,
+                                "key": key,
+                            }
+                        ),
+                    )
+                )
+                next_id += 1
+            op.result = accepted
+        if rows:
+            await tx.executemany(
+                "INSERT INTO messages (id, target, priority, payload, idempotency_key, status,"
+                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,?)",
+                rows,
+            )
+        # Ids are taken only once the statement succeeded; a failed batch reuses them.
+        self._next_id = next_id
+
+    async def _known_keys(
+        self, tx: _Tx, messages: Sequence[NewMessage]
+    ) -> dict[tuple[str, str], int]:
+        given = [[m.target, m.idempotency_key] for m in messages if m.idempotency_key]
+        if not given:
+            return {}
+        rows = await tx.fetchall(
+            "SELECT target, idempotency_key, id FROM messages WHERE (target, idempotency_key)"
+            " IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+            (_dumps(given),),
+        )
+        return {(target, key): message_id for target, key, message_id in rows}
+
+    async def claim(self, target: str, limit: int) -> list[Claimed]:
+        """Mark up to ``limit`` due messages of ``target`` in flight and return them."""
+        claimed: list[Claimed] = await self._enqueue(
+            _Op(_Kind.CLAIM, (target, limit), done=trio.Event())
+        )
+        return claimed
+
+    async def _claim(self, tx: _Tx, target: str, limit: int, now: float) -> list[Claimed]:
+        rows = await tx.fetchall(
+            "UPDATE messages SET status = 'inflight', updated_at = ? WHERE id IN ("
+            " SELECT id FROM messages WHERE status = 'queued' AND target = ?"
+            " AND next_attempt_at <= ? ORDER BY priority, next_attempt_at, id LIMIT ?)"
+            " RETURNING id, target, priority, payload, idempotency_key, attempts, created_at,"
+            " route_index, member_attempts, next_attempt_at",
+            (now, target, now, limit),
+        )
+        rows.sort(key=lambda r: (r[2], r[9], r[0]))
+        return [
+            Claimed(
+                id=r[0],
+                target=r[1],
+                priority=Priority(r[2]),
+                payload=json.loads(r[3]),
+                idempotency_key=r[4],
+                attempts=r[5],
+                created_at=r[6],
+                route_index=r[7],
+                member_attempts=r[8],
+            )
+            for r in rows
+        ]
+
+    async def record(self, settles: Sequence[Settle]) -> None:
+        """Hand settled attempts to the writer; they are committed with the next batch."""
+        if settles:
+            await self._enqueue(_Op(_Kind.SETTLE, list(settles)))
+
+    async def _write_settles(self, tx: _Tx, batch: _Batch) -> None:
+        settles = [s for op in batch.of(_Kind.SETTLE) for s in op.data]
+        if not settles:
+            return
+        now = batch.now
+        updates = []
+        for s in settles:
+            delivered_at = now if s.kind is SettleKind.DELIVERED else None
+            updates.append(
+                (
+                    s.kind.status.value,
+                    s.attempts,
+                    s.next_attempt_at,
+                    s.route_index,
+                    s.member_attempts,
+                    s.integration,
+                    s.reason,
+                    s.provider_id,
+                    now,
+                    delivered_at,
+                    s.message_id,
+                )
+            )
+            if s.attempt is not None:
+                a = s.attempt
+                batch.events.append(
+                    (
+                        a.started_at,
+                        "attempted",
+                        s.message_id,
+                        a.integration,
+                        _dumps(
+                            {
+                                "attempt": s.attempts,
+                                "outcome": a.outcome,
+                                "status": a.status,
+                                "detail": a.detail,
+                                "seconds": round(a.duration, 6),
+                            }
+                        ),
+                    )
+                )
+            batch.events.append(
+                (now, s.kind.value, s.message_id, s.integration, _dumps(_settle_detail(s)))
+            )
+        await tx.executemany(
+            "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ?, route_index = ?,"
+            " member_attempts = ?, integration = ?, last_error = ?,"
+            " provider_id = COALESCE(?, provider_id), updated_at = ?,"
+            " delivered_at = COALESCE(?, delivered_at) WHERE id = ? AND status = 'inflight'",
+            updates,
+        )
+        batch.settled.extend(settles)
+
+    async def recover_inflight(self) -> int:
+        """Return messages left in flight by an earlier run to the queue."""
+        now = self._clock()
+
+        async def recover(tx: _Tx) -> list[Row]:
+            rows = await tx.fetchall(
+                "UPDATE messages SET status = 'queued', updated_at = ? WHERE status = 'inflight'"
+                " RETURNING id, target, priority",
+                (now,),
+            )
+            await tx.executemany(
+                _INSERT_EVENT,
+                [
+                    (now, "recovered", r[0], None, _dumps({"reason": "in flight at the last stop"}))
+                    for r in rows
+                ],
+            )
+            return rows
+
+        rows = await self.run(recover)
+        for _, target, priority in rows:
+            self.counters.inflight(target, -1)
+            self.counters.queued(target, Priority(priority), 1)
+        return len(rows)
+
+    async def next_due(self, target: str) -> float | None:
+        """The earliest ``next_attempt_at`` among the queued messages of ``target``."""
+        found = []
+        for priority in Priority:
+            rows = await self.query(
+                "SELECT next_attempt_at FROM messages WHERE status = 'queued' AND target = ?"
+                " AND priority = ? ORDER BY next_attempt_at LIMIT 1",
+                (target, int(priority)),
+            )
+            found.extend(r[0] for r in rows)
+        return min(found) if found else None
+
+    # -- audit, dead letters, durable controls ------------------------------------------
+
+    def append_event(self, event: Event) -> None:
+        """Append an audit event; it is committed with the next batch."""
+        row = (
+            event.at,
+            event.kind,
+            event.message_id,
+            event.integration,
+            None if event.detail is None else _dumps(event.detail),
+        )
+        self._enqueue_nowait(_Op(_Kind.EVENT, row))
+
+    async def events(
+        self, *, since: float | None = None, message_id: int | None = None, limit: int = 1000
+    ) -> list[Event]:
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        if message_id is not None:
+            clauses.append("message_id = ?")
+            params.append(message_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.query(
+            f"SELECT id, at, kind, message_id, integration, detail FROM events {where}"
+            " ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            Event(
+                id=r[0],
+                at=r[1],
+                kind=r[2],
+                message_id=r[3],
+                integration=r[4],
+                detail=None if r[5] is None else json.loads(r[5]),
+            )
+            for r in rows
+        ]
+
+    async def dead_letters(self, *, limit: int = 1000) -> list[DeadLetter]:
+        rows = await self.query(
+            "SELECT id, target, integration, last_error, updated_at, attempts, payload"
+            " FROM messages WHERE status = 'dead' ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(
+                message_id=r[0],
+                target=r[1],
+                integration=r[2],
+                reason=r[3],
+                at=r[4],
+                attempts=r[5],
+                payload=json.loads(r[6]),
+            )
+            for r in rows
+        ]
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        rows = await self.query(
+            "SELECT id, target, integration, priority, idempotency_key, status, attempts,"
+            " next_attempt_at, last_error, provider_id, created_at, updated_at, delivered_at"
+            " FROM messages WHERE id = ?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        names = (
+            "id",
+            "target",
+            "integration",
+            "priority",
+            "idempotency_key",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "provider_id",
+            "created_at",
+            "updated_at",
+            "delivered_at",
+        )
+        return dict(zip(names, rows[0], strict=True))
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        """Persist a breaker's state with the next batch (called from a sync hook)."""
+        row = (record.integration, record.state, int(record.forced), record.open_until)
+
+        async def save(tx: _Tx) -> None:
+            await tx.execute(
+                "INSERT OR REPLACE INTO breakers (integration, state, forced, open_until)"
+                " VALUES (?,?,?,?)",
+                row,
+            )
+
+        self._enqueue_nowait(_Op(_Kind.CUSTOM, save))
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        rows = await self._read("SELECT integration, state, forced, open_until FROM breakers")
+        return {r[0]: BreakerRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows}
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await self.run(
+            lambda tx: tx.execute(
+                "INSERT INTO controls (name, paused) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (name, int(paused)),
+            )
+        )
+
+    async def paused(self) -> set[str]:
+        rows = await self._read("SELECT name FROM controls WHERE paused = 1")
+        return {r[0] for r in rows}
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            commits=self.commits, committed_ops=self.committed_ops, pending_ops=len(self._ops)
+        )
+
+
+@attrs.frozen
+class StoreStatistics:
+    commits: int
+    committed_ops: int
+    pending_ops: int
+
+
+_INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"
+
+
+def _settle_detail(s: Settle) -> dict[str, Any]:
+    detail: dict[str, Any] = {"attempts": s.attempts}
+    if s.reason:
+        detail["reason"] = s.reason
+    if s.provider_id:
+        detail["provider_id"] = s.provider_id
+    if s.kind in (SettleKind.RETRIED, SettleKind.FAILED_OVER, SettleKind.RETURNED):
+        detail["next_attempt_at"] = round(s.next_attempt_at, 3)
+        detail["route_index"] = s.route_index
+    return detail
+
+
+async def _noop(tx: _Tx) -> None:
+    return None
+
+
+async def _prepare(conn: aiosqlite.Connection, synchronous: str) -> None:
+    tx = _Tx(conn)
+    mode = await tx.fetchall("PRAGMA journal_mode = WAL")
+    if not mode or str(mode[0][0]).lower() != "wal":
+        raise StoreError(f"the store needs WAL journaling, got {mode}")
+    await tx.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    await tx.execute("PRAGMA busy_timeout = 5000")
+    await tx.execute("PRAGMA foreign_keys = ON")
+    await _migrate(tx)
+
+
+async def _migrate(tx: _Tx) -> None:
+    ((version,),) = await tx.fetchall("PRAGMA user_version")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store has schema version {version}, newer than this program's "
+            f"{SCHEMA_VERSION}: refusing to touch it"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        await tx.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                await tx.execute(statement)
+            await tx.execute(f"PRAGMA user_version = {number}")
+            await tx.execute("COMMIT")
+        except sqlite3.Error:
+            await tx.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their inner ';')."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
+
+
+async def _next_message_id(conn: aiosqlite.Connection) -> int:
+    rows = await _Tx(conn).fetchall(
+        "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM messages"
+        " UNION ALL SELECT MAX(message_id) FROM events)"
+    )
+    top = rows[0][0] if rows and rows[0][0] is not None else 0
+    return int(top) + 1
