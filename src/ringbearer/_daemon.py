@@ -14,7 +14,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -34,9 +34,9 @@ from ._metrics import Metrics
 from ._supervisor import Supervisor, SupervisorEvent
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
-from .integrations import Adapter, AdapterContext, provider_kinds
+from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
 from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
-from .store import BreakerRecord, Event, NewMessage, Settle, SettleKind, SqliteStore
+from .store import BreakerRecord, Event, NewMessage, Settle, SqliteStore, Store
 
 log = logging.getLogger("ringbearer.daemon")
 WallClock = Callable[[], float]
@@ -82,7 +82,7 @@ class Daemon:
     """The running daemon, as the control handlers see it."""
 
     config: Config
-    store: SqliteStore
+    store: Store
     wall: WallClock
     metrics: Metrics
     sandbox: Sandbox | None
@@ -95,8 +95,7 @@ class Daemon:
 
     # -- building ----------------------------------------------------------------------
 
-    def build(self, ssl_context: ssl.SSLContext) -> None:
-        kinds = provider_kinds()
+    def build(self, ssl_context: ssl.SSLContext, kinds: Mapping[str, ProviderKind]) -> None:
         routes = self.config.targets()
         for name, settings in self.config.integrations.items():
             if not settings.enabled:
@@ -478,8 +477,35 @@ async def run(
 
 
 async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemon], None]) -> None:
+    daemon.build(ssl.create_default_context(), provider_kinds())
+    await run_core(daemon, stop, on_ready, front=_front_services)
+
+
+async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Event) -> None:
+    """The ways in: the control socket, the metrics listener, the signals."""
     config = daemon.config
-    daemon.build(ssl.create_default_context())
+    await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
+    if config.metrics.enabled:
+        await nursery.start(_serve_metrics, daemon)
+    nursery.start_soon(_watch_signals, stop)
+
+
+Front = Callable[[Daemon, trio.Nursery, trio.Event], Awaitable[None]]
+
+
+async def _no_front(daemon: Daemon, nursery: trio.Nursery, stop: trio.Event) -> None:
+    pass
+
+
+async def run_core(
+    daemon: Daemon,
+    stop: trio.Event,
+    on_ready: Callable[[Daemon], None] = lambda daemon: None,
+    *,
+    front: Front = _no_front,
+) -> None:
+    """Run built parts until ``stop``: actors, dispatchers, and the ``front`` services."""
+    config = daemon.config
     await daemon.restore()
     daemon.store.listener = _Kicks(daemon)
     daemon.metrics.watch(daemon.snapshots, lambda: daemon.store.counters.by_target)
@@ -489,15 +515,10 @@ async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemo
     async with trio.open_nursery() as actors:
         for actor in daemon.actors.values():
             await actors.start(supervisor.supervise, actor)
-        async with trio.open_nursery() as front:
+        async with trio.open_nursery() as front_nursery:
             for dispatcher in daemon.dispatchers.values():
-                await front.start(dispatcher.run)
-            await front.start(
-                serve_control, config.socket_path, lambda request: handle(daemon, request)
-            )
-            if config.metrics.enabled:
-                await front.start(_serve_metrics, daemon)
-            front.start_soon(_watch_signals, stop)
+                await front_nursery.start(dispatcher.run)
+            await front(daemon, front_nursery, stop)
             daemon._event("daemon_started", None, version=__version__)
             log.info(
                 "ready", extra=fields(socket=config.socket_path, integrations=len(daemon.actors))
@@ -505,7 +526,7 @@ async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemo
             on_ready(daemon)
             await stop.wait()
             log.info("stopping", extra=fields(grace_seconds=config.daemon.grace_seconds))
-            front.cancel_scope.cancel()  # intake and claiming stop here
+            front_nursery.cancel_scope.cancel()  # intake and claiming stop here
         for actor in daemon.actors.values():
             actor.stop_intake()
         with trio.move_on_after(config.daemon.grace_seconds) as grace:

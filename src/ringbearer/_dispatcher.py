@@ -20,7 +20,7 @@ import trio
 from . import _lifecycle
 from ._actor import IntegrationActor
 from ._delivery import Envelope
-from .store import Claimed, SqliteStore
+from .store import Claimed, Store
 
 WallClock = Callable[[], float]
 IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this much delay
@@ -30,7 +30,7 @@ IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this mu
 class Dispatcher:
     target: str
     members: Sequence[IntegrationActor]
-    store: SqliteStore
+    store: Store
     wall: WallClock
     claim_batch: int = 256
     paused: bool = False

@@ -15,5 +15,8 @@ from ._model import SettleKind as SettleKind
 from ._model import check_transition as check_transition
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._sqlite import SqliteStore as SqliteStore
-from ._sqlite import StoreListener as StoreListener
-from ._sqlite import StoreStatistics as StoreStatistics
+from ._protocol import StoreStatistics as StoreStatistics
+from ._memory import MemoryStore as MemoryStore
+from ._model import Counters as Counters
+from ._protocol import Store as Store
+from ._protocol import StoreListener as StoreListener

@@ -161,3 +161,23 @@ class QueueCounts:
     @property
     def total_queued(self) -> int:
         return sum(self.queued.values())
+
+
+@attrs.define
+class Counters:
+    """Queue depth by target and priority, kept in step with each commit."""
+
+    by_target: dict[str, QueueCounts] = attrs.Factory(dict)
+
+    def of(self, target: str) -> QueueCounts:
+        counts = self.by_target.get(target)
+        if counts is None:
+            counts = self.by_target[target] = QueueCounts()
+        return counts
+
+    def queued(self, target: str, priority: Priority, delta: int) -> None:
+        self.of(target).queued[priority] += delta
+
+    def inflight(self, target: str, delta: int) -> None:
+        counts = self.of(target)
+        self.by_target[target] = attrs.evolve(counts, inflight=counts.inflight + delta)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 import attrs
@@ -34,31 +34,16 @@ from ._model import (
     Event,
     MessageStatus,
     NewMessage,
-    QueueCounts,
+    Counters,
     Settle,
     SettleKind,
 )
+from ._protocol import NullListener, StoreListener, StoreStatistics
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
 WallClock = Callable[[], float]
-
-
-class StoreListener(Protocol):
-    """Told what a commit made durable, after it is durable."""
-
-    def submitted(self, targets: set[str]) -> None: ...
-
-    def settled(self, settles: Sequence[Settle]) -> None: ...
-
-
-class _NullListener:
-    def submitted(self, targets: set[str]) -> None:
-        pass
-
-    def settled(self, settles: Sequence[Settle]) -> None:
-        pass
 
 
 def _translate(exc: sqlite3.Error) -> StoreError:
@@ -125,26 +110,6 @@ class _Batch:
         return [op for op in self.ops if op.kind is kind]
 
 
-@attrs.define
-class _Counters:
-    """Queue depth by target and priority, kept in step with each commit."""
-
-    by_target: dict[str, QueueCounts] = attrs.Factory(dict)
-
-    def of(self, target: str) -> QueueCounts:
-        counts = self.by_target.get(target)
-        if counts is None:
-            counts = self.by_target[target] = QueueCounts()
-        return counts
-
-    def queued(self, target: str, priority: Priority, delta: int) -> None:
-        self.of(target).queued[priority] += delta
-
-    def inflight(self, target: str, delta: int) -> None:
-        counts = self.of(target)
-        self.by_target[target] = attrs.evolve(counts, inflight=counts.inflight + delta)
-
-
 class SqliteStore:
     """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop."""
 
@@ -167,8 +132,8 @@ class SqliteStore:
         self._room = trio.Semaphore(batch_max * 8)
         self._idle = trio.Event()
         self._idle.set()
-        self.counters = _Counters()
-        self.listener: StoreListener = _NullListener()
+        self.counters = Counters()
+        self.listener: StoreListener = NullListener()
         self.commits = 0
         self.committed_ops = 0
         self.last_error: str | None = None
@@ -681,13 +646,6 @@ class SqliteStore:
         return StoreStatistics(
             commits=self.commits, committed_ops=self.committed_ops, pending_ops=len(self._ops)
         )
-
-
-@attrs.frozen
-class StoreStatistics:
-    commits: int
-    committed_ops: int
-    pending_ops: int
 
 
 _INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"

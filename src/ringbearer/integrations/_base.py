@@ -1,0 +1,482 @@
+"""The seam between an integration actor and a provider.
+
+An :class:`Adapter` checks payloads and opens :class:`Lane` s; a lane turns one
+:class:`~ringbearer._delivery.Envelope` into one Outcome and never raises for
+a provider's or the network's failure, only for a programming error.
+
+Every HTTP provider shares :class:`HttpAdapter`. A provider supplies an
+:class:`HttpProvider` (check a payload, describe the request as an
+:class:`HttpCall`, classify the response) and nothing else; the adapter owns
+the lane's client and translates httpx's exceptions where they enter::
+
+    httpx exception                                     outcome
+    ConnectError, ConnectTimeout, PoolTimeout,          Retry(taken=NO)     the request never
+      WriteError, WriteTimeout, ProxyError,                                 got through whole
+      UnsupportedProtocol, LocalProtocolError,
+      InvalidURL
+    ReadTimeout, ReadError, RemoteProtocolError         Retry(taken=MAYBE)  sent; the answer
+      and any other transport error                                         was lost
+    DecodingError                                       Retry(taken=MAYBE)  malformed answer
+    (no answer within the context's timeout)            Retry(taken=MAYBE)
+
+The response helpers below (wait hints, a safe JSON reader, the default
+status table) and the payload field readers are what providers build on.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import math
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import httpx
+import trio
+
+from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
+from .._errors import InvalidPayload
+from .._secrets import REDACTED, Secret, SecretRef
+
+USER_AGENT = "ringbearer"
+DETAIL_MAX = 300  # characters of a provider's own words kept in a reason
+
+S = TypeVar("S")
+
+
+# --- the seam ----------------------------------------------------------------
+
+
+class Lane(Protocol):
+    """One delivery task's connection state; delivers one envelope at a time."""
+
+    async def deliver(self, envelope: Envelope) -> Outcome: ...
+
+
+class Adapter(Protocol):
+    """A configured integration: checks payloads and opens lanes."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        """Raise InvalidPayload, naming the field, when the payload does not fit."""
+
+    def open_lane(self) -> AbstractAsyncContextManager[Lane]: ...
+
+
+@attrs.frozen
+class AdapterContext:
+    """What the daemon hands every adapter it builds."""
+
+    name: str
+    timeout: float  # seconds, whole request
+    ssl_context: ssl.SSLContext  # one context shared by every lane of every integration
+    secrets: Callable[[SecretRef], Secret]
+    base_url_override: str | None = None  # sandbox: the simulator's prefix for this kind
+    smtp_override: tuple[str, int] | None = None  # sandbox SMTP host and port
+    transport: httpx.AsyncBaseTransport | None = None  # tests: httpx.MockTransport
+
+    def base_url(self, default: str) -> str:
+        """The sandbox prefix when there is one, else the provider's own base URL."""
+        return (self.base_url_override or default).rstrip("/")
+
+
+@attrs.frozen
+class ProviderKind:
+    """One row of the provider table."""
+
+    kind: str
+    settings_type: type  # frozen attrs class of the provider's own config keys
+    build: Callable[[Any, AdapterContext], Adapter]
+    family: str  # "email" | "alerts" | ...
+
+
+# --- secrets -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Redactor:
+    """Scrubs secret values out of outcome reasons: a provider may echo them back."""
+
+    secrets: tuple[Secret, ...] = ()
+
+    def text(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret.reveal(), REDACTED)
+        return text
+
+    def outcome(self, outcome: Outcome) -> Outcome:
+        match outcome:
+            case Retry() | Permanent():
+                return attrs.evolve(outcome, reason=self.text(outcome.reason))
+        return outcome
+
+
+@attrs.define
+class SecretLedger:
+    """Resolves references and remembers each value, so the lanes can scrub them."""
+
+    resolve: Callable[[SecretRef], Secret]
+    seen: list[Secret] = attrs.Factory(list)
+
+    def __call__(self, ref: SecretRef) -> Secret:
+        secret = self.resolve(ref)
+        self.seen.append(secret)
+        return secret
+
+    def redactor(self) -> Redactor:
+        return Redactor(tuple(self.seen))
+
+
+def bearer(token: Secret) -> str:
+    """An ``Authorization`` value for a bearer token."""
+    return f"Bearer {token.reveal()}"
+
+
+def basic_auth(user: str, password: Secret) -> str:
+    """An ``Authorization`` value for HTTP Basic."""
+    pair = f"{user}:{password.reveal()}".encode()
+    return f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+# --- HTTP providers ----------------------------------------------------------
+
+
+@attrs.frozen
+class HttpCall:
+    """The request a provider wants sent; every part that may hold a secret stays out of repr."""
+
+    method: str
+    url: str = attrs.field(repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    json: Any = attrs.field(default=None, repr=False)
+    form: Mapping[str, str | Sequence[str]] | None = attrs.field(default=None, repr=False)
+
+    def request(self, client: httpx.AsyncClient) -> httpx.Request:
+        return client.build_request(
+            self.method, self.url, headers=dict(self.headers), json=self.json, data=self.form
+        )
+
+
+class HttpProvider(Protocol):
+    """What one HTTP provider knows: its payload, its request, its answers."""
+
+    def validate(self, payload: Mapping[str, Any]) -> None: ...
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        """Describe the request; may raise InvalidPayload for a payload that no longer fits."""
+
+    def classify(self, response: httpx.Response) -> Outcome: ...
+
+
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def translate(exc: httpx.HTTPError) -> Retry:
+    """Classify an httpx failure by whether the provider may have taken the request."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, _NOT_SENT):
+        return Retry(f"not sent: {detail}", taken=Taken.NO)
+    if isinstance(exc, httpx.DecodingError):
+        return Retry(f"malformed answer: {detail}", taken=Taken.MAYBE)
+    # ReadTimeout, ReadError, RemoteProtocolError and anything unforeseen: the
+    # request may have been read whole, so we cannot say it was not taken.
+    return Retry(f"no answer: {detail}", taken=Taken.MAYBE)
+
+
+@attrs.frozen
+class HttpLane:
+    """One lane of an HTTP adapter: its own client, one request at a time."""
+
+    client: httpx.AsyncClient
+    provider: HttpProvider
+    timeout: float
+    redactor: Redactor
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        return self.redactor.outcome(await self._attempt(envelope))
+
+    async def _attempt(self, envelope: Envelope) -> Outcome:
+        try:
+            request = self.provider.build(envelope).request(self.client)
+        except InvalidPayload as exc:
+            return Permanent(f"invalid payload: {exc.message}")
+        except httpx.InvalidURL:
+            # The message would name the URL, which may be the secret itself.
+            return Retry("not sent: the configured URL is invalid", taken=Taken.NO)
+        with trio.move_on_after(self.timeout):
+            try:
+                response = await self.client.send(request)
+            except httpx.HTTPError as exc:
+                return translate(exc)
+            return self.provider.classify(response)
+        return Retry(f"no answer within {self.timeout:g}s", taken=Taken.MAYBE)
+
+
+@attrs.frozen
+class HttpAdapter:
+    """The one adapter every HTTP provider shares."""
+
+    kind: str
+    provider: HttpProvider
+    context: AdapterContext
+    redactor: Redactor = attrs.field(factory=Redactor)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        self.provider.validate(payload)
+
+    @asynccontextmanager
+    async def open_lane(self) -> AsyncIterator[Lane]:
+        ctx = self.context
+        # Connect gets half the budget, so a dead host is reported as not sent
+        # (ConnectTimeout) before the whole-request deadline makes it ambiguous.
+        timeout = httpx.Timeout(ctx.timeout, connect=ctx.timeout / 2)
+        async with httpx.AsyncClient(
+            verify=ctx.ssl_context,
+            timeout=timeout,
+            transport=ctx.transport,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            yield HttpLane(client, self.provider, ctx.timeout, self.redactor)
+
+
+def http_kind(
+    kind: str,
+    family: str,
+    settings_type: type[S],
+    provider: Callable[[S, AdapterContext], HttpProvider],
+) -> ProviderKind:
+    """A table row for an HTTP provider: ``provider`` makes it from settings and context."""
+
+    def build(settings: Any, ctx: AdapterContext) -> Adapter:
+        ledger = SecretLedger(ctx.secrets)
+        made = provider(settings, attrs.evolve(ctx, secrets=ledger))
+        return HttpAdapter(kind, made, ctx, ledger.redactor())
+
+    return ProviderKind(kind=kind, settings_type=settings_type, build=build, family=family)
+
+
+# --- reading answers ---------------------------------------------------------
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one (or not labelled JSON)."""
+    if "json" not in response.headers.get("content-type", "").lower():
+        return None
+    try:
+        body = response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def malformed(response: httpx.Response, expected: str) -> Retry:
+    """A 2xx whose body is not what the provider documents: it may have taken the message."""
+    return Retry(
+        f"malformed answer to HTTP {response.status_code}: expected {expected}",
+        taken=Taken.MAYBE,
+        status=response.status_code,
+    )
+
+
+def delivered_with(response: httpx.Response, field: str) -> Outcome:
+    """Delivered with the provider's id from a JSON object's ``field``, else malformed."""
+    body = json_object(response)
+    value = body.get(field) if body is not None else None
+    if not isinstance(value, str) or not value:
+        return malformed(response, f"a JSON object with a string {field!r}")
+    return Delivered(provider_id=value)
+
+
+def shorten(text: str, limit: int = DETAIL_MAX) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def detail(response: httpx.Response, *keys: str) -> str:
+    """The provider's own words about a failure: the named JSON fields, else the body."""
+    body = json_object(response) or {}
+    parts = [_words(body.get(key)) for key in keys]
+    text = ": ".join(part for part in parts if part) or response.text
+    return shorten(text) or response.reason_phrase or "no detail"
+
+
+def _words(value: object) -> str:
+    if isinstance(value, list):
+        return "; ".join(str(item) for item in value)
+    return "" if value is None else str(value)
+
+
+def status_reason(response: httpx.Response, words: str) -> str:
+    return f"HTTP {response.status_code}: {words}"
+
+
+def server_time(headers: httpx.Headers) -> float:
+    """The server's clock from its ``Date`` header (immune to our skew), else ours."""
+    stamp = _http_date(headers.get("date"))
+    return stamp if stamp is not None else time.time()
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP-date."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _seconds(value.strip())
+    if seconds is not None:
+        return seconds
+    stamp = _http_date(value)
+    return None if stamp is None else max(0.0, stamp - server_time(headers))
+
+
+_RATELIMIT_T = re.compile(r";\s*t=(\d+)")
+
+
+def ratelimit_reset(headers: httpx.Headers) -> float | None:
+    """Seconds until the window resets, from IETF ``RateLimit-Reset`` or ``RateLimit: ...;t=``."""
+    seconds = _seconds(headers.get("ratelimit-reset"))
+    if seconds is not None:
+        return seconds
+    found = _RATELIMIT_T.search(headers.get("ratelimit", ""))
+    return float(found.group(1)) if found else None
+
+
+def epoch_reset(headers: httpx.Headers, name: str) -> float | None:
+    """Seconds until the epoch timestamp in header ``name`` (e.g. ``x-rate-limit-reset``)."""
+    at = _seconds(headers.get(name))
+    return None if at is None else max(0.0, at - server_time(headers))
+
+
+def wait_hint(headers: httpx.Headers) -> float | None:
+    """The wait a provider asked for, by the standard headers, if it asked."""
+    after = retry_after(headers)
+    return after if after is not None else ratelimit_reset(headers)
+
+
+def classify_status(response: httpx.Response, words: str) -> Outcome:
+    """The default table: 2xx delivered; 408/429/503 retry (not taken); other 5xx retry
+    (maybe taken); other 4xx permanent; anything else (a redirect) retry, not taken."""
+    status = response.status_code
+    reason = status_reason(response, words)
+    if 200 <= status < 300:
+        return Delivered()
+    if status in (408, 429, 503):
+        return Retry(reason, taken=Taken.NO, after=wait_hint(response.headers), status=status)
+    if status >= 500:
+        return Retry(reason, taken=Taken.MAYBE, after=wait_hint(response.headers), status=status)
+    if status >= 400:
+        return Permanent(reason, status=status)
+    return Retry(reason, taken=Taken.NO, status=status)
+
+
+# --- reading payloads --------------------------------------------------------
+
+
+def fields(payload: object, allowed: Collection[str]) -> Mapping[str, Any]:
+    """The payload as a mapping whose keys are all in ``allowed``."""
+    if not isinstance(payload, Mapping):
+        raise InvalidPayload(f"the payload must be a JSON object, got {_kind_of(payload)}")
+    unknown = sorted(str(key) for key in payload if key not in allowed)
+    if unknown:
+        raise InvalidPayload(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(sorted(allowed))}"
+        )
+    return payload
+
+
+def _kind_of(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
+
+
+def check_text(key: str, value: object, *, max_len: int | None, one_line: bool) -> str:
+    """A string field: non-empty, within ``max_len``, and on one line if it becomes a header."""
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{key!r} must be a string, got {_kind_of(value)}")
+    if not value.strip():
+        raise InvalidPayload(f"{key!r} must not be empty")
+    if max_len is not None and len(value) > max_len:
+        raise InvalidPayload(f"{key!r} is {len(value)} characters long, at most {max_len}")
+    if one_line and ("\r" in value or "\n" in value):
+        raise InvalidPayload(f"{key!r} must not contain line breaks")
+    return value
+
+
+def required_str(
+    payload: Mapping[str, Any], key: str, *, max_len: int | None = None, one_line: bool = False
+) -> str:
+    if key not in payload:
+        raise InvalidPayload(f"{key!r} is required")
+    return check_text(key, payload[key], max_len=max_len, one_line=one_line)
+
+
+def optional_str(
+    payload: Mapping[str, Any], key: str, *, max_len: int | None = None, one_line: bool = False
+) -> str | None:
+    if payload.get(key) is None:
+        return None
+    return check_text(key, payload[key], max_len=max_len, one_line=one_line)
+
+
+def choice(payload: Mapping[str, Any], key: str, choices: Sequence[str], default: str) -> str:
+    value = payload.get(key, default)
+    if value not in choices:
+        raise InvalidPayload(f"{key!r} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def optional_mapping(payload: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"{key!r} must be an object, got {_kind_of(value)}")
+    return value
+
+
+def optional_list(payload: Mapping[str, Any], key: str) -> list[Any] | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidPayload(f"{key!r} must be a list, got {_kind_of(value)}")
+    return value

@@ -1,0 +1,289 @@
+"""The email family: one provider-neutral payload, and the Resend and Mailgun APIs.
+
+Every member of an email group (Resend, Mailgun, SMTP) reads the same payload,
+so a message can fail over from one to the next unchanged::
+
+    {"from": str, "to": str | [str] (1..50), "subject": str,
+     "text"?: str, "html"?: str (at least one of the two),
+     "cc"?, "bcc"?, "reply_to"?: str | [str],
+     "headers"?: {str: str}, "tags"?: [{"name": str, "value": str}]}
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+import attrs
+import httpx
+from attrs import validators as v
+
+from .._delivery import Envelope, Outcome, Permanent, Retry, Taken
+from .._errors import InvalidPayload
+from .._secrets import Secret, SecretRef
+from ._base import (
+    AdapterContext,
+    HttpCall,
+    basic_auth,
+    bearer,
+    check_text,
+    classify_status,
+    delivered_with,
+    detail,
+    fields,
+    json_object,
+    optional_list,
+    optional_mapping,
+    optional_str,
+    required_str,
+    status_reason,
+    wait_hint,
+)
+
+MAX_RECIPIENTS = 50
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII but ':'
+_TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Resend's rule, the strictest member's
+# Set from their own fields, or by the adapter; a custom header may not override them.
+_OWN_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "date", "x-idempotency-key"}
+)
+_ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")
+_ALLOWED = frozenset({"from", "subject", "text", "html", "headers", "tags", *_ADDRESS_FIELDS})
+
+
+@attrs.frozen
+class Tag:
+    name: str
+    value: str
+
+
+@attrs.frozen
+class EmailPayload:
+    """A checked email payload, the same for every provider of the family."""
+
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    tags: tuple[Tag, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: object) -> EmailPayload:
+        """Check a payload; raise InvalidPayload naming the first field that does not fit."""
+        payload = fields(raw, _ALLOWED)
+        text, html = optional_str(payload, "text"), optional_str(payload, "html")
+        if text is None and html is None:
+            raise InvalidPayload("one of 'text' or 'html' is required")
+        return cls(
+            sender=_address("from", required_str(payload, "from")),
+            to=_addresses(payload, "to", required=True),
+            subject=required_str(payload, "subject", max_len=998, one_line=True),
+            text=text,
+            html=html,
+            cc=_addresses(payload, "cc"),
+            bcc=_addresses(payload, "bcc"),
+            reply_to=_addresses(payload, "reply_to"),
+            headers=_headers(payload),
+            tags=_tags(payload),
+        )
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.to + self.cc + self.bcc
+
+
+def _address(key: str, value: object) -> str:
+    text = check_text(key, value, max_len=998, one_line=True)
+    _, address = email.utils.parseaddr(text)
+    if "@" not in address:
+        raise InvalidPayload(f"{key!r} is not an email address: {text!r}")
+    return text
+
+
+def _addresses(payload: Mapping[str, Any], key: str, *, required: bool = False) -> tuple[str, ...]:
+    value = payload.get(key)
+    if value is None and not required:
+        return ()
+    if value is None:
+        raise InvalidPayload(f"{key!r} is required")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_RECIPIENTS:
+        raise InvalidPayload(f"{key!r} must be an address or a list of 1 to {MAX_RECIPIENTS}")
+    return tuple(_address(f"{key}[{i}]", item) for i, item in enumerate(items))
+
+
+def _headers(payload: Mapping[str, Any]) -> dict[str, str]:
+    headers = optional_mapping(payload, "headers") or {}
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise InvalidPayload(f"'headers' has an invalid header name {name!r}")
+        if name.lower() in _OWN_HEADERS:
+            raise InvalidPayload(f"'headers' may not set {name!r}; it has its own field")
+        check_text(f"headers.{name}", value, max_len=998, one_line=True)
+    return headers
+
+
+def _tags(payload: Mapping[str, Any]) -> tuple[Tag, ...]:
+    tags = []
+    for i, item in enumerate(optional_list(payload, "tags") or []):
+        if not isinstance(item, dict) or set(item) != {"name", "value"}:
+            raise InvalidPayload(f"'tags[{i}]' must be an object with 'name' and 'value'")
+        for part in ("name", "value"):
+            if not isinstance(item[part], str) or not _TAG_TEXT.fullmatch(item[part]):
+                raise InvalidPayload(
+                    f"'tags[{i}].{part}' must be 1 to 256 letters, digits, '_' or '-'"
+                )
+        tags.append(Tag(item["name"], item["value"]))
+    return tuple(tags)
+
+
+# --- Resend ------------------------------------------------------------------
+
+_RESEND_QUOTAS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+QUOTA_RETRY_SECONDS = 3600.0
+
+
+@attrs.frozen
+class ResendSettings:
+    api_key: SecretRef
+    base_url: str = "https://api.resend.com"
+
+
+@attrs.frozen
+class Resend:
+    """``POST /emails`` with a bearer key and Resend's ``Idempotency-Key`` header."""
+
+    api_key: Secret
+    base_url: str
+
+    @classmethod
+    def from_settings(cls, settings: ResendSettings, ctx: AdapterContext) -> Resend:
+        return cls(ctx.secrets(settings.api_key), ctx.base_url(settings.base_url))
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        EmailPayload.parse(payload)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        mail = EmailPayload.parse(envelope.payload)
+        headers = {
+            "Authorization": bearer(self.api_key),
+            "Idempotency-Key": envelope.idempotency_key,
+            "Accept": "application/json",
+        }
+        return HttpCall("POST", f"{self.base_url}/emails", headers=headers, json=_resend(mail))
+
+    def classify(self, response: httpx.Response) -> Outcome:
+        if response.is_success:
+            return delivered_with(response, "id")
+        name = _error_name(response)
+        words = detail(response, "name", "message")
+        status = response.status_code
+        if status == 409 and name == "concurrent_idempotent_requests":
+            # An earlier attempt with this key is still being processed, so the
+            # message may well go out: retry here, where the key dedups it.
+            after = wait_hint(response.headers)
+            reason = status_reason(response, words)
+            return Retry(reason, taken=Taken.MAYBE, after=after, status=status)
+        if status == 429 and name in _RESEND_QUOTAS:
+            # Seconds of waiting will not help a daily or monthly quota, but the
+            # request was refused, not taken: a group fails over to its next
+            # member at once, and Resend alone is tried again after an hour.
+            return Retry(
+                status_reason(response, words),
+                taken=Taken.NO,
+                after=QUOTA_RETRY_SECONDS,
+                status=status,
+            )
+        return classify_status(response, words)
+
+
+def _error_name(response: httpx.Response) -> str | None:
+    """Resend's error ``name`` (``validation_error``, ``rate_limit_exceeded``...)."""
+    body = json_object(response)
+    name = body.get("name") if body is not None else None
+    return name if isinstance(name, str) else None
+
+
+def _resend(mail: EmailPayload) -> dict[str, Any]:
+    body: dict[str, Any] = {"from": mail.sender, "to": list(mail.to), "subject": mail.subject}
+    optional = {
+        "text": mail.text,
+        "html": mail.html,
+        "cc": list(mail.cc),
+        "bcc": list(mail.bcc),
+        "reply_to": list(mail.reply_to),
+        "headers": dict(mail.headers),
+        "tags": [{"name": tag.name, "value": tag.value} for tag in mail.tags],
+    }
+    body.update((key, value) for key, value in optional.items() if value)
+    return body
+
+
+# --- Mailgun -----------------------------------------------------------------
+
+_MAILGUN_REGIONS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
+
+
+@attrs.frozen
+class MailgunSettings:
+    api_key: SecretRef
+    domain: str = attrs.field(validator=v.matches_re(r"[A-Za-z0-9.-]+"))
+    region: Literal["us", "eu"] = "us"
+    base_url: str | None = None  # overrides the region's host
+
+
+@attrs.frozen
+class Mailgun:
+    """``POST /v3/{domain}/messages``, form fields, Basic ``api:<key>``."""
+
+    api_key: Secret
+    url: str
+
+    @classmethod
+    def from_settings(cls, settings: MailgunSettings, ctx: AdapterContext) -> Mailgun:
+        base = ctx.base_url(settings.base_url or _MAILGUN_REGIONS[settings.region])
+        url = f"{base}/v3/{quote(settings.domain)}/messages"
+        return cls(ctx.secrets(settings.api_key), url)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        EmailPayload.parse(payload)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        mail = EmailPayload.parse(envelope.payload)
+        headers = {"Authorization": basic_auth("api", self.api_key)}
+        return HttpCall("POST", self.url, headers=headers, form=_mailgun(mail, envelope))
+
+    def classify(self, response: httpx.Response) -> Outcome:
+        if response.is_success:
+            return delivered_with(response, "id")
+        words = detail(response, "message")
+        if response.status_code == 404:
+            # Mailgun is eventually consistent: a domain just created may 404 for a while.
+            return Retry(status_reason(response, words), taken=Taken.NO, status=404)
+        return classify_status(response, words)
+
+
+def _mailgun(mail: EmailPayload, envelope: Envelope) -> dict[str, str | list[str]]:
+    form: dict[str, str | list[str]] = {"from": mail.sender, "to": list(mail.to)}
+    optional: dict[str, str | list[str] | None] = {
+        "cc": list(mail.cc),
+        "bcc": list(mail.bcc),
+        "subject": mail.subject,
+        "text": mail.text,
+        "html": mail.html,
+        "h:Reply-To": ", ".join(mail.reply_to),
+    }
+    form.update((key, value) for key, value in optional.items() if value)
+    form.update((f"h:{name}", value) for name, value in mail.headers.items())
+    form.update((f"v:{tag.name}", tag.value) for tag in mail.tags)
+    # As the official SDK does: a MIME header that lets the receiving side dedup.
+    form["h:X-Idempotency-Key"] = envelope.idempotency_key
+    return form

@@ -1,0 +1,209 @@
+"""An in-memory store with the SQLite store's semantics, for fast tests.
+
+Every operation "commits" at once; listeners are told after each one, as the
+SQLite store tells them after each commit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from .._delivery import Priority
+from ._model import (
+    Accepted,
+    BreakerRecord,
+    Claimed,
+    Counters,
+    DeadLetter,
+    Event,
+    MessageStatus,
+    NewMessage,
+    Settle,
+    check_transition,
+)
+from ._protocol import NullListener, StoreListener, StoreStatistics
+
+
+@attrs.define
+class _Row:
+    id: int
+    target: str
+    priority: Priority
+    payload: dict[str, Any]
+    key: str
+    created_at: float
+    status: MessageStatus = MessageStatus.QUEUED
+    attempts: int = 0
+    route_index: int = 0
+    member_attempts: int = 0
+    next_attempt_at: float = 0.0
+    integration: str | None = None
+    last_error: str | None = None
+    provider_id: str | None = None
+
+
+class MemoryStore:
+    """A fake :class:`~ringbearer.store.Store`; ``rows`` is there for tests to inspect."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self.rows: dict[int, _Row] = {}
+        self._keys: dict[tuple[str, str], int] = {}
+        self.event_log: list[Event] = []
+        self._breakers: dict[str, BreakerRecord] = {}
+        self._paused: set[str] = set()
+        self.counters = Counters()
+        self.listener: StoreListener = NullListener()
+
+    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        await trio.lowlevel.checkpoint()
+        now, accepted, targets = self._clock(), [], set()
+        for m in messages:
+            key = m.idempotency_key or uuid.uuid4().hex
+            earlier = self._keys.get((m.target, key))
+            if earlier is not None:
+                accepted.append(Accepted(earlier, key, duplicate=True))
+                continue
+            row = _Row(
+                next(self._ids), m.target, m.priority, m.payload, key, now, next_attempt_at=now
+            )
+            self.rows[row.id] = row
+            self._keys[(m.target, key)] = row.id
+            self.counters.queued(m.target, m.priority, 1)
+            self.event_log.append(Event("submitted", now, row.id))
+            accepted.append(Accepted(row.id, key))
+            targets.add(m.target)
+        self.listener.submitted(targets)
+        return accepted
+
+    async def claim(self, target: str, limit: int) -> list[Claimed]:
+        await trio.lowlevel.checkpoint()
+        now = self._clock()
+        due = sorted(
+            (
+                r
+                for r in self.rows.values()
+                if r.target == target
+                and r.status is MessageStatus.QUEUED
+                and r.next_attempt_at <= now
+            ),
+            key=lambda r: (r.priority, r.next_attempt_at, r.id),
+        )[:limit]
+        for r in due:
+            check_transition(r.status, MessageStatus.INFLIGHT)
+            r.status = MessageStatus.INFLIGHT
+            self.counters.queued(target, r.priority, -1)
+            self.counters.inflight(target, 1)
+        return [
+            Claimed(
+                r.id,
+                r.target,
+                r.priority,
+                r.payload,
+                r.key,
+                r.attempts,
+                r.created_at,
+                r.route_index,
+                r.member_attempts,
+            )
+            for r in due
+        ]
+
+    async def record(self, settles: Sequence[Settle]) -> None:
+        await trio.lowlevel.checkpoint()
+        for s in settles:
+            r = self.rows[s.message_id]
+            check_transition(r.status, s.kind.status)
+            r.status = s.kind.status
+            r.attempts, r.next_attempt_at = s.attempts, s.next_attempt_at
+            r.route_index, r.member_attempts = s.route_index, s.member_attempts
+            r.integration, r.last_error = s.integration, s.reason
+            r.provider_id = s.provider_id or r.provider_id
+            self.counters.inflight(s.target, -1)
+            if s.kind.status is MessageStatus.QUEUED:
+                self.counters.queued(s.target, r.priority, 1)
+            if s.attempt is not None:
+                self.event_log.append(
+                    Event("attempted", s.attempt.started_at, s.message_id, s.attempt.integration)
+                )
+            self.event_log.append(
+                Event(
+                    s.kind.value,
+                    self._clock(),
+                    s.message_id,
+                    s.integration,
+                    {"reason": s.reason} if s.reason else None,
+                )
+            )
+        self.listener.settled(settles)
+
+    async def next_due(self, target: str) -> float | None:
+        times = [
+            r.next_attempt_at
+            for r in self.rows.values()
+            if r.target == target and r.status is MessageStatus.QUEUED
+        ]
+        return min(times) if times else None
+
+    async def recover_inflight(self) -> int:
+        stuck = [r for r in self.rows.values() if r.status is MessageStatus.INFLIGHT]
+        for r in stuck:
+            r.status = MessageStatus.QUEUED
+            self.counters.inflight(r.target, -1)
+            self.counters.queued(r.target, r.priority, 1)
+        return len(stuck)
+
+    async def flush(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def append_event(self, event: Event) -> None:
+        self.event_log.append(event)
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        self._breakers[record.integration] = record
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        return dict(self._breakers)
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        (self._paused.add if paused else self._paused.discard)(name)
+
+    async def paused(self) -> set[str]:
+        return set(self._paused)
+
+    async def events(
+        self, *, since: float | None = None, message_id: int | None = None, limit: int = 1000
+    ) -> list[Event]:
+        found = [
+            e
+            for e in self.event_log
+            if (since is None or e.at >= since)
+            and (message_id is None or e.message_id == message_id)
+        ]
+        return found[:limit]
+
+    async def dead_letters(self, *, limit: int = 1000) -> list[DeadLetter]:
+        dead = [r for r in self.rows.values() if r.status is MessageStatus.DEAD]
+        return [
+            DeadLetter(
+                r.id, r.target, r.integration, r.last_error or "", 0.0, r.attempts, r.payload
+            )
+            for r in dead[:limit]
+        ]
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        r = self.rows.get(message_id)
+        return None if r is None else attrs.asdict(r)
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(commits=0, committed_ops=0, pending_ops=0)
+
+    def by_status(self, status: MessageStatus) -> list[int]:
+        return [r.id for r in self.rows.values() if r.status is status]
