@@ -11,6 +11,7 @@ Exit codes scripts can rely on:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -105,10 +106,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     host, port = parse_host_port(args.listen)
     smtp_port = parse_host_port(args.smtp)[1] if args.smtp else None
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(run_simulator, host, port, smtp_port, args.seed)
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 
@@ -246,15 +245,13 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     _print(
         args,
         result,
-        lambda r: (
-            "\n".join(
-                f"{d['message_id']:>8} {d['target']:<12} {d['integration'] or '-':<12} {d['reason']}"
-                for d in r["dead_letters"]
-            )
-            or "no dead letters"
-        ),
+        lambda r: "\n".join(_dead_letter_line(d) for d in r["dead_letters"]) or "no dead letters",
     )
     return EXIT_OK
+
+
+def _dead_letter_line(d: dict[str, Any]) -> str:
+    return f"{d['message_id']:>8} {d['target']:<12} {d['integration'] or '-':<12} {d['reason']}"
 
 
 def cmd_crash(args: argparse.Namespace) -> int:

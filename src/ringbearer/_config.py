@@ -162,7 +162,9 @@ class Config:
 
     def targets(self) -> dict[str, tuple[str, ...]]:
         """Every name a message may be sent to, with the integrations it may use."""
-        routes = {name: (name,) for name, s in self.integrations.items() if s.enabled}
+        routes: dict[str, tuple[str, ...]] = {
+            name: (name,) for name, s in self.integrations.items() if s.enabled
+        }
         routes.update(self.groups)
         return routes
 
@@ -206,7 +208,7 @@ def _wrap_init_errors(converter: cattrs.Converter) -> None:
     """Report attrs validator errors at the class's key path instead of crashing."""
 
     def factory(cl: type) -> Callable[[Any, Any], Any]:
-        base = make_dict_structure_fn(
+        base: Callable[[Any, Any], Any] = make_dict_structure_fn(
             cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
         )
 
@@ -253,7 +255,7 @@ class _Loader:
     def structure(self, raw: Any, type_: type, prefix: str) -> Any:
         try:
             return self.converter.structure(raw, type_)
-        except Exception as exc:  # noqa: BLE001 - cattrs raises many kinds; all become problems
+        except Exception as exc:
             self.problems.extend(_problems(exc, prefix))
             return None
 

@@ -29,14 +29,16 @@ from ._converter import parse_host_port
 from ._delivery import Priority
 from ._dispatcher import Dispatcher
 from ._errors import InvalidPayload, RequestError
+from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._metrics import Metrics
 from ._supervisor import Supervisor, SupervisorEvent
+from ._systemd import Notifier
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
 from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
 from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
-from .store import BreakerRecord, Event, NewMessage, Settle, SqliteStore, Store
+from .store import BreakerRecord, Event, MessageStatus, NewMessage, Settle, SqliteStore, Store
 
 log = logging.getLogger("ringbearer.daemon")
 WallClock = Callable[[], float]
@@ -70,10 +72,15 @@ class _Kicks:
         now = self.daemon.wall()
         self.daemon.metrics.observe(settles, now)
         for s in settles:
-            if s.kind.status.value == "queued" and s.next_attempt_at <= now + 0.001:
-                dispatcher = self.daemon.dispatchers.get(s.target)
-                if dispatcher is not None:
-                    dispatcher.kick()
+            if s.kind.status is not MessageStatus.QUEUED:
+                continue
+            dispatcher = self.daemon.dispatchers.get(s.target)
+            if dispatcher is None:
+                continue
+            if s.next_attempt_at <= now + 0.001:
+                dispatcher.kick()
+            else:
+                dispatcher.note_due(s.next_attempt_at)
         self.daemon.idle_changed()
 
 
@@ -91,6 +98,7 @@ class Daemon:
     dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
     supervisor: Supervisor | None = None
     started_at: float = 0.0
+    metrics_url: str | None = None
     _idle: trio.Event = attrs.Factory(trio.Event)
 
     # -- building ----------------------------------------------------------------------
@@ -290,8 +298,8 @@ class Daemon:
         self._slot_freed(name)
         return {"name": name, "breaker": state.value, "forced": forced}
 
-    async def wait_idle(self, timeout: float) -> dict[str, Any]:
-        with trio.move_on_after(timeout):
+    async def wait_idle(self, seconds: float) -> dict[str, Any]:
+        with trio.move_on_after(seconds):
             while not self.is_idle():
                 self._idle = trio.Event()
                 await self._idle.wait()
@@ -309,6 +317,17 @@ class Daemon:
 
     def snapshots(self) -> list[ActorSnapshot]:
         return [a.statistics() for a in self.actors.values()]
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        snapshots = self.snapshots()
+        running = sum(1 for s in snapshots if s.state.value == "running")
+        open_breakers = [s.name for s in snapshots if s.breaker is BreakerState.OPEN]
+        queued = self._queued_total()
+        line = f"{running}/{len(snapshots)} integrations running, {queued} queued"
+        if open_breakers:
+            line += f", breaker open: {', '.join(open_breakers)}"
+        return line
 
     def status(self) -> dict[str, Any]:
         counts = self.store.counters.by_target
@@ -329,6 +348,7 @@ class Daemon:
             "config": str(self.config.source),
             "mode": "normal",
             "sandbox": self.sandbox.url if self.sandbox else None,
+            "metrics": self.metrics_url,
             "integrations": integrations,
             "groups": groups,
             "store": {"path": str(self.config.db_path), **attrs.asdict(self.store.statistics())},
@@ -421,23 +441,20 @@ async def _start_sandbox(config: Config, nursery: trio.Nursery) -> Sandbox | Non
     return Sandbox(address.url, (smtp_host, address.smtp_port))
 
 
-async def _serve_metrics(daemon: Daemon, *, task_status: trio.TaskStatus[None]) -> None:
+def _metrics_handler(daemon: Daemon) -> Handler:
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-    from ._httpserver import HttpRequest, HttpResponse, serve_http
-
-    settings = daemon.config.metrics
-    host, port = parse_host_port(settings.listen)
+    path = daemon.config.metrics.path
 
     async def answer(request: HttpRequest) -> HttpResponse:
-        if request.path != settings.path:
+        if request.path != path:
             return HttpResponse.text(404, "not found\n")
         if request.method not in ("GET", "HEAD"):
             return HttpResponse.text(405, "method not allowed\n")
         body = generate_latest(daemon.metrics.registry)
         return HttpResponse(200, body, (("Content-Type", CONTENT_TYPE_LATEST),))
 
-    await serve_http(answer, host, port, task_status=task_status)
+    return answer
 
 
 async def run(
@@ -478,7 +495,16 @@ async def run(
 
 async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemon], None]) -> None:
     daemon.build(ssl.create_default_context(), provider_kinds())
-    await run_core(daemon, stop, on_ready, front=_front_services)
+    notifier = Notifier()
+
+    def ready(daemon: Daemon) -> None:
+        notifier.ready(daemon.summary())
+        on_ready(daemon)
+
+    try:
+        await run_core(daemon, stop, ready, front=_front_services, on_stopping=notifier.stopping)
+    finally:
+        notifier.close()
 
 
 async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Event) -> None:
@@ -486,7 +512,9 @@ async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Even
     config = daemon.config
     await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
     if config.metrics.enabled:
-        await nursery.start(_serve_metrics, daemon)
+        host, port = parse_host_port(config.metrics.listen)
+        bound = await nursery.start(serve_http, _metrics_handler(daemon), host, port)
+        daemon.metrics_url = f"http://{host}:{bound}{config.metrics.path}"
     nursery.start_soon(_watch_signals, stop)
 
 
@@ -503,6 +531,7 @@ async def run_core(
     on_ready: Callable[[Daemon], None] = lambda daemon: None,
     *,
     front: Front = _no_front,
+    on_stopping: Callable[[], None] = lambda: None,
 ) -> None:
     """Run built parts until ``stop``: actors, dispatchers, and the ``front`` services."""
     config = daemon.config
@@ -525,6 +554,7 @@ async def run_core(
             )
             on_ready(daemon)
             await stop.wait()
+            on_stopping()
             log.info("stopping", extra=fields(grace_seconds=config.daemon.grace_seconds))
             front_nursery.cancel_scope.cancel()  # intake and claiming stop here
         for actor in daemon.actors.values():

@@ -53,9 +53,8 @@ class RestartIntensity:
 
 def backoff_seconds(settings: SupervisorSettings, recent: int, rng: random.Random) -> float:
     """Exponential in the number of recent crashes, capped, with jitter in [50%, 100%]."""
-    ceiling = min(
-        settings.backoff_max_seconds, settings.backoff_initial_seconds * 2 ** max(0, recent - 1)
-    )
+    growth = float(2 ** max(0, recent - 1))
+    ceiling = min(settings.backoff_max_seconds, settings.backoff_initial_seconds * growth)
     return ceiling * (0.5 + rng.random() / 2)
 
 
@@ -90,7 +89,7 @@ class Supervisor:
                                 task_status.started()
                             self.on_state(actor.name)
                         return  # the mailbox closed: an orderly stop
-                    except Exception as exc:  # noqa: BLE001 - any crash of an actor lands here
+                    except Exception as exc:
                         if not started:
                             started = True
                             task_status.started()

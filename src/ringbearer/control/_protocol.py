@@ -137,7 +137,7 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
         args = {}
     try:
         request = converter.structure(args, kind)
-    except Exception as exc:  # noqa: BLE001 - cattrs raises many kinds
+    except Exception as exc:
         lines = cattrs.transform_error(exc, path="args")
         raise _with_id(RequestError("bad_args", "; ".join(lines)), request_id) from exc
     return Envelope(request_id, request)

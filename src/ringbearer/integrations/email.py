@@ -21,7 +21,7 @@ import attrs
 import httpx
 from attrs import validators as v
 
-from .._delivery import Envelope, Outcome, Permanent, Retry, Taken
+from .._delivery import Envelope, Outcome, Retry, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (

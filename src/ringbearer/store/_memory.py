@@ -61,6 +61,7 @@ class MemoryStore:
         self._paused: set[str] = set()
         self.counters = Counters()
         self.listener: StoreListener = NullListener()
+        self._appended = trio.Event()
 
     async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
         await trio.lowlevel.checkpoint()
@@ -165,6 +166,16 @@ class MemoryStore:
 
     def append_event(self, event: Event) -> None:
         self.event_log.append(event)
+        self._appended.set()
+        self._appended = trio.Event()
+
+    async def wait_for_event(self, kind: str) -> Event:
+        """Tests: wait until an event of ``kind`` is in the log."""
+        while True:
+            for event in self.event_log:
+                if event.kind == kind:
+                    return event
+            await self._appended.wait()
 
     def save_breaker(self, record: BreakerRecord) -> None:
         self._breakers[record.integration] = record

@@ -27,7 +27,14 @@ MIGRATIONS: tuple[str, ...] = (
         provider_id TEXT,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
-        delivered_at REAL
+        delivered_at REAL,
+        -- What the last change was, and the last attempt: the triggers below
+        -- turn each change into its audit events inside the same statement.
+        last_event TEXT,
+        attempt_at REAL,
+        attempt_seconds REAL,
+        attempt_outcome TEXT,
+        attempt_status INTEGER
     );
     CREATE UNIQUE INDEX messages_key ON messages (target, idempotency_key);
     CREATE INDEX messages_ready ON messages (target, priority, next_attempt_at, id)
@@ -66,6 +73,29 @@ MIGRATIONS: tuple[str, ...] = (
         forced INTEGER NOT NULL,
         open_until REAL NOT NULL
     );
+    CREATE TRIGGER messages_submitted AFTER INSERT ON messages
+    BEGIN
+        INSERT INTO events (at, kind, message_id, detail) VALUES (
+            NEW.created_at, 'submitted', NEW.id,
+            json_object('target', NEW.target, 'key', NEW.idempotency_key, 'priority',
+                        CASE NEW.priority WHEN 0 THEN 'critical' WHEN 1 THEN 'normal'
+                        ELSE 'bulk' END));
+    END;
+    CREATE TRIGGER messages_changed AFTER UPDATE OF last_event ON messages
+    BEGIN
+        INSERT INTO events (at, kind, message_id, integration, detail)
+        SELECT NEW.attempt_at, 'attempted', NEW.id, NEW.integration,
+               json_object('attempt', NEW.attempts, 'outcome', NEW.attempt_outcome,
+                           'status', NEW.attempt_status, 'seconds', NEW.attempt_seconds,
+                           'detail', NEW.last_error)
+        WHERE NEW.attempt_at IS NOT NULL;
+        INSERT INTO events (at, kind, message_id, integration, detail) VALUES (
+            NEW.updated_at, NEW.last_event, NEW.id, NEW.integration,
+            json_object('attempts', NEW.attempts, 'status', NEW.status,
+                        'reason', NEW.last_error, 'provider_id', NEW.provider_id,
+                        'next_attempt_at', NEW.next_attempt_at,
+                        'route_index', NEW.route_index));
+    END;
     CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events

@@ -10,6 +10,7 @@ not per message. A submit is acknowledged only once its transaction commits.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import json
 import sqlite3
@@ -30,11 +31,11 @@ from ._model import (
     Accepted,
     BreakerRecord,
     Claimed,
+    Counters,
     DeadLetter,
     Event,
     MessageStatus,
     NewMessage,
-    Counters,
     Settle,
     SettleKind,
 )
@@ -42,7 +43,7 @@ from ._protocol import NullListener, StoreListener, StoreStatistics
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
-Row = tuple[Any, ...]
+Row = tuple[Any, ...]  # sqlite3 rows, as the default row factory gives them
 WallClock = Callable[[], float]
 
 
@@ -60,20 +61,25 @@ def _dumps(value: Any) -> str:
 
 
 class _Tx:
-    """The writer's view of its connection during one transaction."""
+    """The writer's view of its connection during one transaction.
+
+    Its methods are asyncio coroutines: a whole transaction runs as one
+    asyncio coroutine (see ``SqliteStore._commit``), so it crosses the
+    trio/asyncio bridge once, not once per statement.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await trio_asyncio.aio_as_trio(self._conn.execute)(sql, params)
+        await self._conn.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await trio_asyncio.aio_as_trio(self._conn.executemany)(sql, list(rows))
+        await self._conn.executemany(sql, [tuple(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows = await trio_asyncio.aio_as_trio(self._conn.execute_fetchall)(sql, params)
-        return list(rows)
+        rows: Iterable[Any] = await self._conn.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]
 
 
 class _Kind(enum.Enum):
@@ -101,7 +107,6 @@ class _Batch:
 
     now: float
     ops: list[_Op]
-    events: list[Row] = attrs.Factory(list)
     fresh: list[tuple[int, NewMessage]] = attrs.Factory(list)
     settled: list[Settle] = attrs.Factory(list)
     claimed: list[Claimed] = attrs.Factory(list)
@@ -159,12 +164,12 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         try:
-            await _prepare(writer, synchronous)
+            await trio_asyncio.aio_as_trio(_prepare)(writer, synchronous)
             reader = await trio_asyncio.aio_as_trio(aiosqlite.connect)(
                 f"file:{path}?mode=ro", uri=True, isolation_level=None
             )
             try:
-                next_id = await _next_message_id(writer)
+                next_id = await trio_asyncio.aio_as_trio(_next_message_id)(writer)
                 store = cls(writer, reader, clock=clock, batch_max=batch_max, next_id=next_id)
                 await store._load_counters()
                 async with trio.open_nursery() as nursery:
@@ -232,30 +237,38 @@ class SqliteStore:
                     self._room.release()
 
     async def _commit(self, batch: _Batch) -> None:
-        tx = _Tx(self._writer)
         try:
-            await tx.execute("BEGIN IMMEDIATE")
-            for op in batch.of(_Kind.CUSTOM):
-                op.result = await op.data(tx)
-            await self._write_submits(tx, batch)
-            await self._write_settles(tx, batch)
-            for op in batch.of(_Kind.CLAIM):
-                op.result = await self._claim(tx, *op.data, batch.now)
-                batch.claimed.extend(op.result)
-            batch.events.extend(op.data for op in batch.of(_Kind.EVENT))
-            if batch.events:
-                await tx.executemany(_INSERT_EVENT, batch.events)
-            await tx.execute("COMMIT")
+            await trio_asyncio.aio_as_trio(self._transaction)(batch)
         except sqlite3.Error as exc:
-            await self._rollback(tx)
             self._fail(batch, _translate(exc))
             return
         self.commits += 1
         self.committed_ops += len(batch.ops)
         self._after_commit(batch)
 
+    async def _transaction(self, batch: _Batch) -> None:
+        """One batch, BEGIN to COMMIT, as a single asyncio coroutine."""
+        tx = _Tx(self._writer)
+        await tx.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch.of(_Kind.CUSTOM):
+                op.result = await op.data(tx)
+            await self._write_submits(tx, batch)
+            await self._write_settles(tx, batch)
+            for op in batch.of(_Kind.CLAIM):
+                target, limit = op.data
+                op.result = await self._claim(tx, target, limit, batch.now)
+                batch.claimed.extend(op.result)
+            events = [op.data for op in batch.of(_Kind.EVENT)]
+            if events:
+                await tx.executemany(_INSERT_EVENT, events)
+            await tx.execute("COMMIT")
+        except BaseException:
+            await self._rollback(tx)
+            raise
+
     def _after_commit(self, batch: _Batch) -> None:
-        for message_id, message in batch.fresh:
+        for _, message in batch.fresh:
             self.counters.queued(message.target, message.priority, 1)
         for claimed in batch.claimed:
             self.counters.queued(claimed.target, claimed.priority, -1)
@@ -273,10 +286,8 @@ class SqliteStore:
             self.listener.settled(batch.settled)
 
     async def _rollback(self, tx: _Tx) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
             await tx.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # no transaction left to roll back
 
     def _fail(self, batch: _Batch, error: StoreError) -> None:
         self.last_error = str(error)
@@ -359,21 +370,6 @@ class SqliteStore:
                         batch.now,
                     )
                 )
-                batch.events.append(
-                    (
-                        batch.now,
-                        "submitted",
-                        next_id,
-                        None,
-                        _dumps(
-                            {
-                                "target": message.target,
-                                "priority": message.priority.label,
-                                "key": key,
-                            }
-                        ),
-                    )
-                )
                 next_id += 1
             op.result = accepted
         if rows:
@@ -440,53 +436,7 @@ class SqliteStore:
         if not settles:
             return
         now = batch.now
-        updates = []
-        for s in settles:
-            delivered_at = now if s.kind is SettleKind.DELIVERED else None
-            updates.append(
-                (
-                    s.kind.status.value,
-                    s.attempts,
-                    s.next_attempt_at,
-                    s.route_index,
-                    s.member_attempts,
-                    s.integration,
-                    s.reason,
-                    s.provider_id,
-                    now,
-                    delivered_at,
-                    s.message_id,
-                )
-            )
-            if s.attempt is not None:
-                a = s.attempt
-                batch.events.append(
-                    (
-                        a.started_at,
-                        "attempted",
-                        s.message_id,
-                        a.integration,
-                        _dumps(
-                            {
-                                "attempt": s.attempts,
-                                "outcome": a.outcome,
-                                "status": a.status,
-                                "detail": a.detail,
-                                "seconds": round(a.duration, 6),
-                            }
-                        ),
-                    )
-                )
-            batch.events.append(
-                (now, s.kind.value, s.message_id, s.integration, _dumps(_settle_detail(s)))
-            )
-        await tx.executemany(
-            "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ?, route_index = ?,"
-            " member_attempts = ?, integration = ?, last_error = ?,"
-            " provider_id = COALESCE(?, provider_id), updated_at = ?,"
-            " delivered_at = COALESCE(?, delivered_at) WHERE id = ? AND status = 'inflight'",
-            updates,
-        )
+        await tx.executemany(_SETTLE, [_settle_row(s, now) for s in settles])
         batch.settled.extend(settles)
 
     async def recover_inflight(self) -> int:
@@ -516,7 +466,7 @@ class SqliteStore:
 
     async def next_due(self, target: str) -> float | None:
         """The earliest ``next_attempt_at`` among the queued messages of ``target``."""
-        found = []
+        found: list[float] = []
         for priority in Priority:
             rows = await self.query(
                 "SELECT next_attempt_at FROM messages WHERE status = 'queued' AND target = ?"
@@ -648,19 +598,39 @@ class SqliteStore:
         )
 
 
+_SETTLE = (
+    "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ?, route_index = ?,"
+    " member_attempts = ?, integration = ?, last_error = ?,"
+    " provider_id = COALESCE(?, provider_id), updated_at = ?,"
+    " delivered_at = COALESCE(?, delivered_at), last_event = ?, attempt_at = ?,"
+    " attempt_seconds = ?, attempt_outcome = ?, attempt_status = ?"
+    " WHERE id = ? AND status = 'inflight'"
+)
+
+
+def _settle_row(s: Settle, now: float) -> tuple[Any, ...]:
+    a = s.attempt
+    return (
+        s.kind.status.value,
+        s.attempts,
+        s.next_attempt_at,
+        s.route_index,
+        s.member_attempts,
+        s.integration,
+        s.reason,
+        s.provider_id,
+        now,
+        now if s.kind is SettleKind.DELIVERED else None,
+        s.kind.value,
+        None if a is None else a.started_at,
+        None if a is None else round(a.duration, 6),
+        None if a is None else a.outcome,
+        None if a is None else a.status,
+        s.message_id,
+    )
+
+
 _INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"
-
-
-def _settle_detail(s: Settle) -> dict[str, Any]:
-    detail: dict[str, Any] = {"attempts": s.attempts}
-    if s.reason:
-        detail["reason"] = s.reason
-    if s.provider_id:
-        detail["provider_id"] = s.provider_id
-    if s.kind in (SettleKind.RETRIED, SettleKind.FAILED_OVER, SettleKind.RETURNED):
-        detail["next_attempt_at"] = round(s.next_attempt_at, 3)
-        detail["route_index"] = s.route_index
-    return detail
 
 
 async def _noop(tx: _Tx) -> None:

@@ -1,0 +1,256 @@
+"""Throughput and latency: the daemon against a bare httpx loop, in one run.
+
+Both deliver to the same simulator process (Resend's endpoint) with the same
+number of lanes, each lane with its own httpx.AsyncClient:
+
+* bare loop: N tasks POSTing the adapter's request as fast as they can, no store;
+* daemon: the real ``ringbearer run`` process, messages submitted over the
+  control socket while the integration is paused, then resumed; the rate is
+  messages / (resume -> the last one delivered and committed).
+
+Then latency: messages submitted at half the daemon's rate, one request per
+message, and submit-to-delivered read back from the store (delivered_at -
+created_at, both written by the daemon).
+
+    python bench/throughput.py [--messages 20000] [--lanes 64]
+
+It prints a table; it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {
+    "from": "Studio <studio@example.com>",
+    "to": ["guest@example.com"],
+    "subject": "Timeline update",
+    "text": "The first dance is at 19:30.",
+}
+
+
+def start_simulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ringbearer", "simulate", "--listen", "127.0.0.1:0", "--smtp", ""],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"(http://[\d.]+:\d+)", line)
+    if not found:
+        proc.kill()
+        raise SystemExit(f"simulator did not start: {line!r}")
+    return proc, found.group(1)
+
+
+async def bare_loop(url: str, lanes: int, total: int) -> float:
+    """The baseline: the same requests, the same lanes, no store, no actors."""
+    remaining = total
+    payload = json.dumps(BODY).encode()
+
+    async def lane() -> None:
+        nonlocal remaining
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as client:
+            while remaining > 0:
+                remaining -= 1
+                response = await client.post(
+                    f"{url}/resend/emails",
+                    content=payload,
+                    headers={
+                        "Authorization": "Bearer re_bench",
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": os.urandom(8).hex(),
+                    },
+                )
+                assert response.status_code == 200, response.text
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(lanes):
+            nursery.start_soon(lane)
+    return total / (time.perf_counter() - start)
+
+
+def daemon_config(workdir: Path, sim_url: str, lanes: int) -> Path:
+    config = workdir / "config.toml"
+    config.write_text(f"""
+[daemon]
+state_dir = "{workdir / "state"}"
+log_level = "warning"
+[store]
+synchronous = "full"
+[metrics]
+enabled = false
+[sandbox]
+enabled = true
+url = "{sim_url}"
+[integrations.resend]
+kind = "resend"
+api_key = {{ env = "RESEND_API_KEY" }}
+lanes = {lanes}
+mailbox = {lanes * 2}
+""")
+    return config
+
+
+class DaemonProcess:
+    def __init__(self, workdir: Path, config: Path) -> None:
+        notify = workdir / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify))
+        self.notify.settimeout(60)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ringbearer", "run", "-c", str(config)],
+            env=env,
+            stderr=(workdir / "daemon.log").open("wb"),
+        )
+        while b"READY=1" not in self.notify.recv(4096):
+            pass
+        self.socket = workdir / "state" / "ringbearer.sock"
+        self.db = workdir / "state" / "ringbearer.db"
+
+    def client(self) -> Any:
+        from ringbearer.control import Client
+
+        return Client(self.socket, timeout=600)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.notify.close()
+
+
+def message(i: int) -> dict[str, Any]:
+    return {"target": "resend", "payload": BODY, "key": f"bench-{i}"}
+
+
+def daemon_throughput(daemon: DaemonProcess, total: int) -> tuple[float, float]:
+    with daemon.client() as client:
+        client.call("pause", {"name": "resend"})
+        start = time.perf_counter()
+        for first in range(0, total, 1000):
+            client.call("submit", {"messages": [message(i) for i in range(first, first + 1000)]})
+        submit_rate = total / (time.perf_counter() - start)
+        start = time.perf_counter()
+        client.call("resume", {"name": "resend"})
+        result = client.call("wait", {"timeout": 600})
+        elapsed = time.perf_counter() - start
+    assert result["idle"], result
+    return total / elapsed, submit_rate
+
+
+async def _paced_submits(path: Path, rate: float, count: int, connections: int) -> float:
+    """Submit ``count`` messages, one a request, at ``rate`` over several connections."""
+    interval = 1.0 / rate
+    start = trio.current_time()
+
+    async def worker(k: int) -> None:
+        stream = await trio.open_unix_socket(str(path))
+        buffer = b""
+        async with stream:
+            for i in range(k, count, connections):
+                await trio.sleep_until(start + i * interval)
+                request = {
+                    "id": i,
+                    "cmd": "submit",
+                    "args": {"messages": [message(10_000_000 + i)]},
+                }
+                await stream.send_all(json.dumps(request).encode() + b"\n")
+                while b"\n" not in buffer:
+                    buffer += await stream.receive_some(65536)
+                line, _, buffer = buffer.partition(b"\n")
+                assert json.loads(line)["ok"], line
+
+    async with trio.open_nursery() as nursery:
+        for k in range(connections):
+            nursery.start_soon(worker, k)
+    return count / (trio.current_time() - start)
+
+
+def daemon_latency(daemon: DaemonProcess, rate: float, seconds: float) -> dict[str, float]:
+    """Offer ``rate`` messages a second; read submit-to-delivered back from the store."""
+    count = int(rate * seconds)
+    db = sqlite3.connect(daemon.db)
+    (first_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()
+    achieved = trio.run(_paced_submits, daemon.socket, rate, count, 16)
+    with daemon.client() as client:
+        client.call("wait", {"timeout": 600})
+    rows = db.execute(
+        "SELECT delivered_at - created_at FROM messages WHERE id >= ? AND status = 'delivered'",
+        (first_id,),
+    ).fetchall()
+    db.close()
+    latencies = sorted(r[0] for r in rows)
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": achieved,
+        "count": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "max_ms": 1000 * latencies[-1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--lanes", type=int, default=64)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    os.environ.setdefault("RESEND_API_KEY", "re_bench")
+    sim, url = start_simulator()
+    try:
+        bare = trio.run(bare_loop, url, args.lanes, args.messages)
+        with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
+            workdir = Path(tmp)
+            daemon = DaemonProcess(workdir, daemon_config(workdir, url, args.lanes))
+            try:
+                rate, submit_rate = daemon_throughput(daemon, args.messages)
+                latency = daemon_latency(daemon, rate / 2, args.latency_seconds)
+            finally:
+                daemon.stop()
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    print(
+        f"messages={args.messages} lanes={args.lanes} cores={os.cpu_count()} "
+        f"python={sys.version.split()[0]}"
+    )
+    print(f"{'':<34}{'per second':>12}")
+    print(f"{'bare httpx loop (no store)':<34}{bare:>12.0f}")
+    print(f"{'daemon: submit (1000 a request)':<34}{submit_rate:>12.0f}")
+    print(f"{'daemon: deliver (store, actors)':<34}{rate:>12.0f}")
+    print(f"{'ratio daemon / bare':<34}{rate / bare:>12.2f}")
+    print()
+    print(
+        f"latency at half the daemon's rate ({latency['offered_per_s']:.0f}/s offered, "
+        f"{latency['achieved_per_s']:.0f}/s achieved, {latency['count']} messages, "
+        "one per request):"
+    )
+    print(
+        f"  submit-to-delivered p50 {latency['p50_ms']:.1f} ms   p99 {latency['p99_ms']:.1f} ms"
+        f"   max {latency['max_ms']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""A provider simulator: a real network server that answers like the real providers.
+
+``/<provider>/<the provider's real path>`` over HTTP — ``resend``,
+``mailgun``, ``slack-webhook``, ``pagerduty`` — plus an SMTP server, each with
+its own success bodies, errors, rate-limit signals and idempotency rules, and
+with faults that can be switched on at run time through ``/_sim/faults``.
+"""
+
+from ._faults import FaultKind as FaultKind
+from ._faults import Faults as Faults
+from ._server import SimulatorAddress as SimulatorAddress
+from ._server import run_simulator as run_simulator
+from ._server import serve_simulator as serve_simulator
+from ._state import SimulatorState as SimulatorState
+from ._state import provider_specs as provider_specs
+from ._stats import StatsSnapshot as StatsSnapshot
+
+__all__ = [
+    "FaultKind",
+    "Faults",
+    "SimulatorAddress",
+    "SimulatorState",
+    "StatsSnapshot",
+    "provider_specs",
+    "run_simulator",
+    "serve_simulator",
+]

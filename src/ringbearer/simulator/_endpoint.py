@@ -1,0 +1,84 @@
+"""The one place where faults, latency and stats wrap a provider's own logic."""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from .._httpserver import Action, HttpRequest, HttpResponse
+from ._faults import FaultKind
+from ._provider import HttpProvider, Outcome, ProviderSpec
+from ._slot import ProviderSlot
+
+_NOT_SENT = {Action.RESET: "reset", Action.HANG: "hang"}
+
+
+@attrs.define
+class Endpoint:
+    """A simulated HTTP provider as served: its logic, its slot, the fault layer."""
+
+    spec: ProviderSpec
+    slot: ProviderSlot
+    logic: HttpProvider = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.logic = self.spec.make()
+
+    def reset(self) -> None:
+        """Forget everything: faults, stats and the provider's own tables."""
+        self.slot.reset()
+        self.logic = self.spec.make()
+
+    async def answer(self, request: HttpRequest, path: str) -> HttpResponse:
+        """The provider's answer to ``request``, after its faults have had their say."""
+        outcome = self._decide(request, path)
+        response = outcome.response
+        label = _NOT_SENT.get(response.action) or str(response.status)
+        self.slot.stats.record(label, outcome.accepted, outcome.key)
+        # The delay comes after the work, as with a slow provider: a client
+        # that gives up early has still caused the send.
+        latency = self.slot.faults.latency_ms
+        if latency:
+            await trio.sleep(latency / 1000)
+        return response
+
+    def _decide(self, request: HttpRequest, path: str) -> Outcome:
+        fault = self.slot.draw()
+        replies = self.spec.replies
+        match fault:
+            case None:
+                return self.logic.handle(request, path, self.slot.rng)
+            case FaultKind.MALFORMED:
+                return _garble(self.logic.handle(request, path, self.slot.rng))
+            case FaultKind.TRUNCATE:
+                return _cut(self.logic.handle(request, path, self.slot.rng))
+            case FaultKind.RESET:
+                return Outcome(HttpResponse(0, action=Action.RESET))
+            case FaultKind.HANG:
+                return Outcome(HttpResponse(0, action=Action.HANG))
+            case FaultKind.OUTAGE:
+                return Outcome(replies.outage)
+            case FaultKind.ERROR:
+                return Outcome(replies.error)
+            case FaultKind.PERMANENT:
+                return Outcome(replies.permanent)
+            case FaultKind.RATE_LIMIT:
+                return Outcome(replies.rate_limited(self.slot.faults.retry_after))
+
+
+def _garble(outcome: Outcome) -> Outcome:
+    """A success whose body is cut in half and labelled as HTML: unparseable, yet complete."""
+    response = outcome.response
+    if not outcome.accepted:
+        return outcome
+    body = response.body[: len(response.body) // 2]
+    headers = tuple(h for h in response.headers if h[0].lower() != "content-type")
+    garbled = HttpResponse(response.status, body, (("content-type", "text/html"), *headers))
+    return attrs.evolve(outcome, response=garbled)
+
+
+def _cut(outcome: Outcome) -> Outcome:
+    """A success that announces its whole body and sends half of it."""
+    if not outcome.accepted:
+        return outcome
+    return attrs.evolve(outcome, response=attrs.evolve(outcome.response, action=Action.TRUNCATE))

@@ -1,0 +1,51 @@
+"""What a simulated provider saw: requests, accepted sends and idempotency keys."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class StatsSnapshot:
+    """A provider's counters at one moment, as ``GET /_sim/stats`` shows them."""
+
+    requests: int
+    accepted: int
+    unique_keys: int
+    duplicates: int
+    status_counts: dict[str, int]
+
+
+@attrs.define
+class Stats:
+    """Counters of one provider, updated once per request."""
+
+    requests: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    # Keys only, never bodies: a long benchmark must not grow with payloads.
+    keys: set[str] = attrs.Factory(set)
+    status_counts: dict[str, int] = attrs.Factory(dict)
+
+    def record(self, label: str, accepted: bool, key: str | None) -> None:
+        """Count one request: its status (or "reset"/"hang") and, if accepted, its key."""
+        self.requests += 1
+        self.status_counts[label] = self.status_counts.get(label, 0) + 1
+        if not accepted:
+            return
+        self.accepted += 1
+        if key is None:
+            return
+        if key in self.keys:
+            self.duplicates += 1
+        else:
+            self.keys.add(key)
+
+    def snapshot(self) -> StatsSnapshot:
+        return StatsSnapshot(
+            requests=self.requests,
+            accepted=self.accepted,
+            unique_keys=len(self.keys),
+            duplicates=self.duplicates,
+            status_counts=dict(sorted(self.status_counts.items())),
+        )

@@ -1,0 +1,696 @@
+"""The provider simulator over HTTP: each provider's answers, faults, stats and the /_sim API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import ringbearer.simulator
+from ringbearer._httpserver import HttpRequest
+from ringbearer.simulator import (
+    Faults,
+    SimulatorAddress,
+    SimulatorState,
+    provider_specs,
+    run_simulator,
+    serve_simulator,
+)
+from ringbearer.simulator._app import make_handler
+from ringbearer.simulator._pagerduty import AlertStatus, PagerDuty
+from ringbearer.simulator._resend import Resend
+
+HOST = "127.0.0.1"
+AUTH = {"Authorization": "Bearer re_test"}
+EMAIL = {"from": "Acme <hi@acme.test>", "to": ["guest@example.com"], "subject": "Hi", "html": "x"}
+FORM = {"from": "hi@acme.test", "to": "guest@example.com", "subject": "Hi", "text": "x"}
+EVENT: dict[str, Any] = {
+    "routing_key": "e93facc04764012d7bfb002500d5d1a6",
+    "event_action": "trigger",
+    "dedup_key": "srv01/mysql",
+    "payload": {"summary": "disk full", "source": "srv01", "severity": "critical"},
+}
+MAILGUN_URL = "/mailgun/v3/mg.example.com/messages"
+SLACK_URL = "/slack-webhook/services/T000/B000/XXXX"
+
+# A valid request to each HTTP provider, as httpx keyword arguments.
+VALID: dict[str, dict[str, Any]] = {
+    "resend": {"url": "/resend/emails", "json": EMAIL, "headers": AUTH},
+    "mailgun": {"url": MAILGUN_URL, "data": FORM, "auth": ("api", "key-test")},
+    "slack-webhook": {"url": SLACK_URL, "json": {"text": "hi"}},
+    "pagerduty": {"url": "/pagerduty/v2/enqueue", "json": EVENT},
+}
+SUCCESS = {"resend": 200, "mailgun": 200, "slack-webhook": 200, "pagerduty": 202}
+
+
+@attrs.frozen
+class Sim:
+    state: SimulatorState
+    address: SimulatorAddress
+    client: httpx.AsyncClient
+
+    async def send(self, provider: str, **overrides: Any) -> httpx.Response:
+        return await self.client.post(**{**VALID[provider], **overrides})
+
+    async def faults(self, provider: str, **fields: Any) -> None:
+        response = await self.client.post("/_sim/faults", json={"provider": provider, **fields})
+        assert response.status_code == 200, response.text
+
+    async def stats(self, provider: str) -> dict[str, Any]:
+        response = await self.client.get("/_sim/stats", params={"provider": provider})
+        stats: dict[str, Any] = response.json()[provider]
+        return stats
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
+    state = SimulatorState(seed=7)
+    address = await nursery.start(serve_simulator, state, HOST, 0, None)
+    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
+        yield Sim(state, address, client)
+
+
+def test_public_surface() -> None:
+    """The package exports exactly its documented names."""
+    assert sorted(ringbearer.simulator.__all__) == [
+        "FaultKind",
+        "Faults",
+        "SimulatorAddress",
+        "SimulatorState",
+        "StatsSnapshot",
+        "provider_specs",
+        "run_simulator",
+        "serve_simulator",
+    ]
+
+
+def test_provider_table_names() -> None:
+    """The provider table has one row per simulated HTTP provider, named by its path segment."""
+    assert [spec.name for spec in provider_specs()] == list(VALID)
+
+
+def test_address_url() -> None:
+    """The address renders as a base URL, bracketing IPv6 hosts."""
+    assert SimulatorAddress("127.0.0.1", 8080).url == "http://127.0.0.1:8080"
+    assert SimulatorAddress("::1", 8080, 2525).url == "http://[::1]:8080"
+
+
+async def test_run_simulator_announces_its_ports(
+    nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run_simulator prints one line naming the bound HTTP and SMTP ports."""
+    nursery.start_soon(run_simulator, HOST, 0, 0, 3)
+    await trio.testing.wait_all_tasks_blocked()
+    line = capsys.readouterr().out
+    assert line.startswith(f"simulator listening on http://{HOST}:")
+    assert f"(smtp {HOST}:" in line and line.endswith(")\n")
+    nursery.cancel_scope.cancel()
+
+
+async def test_same_seed_same_ids() -> None:
+    """Ids come from the seeded stream: the same seed gives the same ids, another seed not."""
+
+    async def first_id(seed: int) -> bytes:
+        path = "/resend/emails"
+        body = b'{"from":"a@x.test","to":"b@x.test","subject":"s"}'
+        request = HttpRequest("POST", path, path, "", {"authorization": "Bearer k"}, body)
+        return (await make_handler(SimulatorState(seed=seed))(request)).body
+
+    assert await first_id(5) == await first_id(5) != await first_id(6)
+
+
+# --- Resend -----------------------------------------------------------------
+
+
+async def test_resend_sends_one_email(sim: Sim) -> None:
+    """A valid email gets 200 and a UUID id."""
+    response = await sim.send("resend")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert uuid.UUID(response.json()["id"]).version == 4
+
+
+async def test_resend_batch(sim: Sim) -> None:
+    """A batch gets one id per email; over 100 emails is a 422."""
+    response = await sim.send("resend", url="/resend/emails/batch", json=[EMAIL, EMAIL])
+    assert response.status_code == 200
+    assert len({item["id"] for item in response.json()["data"]}) == 2
+    too_many = await sim.send("resend", url="/resend/emails/batch", json=[EMAIL] * 101)
+    assert too_many.status_code == 422
+    assert too_many.json()["name"] == "validation_error"
+
+
+async def test_resend_batch_validation_modes(sim: Sim) -> None:
+    """Strict batches fail whole; permissive ones queue the valid emails and list the rest."""
+    batch = [EMAIL, {"from": "a@x.test", "to": "b@x.test"}, EMAIL]
+    strict = await sim.send("resend", url="/resend/emails/batch", json=batch)
+    assert strict.status_code == 422
+    assert strict.json()["name"] == "missing_required_field"
+    headers = {**AUTH, "x-batch-validation": "permissive"}
+    loose = await sim.send("resend", url="/resend/emails/batch", json=batch, headers=headers)
+    assert loose.status_code == 200
+    assert len(loose.json()["data"]) == 2
+    assert loose.json()["errors"] == [{"index": 1, "message": "Missing `subject` field."}]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "name"),
+    [
+        ({}, 401, "missing_api_key"),
+        ({"Authorization": "Basic abc"}, 401, "missing_api_key"),
+        ({"Authorization": "Bearer invalid"}, 403, "invalid_api_key"),
+    ],
+)
+async def test_resend_auth_errors(
+    sim: Sim, headers: dict[str, str], status: int, name: str
+) -> None:
+    """No Bearer key is a 401; the key ``invalid`` is a 403; both in Resend's error shape."""
+    response = await sim.send("resend", headers=headers)
+    assert response.status_code == status
+    assert response.json() == {
+        "statusCode": status,
+        "name": name,
+        "message": response.json()["message"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("email", "status", "name"),
+    [
+        ({k: v for k, v in EMAIL.items() if k != "subject"}, 422, "missing_required_field"),
+        ({k: v for k, v in EMAIL.items() if k != "to"}, 422, "missing_required_field"),
+        ({**EMAIL, "to": [f"g{i}@x.test" for i in range(51)]}, 422, "validation_error"),
+        ({**EMAIL, "to": 5}, 422, "validation_error"),
+        ({**EMAIL, "from": "nobody"}, 422, "invalid_from_address"),
+        ([EMAIL], 422, "validation_error"),
+    ],
+)
+async def test_resend_validation_errors(sim: Sim, email: Any, status: int, name: str) -> None:
+    """Missing fields, too many recipients and bad addresses get Resend's 422s."""
+    response = await sim.send("resend", json=email)
+    assert (response.status_code, response.json()["name"]) == (status, name)
+
+
+async def test_resend_rejects_bad_json_and_unknown_routes(sim: Sim) -> None:
+    """Unparseable bodies are 400; unknown paths 404; other methods 405."""
+    bad = await sim.send("resend", content=b"{", json=None)
+    assert (bad.status_code, bad.json()["name"]) == (400, "validation_error")
+    missing = await sim.send("resend", url="/resend/domains")
+    assert (missing.status_code, missing.json()["name"]) == (404, "not_found")
+    wrong = await sim.client.get("/resend/emails", headers=AUTH)
+    assert (wrong.status_code, wrong.json()["name"]) == (405, "method_not_allowed")
+
+
+async def test_resend_idempotent_replay(sim: Sim) -> None:
+    """The same key and body replays the first answer, same id, without sending again."""
+    headers = {**AUTH, "Idempotency-Key": "order-1"}
+    first = await sim.send("resend", headers=headers)
+    second = await sim.send("resend", headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    stats = await sim.stats("resend")
+    assert (stats["requests"], stats["accepted"]) == (2, 2)
+    assert (stats["unique_keys"], stats["duplicates"]) == (1, 1)
+    resend = sim.state.endpoints["resend"].logic
+    assert isinstance(resend, Resend)
+    assert len(resend.sent) == 1
+
+
+async def test_resend_idempotency_conflict(sim: Sim) -> None:
+    """The same key with a different body is a 409 invalid_idempotent_request."""
+    headers = {**AUTH, "Idempotency-Key": "order-2"}
+    await sim.send("resend", headers=headers)
+    other = await sim.send("resend", headers=headers, json={**EMAIL, "subject": "Other"})
+    assert other.status_code == 409
+    assert other.json()["name"] == "invalid_idempotent_request"
+
+
+@pytest.mark.parametrize("key", ["", "k" * 257])
+async def test_resend_rejects_bad_idempotency_keys(sim: Sim, key: str) -> None:
+    """Keys must be 1 to 256 characters long."""
+    response = await sim.send("resend", headers={**AUTH, "Idempotency-Key": key})
+    assert (response.status_code, response.json()["name"]) == (400, "invalid_idempotency_key")
+
+
+async def test_resend_failed_send_is_not_remembered(sim: Sim) -> None:
+    """A key whose request failed validation can be used again once the body is fixed."""
+    headers = {**AUTH, "Idempotency-Key": "order-3"}
+    bad = await sim.send("resend", headers=headers, json={"from": "a@x.test"})
+    good = await sim.send("resend", headers=headers)
+    assert (bad.status_code, good.status_code) == (422, 200)
+
+
+# --- Mailgun ----------------------------------------------------------------
+
+
+async def test_mailgun_queues_a_form_message(sim: Sim) -> None:
+    """A valid urlencoded message is queued with an id at the domain."""
+    response = await sim.send("mailgun")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["message"] == "Queued. Thank you."
+    assert body["id"].startswith("<") and body["id"].endswith("@mg.example.com>")
+
+
+async def test_mailgun_multipart_and_its_idempotency_field(sim: Sim) -> None:
+    """Multipart works; the SDK's h:X-Idempotency-Key is counted but never deduplicated."""
+    fields = {**FORM, "h:X-Idempotency-Key": "fp-1"}
+    files = {"attachment": ("a.txt", b"hello", "text/plain")}
+    first = await sim.send("mailgun", data=fields, files=files)
+    second = await sim.send("mailgun", data=fields, files=files)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["id"] != second.json()["id"]
+    stats = await sim.stats("mailgun")
+    assert (stats["accepted"], stats["unique_keys"], stats["duplicates"]) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("auth", [None, ("user", "key"), ("api", "invalid"), ("api", "")])
+async def test_mailgun_auth_errors(sim: Sim, auth: tuple[str, str] | None) -> None:
+    """Anything but Basic ``api:<key>`` gets a plain-text 401 Forbidden."""
+    response = await sim.send("mailgun", auth=auth)
+    assert (response.status_code, response.text) == (401, "Forbidden")
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("from", "from parameter is missing"),
+        ("subject", "subject parameter is missing"),
+        ("text", "Need at least one of 'text', 'html' or 'template' parameters specified"),
+    ],
+)
+async def test_mailgun_validation_errors(sim: Sim, missing: str, message: str) -> None:
+    """A missing required field is a 400 with Mailgun's message."""
+    data = {k: v for k, v in FORM.items() if k != missing}
+    response = await sim.send("mailgun", data=data)
+    assert (response.status_code, response.json()) == (400, {"message": message})
+
+
+# --- Slack incoming webhook -------------------------------------------------
+
+
+async def test_slack_webhook_posts(sim: Sim) -> None:
+    """A message with text or blocks gets a plain ``ok``; no key is counted."""
+    text = await sim.send("slack-webhook")
+    blocks = await sim.send("slack-webhook", json={"blocks": [{"type": "divider"}]})
+    assert (text.status_code, text.text) == (200, "ok")
+    assert (blocks.status_code, blocks.text) == (200, "ok")
+    stats = await sim.stats("slack-webhook")
+    assert (stats["accepted"], stats["unique_keys"]) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "text"),
+    [
+        ({"json": {"username": "x"}}, 400, "no_text"),
+        ({"content": b"not json"}, 400, "invalid_payload"),
+        ({"json": {"text": "x", "blocks": "nope"}}, 400, "invalid_blocks"),
+        ({"url": "/slack-webhook/services/T000/B000/invalid"}, 403, "invalid_token"),
+        ({"url": "/slack-webhook/services/T000"}, 404, "no_service"),
+    ],
+)
+async def test_slack_webhook_errors(
+    sim: Sim, overrides: dict[str, Any], status: int, text: str
+) -> None:
+    """Bad payloads and bad hooks get Slack's plain-text error words."""
+    response = await sim.send("slack-webhook", **overrides)
+    assert (response.status_code, response.text) == (status, text)
+
+
+# --- PagerDuty --------------------------------------------------------------
+
+
+async def test_pagerduty_accepts_an_event(sim: Sim) -> None:
+    """A trigger is 202 with its dedup_key; without one, PagerDuty makes one up."""
+    given = await sim.send("pagerduty")
+    assert given.status_code == 202
+    assert given.json() == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "srv01/mysql",
+    }
+    event = {k: v for k, v in EVENT.items() if k != "dedup_key"}
+    made_up = await sim.send("pagerduty", json=event)
+    assert uuid.UUID(made_up.json()["dedup_key"])
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({**EVENT, "routing_key": "invalid"}, "Invalid routing key"),
+        ({**EVENT, "routing_key": ""}, "'routing_key' is missing or blank"),
+        ({**EVENT, "event_action": "explode"}, "'event_action' is missing or invalid"),
+        (
+            {**EVENT, "payload": {"source": "s", "severity": "info"}},
+            "'payload.summary' is missing or blank",
+        ),
+        (
+            {**EVENT, "payload": {**EVENT["payload"], "severity": "dire"}},
+            "'payload.severity' must be one of critical, error, warning, info",
+        ),
+        (
+            {**EVENT, "event_action": "resolve", "dedup_key": None},
+            "'dedup_key' is required for acknowledge and resolve events",
+        ),
+        (
+            {**EVENT, "dedup_key": "k" * 256},
+            "'dedup_key' must be a string of at most 255 characters",
+        ),
+    ],
+)
+async def test_pagerduty_invalid_events(sim: Sim, event: dict[str, Any], error: str) -> None:
+    """Invalid events get 400 ``invalid event`` listing what is wrong."""
+    response = await sim.send("pagerduty", json=event)
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["status"], body["message"]) == ("invalid event", "Event object is invalid")
+    assert error in body["errors"]
+
+
+async def test_pagerduty_unparseable_body(sim: Sim) -> None:
+    """A body that is not JSON is a 400 ``Unrecognized object``."""
+    response = await sim.send("pagerduty", content=b"{", json=None)
+    assert response.status_code == 400
+    assert response.json()["errors"] == ["JSON parse error"]
+
+
+async def test_pagerduty_dedup_applies_events_to_one_alert(sim: Sim) -> None:
+    """Events sharing a dedup_key move one alert; a trigger after resolve opens a new one."""
+    pagerduty = sim.state.endpoints["pagerduty"].logic
+    assert isinstance(pagerduty, PagerDuty)
+    alert = (EVENT["routing_key"], EVENT["dedup_key"])
+    await sim.send("pagerduty")
+    await sim.send("pagerduty")
+    assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.TRIGGERED, 1)
+    await sim.send("pagerduty", json={**EVENT, "event_action": "acknowledge"})
+    await sim.send("pagerduty")
+    assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.ACKNOWLEDGED, 1)
+    await sim.send("pagerduty", json={**EVENT, "event_action": "resolve"})
+    assert pagerduty.alerts[alert] is AlertStatus.RESOLVED
+    await sim.send("pagerduty")
+    assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.TRIGGERED, 2)
+    stats = await sim.stats("pagerduty")
+    assert (stats["accepted"], stats["unique_keys"], stats["duplicates"]) == (6, 1, 5)
+
+
+async def test_pagerduty_events_for_no_open_alert_are_dropped(sim: Sim) -> None:
+    """Acknowledging or resolving an unknown key is accepted and changes nothing."""
+    pagerduty = sim.state.endpoints["pagerduty"].logic
+    assert isinstance(pagerduty, PagerDuty)
+    response = await sim.send("pagerduty", json={**EVENT, "event_action": "resolve"})
+    assert response.status_code == 202
+    assert pagerduty.alerts == {}
+
+
+# --- Faults -----------------------------------------------------------------
+
+PROVIDERS = list(VALID)
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "marker"),
+    [
+        ("resend", 500, "application_error"),
+        ("mailgun", 500, "Internal Server Error"),
+        ("slack-webhook", 500, "rollup_error"),
+        ("pagerduty", 500, "Internal Server Error"),
+    ],
+)
+async def test_error_fault_answers_the_providers_own_5xx(
+    sim: Sim, provider: str, status: int, marker: str
+) -> None:
+    """error_rate 1 makes every request a provider-shaped transient 5xx."""
+    await sim.faults(provider, error_rate=1.0)
+    response = await sim.send(provider)
+    assert response.status_code == status
+    assert marker in response.text
+    stats = await sim.stats(provider)
+    assert (stats["requests"], stats["accepted"], stats["status_counts"]) == (
+        1,
+        0,
+        {str(status): 1},
+    )
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "marker"),
+    [
+        ("resend", 403, "validation_error"),
+        ("mailgun", 400, "not a valid address"),
+        ("slack-webhook", 400, "invalid_payload"),
+        ("pagerduty", 400, "Invalid routing key"),
+    ],
+)
+async def test_permanent_fault_answers_the_providers_own_4xx(
+    sim: Sim, provider: str, status: int, marker: str
+) -> None:
+    """permanent_rate 1 makes every request a provider-shaped permanent 4xx."""
+    await sim.faults(provider, permanent_rate=1.0)
+    response = await sim.send(provider)
+    assert (response.status_code, marker in response.text) == (status, True)
+
+
+@pytest.mark.parametrize(
+    ("provider", "status"),
+    [("resend", 503), ("mailgun", 503), ("slack-webhook", 500), ("pagerduty", 503)],
+)
+async def test_outage_fails_every_request(sim: Sim, provider: str, status: int) -> None:
+    """An outage answers every request with the provider's 5xx, until it is cleared."""
+    await sim.faults(provider, outage=True)
+    statuses = [(await sim.send(provider)).status_code for _ in range(3)]
+    assert statuses == [status] * 3
+    await sim.client.delete("/_sim/faults", params={"provider": provider})
+    assert (await sim.send(provider)).status_code == SUCCESS[provider]
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers"),
+    [
+        (
+            "resend",
+            {
+                "ratelimit-limit": "2",
+                "ratelimit-remaining": "0",
+                "ratelimit-reset": "5",
+                "retry-after": "5",
+            },
+        ),
+        ("mailgun", {"retry-after": "5"}),
+        ("slack-webhook", {"retry-after": "5"}),
+        ("pagerduty", {}),
+    ],
+)
+async def test_rate_limit_storm_uses_each_providers_headers(
+    sim: Sim, provider: str, headers: dict[str, str]
+) -> None:
+    """A storm is a 429 with the provider's own rate-limit headers (PagerDuty sends none)."""
+    await sim.faults(provider, storm=True, retry_after=5)
+    response = await sim.send(provider)
+    assert response.status_code == 429
+    sent = {k: v for k, v in response.headers.items() if "ratelimit" in k or k == "retry-after"}
+    assert sent == headers
+
+
+async def test_rate_limit_rate_defaults_retry_after_to_one_second(sim: Sim) -> None:
+    """rate_limit_rate 1 without retry_after announces one second."""
+    await sim.faults("resend", rate_limit_rate=1.0)
+    response = await sim.send("resend")
+    assert (response.status_code, response.headers["retry-after"]) == (429, "1")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_reset_fault_aborts_the_connection(sim: Sim, provider: str) -> None:
+    """reset_rate 1 resets the TCP connection; the request is counted but not processed."""
+    await sim.faults(provider, reset_rate=1.0)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        await sim.send(provider)
+    stats = await sim.stats(provider)
+    assert (stats["accepted"], stats["status_counts"]) == (0, {"reset": 1})
+
+
+async def test_hang_fault_never_answers(sim: Sim) -> None:
+    """hang_rate 1 keeps the request unanswered until the client times out."""
+    await sim.faults("resend", hang_rate=1.0)
+    with pytest.raises(httpx.ReadTimeout):
+        await sim.send("resend", timeout=0.2)
+    stats = await sim.stats("resend")
+    assert (stats["accepted"], stats["status_counts"]) == (0, {"hang": 1})
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_truncate_fault_cuts_the_answer_after_the_work(sim: Sim, provider: str) -> None:
+    """truncate_rate 1 processes the request, then cuts its answer short."""
+    await sim.faults(provider, truncate_rate=1.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await sim.send(provider)
+    stats = await sim.stats(provider)
+    assert (stats["accepted"], stats["status_counts"]) == (1, {str(SUCCESS[provider]): 1})
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_malformed_fault_garbles_a_success(sim: Sim, provider: str) -> None:
+    """malformed_rate 1 answers the success status with half a body labelled HTML."""
+    await sim.faults(provider, malformed_rate=1.0)
+    good = await sim.send(provider)
+    assert good.status_code == SUCCESS[provider]
+    assert good.headers["content-type"] == "text/html"
+    await sim.client.delete("/_sim/faults")
+    healthy = await sim.send(provider)
+    assert len(good.content) == len(healthy.content) // 2
+    if healthy.headers["content-type"] == "application/json":
+        with pytest.raises(ValueError):
+            good.json()
+
+
+async def test_malformed_fault_leaves_errors_alone(sim: Sim) -> None:
+    """A request that fails on its own merits keeps its real error under malformed_rate."""
+    await sim.faults("resend", malformed_rate=1.0)
+    response = await sim.send("resend", headers={})
+    assert (response.status_code, response.json()["name"]) == (401, "missing_api_key")
+
+
+async def test_faults_are_per_provider(sim: Sim) -> None:
+    """A fault set for one provider leaves the others healthy."""
+    await sim.faults("resend", outage=True)
+    assert (await sim.send("mailgun")).status_code == 200
+
+
+async def test_latency_delays_the_answer_after_the_work(autojump_clock: Any) -> None:
+    """latency_ms delays each answer by that much, and the work is done before the wait."""
+    state = SimulatorState()
+    handle = make_handler(state)
+    state.endpoints["slack-webhook"].slot.faults = Faults(latency_ms=2500)
+    request = HttpRequest(
+        "POST",
+        "/slack-webhook/services/T/B/X",
+        "/slack-webhook/services/T/B/X",
+        "",
+        {},
+        b'{"text":"x"}',
+    )
+    stats = state.endpoints["slack-webhook"].slot.stats
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handle, request)
+        await trio.sleep(1)
+        assert stats.accepted == 1  # counted while the answer is still delayed
+    assert trio.current_time() == pytest.approx(2.5)
+
+
+async def test_fault_rates_are_seeded_and_proportional() -> None:
+    """error_rate 0.3 fails about 30% of requests, identically for the same seed."""
+
+    async def failures(seed: int) -> list[int]:
+        state = SimulatorState(seed=seed)
+        state.endpoints["slack-webhook"].slot.faults = Faults(error_rate=0.3)
+        handle = make_handler(state)
+        path = "/slack-webhook/services/T/B/X"
+        request = HttpRequest("POST", path, path, "", {}, b'{"text":"x"}')
+        return [i for i in range(1000) if (await handle(request)).status == 500]
+
+    first, again, other = await failures(1), await failures(1), await failures(2)
+    assert first == again != other
+    assert 250 < len(first) < 350
+
+
+# --- The /_sim API ----------------------------------------------------------
+
+
+async def test_stats_start_at_zero_for_every_provider(sim: Sim) -> None:
+    """Every provider kind, SMTP included, is listed with zero counters."""
+    stats = (await sim.client.get("/_sim/stats")).json()
+    zero = {"requests": 0, "accepted": 0, "unique_keys": 0, "duplicates": 0, "status_counts": {}}
+    assert stats == {name: zero for name in [*PROVIDERS, "smtp"]}
+
+
+async def test_stats_count_requests_keys_and_duplicates(sim: Sim) -> None:
+    """Requests, accepted sends, distinct keys, repeats and statuses are all counted."""
+    for key in ["a", "b", "a", "c", "a"]:
+        await sim.send("resend", headers={**AUTH, "Idempotency-Key": key})
+    await sim.send("resend", headers={})
+    await sim.send("resend")
+    assert await sim.stats("resend") == {
+        "requests": 7,
+        "accepted": 6,
+        "unique_keys": 3,
+        "duplicates": 2,
+        "status_counts": {"200": 6, "401": 1},
+    }
+
+
+async def test_fault_api_shows_sets_and_clears(sim: Sim) -> None:
+    """POST replaces a provider's faults, GET shows them, DELETE clears one or all."""
+    await sim.faults("resend", error_rate=0.25, latency_ms=3)
+    await sim.faults("resend", hang_rate=0.5)  # replaces, does not merge
+    await sim.faults("smtp", outage=True)
+    shown = (await sim.client.get("/_sim/faults")).json()
+    assert shown["resend"] == {**attrs.asdict(Faults()), "hang_rate": 0.5}
+    assert shown["smtp"]["outage"] is True
+    await sim.client.delete("/_sim/faults", params={"provider": "smtp"})
+    assert (await sim.client.get("/_sim/faults")).json()["smtp"]["outage"] is False
+    await sim.client.delete("/_sim/faults")
+    assert all(
+        f == attrs.asdict(Faults()) for f in (await sim.client.get("/_sim/faults")).json().values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"provider": "sendgrid"}, "'sendgrid'"),
+        ({"error_rate": 0.5}, "provider"),
+        ({"provider": "resend", "eror_rate": 0.5}, "eror_rate"),
+        ({"provider": "resend", "error_rate": "high"}, "error_rate"),
+        ({"provider": "resend", "error_rate": 1.5}, "error_rate"),
+        ({"provider": "resend", "outage": "yes"}, "outage"),
+        ({"provider": "resend", "retry_after": 1.5}, "retry_after"),
+        ({"provider": "resend", "latency_ms": -1}, "latency_ms"),
+        ({"provider": "resend", "error_rate": 0.6, "reset_rate": 0.6}, "add up to more than 1"),
+        ([1], "JSON object"),
+    ],
+)
+async def test_fault_api_rejects_bad_requests_naming_the_problem(
+    sim: Sim, body: Any, named: str
+) -> None:
+    """Unknown providers, unknown fields and bad values get a 400 naming them."""
+    response = await sim.client.post("/_sim/faults", json=body)
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+
+
+async def test_fault_api_rejects_non_json_and_unknown_providers_in_queries(sim: Sim) -> None:
+    """A body that is not JSON, or ?provider naming no provider, is a 400."""
+    not_json = await sim.client.post("/_sim/faults", content=b"{")
+    assert not_json.status_code == 400
+    unknown = await sim.client.get("/_sim/stats", params={"provider": "nope"})
+    assert (unknown.status_code, "'nope'" in unknown.json()["error"]) == (400, True)
+
+
+async def test_reset_clears_stats_dedup_tables_and_faults(sim: Sim) -> None:
+    """POST /_sim/reset forgets counters, idempotency keys, alerts and faults."""
+    headers = {**AUTH, "Idempotency-Key": "k"}
+    await sim.send("resend", headers=headers)
+    await sim.send("pagerduty")
+    await sim.faults("mailgun", outage=True)
+    assert (await sim.client.post("/_sim/reset")).status_code == 200
+    assert (await sim.stats("resend"))["requests"] == 0
+    assert (await sim.send("mailgun")).status_code == 200
+    # The key is forgotten: another body under it is a fresh send, not a 409.
+    other = {**EMAIL, "subject": "Another"}
+    assert (await sim.send("resend", headers=headers, json=other)).status_code == 200
+    pagerduty = sim.state.endpoints["pagerduty"].logic
+    assert isinstance(pagerduty, PagerDuty)
+    assert pagerduty.alerts == {}
+
+
+async def test_unknown_routes(sim: Sim) -> None:
+    """Unknown providers and /_sim routes are 404; wrong methods on /_sim routes 405."""
+    unknown = await sim.client.post("/sendgrid/v3/mail/send")
+    assert (unknown.status_code, "resend" in unknown.json()["providers"]) == (404, True)
+    assert (await sim.client.get("/_sim/nothing")).status_code == 404
+    assert (await sim.client.get("/_sim/reset")).status_code == 405

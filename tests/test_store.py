@@ -1,0 +1,227 @@
+"""The SQLite store on a real file: durability, claiming, settling, audit, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+import trio_asyncio
+
+from ringbearer import StoreError
+from ringbearer._delivery import Priority
+from ringbearer.store import (
+    SCHEMA_VERSION,
+    Attempt,
+    BreakerRecord,
+    NewMessage,
+    Settle,
+    SettleKind,
+    SqliteStore,
+)
+
+
+@pytest.fixture
+async def loop() -> AsyncIterator[None]:
+    async with trio_asyncio.open_loop():
+        yield
+
+
+def settle(message_id: int, kind: SettleKind, **kw: object) -> Settle:
+    fields: dict[str, object] = {
+        "message_id": message_id,
+        "target": "email",
+        "kind": kind,
+        "integration": "resend",
+        "attempts": 1,
+        "next_attempt_at": time.time(),
+    }
+    fields.update(kw)
+    return Settle(**fields)  # type: ignore[arg-type]
+
+
+async def test_submit_then_reopen_keeps_every_message(tmp_path: Path, loop: None) -> None:
+    """Acknowledged messages are in the file after the store closes and reopens."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        accepted = await store.submit([NewMessage("email", {"n": i}) for i in range(50)])
+    assert [a.id for a in accepted] == list(range(1, 51))
+    assert len({a.idempotency_key for a in accepted}) == 50
+    async with SqliteStore.open(db, clock=time.time) as store:
+        assert store.counters.of("email").queued[Priority.NORMAL] == 50
+        more = await store.submit([NewMessage("email", {"n": 99})])
+        assert more[0].id == 51
+
+
+async def test_given_key_is_deduplicated(tmp_path: Path, loop: None) -> None:
+    """The same idempotency key to the same target yields the earlier message, once."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        first = await store.submit(
+            [
+                NewMessage("email", {}, idempotency_key="k"),
+                NewMessage("email", {}, idempotency_key="k"),
+                NewMessage("slack", {}, idempotency_key="k"),
+            ]
+        )
+        again = await store.submit([NewMessage("email", {}, idempotency_key="k")])
+        assert [a.duplicate for a in first] == [False, True, False]
+        assert first[0].id == first[1].id == again[0].id and again[0].duplicate
+        assert store.counters.of("email").total_queued == 1
+
+
+async def test_claim_orders_by_priority_and_marks_in_flight(tmp_path: Path, loop: None) -> None:
+    """Claims take critical before normal before bulk, and never the same message twice."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        await store.submit([NewMessage("email", {"p": "bulk"}, Priority.BULK)])
+        await store.submit([NewMessage("email", {"p": "normal"}, Priority.NORMAL)])
+        await store.submit([NewMessage("email", {"p": "crit"}, Priority.CRITICAL)])
+        claimed = await store.claim("email", 2)
+        assert [c.payload["p"] for c in claimed] == ["crit", "normal"]
+        rest = await store.claim("email", 10)
+        assert [c.payload["p"] for c in rest] == ["bulk"]
+        assert await store.claim("email", 10) == []
+        assert store.counters.of("email").inflight == 3
+
+
+async def test_in_flight_messages_return_to_the_queue_on_restart(
+    tmp_path: Path, loop: None
+) -> None:
+    """Messages claimed but never settled (a crash) are queued again at the next start."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        await store.submit([NewMessage("email", {}) for _ in range(3)])
+        await store.claim("email", 2)
+    async with SqliteStore.open(db, clock=time.time) as store:
+        assert await store.recover_inflight() == 2
+        assert store.counters.of("email").total_queued == 3
+        events = await store.events()
+        assert sum(1 for e in events if e.kind == "recovered") == 2
+
+
+async def test_settles_update_messages_and_write_the_audit_trail(
+    tmp_path: Path, loop: None
+) -> None:
+    """Delivered, retried and dead-lettered outcomes land in messages, events and views."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        ids = [a.id for a in await store.submit([NewMessage("email", {}) for _ in range(3)])]
+        await store.claim("email", 3)
+        now = time.time()
+        attempt = Attempt("resend", now, 0.01, "delivered", status=200)
+        await store.record(
+            [
+                settle(ids[0], SettleKind.DELIVERED, provider_id="re_1", attempt=attempt),
+                settle(ids[1], SettleKind.RETRIED, next_attempt_at=now + 60, reason="503"),
+                settle(ids[2], SettleKind.DEAD_LETTERED, reason="422 bad from"),
+            ]
+        )
+        await store.flush()
+        delivered = await store.message(ids[0])
+        assert delivered is not None and delivered["status"] == "delivered"
+        assert delivered["provider_id"] == "re_1"
+        assert (await store.message(ids[1]) or {})["status"] == "queued"
+        assert await store.next_due("email") == pytest.approx(now + 60)
+        dead = await store.dead_letters()
+        assert [(d.message_id, d.reason) for d in dead] == [(ids[2], "422 bad from")]
+        kinds = [e.kind for e in await store.events(message_id=ids[0])]
+        assert kinds == ["submitted", "attempted", "delivered"]
+        rows = await store.query("SELECT message_id, outcome, status FROM attempts")
+        assert rows == [(ids[0], "delivered", 200)]
+
+
+async def test_the_event_log_is_append_only(tmp_path: Path, loop: None) -> None:
+    """Updating or deleting an audit event is refused by the database itself."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        await store.submit([NewMessage("email", {})])
+    conn = sqlite3.connect(db)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE events SET kind = 'forged'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    conn.close()
+
+
+async def test_concurrent_submits_share_commits(tmp_path: Path, loop: None) -> None:
+    """Group commit: many concurrent submits are made durable in far fewer transactions."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        before = store.commits
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(store.submit, [NewMessage("email", {"n": i})])
+        assert store.counters.of("email").total_queued == 200
+        assert store.commits - before < 100
+
+
+async def test_a_newer_schema_is_refused_untouched(tmp_path: Path, loop: None) -> None:
+    """A database written by a newer ringbearer is not opened, and not changed."""
+    db = tmp_path / "rb.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        async with SqliteStore.open(db, clock=time.time):
+            pass
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    conn.close()
+
+
+async def test_a_new_file_is_migrated_to_the_current_version(tmp_path: Path, loop: None) -> None:
+    """Opening an empty file creates the schema at the current version, in WAL mode."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time):
+        pass
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_breakers_and_pauses_survive_a_restart(tmp_path: Path, loop: None) -> None:
+    """Breaker state and paused targets are read back after reopening."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        store.save_breaker(BreakerRecord("resend", "open", False, 123.0))
+        await store.set_paused("email", True)
+    async with SqliteStore.open(db, clock=time.time) as store:
+        assert (await store.breakers())["resend"] == BreakerRecord("resend", "open", False, 123.0)
+        assert await store.paused() == {"email"}
+
+
+async def test_settles_survive_a_failed_commit(tmp_path: Path, loop: None) -> None:
+    """A settle whose batch fails to commit is kept and written with the next batch."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        (a,) = await store.submit([NewMessage("email", {})])
+        await store.claim("email", 1)
+        gate = asyncio.Event()  # a transaction runs on the asyncio side of the bridge
+
+        async def hold(tx: object) -> None:
+            await gate.wait()  # keeps the writer busy so the next two ops share a batch
+
+        async def fail(tx: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.run, hold)
+            await trio.testing.wait_all_tasks_blocked()
+            await store.record([settle(a.id, SettleKind.DELIVERED)])
+            failed: list[BaseException] = []
+
+            async def run_failing() -> None:
+                try:
+                    await store.run(fail)  # type: ignore[arg-type]
+                except StoreError as exc:
+                    failed.append(exc)
+
+            nursery.start_soon(run_failing)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        assert failed and "refuses writes" in str(failed[0])
+        await store.flush()
+        assert (await store.message(a.id) or {})["status"] == "delivered"
