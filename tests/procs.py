@@ -35,12 +35,13 @@ class Simulator:
     """``ringbearer simulate`` on free ports."""
 
     def __init__(self, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            ringbearer("simulate", "--listen", "127.0.0.1:0", "--smtp", "127.0.0.1:0"),
-            stdout=subprocess.PIPE,
-            stderr=log.open("wb"),
-            text=True,
-        )
+        with log.open("wb") as errors:
+            self.proc = subprocess.Popen(
+                ringbearer("simulate", "--listen", "127.0.0.1:0", "--smtp", "127.0.0.1:0"),
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         found = re.search(r"(http://[\d.]+:\d+) \(smtp ([\d.]+):(\d+)\)", line)
@@ -64,6 +65,8 @@ class Simulator:
         self.http.close()
         self.proc.terminate()
         self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class Daemon:
@@ -154,13 +157,20 @@ class Daemon:
 
 
 def config_for(
-    workdir: Path, sim: Simulator | None = None, *, extra: str = "", base: Path = SHIPPED_CONFIG
+    workdir: Path,
+    sim: Simulator | None = None,
+    *,
+    extra: str = "",
+    supervisor: dict[str, str] | None = None,
+    base: Path = SHIPPED_CONFIG,
 ) -> str:
     """The shipped config, with its state in ``workdir`` and a free metrics port.
 
     With a simulator, the daemon uses it instead of starting its own.
     """
     text = base.read_text()
+    for key, value in (supervisor or {}).items():
+        text = re.sub(rf"^{key} = \S+", f"{key} = {value}", text, count=1, flags=re.MULTILINE)
     text = text.replace('listen = "127.0.0.1:9464"', 'listen = "127.0.0.1:0"')
     text = text.replace('state_dir = "state"', f'state_dir = "{workdir / "state"}"')
     if sim is not None:

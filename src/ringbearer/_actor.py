@@ -160,6 +160,16 @@ class IntegrationActor:
             and self.breaker.state is not BreakerState.OPEN
         )
 
+    def admits(self) -> bool:
+        """Should work for this actor wait for it (rather than go to the next member)?
+
+        A running actor with a closed breaker admits work even when its slots
+        are full; a half-open one only while it has probes to spare.
+        """
+        if not self.accepting():
+            return False
+        return self.breaker.state is BreakerState.CLOSED or self.free_slots() > 0
+
     def free_slots(self) -> int:
         if not self.accepting():
             return 0

@@ -224,7 +224,13 @@ def cmd_breaker(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    result = _call(args, "wait", {"timeout": args.timeout}, timeout=args.timeout + 10)
+    request: dict[str, Any] = {"timeout": args.timeout}
+    if args.breaker:
+        request["breaker"] = args.breaker
+    result = _call(args, "wait", request, timeout=args.timeout + 10)
+    if args.breaker:
+        _print(args, result, lambda r: f"{r['name']}: breaker {r['breaker']}")
+        return EXIT_OK if result["reached"] else EXIT_REFUSED
     _print(args, result, lambda r: "idle" if r["idle"] else f"still busy: {r['queued']} left")
     return EXIT_OK if result["idle"] else EXIT_REFUSED
 
@@ -377,8 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("breaker", cmd_breaker, "force a breaker open or closed, or reset it")
     p.add_argument("name")
     p.add_argument("action", choices=("open", "close", "reset"))
-    p = command("wait", cmd_wait, "wait until nothing is queued or in flight")
+    p = command("wait", cmd_wait, "wait until nothing is queued or in flight (exit 1 on timeout)")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument(
+        "--breaker",
+        metavar="NAME=STATE",
+        help="instead, wait until a breaker is closed, half_open or open",
+    )
     p = command("audit", cmd_audit, "print the audit log")
     p.add_argument("--since", type=float, help="from this Unix time")
     p.add_argument("--message", type=int, help="only this message's events")

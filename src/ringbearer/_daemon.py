@@ -99,7 +99,7 @@ class Daemon:
     supervisor: Supervisor | None = None
     started_at: float = 0.0
     metrics_url: str | None = None
-    _idle: trio.Event = attrs.Factory(trio.Event)
+    _changed: trio.Event = attrs.Factory(trio.Event)  # idle reached, or a breaker moved
 
     # -- building ----------------------------------------------------------------------
 
@@ -174,6 +174,7 @@ class Daemon:
         )
 
     def _breaker_changed(self, name: str, t: BreakerTransition) -> None:
+        self._changed.set()
         log.warning(
             "breaker changed",
             extra=fields(integration=name, old=t.old.value, new=t.new.value, reason=t.reason),
@@ -209,7 +210,7 @@ class Daemon:
 
     def idle_changed(self) -> None:
         if self.is_idle():
-            self._idle.set()
+            self._changed.set()
 
     def is_idle(self) -> bool:
         return all(
@@ -299,11 +300,28 @@ class Daemon:
         return {"name": name, "breaker": state.value, "forced": forced}
 
     async def wait_idle(self, seconds: float) -> dict[str, Any]:
-        with trio.move_on_after(seconds):
-            while not self.is_idle():
-                self._idle = trio.Event()
-                await self._idle.wait()
+        await self._wait_until(self.is_idle, seconds)
         return {"idle": self.is_idle(), "queued": self._queued_total()}
+
+    async def wait_breaker(self, condition: str, seconds: float) -> dict[str, Any]:
+        name, sep, wanted = condition.partition("=")
+        states = {s.value for s in BreakerState}
+        if not sep or wanted not in states:
+            raise RequestError(
+                "bad_args",
+                f"breaker condition is NAME=STATE with STATE one of "
+                f"{', '.join(sorted(states))}, not {condition!r}",
+            )
+        actor = self.actor(name)
+        reached = await self._wait_until(lambda: actor.breaker.state.value == wanted, seconds)
+        return {"name": name, "breaker": actor.breaker.state.value, "reached": reached}
+
+    async def _wait_until(self, condition: Callable[[], bool], seconds: float) -> bool:
+        with trio.move_on_after(seconds):
+            while not condition():
+                self._changed = trio.Event()
+                await self._changed.wait()
+        return condition()
 
     def _queued_total(self) -> int:
         return sum(c.total_queued + c.inflight for c in self.store.counters.by_target.values())
@@ -398,8 +416,10 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return await daemon.set_paused(name, False)
         case proto.Breaker(name=name, action=action):
             return daemon.breaker(name, action)
-        case proto.Wait(timeout=timeout):
+        case proto.Wait(timeout=timeout, breaker=None):
             return await daemon.wait_idle(max(0.0, min(timeout, 3600.0)))
+        case proto.Wait(timeout=timeout, breaker=condition):
+            return await daemon.wait_breaker(condition, max(0.0, min(timeout, 3600.0)))
         case proto.Audit(since=since, message=message, limit=limit):
             events = await daemon.store.events(
                 since=since, message_id=message, limit=max(1, min(limit, 100_000))

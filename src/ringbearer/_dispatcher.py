@@ -63,12 +63,15 @@ class Dispatcher:
         """Dispatch what can go now; return when to look again (None: at once)."""
         if self.paused:
             return math.inf
-        ready = [m for m in self.members if m.accepting()]
+        ready = [m for m in self.members if m.admits()]
         if not ready:
             return self._breaker_deadline()
-        if not any(m.wants_work() for m in ready):
+        # A group is failover, not load balancing: work waits for the first
+        # member that admits it, rather than spill to the next one.
+        primary = ready[0]
+        if not primary.wants_work():
             return math.inf  # a freed slot kicks us
-        room = sum(m.free_slots() for m in ready)
+        room = primary.free_slots()
         claimed = await self.store.claim(self.target, min(room, self.claim_batch))
         for message in claimed:
             await self._hand_over(message)
@@ -97,18 +100,19 @@ class Dispatcher:
         return trio.current_time() + max(0.0, self._due[0] - now)
 
     def _pick(self, route_index: int) -> tuple[int, IntegrationActor | None]:
+        """The first member, from where the message's route stands, that admits work."""
         count = len(self.members)
         for step in range(count):
             index = (route_index + step) % count
             member = self.members[index]
-            if member.free_slots() > 0:
-                return index, member
+            if member.admits():
+                return index, member if member.free_slots() > 0 else None
         return route_index % count, None
 
     async def _hand_over(self, message: Claimed) -> None:
         index, member = self._pick(message.route_index)
         while member is None:
-            if not any(m.accepting() for m in self.members):
+            if not any(m.admits() for m in self.members):
                 # Every member closed between the claim and now (a breaker
                 # opened): give the message back rather than hold it here.
                 envelope = _envelope(message, self.members[index].name, index)

@@ -58,9 +58,10 @@ class Breaker:
 
 @attrs.frozen
 class Wait:
-    """Wait until nothing is queued or in flight (or the timeout passes)."""
+    """Wait until nothing is queued or in flight, or until a breaker is in a state."""
 
     timeout: float = 60.0
+    breaker: str | None = None  # "NAME=STATE", e.g. "resend=closed"
 
 
 @attrs.frozen

@@ -116,6 +116,7 @@ async def _serve_lines(stream: trio.SocketStream, handle: Handle, limits: Server
                         f"a request line is limited to {limits.max_line} bytes",
                     ),
                 )
+                await _drain(stream)
                 return
             with trio.move_on_after(limits.idle_seconds) as idle:
                 chunk = await stream.receive_some(65536)
@@ -151,3 +152,15 @@ async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:
 
 async def _send(stream: trio.SocketStream, data: bytes) -> None:
     await stream.send_all(data)
+
+
+async def _drain(stream: trio.SocketStream) -> None:
+    """Read and drop what the client is still sending, briefly, before closing.
+
+    Closing with unread input makes the kernel reset the connection, which
+    can destroy the error reply we just sent.
+    """
+    await stream.send_eof()
+    with trio.move_on_after(1.0):
+        while await stream.receive_some(65536):
+            pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from .._httpserver import Handler, HttpRequest, HttpResponse
 from ._control import ControlApi
 from ._state import SimulatorState
@@ -15,6 +17,8 @@ def make_handler(state: SimulatorState) -> Handler:
 
     async def handle(request: HttpRequest) -> HttpResponse:
         kind, _, rest = request.path[1:].partition("/")
+        if kind == _CONTROL and rest == "wait":
+            return await _wait(state, request)
         if kind == _CONTROL:
             return control.handle(request, "/" + rest)
         endpoint = state.endpoints.get(kind)
@@ -26,3 +30,22 @@ def make_handler(state: SimulatorState) -> Handler:
         return await endpoint.answer(request, "/" + rest)
 
     return handle
+
+
+async def _wait(state: SimulatorState, request: HttpRequest) -> HttpResponse:
+    """``GET /_sim/wait?provider=x&accepted=N&timeout=S``: block until x accepted N requests.
+
+    Lets a test act at a known point of a run (say, kill the daemon once a
+    third of the messages went out) without polling.
+    """
+    params = request.query_params()
+    try:
+        slot = state.slots()[params["provider"][0]]
+        count = int(params["accepted"][0])
+        timeout = float(params.get("timeout", ["30"])[0])
+    except (KeyError, IndexError, ValueError):
+        return HttpResponse.json(400, {"error": "wait needs provider, accepted and timeout"})
+    with trio.move_on_after(timeout):
+        await slot.stats.wait_accepted(count)
+    reached = slot.stats.accepted >= count
+    return HttpResponse.json(200 if reached else 408, {"accepted": slot.stats.accepted})

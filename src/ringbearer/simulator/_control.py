@@ -5,6 +5,10 @@
   replaces that provider's faults (fields left out take their defaults).
 * ``DELETE /_sim/faults[?provider=x]`` — back to healthy, one or all.
 * ``GET /_sim/stats[?provider=x]`` — counters, per provider.
+* ``GET /_sim/keys[?provider=x]`` — each accepted idempotency key and how many
+  accepted requests carried it.
+* ``GET /_sim/wait?provider=x&accepted=N&timeout=S`` — blocks until x has
+  accepted N requests (408 if the timeout passes first).
 * ``POST /_sim/reset`` — clears stats, idempotency and dedup tables, and faults.
 
 Errors are ``400 {"error": "..."}`` naming the bad provider or field; an
@@ -52,7 +56,12 @@ class Reset:
     pass
 
 
-Command: TypeAlias = ShowFaults | SetFaults | ClearFaults | ShowStats | Reset
+@attrs.frozen
+class ShowKeys:
+    providers: tuple[str, ...]
+
+
+Command: TypeAlias = ShowFaults | SetFaults | ClearFaults | ShowStats | Reset | ShowKeys
 
 
 class _Refused(Exception):
@@ -90,6 +99,8 @@ class ControlApi:
                 return self._show({name: slots[name].faults for name in providers})
             case ShowStats(providers):
                 return self._show({name: slots[name].stats.snapshot() for name in providers})
+            case ShowKeys(providers):
+                return self._show({name: dict(slots[name].stats.keys) for name in providers})
             case Reset():
                 self.state.reset()
                 return HttpResponse.json(200, {"reset": True})
@@ -107,7 +118,9 @@ class ControlApi:
                 return ShowStats(self._providers(request))
             case "POST", "/reset":
                 return Reset()
-            case _, "/faults" | "/stats" | "/reset":
+            case "GET", "/keys":
+                return ShowKeys(self._providers(request))
+            case _, "/faults" | "/stats" | "/reset" | "/keys":
                 raise _Refused(405, f"{request.method} is not allowed on /_sim{path}")
         raise _Refused(404, f"no simulator route /_sim{path}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import trio
 
 
 @attrs.frozen
@@ -24,22 +25,31 @@ class Stats:
     accepted: int = 0
     duplicates: int = 0
     # Keys only, never bodies: a long benchmark must not grow with payloads.
-    keys: set[str] = attrs.Factory(set)
+    # Each key maps to how many accepted requests carried it.
+    keys: dict[str, int] = attrs.Factory(dict)
     status_counts: dict[str, int] = attrs.Factory(dict)
+    _changed: trio.Event = attrs.Factory(trio.Event)
 
     def record(self, label: str, accepted: bool, key: str | None) -> None:
         """Count one request: its status (or "reset"/"hang") and, if accepted, its key."""
         self.requests += 1
         self.status_counts[label] = self.status_counts.get(label, 0) + 1
+        self._changed.set()
+        self._changed = trio.Event()
         if not accepted:
             return
         self.accepted += 1
         if key is None:
             return
-        if key in self.keys:
+        seen = self.keys.get(key, 0)
+        if seen:
             self.duplicates += 1
-        else:
-            self.keys.add(key)
+        self.keys[key] = seen + 1
+
+    async def wait_accepted(self, count: int) -> None:
+        """Return once at least ``count`` requests were accepted (tests wait on this)."""
+        while self.accepted < count:
+            await self._changed.wait()
 
     def snapshot(self) -> StatsSnapshot:
         return StatsSnapshot(
