@@ -416,10 +416,11 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return await daemon.set_paused(name, False)
         case proto.Breaker(name=name, action=action):
             return daemon.breaker(name, action)
-        case proto.Wait(timeout=timeout, breaker=None):
-            return await daemon.wait_idle(max(0.0, min(timeout, 3600.0)))
         case proto.Wait(timeout=timeout, breaker=condition):
-            return await daemon.wait_breaker(condition, max(0.0, min(timeout, 3600.0)))
+            seconds = max(0.0, min(timeout, 3600.0))
+            if condition is None:
+                return await daemon.wait_idle(seconds)
+            return await daemon.wait_breaker(condition, seconds)
         case proto.Audit(since=since, message=message, limit=limit):
             events = await daemon.store.events(
                 since=since, message_id=message, limit=max(1, min(limit, 100_000))
