@@ -10,6 +10,7 @@ they had not started, and the store commits everything before it closes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import ssl
@@ -97,6 +98,7 @@ class Daemon:
     actors: dict[str, IntegrationActor] = attrs.Factory(dict)
     dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
     supervisor: Supervisor | None = None
+    feeds: dict[str, list[Dispatcher]] = attrs.Factory(dict)  # actor -> dispatchers feeding it
     started_at: float = 0.0
     metrics_url: str | None = None
     _changed: trio.Event = attrs.Factory(trio.Event)  # idle reached, or a breaker moved
@@ -115,13 +117,15 @@ class Daemon:
         for target, members in routes.items():
             present = [self.actors[m] for m in members if m in self.actors]
             if present:
-                self.dispatchers[target] = Dispatcher(
+                dispatcher = self.dispatchers[target] = Dispatcher(
                     target=target,
                     members=present,
                     store=self.store,
                     wall=self.wall,
                     claim_batch=self.config.store.claim_batch,
                 )
+                for member in present:
+                    self.feeds.setdefault(member.name, []).append(dispatcher)
 
     def _adapter_context(
         self, settings: IntegrationSettings, ssl_context: ssl.SSLContext
@@ -193,9 +197,8 @@ class Daemon:
         self._event("health_changed", name, old=old.value, new=new.value, reason=reason)
 
     def _slot_freed(self, name: str) -> None:
-        for dispatcher in self.dispatchers.values():
-            if any(m.name == name for m in dispatcher.members):
-                dispatcher.kick()
+        for dispatcher in self.feeds.get(name, ()):
+            dispatcher.kick()
 
     def supervisor_event(self, event: SupervisorEvent) -> None:
         level = logging.ERROR if event.kind != "actor_restarted" else logging.INFO
@@ -514,8 +517,24 @@ async def run(
             services.cancel_scope.cancel()
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheaper for a long-running delivery loop.
+
+    Each delivery allocates many short-lived objects (httpx requests, trio
+    tasks' state), so the default threshold (a young collection every 700
+    allocations) runs the collector thousands of times a second. Measured
+    with bench/throughput.py on this project: about a fifth more deliveries
+    per second with the objects built at start-up frozen out of collection
+    and a young collection every 20,000 allocations. Cycles are still
+    collected; only less often.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
+
+
 async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemon], None]) -> None:
     daemon.build(ssl.create_default_context(), provider_kinds())
+    tune_gc()
     notifier = Notifier()
 
     def ready(daemon: Daemon) -> None:

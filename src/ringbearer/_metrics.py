@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import attrs
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -102,10 +103,18 @@ class _Snapshots(Collector):
         yield inflight
 
 
+@attrs.frozen
+class _Children:
+    outcomes: dict[str, Counter]
+    requests: Histogram
+    delivery: Histogram
+
+
 class Metrics:
     """The daemon's metrics; ``observe`` is the hook the store calls after a commit."""
 
     def __init__(self) -> None:
+        self._by_integration: dict[str, _Children] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages = Counter(
             "ringbearer_messages",
@@ -143,10 +152,22 @@ class Metrics:
 
     def observe(self, settles: Sequence[Settle], now: float) -> None:
         for s in settles:
+            children = self._children(s.integration)
             outcome = _OUTCOME.get(s.kind)
             if outcome is not None:
-                self.messages.labels(s.integration, outcome).inc()
+                children.outcomes[outcome].inc()
             if s.attempt is not None:
-                self.requests.labels(s.integration).observe(s.attempt.duration)
+                children.requests.observe(s.attempt.duration)
             if s.kind is SettleKind.DELIVERED:
-                self.delivery.labels(s.integration).observe(max(0.0, now - s.created_at))
+                children.delivery.observe(max(0.0, now - s.created_at))
+
+    def _children(self, integration: str) -> _Children:
+        # labels() costs a lock and a tuple build each call: look each child up once.
+        children = self._by_integration.get(integration)
+        if children is None:
+            children = self._by_integration[integration] = _Children(
+                outcomes={o: self.messages.labels(integration, o) for o in set(_OUTCOME.values())},
+                requests=self.requests.labels(integration),
+                delivery=self.delivery.labels(integration),
+            )
+        return children

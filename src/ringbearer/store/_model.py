@@ -151,9 +151,12 @@ class BreakerRecord:
     open_until: float
 
 
-@attrs.frozen
+@attrs.define
 class QueueCounts:
-    """Queued messages by priority and messages in flight, for one target."""
+    """Queued messages by priority and messages in flight, for one target.
+
+    Mutable on purpose: it is updated for every message of every commit.
+    """
 
     queued: dict[Priority, int] = attrs.Factory(lambda: dict.fromkeys(Priority, 0))
     inflight: int = 0
@@ -179,5 +182,4 @@ class Counters:
         self.of(target).queued[priority] += delta
 
     def inflight(self, target: str, delta: int) -> None:
-        counts = self.of(target)
-        self.by_target[target] = attrs.evolve(counts, inflight=counts.inflight + delta)
+        self.of(target).inflight += delta
