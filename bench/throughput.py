@@ -210,46 +210,88 @@ def daemon_latency(daemon: DaemonProcess, rate: float, seconds: float) -> dict[s
     }
 
 
+def daemon_round(
+    url: str, lanes: int, messages: int, latency_seconds: float | None
+) -> tuple[float, float, dict[str, float] | None]:
+    with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
+        workdir = Path(tmp)
+        daemon = DaemonProcess(workdir, daemon_config(workdir, url, lanes))
+        try:
+            rate, submit_rate = daemon_throughput(daemon, messages)
+            latency = None
+            if latency_seconds:
+                latency = daemon_latency(daemon, rate / 2, latency_seconds)
+        finally:
+            daemon.stop()
+    return rate, submit_rate, latency
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--lanes", type=int, default=64)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bare and daemon runs alternate; medians are compared"
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
     sim, url = start_simulator()
+    bare, daemon, submits = [], [], []
+    latency: dict[str, float] | None = None
     try:
-        bare = trio.run(bare_loop, url, args.lanes, args.messages)
-        with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
-            workdir = Path(tmp)
-            daemon = DaemonProcess(workdir, daemon_config(workdir, url, args.lanes))
-            try:
-                rate, submit_rate = daemon_throughput(daemon, args.messages)
-                latency = daemon_latency(daemon, rate / 2, args.latency_seconds)
-            finally:
-                daemon.stop()
+        for round_ in range(args.rounds):
+            bare.append(trio.run(bare_loop, url, args.lanes, args.messages))
+            last = round_ == args.rounds - 1
+            rate, submit_rate, found = daemon_round(
+                url, args.lanes, args.messages, args.latency_seconds if last else None
+            )
+            daemon.append(rate)
+            submits.append(submit_rate)
+            latency = found or latency
     finally:
         sim.terminate()
         sim.wait(10)
+    report(args, bare, daemon, submits, latency)
+
+
+def report(
+    args: argparse.Namespace,
+    bare: list[float],
+    daemon: list[float],
+    submits: list[float],
+    latency: dict[str, float] | None,
+) -> None:
+    def runs(values: list[float]) -> str:
+        return " ".join(f"{v:.0f}" for v in values)
+
     print(
-        f"messages={args.messages} lanes={args.lanes} cores={os.cpu_count()} "
-        f"python={sys.version.split()[0]}"
+        f"messages={args.messages} lanes={args.lanes} rounds={args.rounds} "
+        f"cores={os.cpu_count()} python={sys.version.split()[0]}"
     )
-    print(f"{'':<34}{'per second':>12}")
-    print(f"{'bare httpx loop (no store)':<34}{bare:>12.0f}")
-    print(f"{'daemon: submit (1000 a request)':<34}{submit_rate:>12.0f}")
-    print(f"{'daemon: deliver (store, actors)':<34}{rate:>12.0f}")
-    print(f"{'ratio daemon / bare':<34}{rate / bare:>12.2f}")
-    print()
+    print(f"{'':<34}{'median/s':>10}   runs")
+    print(f"{'bare httpx loop (no store)':<34}{statistics.median(bare):>10.0f}   {runs(bare)}")
     print(
-        f"latency at half the daemon's rate ({latency['offered_per_s']:.0f}/s offered, "
-        f"{latency['achieved_per_s']:.0f}/s achieved, {latency['count']} messages, "
-        "one per request):"
+        f"{'daemon: submit (1000 a request)':<34}{statistics.median(submits):>10.0f}   "
+        f"{runs(submits)}"
     )
     print(
-        f"  submit-to-delivered p50 {latency['p50_ms']:.1f} ms   p99 {latency['p99_ms']:.1f} ms"
-        f"   max {latency['max_ms']:.1f} ms"
+        f"{'daemon: deliver (store, actors)':<34}{statistics.median(daemon):>10.0f}   "
+        f"{runs(daemon)}"
     )
+    ratio = statistics.median(daemon) / statistics.median(bare)
+    print(f"{'ratio daemon / bare (medians)':<34}{ratio:>10.2f}")
+    if latency is not None:
+        print()
+        print(
+            f"latency at half the daemon's rate ({latency['offered_per_s']:.0f}/s offered, "
+            f"{latency['achieved_per_s']:.0f}/s achieved, {latency['count']} messages, "
+            "one per request):"
+        )
+        print(
+            f"  submit-to-delivered p50 {latency['p50_ms']:.1f} ms   "
+            f"p99 {latency['p99_ms']:.1f} ms   max {latency['max_ms']:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

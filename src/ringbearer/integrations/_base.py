@@ -26,6 +26,7 @@ status table) and the payload field readers are what providers build on.
 from __future__ import annotations
 
 import base64
+import functools
 import email.utils
 import math
 import re
@@ -160,8 +161,18 @@ class HttpCall:
 
     def request(self, client: httpx.AsyncClient) -> httpx.Request:
         return client.build_request(
-            self.method, self.url, headers=dict(self.headers), json=self.json, data=self.form
+            self.method,
+            _parsed_url(self.url),
+            headers=dict(self.headers),
+            json=self.json,
+            data=self.form,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_url(url: str) -> httpx.URL:
+    """Each provider posts to a handful of fixed URLs: parse each once, not per request."""
+    return httpx.URL(url)
 
 
 class HttpProvider(Protocol):

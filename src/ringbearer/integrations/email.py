@@ -12,6 +12,7 @@ so a message can fail over from one to the next unchanged::
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -102,10 +103,16 @@ class EmailPayload:
 
 def _address(key: str, value: object) -> str:
     text = check_text(key, value, max_len=998, one_line=True)
-    _, address = email.utils.parseaddr(text)
-    if "@" not in address:
+    if not _is_address(text):
         raise InvalidPayload(f"{key!r} is not an email address: {text!r}")
     return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(text: str) -> bool:
+    # The standard parser is slow and the same senders recur in every message.
+    _, address = email.utils.parseaddr(text)
+    return "@" in address
 
 
 def _addresses(payload: Mapping[str, Any], key: str, *, required: bool = False) -> tuple[str, ...]:

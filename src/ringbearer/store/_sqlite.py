@@ -644,6 +644,7 @@ async def _prepare(conn: aiosqlite.Connection, synchronous: str) -> None:
         raise StoreError(f"the store needs WAL journaling, got {mode}")
     await tx.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     await tx.execute("PRAGMA busy_timeout = 5000")
+    await tx.execute("PRAGMA cache_size = -65536")
     await tx.execute("PRAGMA foreign_keys = ON")
     await _migrate(tx)
 
