@@ -26,8 +26,8 @@ status table) and the payload field readers are what providers build on.
 from __future__ import annotations
 
 import base64
-import functools
 import email.utils
+import functools
 import math
 import re
 import ssl
