@@ -225,3 +225,20 @@ async def test_settles_survive_a_failed_commit(tmp_path: Path, loop: None) -> No
         assert failed and "refuses writes" in str(failed[0])
         await store.flush()
         assert (await store.message(a.id) or {})["status"] == "delivered"
+
+
+async def test_a_parked_claim_is_served_by_the_submit_commit(tmp_path: Path, loop: None) -> None:
+    """An idle dispatcher's parked claim takes fresh messages in the submit's own commit."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        handed: list[list[int]] = []
+        store.park_claim("email", 2, lambda claimed: handed.append([c.id for c in claimed]))
+        await store.submit([NewMessage("slack", {})])  # another target: not served
+        assert handed == []
+        commits = store.commits
+        accepted = await store.submit([NewMessage("email", {"n": i}) for i in range(3)])
+        assert store.commits == commits + 1
+        assert handed == [[a.id for a in accepted[:2]]]
+        assert store.counters.of("email").inflight == 2
+        assert store.counters.of("email").total_queued == 1
+        await store.submit([NewMessage("email", {})])
+        assert len(handed) == 1  # a parked claim is served once

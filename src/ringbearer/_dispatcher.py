@@ -40,6 +40,7 @@ class Dispatcher:
     # that finding the next wake-up costs no query on the hot path.
     _due: list[float] = attrs.Factory(list)
     _seeded_at: float = -math.inf
+    _handed: list[Claimed] = attrs.Factory(list)  # claimed for us with a submit
 
     def kick(self) -> None:
         self._kicked.set()
@@ -52,15 +53,27 @@ class Dispatcher:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            deadline = await self._step()
-            if deadline is not None:
-                with trio.move_on_at(deadline):
-                    await self._kicked.wait()
-                self._kicked = trio.Event()
+        try:
+            while True:
+                deadline = await self._step()
+                if deadline is not None:
+                    with trio.move_on_at(deadline):
+                        await self._kicked.wait()
+                    self._kicked = trio.Event()
+        finally:
+            self.store.unpark_claim(self.target)
+
+    def _handoff(self, claimed: list[Claimed]) -> None:
+        self._handed.extend(claimed)
+        self.kick()
 
     async def _step(self) -> float | None:
         """Dispatch what can go now; return when to look again (None: at once)."""
+        self.store.unpark_claim(self.target)  # awake: we claim for ourselves
+        while self._handed:
+            handed, self._handed = self._handed, []
+            for message in handed:
+                await self._hand_over(message)
         if self.paused:
             return math.inf
         ready = [m for m in self.members if m.admits()]
@@ -77,7 +90,10 @@ class Dispatcher:
             await self._hand_over(message)
         if len(claimed) == min(room, self.claim_batch):
             return None
-        return await self._due_deadline()
+        deadline = await self._due_deadline()
+        if room > len(claimed):
+            self.store.park_claim(self.target, room - len(claimed), self._handoff)
+        return deadline
 
     def _breaker_deadline(self) -> float:
         times = [t for t in (m.retry_at() for m in self.members) if t is not None]

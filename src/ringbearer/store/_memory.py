@@ -62,6 +62,7 @@ class MemoryStore:
         self.counters = Counters()
         self.listener: StoreListener = NullListener()
         self._appended = trio.Event()
+        self._parked: dict[str, tuple[int, Callable[[list[Claimed]], None]]] = {}
 
     async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
         await trio.lowlevel.checkpoint()
@@ -81,6 +82,14 @@ class MemoryStore:
             self.event_log.append(Event("submitted", now, row.id))
             accepted.append(Accepted(row.id, key))
             targets.add(m.target)
+        for target in targets:
+            parked = self._parked.pop(target, None)
+            if parked is not None:
+                claimed = await self.claim(target, parked[0])
+                if claimed:
+                    parked[1](claimed)
+                else:
+                    self._parked[target] = parked
         self.listener.submitted(targets)
         return accepted
 
@@ -144,6 +153,12 @@ class MemoryStore:
                 )
             )
         self.listener.settled(settles)
+
+    def park_claim(self, target: str, limit: int, handoff: Callable[[list[Claimed]], None]) -> None:
+        self._parked[target] = (limit, handoff)
+
+    def unpark_claim(self, target: str) -> None:
+        self._parked.pop(target, None)
 
     async def next_due(self, target: str) -> float | None:
         times = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -55,6 +55,12 @@ class Store(Protocol):
     async def claim(self, target: str, limit: int) -> list[Claimed]: ...
 
     async def record(self, settles: Sequence[Settle]) -> None: ...
+
+    def park_claim(
+        self, target: str, limit: int, handoff: Callable[[list[Claimed]], None]
+    ) -> None: ...
+
+    def unpark_claim(self, target: str) -> None: ...
 
     async def next_due(self, target: str) -> float | None: ...
 

@@ -43,6 +43,7 @@ from ._protocol import NullListener, StoreListener, StoreStatistics
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
+Handoff = Callable[[list[Claimed]], None]
 Row = tuple[Any, ...]  # sqlite3 rows, as the default row factory gives them
 WallClock = Callable[[], float]
 
@@ -110,6 +111,7 @@ class _Batch:
     fresh: list[tuple[int, NewMessage]] = attrs.Factory(list)
     settled: list[Settle] = attrs.Factory(list)
     claimed: list[Claimed] = attrs.Factory(list)
+    handoffs: list[tuple[str, int, Handoff, list[Claimed]]] = attrs.Factory(list)
 
     def of(self, kind: _Kind) -> list[_Op]:
         return [op for op in self.ops if op.kind is kind]
@@ -142,6 +144,7 @@ class SqliteStore:
         self.commits = 0
         self.committed_ops = 0
         self.last_error: str | None = None
+        self._parked: dict[str, tuple[int, Handoff]] = {}
 
     # -- opening -----------------------------------------------------------------
 
@@ -254,6 +257,7 @@ class SqliteStore:
             for op in batch.of(_Kind.CUSTOM):
                 op.result = await op.data(tx)
             await self._write_submits(tx, batch)
+            await self._claim_parked(tx, batch)
             await self._write_settles(tx, batch)
             for op in batch.of(_Kind.CLAIM):
                 target, limit = op.data
@@ -266,6 +270,28 @@ class SqliteStore:
         except BaseException:
             await self._rollback(tx)
             raise
+
+    async def _claim_parked(self, tx: _Tx, batch: _Batch) -> None:
+        """Claim fresh messages for idle dispatchers in the submit's own transaction."""
+        for target in {m.target for _, m in batch.fresh}:
+            parked = self._parked.pop(target, None)
+            if parked is not None:
+                limit, handoff = parked
+                claimed = await self._claim(tx, target, limit, batch.now)
+                batch.claimed.extend(claimed)
+                batch.handoffs.append((target, limit, handoff, claimed))
+
+    def park_claim(self, target: str, limit: int, handoff: Handoff) -> None:
+        """Claim up to ``limit`` messages of ``target`` with its next submit, for ``handoff``.
+
+        An idle dispatcher parks a claim instead of waiting for the submit's
+        commit and then claiming in a transaction of its own: a message then
+        waits for two commits (submit, settle), not three.
+        """
+        self._parked[target] = (limit, handoff)
+
+    def unpark_claim(self, target: str) -> None:
+        self._parked.pop(target, None)
 
     def _after_commit(self, batch: _Batch) -> None:
         for _, message in batch.fresh:
@@ -280,6 +306,11 @@ class SqliteStore:
         for op in batch.ops:
             if op.done is not None:
                 op.done.set()
+        for target, limit, handoff, handed in batch.handoffs:
+            if handed:
+                handoff(handed)
+            else:
+                self._parked.setdefault(target, (limit, handoff))
         if batch.fresh:
             self.listener.submitted({m.target for _, m in batch.fresh})
         if batch.settled:
@@ -298,6 +329,8 @@ class SqliteStore:
         # Settles and events describe work already done: they are kept and
         # tried again with the next batch rather than dropped. Claimed ids
         # and fresh ids were not committed, so nothing else needs undoing.
+        for target, limit, handoff, _ in batch.handoffs:  # rolled back: park again
+            self._parked.setdefault(target, (limit, handoff))
         keep = [op for op in batch.ops if op.kind in (_Kind.SETTLE, _Kind.EVENT)]
         self._ops.extendleft(reversed(keep))
         for op in keep:
