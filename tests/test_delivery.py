@@ -10,7 +10,7 @@ from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Retry,
 from ringbearer.control import MessageIn
 from ringbearer.store import MessageStatus
 
-from .harness import running_core
+from .harness import FAKE_CONFIG, running_core
 
 
 def msg(target: str, n: int = 0, priority: str = "normal") -> MessageIn:
@@ -164,12 +164,16 @@ async def test_breaker_opens_routes_around_and_closes_through_half_open(
 
 
 async def test_priority_orders_ready_messages(tmp_path: Path, autojump_clock: object) -> None:
-    """Critical messages queued behind bulk ones are delivered first."""
-    async with running_core(tmp_path) as core:
+    """Critical messages queued behind bulk ones are delivered first (one lane: strict order)."""
+    one_lane = FAKE_CONFIG.replace(
+        '[integrations.alpha]\nkind = "fake"', '[integrations.alpha]\nkind = "fake"\nlanes = 1'
+    )
+    assert one_lane != FAKE_CONFIG
+    async with running_core(tmp_path, one_lane) as core:
         await core.daemon.set_paused("alpha", True)
         await core.daemon.submit([msg("alpha", i, "bulk") for i in range(5)])
         await core.daemon.submit([msg("alpha", 100 + i, "critical") for i in range(3)])
         await core.daemon.set_paused("alpha", False)
         await core.daemon.wait_idle(60)
         order = [e.payload["n"] for e in core.adapters["alpha"].calls]
-        assert order[:3] == [100, 101, 102]
+        assert order == [100, 101, 102, 0, 1, 2, 3, 4]

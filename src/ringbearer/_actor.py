@@ -191,7 +191,10 @@ class IntegrationActor:
     async def put(self, envelope: Envelope) -> None:
         """Hand over one claimed message (the dispatcher checked ``free_slots``)."""
         self._reserved += 1
-        await self._send.send(envelope)
+        try:
+            self._send.send_nowait(envelope)  # room was reserved: usually no wait
+        except trio.WouldBlock:
+            await self._send.send(envelope)
 
     # -- the restartable part ------------------------------------------------------------
 

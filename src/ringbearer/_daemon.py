@@ -275,6 +275,11 @@ class Daemon:
             self.actors[name].paused = paused
         if name in self.dispatchers and name not in self.actors:
             self.dispatchers[name].paused = paused
+        # A claim parked before the pause must not be served by the next submit:
+        # what it took would go out ahead of older, more urgent work on resume.
+        for dispatcher in [*self.feeds.get(name, ()), self.dispatchers.get(name)]:
+            if dispatcher is not None:
+                self.store.unpark_claim(dispatcher.target)
         await self.store.set_paused(name, paused)
         self._event("paused" if paused else "resumed", name, by="operator")
         log.info("paused" if paused else "resumed", extra=fields(target=name))

@@ -153,8 +153,10 @@ class _Window:
 class CircuitBreaker:
     """Decides whether a call to one provider may go, from the results of earlier calls."""
 
-    # Fixed once built: the window's buckets were cut to its window_seconds.
-    settings: BreakerSettings = attrs.field(on_setattr=attrs.setters.frozen)
+    # Fixed once built (never reassigned): the window's buckets were cut to its window_seconds.
+    # (An attrs on_setattr guard would make every tally update go through a
+    # generated __setattr__, on the hot path of each delivery.)
+    settings: BreakerSettings
     clock: Callable[[], float] = trio.current_time
     on_transition: Callable[[BreakerTransition], None] | None = None
     _state: BreakerState = attrs.field(init=False, default=BreakerState.CLOSED)

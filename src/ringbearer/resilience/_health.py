@@ -82,8 +82,10 @@ class _Sample:
 class Health:
     """Rolling success rate and latency of one provider, and the state they imply."""
 
-    # Fixed once built: the running tallies below were counted against it.
-    settings: HealthSettings = attrs.field(on_setattr=attrs.setters.frozen)
+    # Fixed once built (never reassigned): the running tallies below were counted against it.
+    # (An attrs on_setattr guard would make every tally update go through a
+    # generated __setattr__, on the hot path of each delivery.)
+    settings: HealthSettings
     clock: Callable[[], float] = trio.current_time
     on_change: Callable[[HealthState, HealthState, str], None] | None = None
     _samples: deque[_Sample] = attrs.field(init=False, factory=deque)

@@ -205,7 +205,11 @@ class SqliteStore:
     # -- the writer ----------------------------------------------------------------
 
     async def _enqueue(self, op: _Op) -> Any:
-        await self._room.acquire()
+        try:
+            # The usual case has room: take it without a trip through the scheduler.
+            self._room.acquire_nowait()
+        except trio.WouldBlock:
+            await self._room.acquire()
         self._push(op)
         if op.done is None:
             return None
