@@ -67,12 +67,13 @@ async def running_core(
     tmp_path: Path,
     text: str = FAKE_CONFIG,
     setup: Callable[[dict[str, FakeAdapter]], None] = lambda a: None,
+    store: MemoryStore | None = None,
 ) -> AsyncIterator[Core]:
     """The actors, dispatchers and supervisor of a daemon, on fakes, under trio's clock."""
     adapters: dict[str, FakeAdapter] = {}
     kinds = fake_kinds(adapters)
     config = _config.parse(text, tmp_path / "config.toml", kinds)
-    store = MemoryStore(wall)
+    store = MemoryStore(wall) if store is None else store  # reuse one: a restart
     daemon = _daemon.Daemon(config=config, store=store, wall=wall, metrics=Metrics(), sandbox=None)
     daemon.build(ssl.create_default_context(), kinds)
     setup(adapters)

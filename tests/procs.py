@@ -6,6 +6,7 @@ sd_notify datagram socket, the simulator prints the line naming its ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -146,6 +147,10 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(60)
+        self._notify.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # keep what it said on the way out (STOPPING=1)
+                self.notifications.append(self._notify.recv(4096).decode())
         self._notify.close()
         return code
 

@@ -177,3 +177,23 @@ async def test_priority_orders_ready_messages(tmp_path: Path, autojump_clock: ob
         await core.daemon.wait_idle(60)
         order = [e.payload["n"] for e in core.adapters["alpha"].calls]
         assert order == [100, 101, 102, 0, 1, 2, 3, 4]
+
+
+async def test_breaker_state_survives_a_restart(tmp_path: Path, autojump_clock: object) -> None:
+    """An open breaker is still open, with its remaining time, after the daemon restarts."""
+
+    async def down(env: Envelope) -> Outcome:
+        return Retry(reason="503", taken=Taken.NO, status=503)
+
+    async with running_core(
+        tmp_path, setup=lambda a: setattr(a["alpha"], "behaviour", down)
+    ) as core:
+        await core.daemon.submit([msg("alpha", i) for i in range(6)])
+        await core.daemon.wait_idle(5)
+        assert core.daemon.actors["alpha"].breaker.state.value == "open"
+        store = core.store
+    async with running_core(tmp_path, store=store) as again:
+        breaker = again.daemon.actors["alpha"].breaker
+        assert breaker.state.value == "open"
+        assert 0 < breaker.snapshot().open_remaining <= 20
+        assert again.daemon.actors["beta"].breaker.state.value == "closed"

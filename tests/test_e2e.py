@@ -203,3 +203,31 @@ def _bad_lines(sock: socket.socket, path: Path) -> None:
         sock.sendall(b"x" * ((1 << 20) + 1024))  # over the 1 MiB line cap, no newline
         reply = json.loads(replies.readline())
         assert reply["error"]["code"] == "line_too_long"
+
+
+def test_sigterm_finishes_attempts_in_flight_and_keeps_the_rest(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    """SIGTERM: intake stops, attempts in flight finish, the rest stays queued, exit 0."""
+    text = config_for(tmp_path, sim)
+    daemon = Daemon(tmp_path, text).start()
+    sim.fault("resend", latency_ms=300)  # every attempt is in flight for a while
+    daemon.call("submit", {"messages": [email(i) for i in range(300)]})
+    reached = httpx.get(f"{sim.url}/_sim/wait?provider=resend&accepted=20&timeout=60", timeout=70)
+    assert reached.status_code == 200
+    assert daemon.stop() == 0
+    assert any("STOPPING=1" in n.splitlines() for n in daemon.notifications)
+    db = sqlite3.connect(tmp_path / "state" / "ringbearer.db")
+    states = dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status").fetchall())
+    db.close()
+    assert "inflight" not in states  # every started attempt was finished and recorded
+    assert states.get("delivered", 0) >= 20 and states.get("queued", 0) > 0
+    assert sum(states.values()) == 300
+    sim.clear()
+    with running(tmp_path, text) as again:
+        again.wait_idle()
+    db = sqlite3.connect(tmp_path / "state" / "ringbearer.db")
+    assert db.execute("SELECT COUNT(*) FROM messages WHERE status = 'delivered'").fetchone() == (
+        300,
+    )
+    db.close()
