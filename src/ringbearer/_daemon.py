@@ -527,10 +527,11 @@ def tune_gc() -> None:
 
     Each delivery allocates many short-lived objects (httpx requests, trio
     tasks' state), so the default threshold (a young collection every 700
-    allocations) runs the collector thousands of times a second. Measured
-    with bench/throughput.py on this project: about a fifth more deliveries
-    per second with the objects built at start-up frozen out of collection
-    and a young collection every 20,000 allocations. Cycles are still
+    allocations) runs the collector thousands of times a second. Measured on
+    this project at 340 deliveries a second: p99 submit-to-delivered 113 ms
+    with the defaults, 46 ms with the objects built at start-up frozen out of
+    collection and a young collection every 20,000 allocations (and 636
+    against 677 deliveries a second at full load). Cycles are still
     collected; only less often.
     """
     gc.freeze()

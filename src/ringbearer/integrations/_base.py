@@ -235,8 +235,24 @@ class HttpLane:
                 response = await self.client.send(request)
             except httpx.HTTPError as exc:
                 return translate(exc)
-            return self.provider.classify(response)
+            outcome = self.provider.classify(response)
+            _release(response)
+            return outcome
         return Retry(f"no answer within {self.timeout:g}s", taken=Taken.MAYBE)
+
+
+def _release(response: httpx.Response) -> None:
+    """Let reference counting free a read response and everything it holds.
+
+    httpx's response stream keeps a reference back to its response, so each
+    response, with its request, headers and connection-pool bookkeeping
+    (about 40 objects), is a reference cycle that only the cyclic garbage
+    collector frees. At hundreds of deliveries a second those collections
+    stalled the whole event loop (p99 latency 77 ms, against 22 ms without
+    them). The body has been read and the answer classified, so the stream
+    is no longer needed: replacing it breaks the cycle.
+    """
+    response.stream = httpx.ByteStream(b"")
 
 
 @attrs.frozen
