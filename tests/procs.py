@@ -123,7 +123,7 @@ class Daemon:
         with self.client(timeout) as client:
             return client.call(cmd, args)
 
-    def cli(self, *args: str, input_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ringbearer(*args, "-c", str(self.config)),
             capture_output=True,

@@ -112,7 +112,6 @@ class IntegrationActor:
     on_breaker: Callable[[str, BreakerTransition], None] = lambda name, t: None
     on_health: Callable[[str, HealthState, HealthState, str], None] = lambda *a: None
     on_slot_freed: Callable[[str], None] = lambda name: None
-    on_settled: Callable[[Settle, float], None] = lambda settle, seconds: None
     breaker: CircuitBreaker = attrs.field(init=False)
     health: Health = attrs.field(init=False)
     limiter: TokenBucket | None = attrs.field(init=False)
@@ -254,15 +253,10 @@ class IntegrationActor:
         return self.decide(envelope, outcome, attempt)
 
     def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
-        return _lifecycle.decide(
-            envelope,
-            outcome,
-            route_len=self.routes.get(envelope.target, 1),
-            retry=self.retry,
-            failover_after=self.settings.failover_after,
-            now=self.wall(),
-            attempt=attempt,
+        rules = _lifecycle.Rules(
+            self.routes.get(envelope.target, 1), self.retry, self.settings.failover_after
         )
+        return _lifecycle.decide(envelope, outcome, rules, now=self.wall(), attempt=attempt)
 
     def _returned(self, envelope: Envelope, reason: str) -> Settle:
         wait = 0.0
@@ -285,7 +279,6 @@ class IntegrationActor:
     async def _finish(self, envelope: Envelope, settle: Settle) -> None:
         await self.sink([settle])
         self._tally.count(settle)
-        self.on_settled(settle, self.wall() - envelope.created_at)
         self.in_flight.pop(envelope.id, None)
         self._reserved -= 1
         self.on_slot_freed(self.name)

@@ -27,20 +27,6 @@ from .resilience import BreakerSettings, HealthSettings, RateLimitSettings, Retr
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
-INTEGRATION_COMMON_KEYS = frozenset(
-    {
-        "kind",
-        "enabled",
-        "lanes",
-        "mailbox",
-        "timeout_seconds",
-        "failover_after",
-        "breaker",
-        "retry",
-        "health",
-        "rate_limit",
-    }
-)
 
 
 @attrs.frozen
@@ -99,8 +85,9 @@ class SupervisorSettings:
 
 
 @attrs.frozen
-class _IntegrationCommon:
-    kind: str
+class _Defaults:
+    """What ``[defaults]`` may hold: the shared keys of an integration, less its kind."""
+
     enabled: bool = True
     lanes: PositiveInt = PositiveInt(8)
     mailbox: PositiveInt = PositiveInt(64)
@@ -112,6 +99,17 @@ class _IntegrationCommon:
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     rate_limit: RateLimitSettings | None = None
+
+
+@attrs.frozen
+class _IntegrationCommon(_Defaults):
+    """An integration's shared keys: the defaults' keys, and its provider kind."""
+
+    kind: str = ""
+
+
+# Keys of an integration's section that are shared; the rest are its provider's.
+INTEGRATION_COMMON_KEYS = frozenset(f.name for f in attrs.fields(_IntegrationCommon))
 
 
 @attrs.frozen
@@ -376,21 +374,6 @@ class _Loader:
             )
         if not any_integration:
             self.problems.append(ConfigProblem("integrations", "no integration is configured"))
-
-
-@attrs.frozen
-class _Defaults:
-    """What ``[defaults]`` may hold: the shared keys of an integration, less its kind."""
-
-    enabled: bool = True
-    lanes: PositiveInt = PositiveInt(8)
-    mailbox: PositiveInt = PositiveInt(64)
-    timeout_seconds: PositiveFloat = PositiveFloat(10.0)
-    failover_after: int = 1
-    breaker: BreakerSettings = BreakerSettings()
-    retry: RetrySettings = RetrySettings()
-    health: HealthSettings = HealthSettings()
-    rate_limit: RateLimitSettings | None = None
 
 
 def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:

@@ -16,6 +16,8 @@ The rules (at-least-once, with failover groups):
 
 from __future__ import annotations
 
+import attrs
+
 from ._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
 from .resilience import RetryPolicy
 from .store import Attempt, Settle, SettleKind
@@ -48,15 +50,17 @@ def _settle(env: Envelope, kind: SettleKind, **changes: object) -> Settle:
     return Settle(**fields)  # type: ignore[arg-type]
 
 
+@attrs.frozen
+class Rules:
+    """What decides a message's next state, besides the outcome: its actor's policy."""
+
+    route_len: int  # members on the message's route (1 for a lone integration)
+    retry: RetryPolicy
+    failover_after: int
+
+
 def decide(
-    env: Envelope,
-    outcome: Outcome,
-    *,
-    route_len: int,
-    retry: RetryPolicy,
-    failover_after: int,
-    now: float,
-    attempt: Attempt | None,
+    env: Envelope, outcome: Outcome, rules: Rules, *, now: float, attempt: Attempt | None
 ) -> Settle:
     """Turn one attempt's outcome into the message's next state."""
     match outcome:
@@ -73,31 +77,17 @@ def decide(
                 env, SettleKind.DEAD_LETTERED, reason=reason, attempt=attempt, next_attempt_at=now
             )
         case Retry():
-            return _retry(
-                env,
-                outcome,
-                route_len=route_len,
-                retry=retry,
-                failover_after=failover_after,
-                now=now,
-                attempt=attempt,
-            )
+            return _retry(env, outcome, rules, now=now, attempt=attempt)
 
 
 def _retry(
-    env: Envelope,
-    outcome: Retry,
-    *,
-    route_len: int,
-    retry: RetryPolicy,
-    failover_after: int,
-    now: float,
-    attempt: Attempt | None,
+    env: Envelope, outcome: Retry, rules: Rules, *, now: float, attempt: Attempt | None
 ) -> Settle:
+    retry, route_len = rules.retry, rules.route_len
     attempts = env.attempts + 1
     age = max(0.0, now - env.created_at)
     fail_over = route_len > 1 and (
-        outcome.taken is Taken.NO or env.member_attempts + 1 > failover_after
+        outcome.taken is Taken.NO or env.member_attempts + 1 > rules.failover_after
     )
     if fail_over and env.route_index + 1 < route_len:
         # The wait a provider asked for binds that provider only, not the next member.
