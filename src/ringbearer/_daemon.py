@@ -10,12 +10,13 @@ they had not started, and the store commits everything before it closes.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -29,7 +30,7 @@ from ._config import Config, IntegrationSettings, resolve_secret
 from ._converter import parse_host_port
 from ._delivery import Priority
 from ._dispatcher import Dispatcher
-from ._errors import InvalidPayload, RequestError
+from ._errors import InvalidPayload, RequestError, RingbearerError
 from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._metrics import Metrics
@@ -449,6 +450,15 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return daemon.inject_crash(name)
 
 
+@contextlib.contextmanager
+def _cannot(what: str) -> Iterator[None]:
+    """Turn an OSError at start-up into one clear line for the operator."""
+    try:
+        yield
+    except OSError as exc:
+        raise RingbearerError(f"cannot {what}: {exc.strerror or exc}") from exc
+
+
 async def _start_sandbox(config: Config, nursery: trio.Nursery) -> Sandbox | None:
     sandbox = config.sandbox
     if not sandbox.enabled:
@@ -460,9 +470,10 @@ async def _start_sandbox(config: Config, nursery: trio.Nursery) -> Sandbox | Non
 
     host, port = parse_host_port(sandbox.listen)
     smtp_host, smtp_port = parse_host_port(sandbox.smtp_listen)
-    address = await nursery.start(
-        serve_simulator, SimulatorState(seed=sandbox.seed), host, port, smtp_port
-    )
+    with _cannot(f"start the sandbox simulator on {sandbox.listen} / {sandbox.smtp_listen}"):
+        address = await nursery.start(
+            serve_simulator, SimulatorState(seed=sandbox.seed), host, port, smtp_port
+        )
     log.info(
         "sandbox simulator started",
         extra=fields(url=address.url, smtp=f"{smtp_host}:{address.smtp_port}"),
@@ -556,10 +567,12 @@ async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemo
 async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Event) -> None:
     """The ways in: the control socket, the metrics listener, the signals."""
     config = daemon.config
-    await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
+    with _cannot(f"listen on the control socket {config.socket_path}"):
+        await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
     if config.metrics.enabled:
         host, port = parse_host_port(config.metrics.listen)
-        bound = await nursery.start(serve_http, _metrics_handler(daemon), host, port)
+        with _cannot(f"listen for metrics on {config.metrics.listen} ([metrics] listen)"):
+            bound = await nursery.start(serve_http, _metrics_handler(daemon), host, port)
         daemon.metrics_url = f"http://{host}:{bound}{config.metrics.path}"
     nursery.start_soon(_watch_signals, stop)
 
