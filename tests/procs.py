@@ -73,7 +73,8 @@ class Simulator:
 class Daemon:
     """``ringbearer run`` with its own state folder, told apart by its notify socket."""
 
-    def __init__(self, workdir: Path, config_text: str) -> None:
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}
         self.workdir = workdir
         self.config = workdir / "config.toml"
         self.config.write_text(config_text)
@@ -88,7 +89,7 @@ class Daemon:
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.bind(str(self.notify_path))
         self._notify.settimeout(START_TIMEOUT)
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
+        env = {**os.environ, **self.extra_env, "NOTIFY_SOCKET": str(self.notify_path)}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 ringbearer("run", "-c", str(self.config)),

@@ -231,3 +231,44 @@ def test_sigterm_finishes_attempts_in_flight_and_keeps_the_rest(
         300,
     )
     db.close()
+
+
+def test_secrets_never_reach_logs_status_or_the_database(tmp_path: Path, sim: Simulator) -> None:
+    """Secret values from the environment appear in no log line, reply or stored byte."""
+    canaries = {
+        "RESEND_API_KEY": "re_canary_7f3a91",
+        "MAILGUN_API_KEY": "mg-canary-55d0e2",
+        "PAGERDUTY_ROUTING_KEY": "pdcanary0123456789abcdef01234567",
+    }
+    daemon = Daemon(tmp_path, config_for(tmp_path, sim), env=canaries).start()
+    try:
+        sim.fault("resend", permanent_rate=0.5, error_rate=0.3)  # error paths too
+        sim.fault("mailgun", permanent_rate=0.5)
+        daemon.call("submit", {"messages": [email(i) for i in range(30)]})
+        daemon.call(
+            "submit",
+            {
+                "messages": [
+                    {
+                        "target": "pagerduty",
+                        "payload": {
+                            "summary": "Photographer's van broke down",
+                            "severity": "critical",
+                        },
+                    }
+                ]
+            },
+        )
+        daemon.wait_idle()
+        replies = json.dumps(
+            [daemon.status(), daemon.call("audit", {"limit": 100000}), daemon.call("dead-letters")]
+        )
+        assert sim.stats()["resend"]["requests"] > 0  # the secrets were really used
+    finally:
+        assert daemon.stop() == 0
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "state").glob("ringbearer.db*"))
+    log = daemon.log_text()
+    for secret in canaries.values():
+        assert secret not in replies
+        assert secret not in log
+        assert secret.encode() not in stored
