@@ -12,9 +12,10 @@ from ringbearer._config import SupervisorSettings
 from ringbearer._delivery import Delivered, Envelope, Outcome
 from ringbearer._supervisor import RestartIntensity, backoff_seconds
 from ringbearer.control import MessageIn
+from ringbearer.integrations import FakeAdapter
 from ringbearer.store import MessageStatus
 
-from .harness import running_core
+from .harness import Core, running_core
 
 
 def msg(target: str, n: int = 0) -> MessageIn:
@@ -66,15 +67,9 @@ async def test_crashed_actor_restarts_alone_and_loses_nothing(
 async def test_crash_loop_trips_the_intensity_limit(tmp_path: Path, autojump_clock: object) -> None:
     """An actor that crashes on every message is marked failed; the others run on."""
 
-    async def explode(env: Envelope) -> Outcome:
-        raise RuntimeError("adapter bug")
-
-    async with running_core(
-        tmp_path, setup=lambda a: setattr(a["alpha"], "behaviour", explode)
-    ) as core:
+    async with running_core(tmp_path, setup=_alpha_explodes) as core:
         (poison,) = await core.daemon.submit([msg("alpha")])
-        with trio.fail_after(120):
-            await core.store.wait_for_event("actor_failed")
+        await _until_alpha_fails(core)
         alpha = core.daemon.actors["alpha"]
         assert alpha.state is ActorState.FAILED
         assert alpha.restarts == 4  # max_restarts = 3 within the window, the 4th gives up
@@ -88,15 +83,9 @@ async def test_crash_loop_trips_the_intensity_limit(tmp_path: Path, autojump_clo
 async def test_group_skips_a_failed_member(tmp_path: Path, autojump_clock: object) -> None:
     """Once alpha has failed, messages to the group go to the next member."""
 
-    async def explode(env: Envelope) -> Outcome:
-        raise RuntimeError("adapter bug")
-
-    async with running_core(
-        tmp_path, setup=lambda a: setattr(a["alpha"], "behaviour", explode)
-    ) as core:
+    async with running_core(tmp_path, setup=_alpha_explodes) as core:
         await core.daemon.submit([msg("alpha")])
-        with trio.fail_after(120):
-            await core.store.wait_for_event("actor_failed")
+        await _until_alpha_fails(core)
         core.adapters["alpha"].behaviour = lambda env: _delivered()  # type: ignore[assignment,return-value]
         (accepted,) = await core.daemon.submit([msg("trio")])
         await core.daemon.wait_idle(10)
@@ -106,3 +95,16 @@ async def test_group_skips_a_failed_member(tmp_path: Path, autojump_clock: objec
 
 async def _delivered() -> Outcome:
     return Delivered("x")
+
+
+async def _explode(env: Envelope) -> Outcome:
+    raise RuntimeError("adapter bug")
+
+
+def _alpha_explodes(adapters: dict[str, FakeAdapter]) -> None:
+    adapters["alpha"].behaviour = _explode
+
+
+async def _until_alpha_fails(core: Core) -> None:
+    with trio.fail_after(120):
+        await core.store.wait_for_event("actor_failed")

@@ -308,10 +308,6 @@ class IntegrationActor:
             self._tally.count(settle)
         self.on_slot_freed(self.name)
 
-    def retune(self, settings: IntegrationSettings, retry: RetryPolicy) -> None:
-        self.settings = settings
-        self.retry = retry
-
     def statistics(self) -> ActorSnapshot:
         breaker = self.breaker.snapshot()
         health = self.health.snapshot()

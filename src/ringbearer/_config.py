@@ -395,13 +395,13 @@ def load(path: str | Path) -> Config:
     return parse(text, source)
 
 
-def secret_refs(settings: Any, prefix: str = "") -> list[tuple[str, SecretRef]]:
+def secret_refs(settings: Any) -> list[tuple[str, SecretRef]]:
     """Every secret reference inside a provider's settings, with its key path."""
     found = []
     for field in attrs.fields(type(settings)):
         value = getattr(settings, field.name)
         if isinstance(value, SecretRef):
-            found.append((f"{prefix}{field.name}", value))
+            found.append((field.name, value))
     return found
 
 

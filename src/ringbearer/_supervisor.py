@@ -64,7 +64,6 @@ class Supervisor:
     on_event: Callable[[SupervisorEvent], None] = lambda event: None
     on_state: Callable[[str], None] = lambda name: None  # an actor's availability changed
     rng: random.Random = attrs.Factory(random.Random)
-    _scopes: dict[str, trio.CancelScope] = attrs.Factory(dict)
     _done: dict[str, trio.Event] = attrs.Factory(dict)
 
     async def supervise(
@@ -76,29 +75,27 @@ class Supervisor:
         """Run ``actor`` until it stops on its own, restarting it after crashes."""
         intensity = RestartIntensity(self.settings.max_restarts, self.settings.within_seconds)
         started = False
-        with trio.CancelScope() as scope:
-            self._scopes[actor.name] = scope
-            done = self._done[actor.name] = trio.Event()
-            try:
-                while True:
-                    try:
-                        async with trio.open_nursery() as nursery:
-                            await nursery.start(actor.run)
-                            if not started:
-                                started = True
-                                task_status.started()
-                            self.on_state(actor.name)
-                        return  # the mailbox closed: an orderly stop
-                    except Exception as exc:
+        done = self._done[actor.name] = trio.Event()
+        try:
+            while True:
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(actor.run)
                         if not started:
                             started = True
                             task_status.started()
-                        if not await self._crashed(actor, _unwrap(exc), intensity):
-                            return
-            finally:
-                if actor.state is not ActorState.FAILED:
-                    actor.state = ActorState.STOPPED
-                done.set()
+                        self.on_state(actor.name)
+                    return  # the mailbox closed: an orderly stop
+                except Exception as exc:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    if not await self._crashed(actor, _unwrap(exc), intensity):
+                        return
+        finally:
+            if actor.state is not ActorState.FAILED:
+                actor.state = ActorState.STOPPED
+            done.set()
 
     async def _crashed(
         self, actor: IntegrationActor, exc: Exception, intensity: RestartIntensity
@@ -124,11 +121,6 @@ class Supervisor:
         await trio.sleep(backoff_seconds(self.settings, intensity.recent, self.rng))
         self.on_event(SupervisorEvent("actor_restarted", actor.name, "", actor.restarts))
         return True
-
-    def stop(self, name: str) -> None:
-        scope = self._scopes.get(name)
-        if scope is not None:
-            scope.cancel()
 
     async def wait_stopped(self, name: str) -> None:
         done = self._done.get(name)

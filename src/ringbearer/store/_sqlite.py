@@ -352,19 +352,11 @@ class SqliteStore:
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read on the writer's connection (used before the writer starts)."""
-        try:
-            rows = await trio_asyncio.aio_as_trio(self._writer.execute_fetchall)(sql, params)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        return list(rows)
+        return await _fetch(self._writer, sql, params)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read on the reader connection, which never waits for the writer."""
-        try:
-            rows = await trio_asyncio.aio_as_trio(self._reader.execute_fetchall)(sql, params)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        return list(rows)
+        return await _fetch(self._reader, sql, params)
 
     # -- messages --------------------------------------------------------------------
 
@@ -668,6 +660,14 @@ def _settle_row(s: Settle, now: float) -> tuple[Any, ...]:
 
 
 _INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"
+
+
+async def _fetch(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
+    try:
+        rows = await trio_asyncio.aio_as_trio(conn.execute_fetchall)(sql, params)
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
+    return list(rows)
 
 
 async def _noop(tx: _Tx) -> None:
