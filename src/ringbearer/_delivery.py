@@ -7,11 +7,16 @@ An adapter turns an :class:`Envelope` into an :class:`Outcome`:
   may nevertheless have taken it (a timeout after the request was sent), and
   ``after`` is the wait the provider asked for, if it asked;
 * :class:`Permanent` — the request itself is wrong; retrying cannot help.
+
+A :class:`Retry` whose ``scope`` is :attr:`Scope.MESSAGE` says the provider
+is well and only this message must wait (Amplitude throttling one user, a
+budget spent): it does not count against the integration's breaker or health.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -45,6 +50,13 @@ class Taken(enum.Enum):
     MAYBE = "maybe"  # ambiguous: sent, then no usable answer
 
 
+class Scope(enum.Enum):
+    """Whom a retryable failure is about."""
+
+    INTEGRATION = "integration"  # the provider or the way to it is failing
+    MESSAGE = "message"  # the provider is well; this message alone must wait
+
+
 @attrs.frozen
 class Envelope:
     """One claimed message, as an actor receives it."""
@@ -59,6 +71,9 @@ class Envelope:
     created_at: float  # wall clock, seconds since the epoch
     route_index: int = 0
     member_attempts: int = 0  # attempts on the current group member
+    # Steps of a multi-step delivery already done (e.g. a created container's
+    # id), saved by the adapter as each one completes; empty for one-step work.
+    progress: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -72,6 +87,7 @@ class Retry:
     taken: Taken = Taken.NO
     after: float | None = None  # seconds the provider asked us to wait
     status: int | None = None
+    scope: Scope = Scope.INTEGRATION
 
 
 @attrs.frozen

@@ -4,10 +4,22 @@ An :class:`Adapter` checks payloads and opens :class:`Lane` s; a lane turns one
 :class:`~ringbearer._delivery.Envelope` into one Outcome and never raises for
 a provider's or the network's failure, only for a programming error.
 
-Every HTTP provider shares :class:`HttpAdapter`. A provider supplies an
-:class:`HttpProvider` (check a payload, describe the request as an
-:class:`HttpCall`, classify the response) and nothing else; the adapter owns
-the lane's client and translates httpx's exceptions where they enter::
+Every HTTP provider shares :class:`HttpAdapter`. A provider supplies one of
+three shapes and nothing else; the adapter owns the lane's client and
+translates httpx's exceptions where they enter:
+
+* :class:`HttpProvider` — one request a message: check a payload, describe
+  the request as an :class:`HttpCall`, classify the response
+  (:func:`http_kind`);
+* :class:`StepProvider` — several requests a message (create, then publish):
+  each step's result is saved with the message before the next step starts,
+  so a retry or a restart resumes after the last completed step
+  (:func:`steps_kind`);
+* :class:`BatchProvider` — many messages a request (analytics imports): the
+  actor gathers up to ``max_size`` messages or ``max_wait`` seconds, and the
+  provider still answers one outcome per message (:func:`batch_kind`).
+
+The translation of httpx's exceptions::
 
     httpx exception                                     outcome
     ConnectError, ConnectTimeout, PoolTimeout,          Retry(taken=NO)     the request never
@@ -32,7 +44,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -59,16 +71,41 @@ class Lane(Protocol):
     async def deliver(self, envelope: Envelope) -> Outcome: ...
 
 
+class BatchingLane(Lane, Protocol):
+    """The lane of a batching adapter (``Adapter.batching`` set): one outcome per envelope."""
+
+    async def deliver_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]: ...
+
+
+@attrs.frozen
+class BatchLimits:
+    """How an actor gathers a batch: up to ``max_size`` messages or ``max_wait`` seconds."""
+
+    max_size: int
+    max_wait: float
+
+
 class Adapter(Protocol):
     """A configured integration: checks payloads and opens lanes."""
 
     @property
     def kind(self) -> str: ...
 
+    @property
+    def batching(self) -> BatchLimits | None:
+        """Set when the provider takes many messages a request."""
+
     def validate(self, payload: Mapping[str, Any]) -> None:
         """Raise InvalidPayload, naming the field, when the payload does not fit."""
 
     def open_lane(self) -> AbstractAsyncContextManager[Lane]: ...
+
+
+Checkpoint = Callable[[int, Mapping[str, Any]], Awaitable[None]]
+
+
+async def _no_checkpoint(message_id: int, progress: Mapping[str, Any]) -> None:
+    return None
 
 
 @attrs.frozen
@@ -82,6 +119,9 @@ class AdapterContext:
     base_url_override: str | None = None  # sandbox: the simulator's prefix for this kind
     smtp_override: tuple[str, int] | None = None  # sandbox SMTP host and port
     transport: httpx.AsyncBaseTransport | None = None  # tests: httpx.MockTransport
+    # Saves a multi-step message's progress with the message, durably, before
+    # the next step starts (the store's ``save_progress``).
+    checkpoint: Checkpoint = _no_checkpoint
 
     def base_url(self, default: str) -> str:
         """The sandbox prefix when there is one, else the provider's own base URL."""
@@ -186,6 +226,48 @@ class HttpProvider(Protocol):
     def classify(self, response: httpx.Response) -> Outcome: ...
 
 
+class StepProvider(Protocol):
+    """A provider that needs several requests for one message.
+
+    ``progress`` is what earlier steps saved (empty at first). ``next_call``
+    describes the next request; ``after_call`` reads its answer and either
+    ends the attempt with an Outcome (Delivered once the last step is done)
+    or returns the new progress, which the lane saves with the message
+    before it starts the next step.
+    """
+
+    def validate(self, payload: Mapping[str, Any]) -> None: ...
+
+    def next_call(self, envelope: Envelope, progress: Mapping[str, Any]) -> HttpCall: ...
+
+    def after_call(
+        self, envelope: Envelope, progress: Mapping[str, Any], response: httpx.Response
+    ) -> Outcome | Mapping[str, Any]: ...
+
+
+@attrs.frozen
+class BatchCall:
+    """One batch request, and the messages settled without sending."""
+
+    call: HttpCall | None  # None when nothing is left to send
+    sent: tuple[Envelope, ...]  # the envelopes the request carries, in its order
+    settled: Mapping[int, Outcome] = attrs.field(factory=dict)  # envelope id -> outcome
+
+
+class BatchProvider(Protocol):
+    """A provider that takes many messages in one request."""
+
+    @property
+    def limits(self) -> BatchLimits: ...
+
+    def validate(self, payload: Mapping[str, Any]) -> None: ...
+
+    def build_batch(self, envelopes: Sequence[Envelope]) -> BatchCall: ...
+
+    def classify_batch(self, sent: Sequence[Envelope], response: httpx.Response) -> list[Outcome]:
+        """One outcome per envelope of ``sent``, in order."""
+
+
 _NOT_SENT = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -211,6 +293,30 @@ def translate(exc: httpx.HTTPError) -> Retry:
 
 
 @attrs.frozen
+class _Exchange:
+    """Sends one HttpCall on a lane's client and hands the answer to a reader."""
+
+    client: httpx.AsyncClient
+    timeout: float
+
+    async def __call__(self, call: HttpCall, read: Callable[[httpx.Response], S]) -> S | Retry:
+        try:
+            request = call.request(self.client)
+        except httpx.InvalidURL:
+            # The message would name the URL, which may be the secret itself.
+            return Retry("not sent: the configured URL is invalid", taken=Taken.NO)
+        with trio.move_on_after(self.timeout):
+            try:
+                response = await self.client.send(request)
+            except httpx.HTTPError as exc:
+                return translate(exc)
+            answer = read(response)
+            _release(response)
+            return answer
+        return Retry(f"no answer within {self.timeout:g}s", taken=Taken.MAYBE)
+
+
+@attrs.frozen
 class HttpLane:
     """One lane of an HTTP adapter: its own client, one request at a time."""
 
@@ -224,21 +330,77 @@ class HttpLane:
 
     async def _attempt(self, envelope: Envelope) -> Outcome:
         try:
-            request = self.provider.build(envelope).request(self.client)
+            call = self.provider.build(envelope)
         except InvalidPayload as exc:
             return Permanent(f"invalid payload: {exc.message}")
-        except httpx.InvalidURL:
-            # The message would name the URL, which may be the secret itself.
-            return Retry("not sent: the configured URL is invalid", taken=Taken.NO)
-        with trio.move_on_after(self.timeout):
+        return await _Exchange(self.client, self.timeout)(call, self.provider.classify)
+
+
+@attrs.frozen
+class StepLane:
+    """A lane that walks a message through its steps, saving each one's result."""
+
+    client: httpx.AsyncClient
+    provider: StepProvider
+    timeout: float
+    redactor: Redactor
+    checkpoint: Checkpoint
+    max_steps: int = 16  # a provider that never finishes is a programming error
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        return self.redactor.outcome(await self._attempt(envelope))
+
+    async def _attempt(self, envelope: Envelope) -> Outcome:
+        exchange = _Exchange(self.client, self.timeout)
+        progress: Mapping[str, Any] = dict(envelope.progress)
+        for _ in range(self.max_steps):
             try:
-                response = await self.client.send(request)
-            except httpx.HTTPError as exc:
-                return translate(exc)
-            outcome = self.provider.classify(response)
-            _release(response)
-            return outcome
-        return Retry(f"no answer within {self.timeout:g}s", taken=Taken.MAYBE)
+                call = self.provider.next_call(envelope, progress)
+            except InvalidPayload as exc:
+                return Permanent(f"invalid payload: {exc.message}")
+            answer = await exchange(
+                call, functools.partial(self.provider.after_call, envelope, progress)
+            )
+            if isinstance(answer, Delivered | Retry | Permanent):
+                return answer
+            progress = dict(answer)
+            await self.checkpoint(envelope.id, progress)
+        raise RuntimeError(f"{type(self.provider).__name__} took over {self.max_steps} steps")
+
+
+@attrs.frozen
+class BatchLane:
+    """A lane that sends many messages in one request and answers for each."""
+
+    client: httpx.AsyncClient
+    provider: BatchProvider
+    timeout: float
+    redactor: Redactor
+
+    async def deliver(self, envelope: Envelope) -> Outcome:
+        (outcome,) = await self.deliver_batch([envelope])
+        return outcome
+
+    async def deliver_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        batch = self.provider.build_batch(envelopes)
+        answers: dict[int, Outcome] = dict(batch.settled)
+        if batch.call is not None and batch.sent:
+            exchange = _Exchange(self.client, self.timeout)
+            sent = batch.sent
+            result = await exchange(
+                batch.call, functools.partial(self.provider.classify_batch, sent)
+            )
+            outcomes = [result] * len(sent) if isinstance(result, Retry) else result
+            if len(outcomes) != len(sent):
+                raise RuntimeError(
+                    f"{type(self.provider).__name__} answered {len(outcomes)} outcomes "
+                    f"for {len(sent)} messages"
+                )
+            answers.update((env.id, outcome) for env, outcome in zip(sent, outcomes, strict=True))
+        missing = [env.id for env in envelopes if env.id not in answers]
+        if missing:
+            raise RuntimeError(f"{type(self.provider).__name__} left {missing} unanswered")
+        return [self.redactor.outcome(answers[env.id]) for env in envelopes]
 
 
 def _release(response: httpx.Response) -> None:
@@ -255,14 +417,23 @@ def _release(response: httpx.Response) -> None:
     response.stream = httpx.ByteStream(b"")
 
 
+LaneFactory = Callable[[httpx.AsyncClient, "HttpAdapter"], Lane]
+
+
 @attrs.frozen
 class HttpAdapter:
-    """The one adapter every HTTP provider shares."""
+    """The one adapter every HTTP provider shares; ``make_lane`` picks the provider's shape."""
 
     kind: str
-    provider: HttpProvider
+    provider: HttpProvider | StepProvider | BatchProvider
     context: AdapterContext
     redactor: Redactor = attrs.field(factory=Redactor)
+    make_lane: LaneFactory = attrs.field(
+        default=lambda client, adapter: HttpLane(
+            client, adapter.provider, adapter.context.timeout, adapter.redactor
+        )
+    )
+    batching: BatchLimits | None = None
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         self.provider.validate(payload)
@@ -282,7 +453,22 @@ class HttpAdapter:
             follow_redirects=False,
             trust_env=False,
         ) as client:
-            yield HttpLane(client, self.provider, ctx.timeout, self.redactor)
+            yield self.make_lane(client, self)
+
+
+def _kind(
+    kind: str,
+    family: str,
+    settings_type: type[S],
+    provider: Callable[[S, AdapterContext], Any],
+    adapter: Callable[[Any, AdapterContext, Redactor], HttpAdapter],
+) -> ProviderKind:
+    def build(settings: Any, ctx: AdapterContext) -> Adapter:
+        ledger = SecretLedger(ctx.secrets)
+        made = provider(settings, attrs.evolve(ctx, secrets=ledger))
+        return adapter(made, ctx, ledger.redactor())
+
+    return ProviderKind(kind=kind, settings_type=settings_type, build=build, family=family)
 
 
 def http_kind(
@@ -291,14 +477,51 @@ def http_kind(
     settings_type: type[S],
     provider: Callable[[S, AdapterContext], HttpProvider],
 ) -> ProviderKind:
-    """A table row for an HTTP provider: ``provider`` makes it from settings and context."""
+    """A table row for a one-request provider: ``provider`` makes it from settings and context."""
+    return _kind(
+        kind, family, settings_type, provider, lambda made, ctx, r: HttpAdapter(kind, made, ctx, r)
+    )
 
-    def build(settings: Any, ctx: AdapterContext) -> Adapter:
-        ledger = SecretLedger(ctx.secrets)
-        made = provider(settings, attrs.evolve(ctx, secrets=ledger))
-        return HttpAdapter(kind, made, ctx, ledger.redactor())
 
-    return ProviderKind(kind=kind, settings_type=settings_type, build=build, family=family)
+def steps_kind(
+    kind: str,
+    family: str,
+    settings_type: type[S],
+    provider: Callable[[S, AdapterContext], StepProvider],
+) -> ProviderKind:
+    """A table row for a multi-step provider (see :class:`StepProvider`)."""
+
+    def lane(client: httpx.AsyncClient, adapter: HttpAdapter) -> Lane:
+        ctx = adapter.context
+        return StepLane(client, adapter.provider, ctx.timeout, adapter.redactor, ctx.checkpoint)  # type: ignore[arg-type]
+
+    return _kind(
+        kind,
+        family,
+        settings_type,
+        provider,
+        lambda made, ctx, r: HttpAdapter(kind, made, ctx, r, make_lane=lane),
+    )
+
+
+def batch_kind(
+    kind: str,
+    family: str,
+    settings_type: type[S],
+    provider: Callable[[S, AdapterContext], BatchProvider],
+) -> ProviderKind:
+    """A table row for a batching provider (see :class:`BatchProvider`)."""
+
+    def lane(client: httpx.AsyncClient, adapter: HttpAdapter) -> Lane:
+        return BatchLane(client, adapter.provider, adapter.context.timeout, adapter.redactor)  # type: ignore[arg-type]
+
+    return _kind(
+        kind,
+        family,
+        settings_type,
+        provider,
+        lambda made, ctx, r: HttpAdapter(kind, made, ctx, r, make_lane=lane, batching=made.limits),
+    )
 
 
 # --- reading answers ---------------------------------------------------------

@@ -6,7 +6,7 @@ envelope to an outcome, which may also sleep (virtual time) or raise.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ import attrs
 
 from .._delivery import Delivered, Envelope, Outcome
 from .._errors import InvalidPayload
-from ._base import AdapterContext, Lane, ProviderKind
+from ._base import AdapterContext, BatchingLane, BatchLimits, ProviderKind
 
 Behaviour = Callable[[Envelope], Awaitable[Outcome]]
 
@@ -36,6 +36,10 @@ class _FakeLane:
         self.adapter.calls.append(envelope)
         return await self.adapter.behaviour(envelope)
 
+    async def deliver_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        self.adapter.batches.append([envelope.id for envelope in envelopes])
+        return [await self.deliver(envelope) for envelope in envelopes]
+
 
 @attrs.define
 class FakeAdapter:
@@ -44,6 +48,8 @@ class FakeAdapter:
     name: str
     behaviour: Behaviour = always_delivered
     calls: list[Envelope] = attrs.Factory(list)
+    batching: BatchLimits | None = None  # set to make the actor gather batches
+    batches: list[list[int]] = attrs.Factory(list)  # envelope ids of each batch delivered
     lanes_opened: int = 0
 
     @property
@@ -55,7 +61,7 @@ class FakeAdapter:
             raise InvalidPayload("field 'invalid' is not allowed")
 
     @asynccontextmanager
-    async def open_lane(self) -> AsyncIterator[Lane]:
+    async def open_lane(self) -> AsyncIterator[BatchingLane]:
         self.lanes_opened += 1
         yield _FakeLane(self)
 

@@ -38,7 +38,7 @@ from attrs import validators as v
 from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
-from ._base import AdapterContext, Lane, Redactor, SecretLedger, shorten
+from ._base import AdapterContext, BatchLimits, Lane, ProviderKind, Redactor, SecretLedger, shorten
 from .email import EmailPayload
 
 _MESSAGE_ID_LEFT = re.compile(r"[A-Za-z0-9_+=-]+(\.[A-Za-z0-9_+=-]+)*")
@@ -296,6 +296,7 @@ class SmtpAdapter:
     endpoint: SmtpEndpoint
     redactor: Redactor = attrs.field(factory=Redactor)
     kind: str = "smtp"
+    batching: BatchLimits | None = None  # one message a transaction
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         EmailPayload.parse(payload)
@@ -331,3 +332,6 @@ def build_smtp(settings: SmtpSettings, ctx: AdapterContext) -> SmtpAdapter:
         sandbox=ctx.smtp_override is not None,
     )
     return SmtpAdapter(endpoint, ledger.redactor())
+
+
+KIND = ProviderKind(kind="smtp", settings_type=SmtpSettings, build=build_smtp, family="email")

@@ -14,10 +14,12 @@ from .._secrets import Secret, SecretRef
 from ._base import (
     AdapterContext,
     HttpCall,
+    ProviderKind,
     choice,
     classify_status,
     detail,
     fields,
+    http_kind,
     json_object,
     malformed,
     optional_list,
@@ -183,3 +185,9 @@ def _pd_delivered(response: httpx.Response) -> Outcome:
     if body.get("status") != "success" or not isinstance(dedup_key, str) or not dedup_key:
         return malformed(response, "a JSON object with status 'success' and a 'dedup_key'")
     return Delivered(provider_id=dedup_key)
+
+
+KINDS: tuple[ProviderKind, ...] = (
+    http_kind("slack_webhook", "alerts", SlackWebhookSettings, SlackWebhook.from_settings),
+    http_kind("pagerduty", "alerts", PagerDutySettings, PagerDuty.from_settings),
+)

@@ -28,6 +28,7 @@ from .._secrets import Secret, SecretRef
 from ._base import (
     AdapterContext,
     HttpCall,
+    ProviderKind,
     basic_auth,
     bearer,
     check_text,
@@ -35,6 +36,7 @@ from ._base import (
     delivered_with,
     detail,
     fields,
+    http_kind,
     json_object,
     optional_list,
     optional_mapping,
@@ -294,3 +296,9 @@ def _mailgun(mail: EmailPayload, envelope: Envelope) -> dict[str, str | list[str
     # As the official SDK does: a MIME header that lets the receiving side dedup.
     form["h:X-Idempotency-Key"] = envelope.idempotency_key
     return form
+
+
+KINDS: tuple[ProviderKind, ...] = (
+    http_kind("resend", "email", ResendSettings, Resend.from_settings),
+    http_kind("mailgun", "email", MailgunSettings, Mailgun.from_settings),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from . import _mailgun, _pagerduty, _resend, _slack
+from . import _analytics, _crm, _mailgun, _pagerduty, _resend, _slack, _social
 from ._endpoint import Endpoint
 from ._provider import ProviderSpec
 from ._slot import ProviderSlot
@@ -13,12 +13,18 @@ SMTP = "smtp"
 
 
 def provider_specs() -> tuple[ProviderSpec, ...]:
-    """Every simulated HTTP provider: adding one is a module and a line here."""
+    """Every simulated HTTP provider, named as its integration kind with ``-`` for ``_``.
+
+    Adding one is a module and a line here (or in its family's ``SPECS``).
+    """
     return (
         _resend.SPEC,
         _mailgun.SPEC,
         _slack.SPEC,
         _pagerduty.SPEC,
+        *_analytics.SPECS,
+        *_crm.SPECS,
+        *_social.SPECS,
     )
 
 
