@@ -694,3 +694,28 @@ async def test_unknown_routes(sim: Sim) -> None:
     assert (unknown.status_code, "resend" in unknown.json()["providers"]) == (404, True)
     assert (await sim.client.get("/_sim/nothing")).status_code == 404
     assert (await sim.client.get("/_sim/reset")).status_code == 405
+
+
+async def test_requests_log_keeps_the_last_requests_without_credentials(sim: Sim) -> None:
+    """/_sim/requests shows what each provider received, with the credential reduced to its form."""
+    await sim.send("mailgun")
+    await sim.send("resend", headers={**AUTH, "Idempotency-Key": "k-1"})
+    for _ in range(60):
+        await sim.send("slack-webhook")
+    seen = (await sim.client.get("/_sim/requests")).json()
+    (mailgun,) = seen["mailgun"]
+    assert (mailgun["method"], mailgun["path"], mailgun["auth"]) == (
+        "POST",
+        "/v3/mg.example.com/messages",
+        "Basic api",
+    )
+    assert mailgun["content_type"] == "application/x-www-form-urlencoded"
+    assert "subject=Hi" in mailgun["body"] and "key-test" not in str(seen)
+    (resend,) = seen["resend"]
+    assert (resend["auth"], resend["headers"]["idempotency-key"]) == ("Bearer", "k-1")
+    assert "re_test" not in str(seen) and "authorization" not in resend["headers"]
+    assert len(seen["slack-webhook"]) == 50  # bounded: the oldest are dropped
+    await sim.client.post("/_sim/reset")
+    assert (await sim.client.get("/_sim/requests", params={"provider": "resend"})).json() == {
+        "resend": []
+    }

@@ -9,6 +9,9 @@
   accepted requests carried it.
 * ``GET /_sim/wait?provider=x&accepted=N&timeout=S`` — blocks until x has
   accepted N requests (408 if the timeout passes first).
+* ``GET /_sim/requests[?provider=x]`` — the last requests each provider
+  received (method, path, query, content type, headers, body), with
+  credentials reduced to their form (``"Basic api"``, ``"Bearer"``).
 * ``POST /_sim/reset`` — clears stats, idempotency and dedup tables, and faults.
 
 Errors are ``400 {"error": "..."}`` naming the bad provider or field; an
@@ -61,7 +64,14 @@ class ShowKeys:
     providers: tuple[str, ...]
 
 
-Command: TypeAlias = ShowFaults | SetFaults | ClearFaults | ShowStats | Reset | ShowKeys
+@attrs.frozen
+class ShowRequests:
+    providers: tuple[str, ...]
+
+
+Command: TypeAlias = (
+    ShowFaults | SetFaults | ClearFaults | ShowStats | Reset | ShowKeys | ShowRequests
+)
 
 
 class _Refused(Exception):
@@ -101,6 +111,8 @@ class ControlApi:
                 return self._show({name: slots[name].stats.snapshot() for name in providers})
             case ShowKeys(providers):
                 return self._show({name: dict(slots[name].stats.keys) for name in providers})
+            case ShowRequests(providers):
+                return self._show({name: list(slots[name].stats.seen) for name in providers})
             case Reset():
                 self.state.reset()
                 return HttpResponse.json(200, {"reset": True})
@@ -120,7 +132,9 @@ class ControlApi:
                 return Reset()
             case "GET", "/keys":
                 return ShowKeys(self._providers(request))
-            case _, "/faults" | "/stats" | "/reset" | "/keys":
+            case "GET", "/requests":
+                return ShowRequests(self._providers(request))
+            case _, "/faults" | "/stats" | "/reset" | "/keys" | "/requests":
                 raise _Refused(405, f"{request.method} is not allowed on /_sim{path}")
         raise _Refused(404, f"no simulator route /_sim{path}")
 

@@ -9,6 +9,7 @@ from .._httpserver import Action, HttpRequest, HttpResponse
 from ._faults import FaultKind
 from ._provider import HttpProvider, Outcome, ProviderSpec
 from ._slot import ProviderSlot
+from ._stats import SeenRequest
 
 _NOT_SENT = {Action.RESET: "reset", Action.HANG: "hang"}
 
@@ -31,6 +32,7 @@ class Endpoint:
 
     async def answer(self, request: HttpRequest, path: str) -> HttpResponse:
         """The provider's answer to ``request``, after its faults have had their say."""
+        self.slot.stats.seen.append(SeenRequest.of(request, path))
         outcome = self._decide(request, path)
         response = outcome.response
         label = _NOT_SENT.get(response.action) or str(response.status)

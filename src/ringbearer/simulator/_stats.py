@@ -2,8 +2,61 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections import deque
+from collections.abc import Mapping
+
 import attrs
 import trio
+
+from .._httpserver import HttpRequest
+
+SEEN_MAX = 50  # requests kept per provider for /_sim/requests
+_BODY_MAX = 64 * 1024
+
+
+@attrs.frozen
+class SeenRequest:
+    """One request as received, for comparing clients: credentials reduced to their form.
+
+    ``auth`` is the ``Authorization`` scheme ("Basic", "Bearer", "OAuth"),
+    and for Basic the user name too ("Basic api"); no secret is kept.
+    """
+
+    method: str
+    path: str
+    query: str
+    content_type: str
+    auth: str | None
+    headers: Mapping[str, str]
+    body: str
+
+    @classmethod
+    def of(cls, request: HttpRequest, path: str) -> SeenRequest:
+        headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+        return cls(
+            method=request.method,
+            path=path,
+            query=request.query,
+            content_type=request.headers.get("content-type", ""),
+            auth=_auth_form(request.headers.get("authorization")),
+            headers=headers,
+            body=request.body[:_BODY_MAX].decode("utf-8", "replace"),
+        )
+
+
+def _auth_form(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() != "basic":
+        return scheme
+    try:
+        user = base64.b64decode(credentials, validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return scheme
+    return f"{scheme} {user}"
 
 
 @attrs.frozen
@@ -28,6 +81,7 @@ class Stats:
     # Each key maps to how many accepted requests carried it.
     keys: dict[str, int] = attrs.Factory(dict)
     status_counts: dict[str, int] = attrs.Factory(dict)
+    seen: deque[SeenRequest] = attrs.Factory(lambda: deque(maxlen=SEEN_MAX))
     _changed: trio.Event = attrs.Factory(trio.Event)
 
     def record(self, label: str, accepted: bool, key: str | None) -> None:
