@@ -24,6 +24,7 @@ from ringbearer.store import (
     SettleKind,
     SqliteStore,
 )
+from ringbearer.store._schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -242,3 +243,48 @@ async def test_a_parked_claim_is_served_by_the_submit_commit(tmp_path: Path, loo
         assert store.counters.of("email").total_queued == 1
         await store.submit([NewMessage("email", {})])
         assert len(handed) == 1  # a parked claim is served once
+
+
+async def test_progress_is_kept_per_integration_across_a_restart(
+    tmp_path: Path, loop: None
+) -> None:
+    """A multi-step delivery's saved steps come back with the message, for that member only."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        (accepted,) = await store.submit([NewMessage("crm", {})])
+        await store.claim("crm", 1)
+        await store.save_progress(accepted.id, "tave", {"contact": "01HX"})
+        await store.save_progress(accepted.id, "tave", {"contact": "01HX", "job": "01HY"})
+        await store.save_progress(accepted.id, "other", {"step": 1})
+    async with SqliteStore.open(db, clock=time.time) as store:
+        await store.recover_inflight()
+        (claimed,) = await store.claim("crm", 1)
+        assert claimed.progress == {
+            "tave": {"contact": "01HX", "job": "01HY"},
+            "other": {"step": 1},
+        }
+        steps = [e.detail for e in await store.events(message_id=accepted.id)]
+        assert {"progress": {"contact": "01HX"}} in steps
+
+
+async def test_a_version_1_database_is_migrated_keeping_its_messages(
+    tmp_path: Path, loop: None
+) -> None:
+    """Migration 2 adds the progress column to a database made by the first schema."""
+    db = tmp_path / "rb.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO messages (target, priority, payload, idempotency_key, status,"
+        " next_attempt_at, created_at, updated_at) VALUES ('email', 1, '{}', 'k', 'queued', 0,"
+        " 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    async with SqliteStore.open(db, clock=time.time) as store:
+        (claimed,) = await store.claim("email", 1)
+        assert (claimed.idempotency_key, claimed.progress) == ("k", {})
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()

@@ -139,6 +139,9 @@ class Daemon:
             secrets=lambda ref: resolve_secret(ref, sandbox=sandbox is not None),
             base_url_override=sandbox.prefix(settings.kind) if sandbox else None,
             smtp_override=sandbox.smtp if sandbox else None,
+            checkpoint=lambda message_id, steps: self.store.save_progress(
+                message_id, settings.name, steps
+            ),
         )
 
     def _actor(

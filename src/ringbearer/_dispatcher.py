@@ -164,4 +164,5 @@ def _envelope(message: Claimed, integration: str, index: int) -> Envelope:
         created_at=message.created_at,
         route_index=index,
         member_attempts=0 if moved else message.member_attempts,
+        progress=message.progress.get(integration, {}),
     )

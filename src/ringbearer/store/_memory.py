@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -46,6 +46,7 @@ class _Row:
     integration: str | None = None
     last_error: str | None = None
     provider_id: str | None = None
+    progress: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
 
 class MemoryStore:
@@ -122,9 +123,18 @@ class MemoryStore:
                 r.created_at,
                 r.route_index,
                 r.member_attempts,
+                {name: dict(steps) for name, steps in r.progress.items()},
             )
             for r in due
         ]
+
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        self.rows[message_id].progress[integration] = dict(progress)
+        detail = {"progress": dict(progress)}
+        self.append_event(Event("progressed", self._clock(), message_id, integration, detail))
 
     async def record(self, settles: Sequence[Settle]) -> None:
         await trio.lowlevel.checkpoint()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -67,6 +68,9 @@ class Claimed:
     created_at: float
     route_index: int
     member_attempts: int
+    # Completed steps of a multi-step delivery, by integration (a group's
+    # members each keep their own): see ``Store.save_progress``.
+    progress: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
 
 class SettleKind(enum.Enum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -61,6 +61,11 @@ class Store(Protocol):
     ) -> None: ...
 
     def unpark_claim(self, target: str) -> None: ...
+
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        """Durably keep a multi-step delivery's completed steps; return after the commit."""
 
     async def next_due(self, target: str) -> float | None: ...
 

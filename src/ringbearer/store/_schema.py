@@ -105,6 +105,11 @@ MIGRATIONS: tuple[str, ...] = (
         paused INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2: multi-step deliveries keep their completed steps with the message,
+    # as a JSON object keyed by integration.
+    """
+    ALTER TABLE messages ADD COLUMN progress TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

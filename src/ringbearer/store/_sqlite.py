@@ -15,7 +15,7 @@ import enum
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -297,6 +297,23 @@ class SqliteStore:
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
 
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        """Keep a multi-step delivery's completed steps with the message, and audit them."""
+        now = self._clock()
+        detail = _dumps({"progress": dict(progress)})
+
+        async def save(tx: _Tx) -> None:
+            await tx.execute(
+                "UPDATE messages SET progress = json_set(coalesce(progress, '{}'),"
+                " '$.' || json_quote(?), json(?)) WHERE id = ?",
+                (integration, _dumps(dict(progress)), message_id),
+            )
+            await tx.execute(_INSERT_EVENT, (now, "progressed", message_id, integration, detail))
+
+        await self.run(save)
+
     def _after_commit(self, batch: _Batch) -> None:
         for _, message in batch.fresh:
             self.counters.queued(message.target, message.priority, 1)
@@ -436,7 +453,7 @@ class SqliteStore:
             " SELECT id FROM messages WHERE status = 'queued' AND target = ?"
             " AND next_attempt_at <= ? ORDER BY priority, next_attempt_at, id LIMIT ?)"
             " RETURNING id, target, priority, payload, idempotency_key, attempts, created_at,"
-            " route_index, member_attempts, next_attempt_at",
+            " route_index, member_attempts, next_attempt_at, progress",
             (now, target, now, limit),
         )
         rows.sort(key=lambda r: (r[2], r[9], r[0]))
@@ -451,6 +468,7 @@ class SqliteStore:
                 created_at=r[6],
                 route_index=r[7],
                 member_attempts=r[8],
+                progress={} if r[10] is None else json.loads(r[10]),
             )
             for r in rows
         ]
