@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
 
 from . import _lifecycle
 from ._config import IntegrationSettings
-from ._delivery import Envelope, Outcome, Permanent, Retry, Taken
-from .integrations import Adapter, Lane
+from ._delivery import Envelope, Outcome, Permanent, Retry, Scope, Taken
+from .integrations import Adapter, BatchingLane, BatchLimits, Lane
 from .resilience import (
     BreakerState,
     BreakerTransition,
+    Budgets,
+    BudgetSnapshot,
     CircuitBreaker,
     Health,
     HealthState,
@@ -72,6 +74,7 @@ class ActorSnapshot:
     retried: int
     dead: int
     last_error: str | None
+    budgets: tuple[BudgetSnapshot, ...] = ()
 
 
 @attrs.define
@@ -90,15 +93,16 @@ class _Tally:
 
 
 def _breaker_ok(outcome: Outcome) -> bool:
-    # A permanent answer means the provider is up and said no: not an outage.
-    return not isinstance(outcome, Retry)
+    # A permanent answer means the provider is up and said no: not an outage;
+    # nor is a retry that concerns one message (a throttled user, say).
+    return not isinstance(outcome, Retry) or outcome.scope is Scope.MESSAGE
 
 
 def _health_ok(outcome: Outcome) -> bool:
     # Refused credentials are a health problem even though retrying cannot help.
     if isinstance(outcome, Permanent) and outcome.status in (401, 403):
         return False
-    return not isinstance(outcome, Retry)
+    return _breaker_ok(outcome)
 
 
 @attrs.define(eq=False)
@@ -115,6 +119,7 @@ class IntegrationActor:
     breaker: CircuitBreaker = attrs.field(init=False)
     health: Health = attrs.field(init=False)
     limiter: TokenBucket | None = attrs.field(init=False)
+    budgets: Budgets = attrs.field(init=False)
     state: ActorState = ActorState.STARTING
     paused: bool = False
     restarts: int = 0
@@ -132,15 +137,23 @@ class IntegrationActor:
         self.breaker = CircuitBreaker(s.breaker, on_transition=self._breaker_changed)
         self.health = Health(s.health, on_change=self._health_changed)
         self.limiter = TokenBucket(s.rate_limit) if s.rate_limit is not None else None
-        self._send, self._receive = trio.open_memory_channel[Envelope](s.mailbox)
+        self.budgets = Budgets.of(s.budgets, self.wall)
+        self._send, self._receive = trio.open_memory_channel[Envelope](self._mailbox_size)
 
     @property
     def name(self) -> str:
         return self.settings.name
 
     @property
+    def _mailbox_size(self) -> int:
+        # A batching actor needs room to gather a full batch for every lane.
+        batch = self.adapter.batching
+        extra = batch.max_size * self.settings.lanes if batch is not None else 0
+        return max(self.settings.mailbox, extra)
+
+    @property
     def capacity(self) -> int:
-        return self.settings.mailbox + self.settings.lanes
+        return self._mailbox_size + self.settings.lanes
 
     def _breaker_changed(self, transition: BreakerTransition) -> None:
         self.on_breaker(self.name, transition)
@@ -209,25 +222,69 @@ class IntegrationActor:
     async def _lane(self, index: int, *, task_status: trio.TaskStatus[None]) -> None:
         async with self.adapter.open_lane() as lane:
             task_status.started()
-            async for envelope in self._receive:
-                await self._handle(lane, envelope)
+            while batch := await self._gather(self.adapter.batching):
+                await self._handle(lane, batch)
 
-    async def _handle(self, lane: Lane, envelope: Envelope) -> None:
-        self.in_flight[envelope.id] = envelope
+    async def _gather(self, limits: BatchLimits | None) -> list[Envelope]:
+        """The next envelope; for a batching adapter, up to ``max_size`` within ``max_wait``.
+
+        Empty once the mailbox is closed and drained. Each envelope is in
+        flight from the moment it leaves the mailbox, so a crash while a batch
+        gathers still hands it back.
+        """
+        try:
+            batch = [await self._receive.receive()]
+        except trio.EndOfChannel:
+            return []
+        self.in_flight[batch[0].id] = batch[0]
+        if limits is None:
+            return batch
+        with trio.move_on_after(limits.max_wait):
+            while len(batch) < limits.max_size:
+                try:
+                    envelope = await self._receive.receive()
+                except trio.EndOfChannel:
+                    break
+                self.in_flight[envelope.id] = envelope
+                batch.append(envelope)
+        return batch
+
+    async def _handle(self, lane: Lane, batch: list[Envelope]) -> None:
         if self._stopping:
-            settle = _lifecycle.returned(
-                envelope,
-                route_index=envelope.route_index,
-                next_attempt_at=self.wall(),
-                reason="the daemon is stopping",
-            )
+            settles = [
+                _lifecycle.returned(
+                    envelope,
+                    route_index=envelope.route_index,
+                    next_attempt_at=self.wall(),
+                    reason="the daemon is stopping",
+                )
+                for envelope in batch
+            ]
         elif not self.breaker.try_acquire():
-            settle = self._returned(envelope, "breaker open")
+            wait = self._breaker_wait()
+            settles = [self._returned(envelope, "breaker open", wait) for envelope in batch]
         else:
-            settle = await self._attempt(lane, envelope)
-        await self._finish(envelope, settle)
+            settles = await self._attempt(lane, batch)
+        await self._finish(batch, settles)
 
-    async def _attempt(self, lane: Lane, envelope: Envelope) -> Settle:
+    def _spend_budgets(self, batch: list[Envelope]) -> tuple[list[Envelope], list[Settle]]:
+        """The envelopes every quota budget lets through now; the others go back to wait."""
+        allowed: list[Envelope] = []
+        refused: list[Settle] = []
+        for envelope in batch:
+            wait = self.budgets.try_spend(envelope.priority)
+            if wait == 0.0:
+                allowed.append(envelope)
+                continue
+            reason = f"quota budget spent for {envelope.priority.label} work; room in {wait:.1f}s"
+            refused.append(self._returned(envelope, reason, wait))
+        return allowed, refused
+
+    async def _attempt(self, lane: Lane, batch: list[Envelope]) -> list[Settle]:
+        allowed, settles = self._spend_budgets(batch)
+        if not allowed:
+            self.breaker.release()
+            return settles
         if self.limiter is not None:
             await self.limiter.acquire()
         if self._crash_requested:
@@ -235,22 +292,31 @@ class IntegrationActor:
             raise InjectedCrash(f"crash injected into {self.name}")
         started_wall = self.wall()
         started = trio.current_time()
-        outcome = await lane.deliver(envelope)
+        outcomes = await self._deliver(lane, allowed)
         seconds = trio.current_time() - started
-        self.breaker.record(ok=_breaker_ok(outcome), duration=seconds)
-        self.health.record(ok=_health_ok(outcome), latency=seconds)
-        reason = outcome.reason if isinstance(outcome, Retry | Permanent) else None
-        if reason is not None:
-            self.last_error = reason
-        attempt = Attempt(
-            integration=self.name,
-            started_at=started_wall,
-            duration=seconds,
-            outcome=_lifecycle.outcome_label(outcome),
-            status=_status(outcome),
-            detail=reason,
-        )
-        return self.decide(envelope, outcome, attempt)
+        # One request, one verdict for the breaker and health, however many it carried.
+        self.breaker.record(ok=all(map(_breaker_ok, outcomes)), duration=seconds)
+        self.health.record(ok=all(map(_health_ok, outcomes)), latency=seconds)
+        for envelope, outcome in zip(allowed, outcomes, strict=True):
+            reason = outcome.reason if isinstance(outcome, Retry | Permanent) else None
+            if reason is not None:
+                self.last_error = reason
+            attempt = Attempt(
+                integration=self.name,
+                started_at=started_wall,
+                duration=seconds,
+                outcome=_lifecycle.outcome_label(outcome),
+                status=_status(outcome),
+                detail=reason,
+            )
+            settles.append(self.decide(envelope, outcome, attempt))
+        return settles
+
+    async def _deliver(self, lane: Lane, envelopes: list[Envelope]) -> list[Outcome]:
+        if self.adapter.batching is None:
+            (envelope,) = envelopes
+            return [await lane.deliver(envelope)]
+        return await cast(BatchingLane, lane).deliver_batch(envelopes)
 
     def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
         rules = _lifecycle.Rules(
@@ -258,12 +324,12 @@ class IntegrationActor:
         )
         return _lifecycle.decide(envelope, outcome, rules, now=self.wall(), attempt=attempt)
 
-    def _returned(self, envelope: Envelope, reason: str) -> Settle:
-        wait = 0.0
+    def _breaker_wait(self) -> float:
         retry_at = self.breaker.retry_at()
-        if retry_at is not None:
-            wait = max(0.0, retry_at - trio.current_time())
-        # In a group, the next member gets its chance; alone, it waits for the breaker.
+        return 0.0 if retry_at is None else max(0.0, retry_at - trio.current_time())
+
+    def _returned(self, envelope: Envelope, reason: str, wait: float) -> Settle:
+        """Back to the queue unattempted: to the next member of a group now, else after ``wait``."""
         route_len = self.routes.get(envelope.target, 1)
         if route_len > 1:
             return _lifecycle.returned(
@@ -276,11 +342,13 @@ class IntegrationActor:
             envelope, route_index=0, next_attempt_at=self.wall() + wait, reason=reason
         )
 
-    async def _finish(self, envelope: Envelope, settle: Settle) -> None:
-        await self.sink([settle])
-        self._tally.count(settle)
-        self.in_flight.pop(envelope.id, None)
-        self._reserved -= 1
+    async def _finish(self, batch: list[Envelope], settles: list[Settle]) -> None:
+        await self.sink(settles)
+        for settle in settles:
+            self._tally.count(settle)
+        for envelope in batch:
+            self.in_flight.pop(envelope.id, None)
+        self._reserved -= len(batch)
         self.on_slot_freed(self.name)
 
     # -- what the supervisor does -------------------------------------------------------
@@ -328,6 +396,7 @@ class IntegrationActor:
             lanes=self.settings.lanes,
             in_flight=len(self.in_flight),
             mailbox=self._receive.statistics().current_buffer_used,
+            budgets=self.budgets.snapshot(),
             restarts=self.restarts,
             delivered=self._tally.delivered,
             retried=self._tally.retried,

@@ -23,7 +23,13 @@ from ._converter import HostPort, HttpPath, PositiveFloat, PositiveInt
 from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
 from .integrations import ProviderKind, provider_kinds
-from .resilience import BreakerSettings, HealthSettings, RateLimitSettings, RetrySettings
+from .resilience import (
+    BreakerSettings,
+    BudgetSettings,
+    HealthSettings,
+    RateLimitSettings,
+    RetrySettings,
+)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
@@ -99,6 +105,9 @@ class _Defaults:
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     rate_limit: RateLimitSettings | None = None
+    # Quotas the provider counts per second/minute/hour/day, each with a share
+    # kept for critical work: [{ limit = 120, per = "minute", critical_reserve = 0.25 }].
+    budgets: tuple[BudgetSettings, ...] = ()
 
 
 @attrs.frozen
@@ -128,6 +137,7 @@ class IntegrationSettings:
     retry: RetrySettings
     health: HealthSettings
     rate_limit: RateLimitSettings | None
+    budgets: tuple[BudgetSettings, ...]
     provider: Any  # the provider kind's own frozen settings class
 
 

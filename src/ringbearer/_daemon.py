@@ -160,8 +160,15 @@ class Daemon:
         )
 
     async def restore(self) -> None:
-        """Breaker states and pauses survive a restart."""
+        """Breaker states, pauses and spent quota budgets survive a restart."""
         now = self.wall()
+        for name, member in self.actors.items():
+            longest = member.budgets.longest
+            if longest is not None:
+                sent = await self.store.attempt_times(
+                    name, since=now - longest.window, limit=longest.limit
+                )
+                member.budgets.restore(sent)
         for name, record in (await self.store.breakers()).items():
             actor = self.actors.get(name)
             if actor is not None:

@@ -14,7 +14,14 @@ import attrs
 
 from .._delivery import Delivered, Envelope, Outcome
 from .._errors import InvalidPayload
-from ._base import AdapterContext, BatchingLane, BatchLimits, ProviderKind
+from ._base import (
+    AdapterContext,
+    BatchingLane,
+    BatchLimits,
+    Checkpoint,
+    ProviderKind,
+    _no_checkpoint,
+)
 
 Behaviour = Callable[[Envelope], Awaitable[Outcome]]
 
@@ -26,6 +33,8 @@ async def always_delivered(envelope: Envelope) -> Outcome:
 @attrs.frozen
 class FakeSettings:
     family: str = "email"
+    batch_size: int | None = None  # set to make the actor gather batches
+    batch_wait_seconds: float = 0.05
 
 
 @attrs.define
@@ -48,7 +57,8 @@ class FakeAdapter:
     name: str
     behaviour: Behaviour = always_delivered
     calls: list[Envelope] = attrs.Factory(list)
-    batching: BatchLimits | None = None  # set to make the actor gather batches
+    batching: BatchLimits | None = None
+    checkpoint: Checkpoint = _no_checkpoint  # the daemon's, for multi-step behaviours
     batches: list[list[int]] = attrs.Factory(list)  # envelope ids of each batch delivered
     lanes_opened: int = 0
 
@@ -73,6 +83,9 @@ def fake_kinds(adapters: dict[str, FakeAdapter]) -> dict[str, ProviderKind]:
         adapter = adapters.get(ctx.name)
         if adapter is None:
             adapter = adapters[ctx.name] = FakeAdapter(ctx.name)
+        if settings.batch_size is not None:
+            adapter.batching = BatchLimits(settings.batch_size, settings.batch_wait_seconds)
+        adapter.checkpoint = ctx.checkpoint
         return adapter
 
     return {

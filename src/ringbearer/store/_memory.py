@@ -128,6 +128,15 @@ class MemoryStore:
             for r in due
         ]
 
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        await trio.lowlevel.checkpoint()
+        times = [
+            e.at
+            for e in self.event_log
+            if e.kind == "attempted" and e.integration == integration and e.at >= since
+        ]
+        return sorted(times, reverse=True)[:limit]
+
     async def save_progress(
         self, message_id: int, integration: str, progress: Mapping[str, Any]
     ) -> None:

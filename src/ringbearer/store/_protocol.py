@@ -62,6 +62,9 @@ class Store(Protocol):
 
     def unpark_claim(self, target: str) -> None: ...
 
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        """When ``integration``'s latest attempts (at most ``limit``) since ``since`` started."""
+
     async def save_progress(
         self, message_id: int, integration: str, progress: Mapping[str, Any]
     ) -> None:

@@ -106,9 +106,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 2: multi-step deliveries keep their completed steps with the message,
-    # as a JSON object keyed by integration.
+    # as a JSON object keyed by integration; quota budgets are rebuilt at
+    # start-up from each integration's recent attempts.
     """
     ALTER TABLE messages ADD COLUMN progress TEXT;
+    CREATE INDEX events_attempts ON events (integration, at) WHERE kind = 'attempted';
     """,
 )
 

@@ -297,6 +297,14 @@ class SqliteStore:
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
 
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        rows = await self.query(
+            "SELECT at FROM events WHERE kind = 'attempted' AND integration = ? AND at >= ?"
+            " ORDER BY at DESC LIMIT ?",
+            (integration, since, limit),
+        )
+        return [r[0] for r in rows]
+
     async def save_progress(
         self, message_id: int, integration: str, progress: Mapping[str, Any]
     ) -> None:
