@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from prometheus_client import generate_latest
 
 from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Scope, Taken
 from ringbearer.control import MessageIn
@@ -122,6 +123,19 @@ async def test_a_spent_budget_is_remembered_across_a_restart(
     async with running_core(tmp_path, BUDGETED, store=store) as core:
         (budget,) = core.daemon.actors["alpha"].budgets.snapshot()
         assert (budget.used, budget.left_for_others, budget.left_for_critical) == (3, 0, 2)
+        (alpha,) = [i for i in core.daemon.status()["integrations"] if i["name"] == "alpha"]
+        assert alpha["budgets"] == [
+            {"limit": 5, "per": "minute", "used": 3, "left_for_critical": 2, "left_for_others": 0}
+        ]
+        scrape = generate_latest(core.daemon.metrics.registry).decode()
+        assert (
+            'ringbearer_budget_remaining{integration="alpha",per="minute",work="critical"} 2.0'
+            in scrape
+        )
+        assert (
+            'ringbearer_budget_remaining{integration="alpha",per="minute",work="other"} 0.0'
+            in scrape
+        )
         await core.daemon.submit([msg("alpha", 9)])
         await trio.sleep(10)
         assert core.adapters["alpha"].calls == []

@@ -419,6 +419,7 @@ def _actor_status(s: ActorSnapshot, counts: Any) -> dict[str, Any]:
         "last_error": s.last_error,
         **_queue_status(counts),
         "attempting": s.in_flight,
+        "budgets": [attrs.asdict(b) for b in s.budgets],
     }
 
 

@@ -82,7 +82,20 @@ class _Snapshots(Collector):
             up.add_metric([s.name], 1 if s.state.value == "running" else 0)
             restarts.add_metric([s.name], s.restarts)
         yield from (breaker, health, up, restarts)
+        yield self._budget_family(snapshots)
         yield from self._queue_families()
+
+    def _budget_family(self, snapshots: Iterable[ActorSnapshot]) -> Metric:
+        left = GaugeMetricFamily(
+            "ringbearer_budget_remaining",
+            "Messages a quota budget still allows in its window, for critical and other work.",
+            labels=["integration", "per", "work"],
+        )
+        for s in snapshots:
+            for b in s.budgets:
+                left.add_metric([s.name, b.per, "critical"], b.left_for_critical)
+                left.add_metric([s.name, b.per, "other"], b.left_for_others)
+        return left
 
     def _queue_families(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
