@@ -362,6 +362,12 @@ class IntegrationActor:
         self.in_flight.clear()
         return settles
 
+    def carry_over(self, old: IntegrationActor) -> None:
+        """Keep what the actor this one replaces (on a reload) learnt and was told."""
+        state, forced, remaining = old.breaker.export()
+        self.breaker.restore(state, forced, remaining)
+        self.paused, self.restarts, self.last_error = old.paused, old.restarts, old.last_error
+
     def request_crash(self) -> None:
         self._crash_requested = True
 

@@ -260,6 +260,25 @@ def _dead_letter_line(d: dict[str, Any]) -> str:
     return f"{d['message_id']:>8} {d['target']:<12} {d['integration'] or '-':<12} {d['reason']}"
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    result = _call(args, "reload", {}, timeout=120)
+    _print(args, result, _reload_text)
+    return EXIT_OK
+
+
+def _reload_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"{label}: {', '.join(r[key])}"
+        for key, label in (("added", "added"), ("removed", "removed"), ("changed", "re-tuned"))
+        if r[key]
+    ]
+    if r["groups_changed"]:
+        lines.append("groups: changed")
+    if r["needs_restart"]:
+        lines.append(f"kept until a restart: [{'], ['.join(r['needs_restart'])}]")
+    return "\n".join(lines) or "reloaded: nothing changed"
+
+
 def cmd_crash(args: argparse.Namespace) -> int:
     result = _call(args, "inject-crash", {"name": args.name})
     _print(args, result, lambda r: f"{r['name']}: crash armed for its next attempt")
@@ -396,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1000)
     p = command("dead-letters", cmd_dead_letters, "list dead letters")
     p.add_argument("--limit", type=int, default=1000)
+    command("reload", cmd_reload, "read the config file again and apply it (as SIGHUP does)")
     p = command("crash", cmd_crash, "sandbox only: crash an actor on its next attempt")
     p.add_argument("name")
     return parser

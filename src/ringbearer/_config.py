@@ -395,14 +395,14 @@ def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = No
     return _Loader(source, kinds if kinds is not None else provider_kinds()).load(raw)
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     source = Path(path).absolute()
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(source), [ConfigProblem("", f"cannot read: {exc.strerror}")]) from exc
-    return parse(text, source)
+    return parse(text, source, kinds)
 
 
 def secret_refs(settings: Any) -> list[tuple[str, SecretRef]]:

@@ -11,12 +11,14 @@ they had not started, and the store commits everything before it closes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
+import math
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -25,17 +27,18 @@ import trio
 import trio_asyncio
 
 from . import __version__
-from ._actor import ActorSnapshot, IntegrationActor
-from ._config import Config, IntegrationSettings, resolve_secret
+from ._actor import ActorSnapshot, ActorState, IntegrationActor
+from ._config import Config, IntegrationSettings, load, resolve_secret, unresolved_secrets
 from ._converter import parse_host_port
 from ._delivery import Priority
 from ._dispatcher import Dispatcher
-from ._errors import InvalidPayload, RequestError, RingbearerError
+from ._errors import ConfigError, InvalidPayload, RequestError, RingbearerError
 from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._metrics import Metrics
+from ._reload import ReloadPlan
 from ._supervisor import Supervisor, SupervisorEvent
-from ._systemd import Notifier
+from ._systemd import Notifier, watchdog_interval
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
 from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
@@ -102,20 +105,37 @@ class Daemon:
     feeds: dict[str, list[Dispatcher]] = attrs.Factory(dict)  # actor -> dispatchers feeding it
     started_at: float = 0.0
     metrics_url: str | None = None
+    notifier: Notifier = attrs.Factory(Notifier)  # sd_notify; does nothing outside systemd
+    _ssl_context: ssl.SSLContext = attrs.field(init=False)
+    _kinds: Mapping[str, ProviderKind] = attrs.field(init=False)
+    # Where actors and dispatchers run, once run_core has started them.
+    _actor_nursery: trio.Nursery | None = None
+    _dispatch_nursery: trio.Nursery | None = None
+    _reloading: trio.Lock = attrs.Factory(trio.Lock)
     _changed: trio.Event = attrs.Factory(trio.Event)  # idle reached, or a breaker moved
 
     # -- building ----------------------------------------------------------------------
 
     def build(self, ssl_context: ssl.SSLContext, kinds: Mapping[str, ProviderKind]) -> None:
-        routes = self.config.targets()
+        self._ssl_context, self._kinds = ssl_context, kinds
         for name, settings in self.config.integrations.items():
-            if not settings.enabled:
-                continue
-            context = self._adapter_context(settings, ssl_context)
-            self.adapters[name] = kinds[settings.kind].build(settings.provider, context)
-            route_lens = {t: len(m) for t, m in routes.items() if name in m}
-            self.actors[name] = self._actor(settings, self.adapters[name], route_lens)
-        for target, members in routes.items():
+            if settings.enabled:
+                adapter = self._adapter(settings)
+                self.adapters[name] = adapter
+                self.actors[name] = self._actor(settings, adapter, self._route_lens(name))
+        self._build_dispatchers()
+
+    def _adapter(self, settings: IntegrationSettings) -> Adapter:
+        context = self._adapter_context(settings, self._ssl_context)
+        return self._kinds[settings.kind].build(settings.provider, context)
+
+    def _route_lens(self, name: str) -> dict[str, int]:
+        return {t: len(m) for t, m in self.config.targets().items() if name in m}
+
+    def _build_dispatchers(self) -> None:
+        paused = {target for target, d in self.dispatchers.items() if d.paused}
+        self.dispatchers, self.feeds = {}, {}
+        for target, members in self.config.targets().items():
             present = [self.actors[m] for m in members if m in self.actors]
             if present:
                 dispatcher = self.dispatchers[target] = Dispatcher(
@@ -124,6 +144,7 @@ class Daemon:
                     store=self.store,
                     wall=self.wall,
                     claim_batch=self.config.store.claim_batch,
+                    paused=target in paused,
                 )
                 for member in present:
                     self.feeds.setdefault(member.name, []).append(dispatcher)
@@ -162,13 +183,8 @@ class Daemon:
     async def restore(self) -> None:
         """Breaker states, pauses and spent quota budgets survive a restart."""
         now = self.wall()
-        for name, member in self.actors.items():
-            longest = member.budgets.longest
-            if longest is not None:
-                sent = await self.store.attempt_times(
-                    name, since=now - longest.window, limit=longest.limit
-                )
-                member.budgets.restore(sent)
+        for member in self.actors.values():
+            await self._restore_budgets(member)
         for name, record in (await self.store.breakers()).items():
             actor = self.actors.get(name)
             if actor is not None:
@@ -180,6 +196,106 @@ class Daemon:
                 self.actors[name].paused = True
             if name in self.dispatchers:
                 self.dispatchers[name].paused = True
+
+    async def _restore_budgets(self, actor: IntegrationActor) -> None:
+        longest = actor.budgets.longest
+        if longest is not None:
+            since = self.wall() - longest.window
+            sent = await self.store.attempt_times(actor.name, since=since, limit=longest.limit)
+            actor.budgets.restore(sent)
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def reload(self, new: Config) -> dict[str, Any]:
+        """Apply ``new``: add, remove and re-tune integrations, losing and repeating nothing.
+
+        Everything that can fail (secrets, adapters) is built before anything
+        running is touched, so a reload that fails changes nothing. Then the
+        dispatchers stop and give back what they hold; the integrations that
+        go or change stop taking work and finish their attempts in flight;
+        the new ones start; new dispatchers claim again. Queued work waits in
+        the store meanwhile, and untouched integrations deliver throughout.
+        """
+        # Shielded: a stop that arrives mid-reload waits for it rather than
+        # leave half the integrations switched.
+        with trio.CancelScope(shield=True):
+            summary = await self._reload(new)
+        return summary
+
+    async def reload_file(self) -> dict[str, Any]:
+        """Read the config file again and apply it; ConfigError (nothing changed) if it is bad."""
+        try:
+            new = load(self.config.source, self._kinds)
+            missing = [] if new.sandbox.enabled else unresolved_secrets(new)
+            if missing:
+                raise ConfigError(str(new.source), missing)
+        except ConfigError as exc:
+            log.error("reload refused; the running config stays", extra=fields(problems=str(exc)))
+            self._event("reload_refused", None, problems=[str(p) for p in exc.problems])
+            raise
+        return await self.reload(new)
+
+    async def _reload(self, new: Config) -> dict[str, Any]:
+        async with self._reloading:
+            failed = {n for n, a in self.actors.items() if a.state is ActorState.FAILED}
+            plan = ReloadPlan.of(self.config, new, failed)
+            settings = {n: new.integrations[n] for n in plan.rebuilt}
+            built = {n: self._adapter(s) for n, s in settings.items()}  # may raise: no change yet
+            self.notifier.reloading()
+            log.info("reloading", extra=fields(**_changes(plan)))
+            for dispatcher in list(self.dispatchers.values()):
+                await dispatcher.stop()
+            old = {n: self.actors[n] for n in (*plan.removed, *plan.changed)}
+            await self._stop_actors(old.values())
+            self._switch(new, plan, built, old)
+            await self._start(plan)
+            summary = plan.summary()
+            self._event("reloaded", None, **summary)
+            log.info("reloaded", extra=fields(**_changes(plan)))
+            self.notifier.ready(self.summary())
+            return summary
+
+    async def _stop_actors(self, actors: Iterable[IntegrationActor]) -> None:
+        assert self.supervisor is not None
+        for actor in actors:
+            actor.stop_intake()
+        for actor in actors:
+            await self.supervisor.wait_stopped(actor.name)
+
+    def _switch(
+        self,
+        new: Config,
+        plan: ReloadPlan,
+        built: Mapping[str, Adapter],
+        old: Mapping[str, IntegrationActor],
+    ) -> None:
+        """Put the new config, adapters and actors in place (nothing here awaits)."""
+        kept_sections = {s: getattr(self.config, s) for s in plan.needs_restart}
+        self.config = attrs.evolve(new, **kept_sections)
+        if self.supervisor is not None:
+            self.supervisor.settings = new.supervisor
+        for name in plan.removed:
+            del self.actors[name], self.adapters[name]
+        for name, adapter in built.items():
+            actor = self._actor(new.integrations[name], adapter, self._route_lens(name))
+            if name in old:
+                actor.carry_over(old[name])
+            self.actors[name], self.adapters[name] = actor, adapter
+        for name in plan.kept:
+            self.actors[name].routes = self._route_lens(name)
+        self._build_dispatchers()
+
+    async def _start(self, plan: ReloadPlan) -> None:
+        assert self.supervisor is not None and self._actor_nursery is not None
+        assert self._dispatch_nursery is not None
+        paused = await self.store.paused()
+        for name in plan.rebuilt:
+            actor = self.actors[name]
+            actor.paused = actor.paused or name in paused
+            await self._restore_budgets(actor)
+            await self._actor_nursery.start(self.supervisor.supervise, actor)
+        for dispatcher in self.dispatchers.values():
+            await self._dispatch_nursery.start(dispatcher.run)
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -392,6 +508,11 @@ class Daemon:
         }
 
 
+def _changes(plan: ReloadPlan) -> dict[str, str]:
+    """The plan's lists as log fields; empty ones left out."""
+    return {k: ",".join(v) for k, v in plan.summary().items() if isinstance(v, list) and v}
+
+
 def _queue_status(counts: Any) -> dict[str, Any]:
     if counts is None:
         return {"queued": dict.fromkeys((p.label for p in Priority), 0), "in_flight": 0}
@@ -459,6 +580,11 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return found
         case proto.InjectCrash(name=name):
             return daemon.inject_crash(name)
+        case proto.Reload():
+            try:
+                return await daemon.reload_file()
+            except ConfigError as exc:
+                raise RequestError("invalid_config", f"{exc}\nthe running config stays") from None
 
 
 @contextlib.contextmanager
@@ -563,7 +689,7 @@ def tune_gc() -> None:
 async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemon], None]) -> None:
     daemon.build(ssl.create_default_context(), provider_kinds())
     tune_gc()
-    notifier = Notifier()
+    notifier = daemon.notifier
 
     def ready(daemon: Daemon) -> None:
         notifier.ready(daemon.summary())
@@ -575,9 +701,45 @@ async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemo
         notifier.close()
 
 
+async def heartbeat(
+    daemon: Daemon,
+    *,
+    interval: float,
+    watchdog: bool,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Tell systemd the daemon is alive, and what it is doing, while it really is.
+
+    Each beat asks the store's writer to commit (an empty transaction): a
+    wedged disk or a stuck writer stops the beats, and systemd's watchdog
+    restarts the service. A beat that runs at all shows the event loop turns.
+    STATUS= is sent whenever the one-line summary changes.
+    """
+    notifier = daemon.notifier
+    shown = ""
+    task_status.started()
+    while True:
+        with trio.move_on_after(interval * 4) as late:
+            await daemon.store.flush()
+        if late.cancelled_caught:
+            log.error("the store did not answer the heartbeat; withholding the watchdog ping")
+        elif watchdog:
+            notifier.watchdog()
+        line = daemon.summary()
+        if line != shown:
+            notifier.status(line)
+            shown = line
+        await trio.sleep(interval)
+
+
 async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Event) -> None:
-    """The ways in: the control socket, the metrics listener, the signals."""
+    """The ways in: the control socket, the metrics listener, the signals; the heartbeat."""
     config = daemon.config
+    watchdog = watchdog_interval()
+    interval = min(config.daemon.heartbeat_seconds, watchdog or math.inf)
+    await nursery.start(
+        functools.partial(heartbeat, daemon, interval=interval, watchdog=watchdog is not None)
+    )
     with _cannot(f"listen on the control socket {config.socket_path}"):
         await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
     if config.metrics.enabled:
@@ -585,7 +747,7 @@ async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Even
         with _cannot(f"listen for metrics on {config.metrics.listen} ([metrics] listen)"):
             bound = await nursery.start(serve_http, _metrics_handler(daemon), host, port)
         daemon.metrics_url = f"http://{host}:{bound}{config.metrics.path}"
-    nursery.start_soon(_watch_signals, stop)
+    nursery.start_soon(_watch_signals, daemon, stop, nursery)
 
 
 Front = Callable[[Daemon, trio.Nursery, trio.Event], Awaitable[None]]
@@ -612,9 +774,11 @@ async def run_core(
         config.supervisor, on_event=daemon.supervisor_event, on_state=daemon._slot_freed
     )
     async with trio.open_nursery() as actors:
+        daemon._actor_nursery = actors
         for actor in daemon.actors.values():
             await actors.start(supervisor.supervise, actor)
         async with trio.open_nursery() as front_nursery:
+            daemon._dispatch_nursery = front_nursery
             for dispatcher in daemon.dispatchers.values():
                 await front_nursery.start(dispatcher.run)
             await front(daemon, front_nursery, stop)
@@ -626,7 +790,10 @@ async def run_core(
             await stop.wait()
             on_stopping()
             log.info("stopping", extra=fields(grace_seconds=config.daemon.grace_seconds))
-            front_nursery.cancel_scope.cancel()  # intake and claiming stop here
+            async with daemon._reloading:  # a reload under way finishes first
+                for dispatcher in daemon.dispatchers.values():
+                    await dispatcher.stop()  # claiming stops; what they held goes back
+            front_nursery.cancel_scope.cancel()  # intake stops here
         for actor in daemon.actors.values():
             actor.stop_intake()
         with trio.move_on_after(config.daemon.grace_seconds) as grace:
@@ -641,8 +808,17 @@ async def run_core(
     daemon._event("daemon_stopped", None)
 
 
-async def _watch_signals(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
+async def _watch_signals(daemon: Daemon, stop: trio.Event, nursery: trio.Nursery) -> None:
+    """SIGTERM and SIGINT stop the daemon; SIGHUP reloads its config file."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                nursery.start_soon(_reload_on_signal, daemon)
+                continue
             stop.set()
             return
+
+
+async def _reload_on_signal(daemon: Daemon) -> None:
+    with contextlib.suppress(ConfigError):  # already logged; the running config stays
+        await daemon.reload_file()

@@ -41,6 +41,8 @@ class Dispatcher:
     _due: list[float] = attrs.Factory(list)
     _seeded_at: float = -math.inf
     _handed: list[Claimed] = attrs.Factory(list)  # claimed for us with a submit
+    _stopping: bool = False
+    _stopped: trio.Event = attrs.Factory(trio.Event)
 
     def kick(self) -> None:
         self._kicked.set()
@@ -54,14 +56,42 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            while True:
+            while not self._stopping:
                 deadline = await self._step()
-                if deadline is not None:
+                if deadline is not None and not self._stopping:
                     with trio.move_on_at(deadline):
                         await self._kicked.wait()
                     self._kicked = trio.Event()
         finally:
             self.store.unpark_claim(self.target)
+        await self._give_back_handed()
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; give back what was claimed but not handed to an actor; return when done.
+
+        Unlike cancelling :meth:`run`, this loses nothing: every message this
+        dispatcher holds goes back to the queue.
+        """
+        self._stopping = True
+        self.kick()
+        await self._stopped.wait()
+
+    async def _give_back_handed(self) -> None:
+        # A submit already in its transaction may still hand us a parked
+        # claim: wait for the writer to finish it, then give all of it back.
+        await self.store.flush()
+        handed, self._handed = self._handed, []
+        for message in handed:
+            await self._give_back(message, message.route_index % len(self.members))
+
+    async def _give_back(self, message: Claimed, index: int) -> None:
+        reason = "dispatcher stopped" if self._stopping else "no member accepting"
+        envelope = _envelope(message, self.members[index].name, index)
+        settle = _lifecycle.returned(
+            envelope, route_index=index, next_attempt_at=self.wall(), reason=reason
+        )
+        await self.store.record([settle])
 
     def _handoff(self, claimed: list[Claimed]) -> None:
         self._handed.extend(claimed)
@@ -70,7 +100,7 @@ class Dispatcher:
     async def _step(self) -> float | None:
         """Dispatch what can go now; return when to look again (None: at once)."""
         self.store.unpark_claim(self.target)  # awake: we claim for ourselves
-        while self._handed:
+        while self._handed and not self._stopping:
             handed, self._handed = self._handed, []
             for message in handed:
                 await self._hand_over(message)
@@ -87,7 +117,12 @@ class Dispatcher:
         room = primary.free_slots()
         claimed = await self.store.claim(self.target, min(room, self.claim_batch))
         for message in claimed:
-            await self._hand_over(message)
+            if self._stopping:
+                await self._give_back(message, message.route_index % len(self.members))
+            else:
+                await self._hand_over(message)
+        if self._stopping:
+            return None
         if len(claimed) == min(room, self.claim_batch):
             return None
         deadline = await self._due_deadline()
@@ -128,20 +163,11 @@ class Dispatcher:
     async def _hand_over(self, message: Claimed) -> None:
         index, member = self._pick(message.route_index)
         while member is None:
-            if not any(m.admits() for m in self.members):
+            if self._stopping or not any(m.admits() for m in self.members):
                 # Every member closed between the claim and now (a breaker
-                # opened): give the message back rather than hold it here.
-                envelope = _envelope(message, self.members[index].name, index)
-                await self.store.record(
-                    [
-                        _lifecycle.returned(
-                            envelope,
-                            route_index=index,
-                            next_attempt_at=self.wall(),
-                            reason="no member accepting",
-                        )
-                    ]
-                )
+                # opened), or we are stopping: give the message back rather
+                # than hold it here.
+                await self._give_back(message, index)
                 return
             # Members are running but full: wait for room, then choose again.
             with trio.move_on_after(1.0):

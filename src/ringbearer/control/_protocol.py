@@ -86,8 +86,23 @@ class InjectCrash:
     name: str
 
 
+@attrs.frozen
+class Reload:
+    """Read the config file again and apply it."""
+
+
 Request = (
-    Submit | Status | Pause | Resume | Breaker | Wait | Audit | DeadLetters | Message | InjectCrash
+    Submit
+    | Status
+    | Pause
+    | Resume
+    | Breaker
+    | Wait
+    | Audit
+    | DeadLetters
+    | Message
+    | InjectCrash
+    | Reload
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -101,6 +116,7 @@ COMMANDS: dict[str, type[Any]] = {
     "dead-letters": DeadLetters,
     "message": Message,
     "inject-crash": InjectCrash,
+    "reload": Reload,
 }
 
 

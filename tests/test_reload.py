@@ -1,0 +1,145 @@
+"""Live reload: integrations added, removed and re-tuned under a steady flow, losing nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from ringbearer import _config
+from ringbearer._actor import ActorState
+from ringbearer._delivery import Delivered, Envelope, Outcome
+from ringbearer._errors import ConfigError, RequestError
+from ringbearer.control import MessageIn
+from ringbearer.store import MessageStatus
+
+from .harness import FAKE_CONFIG, running_core
+
+# beta goes, delta comes, alpha's breaker changes, gamma stays as it is.
+RELOADED = (
+    FAKE_CONFIG.replace('[integrations.beta]\nkind = "fake"\n', "")
+    .replace('trio = ["alpha", "beta", "gamma"]', 'trio = ["alpha", "gamma"]')
+    .replace(
+        '[integrations.alpha]\nkind = "fake"',
+        '[integrations.alpha]\nkind = "fake"\n[integrations.alpha.breaker]\n'
+        "window_seconds = 10\nminimum_calls = 2\nfailure_rate = 0.9\nopen_seconds = 5\n"
+        'half_open_probes = 2\n[integrations.delta]\nkind = "fake"',
+    )
+)
+
+
+def msg(target: str, n: int) -> MessageIn:
+    return MessageIn(target=target, payload={"n": n})
+
+
+async def slow(env: Envelope) -> Outcome:
+    await trio.sleep(0.5)  # attempts are in flight when the reload comes
+    return Delivered(f"d-{env.id}")
+
+
+def slow_everywhere(adapters: dict[str, object]) -> None:
+    for adapter in adapters.values():
+        adapter.behaviour = slow  # type: ignore[attr-defined]
+
+
+async def test_reload_adds_removes_and_retunes_without_losing_or_repeating(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """Under a steady flow, a reload changes three integrations; every message ends once."""
+    async with running_core(tmp_path, setup=slow_everywhere) as core:
+        daemon = core.daemon
+        ids: list[int] = []
+
+        async def flow(targets: list[str], rounds: int) -> None:
+            for n in range(rounds):
+                for target in targets:
+                    (a,) = await daemon.submit([msg(target, n)])
+                    ids.append(a["id"])
+                await trio.sleep(0.1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flow, ["alpha", "gamma", "trio"], 40)
+            await trio.sleep(2)
+            (beta_id,) = [a["id"] for a in await daemon.submit([msg("beta", 0)])]
+            summary = await daemon.reload(
+                _config.parse(RELOADED, daemon.config.source, kinds(core))
+            )
+        (delta,) = await daemon.submit([msg("delta", 1)])
+        ids.append(delta["id"])
+        await until(lambda: all(core.store.rows[i].status is MessageStatus.DELIVERED for i in ids))
+
+        assert summary["added"] == ["delta"] and summary["removed"] == ["beta"]
+        assert summary["changed"] == ["alpha"] and summary["groups_changed"]
+        assert daemon.actors["alpha"].settings.breaker.open_seconds == 5
+        assert set(daemon.actors) == {"alpha", "gamma", "delta"}
+        delivered = core.store.by_status(MessageStatus.DELIVERED)
+        assert set(delivered) >= set(ids)
+        # Exactly once: no message was attempted twice, not even the ones moved by the reload.
+        calls = Counter(e.id for a in core.adapters.values() for e in a.calls)
+        assert max(calls.values()) == 1
+        assert len(core.store.by_status(MessageStatus.INFLIGHT)) == 0
+        # beta's own message waits in the store for beta to come back.
+        assert core.store.rows[beta_id].status in (MessageStatus.QUEUED, MessageStatus.DELIVERED)
+        with pytest.raises(RequestError, match="unknown target 'beta'"):
+            await daemon.submit([msg("beta", 2)])
+        assert any(e.kind == "reloaded" for e in core.store.event_log)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 600) -> None:
+    """Wait (in virtual time) until ``condition`` holds; fail after ``seconds``."""
+    with trio.fail_after(seconds):
+        # Polling in virtual time: these conditions have no event of their own.
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.5)
+
+
+def kinds(core: object) -> dict[str, object]:
+    from ringbearer.integrations import fake_kinds
+
+    return fake_kinds(core.adapters)  # type: ignore[attr-defined,return-value]
+
+
+async def test_an_invalid_config_file_changes_nothing(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """A reload from a broken file is refused with every problem named; the daemon runs on."""
+    async with running_core(tmp_path) as core:
+        daemon = core.daemon
+        source = daemon.config.source
+        source.write_text(FAKE_CONFIG.replace("lanes = 2", "lanes = -1") + "\n[bogus]\n")
+        before = daemon.config
+        with pytest.raises(ConfigError) as caught:
+            await daemon.reload_file()
+        assert {p.path for p in caught.value.problems} >= {"defaults.lanes", "bogus"}
+        assert daemon.config is before
+        refused = [e for e in core.store.event_log if e.kind == "reload_refused"]
+        assert len(refused) == 1
+        await daemon.submit([msg("alpha", 1)])
+        await daemon.wait_idle(60)
+        assert len(core.store.by_status(MessageStatus.DELIVERED)) == 1
+
+
+async def test_a_failed_actor_gets_a_fresh_start_on_reload(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """An integration the supervisor gave up on is rebuilt by a reload of the same file."""
+
+    async def crash(env: Envelope) -> Outcome:
+        raise RuntimeError("provider library bug")
+
+    async with running_core(
+        tmp_path, setup=lambda a: setattr(a["gamma"], "behaviour", crash)
+    ) as core:
+        daemon = core.daemon
+        daemon.config.source.write_text(FAKE_CONFIG)
+        (queued,) = await daemon.submit([msg("gamma", 1)])
+        await until(lambda: daemon.actors["gamma"].state is ActorState.FAILED)
+        core.adapters["gamma"].behaviour = slow
+        summary = await daemon.reload_file()
+        assert summary["changed"] == ["gamma"] and not summary["added"]
+        await daemon.wait_idle(60)
+        assert daemon.actors["gamma"].state is ActorState.RUNNING
+        assert core.store.rows[queued["id"]].status is MessageStatus.DELIVERED
