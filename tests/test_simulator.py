@@ -37,6 +37,7 @@ EVENT: dict[str, Any] = {
     "payload": {"summary": "disk full", "source": "srv01", "severity": "critical"},
 }
 MAILGUN_URL = "/mailgun/v3/mg.example.com/messages"
+TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 SLACK_URL = "/slack-webhook/services/T000/B000/XXXX"
 
 # A valid request to each HTTP provider, as httpx keyword arguments.
@@ -45,8 +46,35 @@ VALID: dict[str, dict[str, Any]] = {
     "mailgun": {"url": MAILGUN_URL, "data": FORM, "auth": ("api", "key-test")},
     "slack-webhook": {"url": SLACK_URL, "json": {"text": "hi"}},
     "pagerduty": {"url": "/pagerduty/v2/enqueue", "json": EVENT},
+    "slack-chat": {
+        "url": "/slack-chat/api/chat.postMessage",
+        "json": {"channel": "C0ALERTS01", "text": "hi"},
+        "headers": {"Authorization": "Bearer xoxb-test"},
+    },
+    "twilio-sms": {
+        "url": f"/twilio-sms/2010-04-01/Accounts/{TWILIO_SID}/Messages.json",
+        "data": {"To": "+15558675310", "From": "+15017122661", "Body": "hi"},
+        "auth": (TWILIO_SID, "token"),
+    },
+    "twilio-call": {
+        "url": f"/twilio-call/2010-04-01/Accounts/{TWILIO_SID}/Calls.json",
+        "data": {
+            "To": "+15558675310",
+            "From": "+15017122661",
+            "Twiml": "<Response><Say>hi</Say></Response>",
+        },
+        "auth": (TWILIO_SID, "token"),
+    },
 }
-SUCCESS = {"resend": 200, "mailgun": 200, "slack-webhook": 200, "pagerduty": 202}
+SUCCESS = {
+    "resend": 200,
+    "mailgun": 200,
+    "slack-webhook": 200,
+    "pagerduty": 202,
+    "slack-chat": 200,
+    "twilio-sms": 201,
+    "twilio-call": 201,
+}
 
 
 @attrs.frozen

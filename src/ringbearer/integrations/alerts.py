@@ -1,20 +1,38 @@
-"""The alerts family: a Slack incoming webhook and PagerDuty Events API v2."""
+"""The alerts family: Slack (incoming webhook, chat.postMessage), PagerDuty, Twilio.
+
+Payloads, one per kind::
+
+    slack_webhook  {"text": str (<= 40000), "blocks"?: [{...}]}
+    slack_chat     {"text": str (<= 40000), "blocks"?: [{...}],
+                    "channel"?: str (else the integration's default),
+                    "thread_ts"?: str ("1503435956.000247": reply in that thread)}
+    pagerduty      {"summary": str, "severity"?, "source"?, "event_action"?,
+                    "dedup_key"?, "component"?, "group"?, "class"?, "custom_details"?}
+    twilio_sms     see :mod:`._twilio`
+    twilio_call    see :mod:`._twilio`
+
+Neither Slack API has an idempotency key: a post whose answer was lost
+(``Taken.MAYBE``) may show twice when retried.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import httpx
 
-from .._delivery import Delivered, Envelope, Outcome, Permanent
+from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
+from . import _twilio
 from ._base import (
     AdapterContext,
     HttpCall,
     ProviderKind,
+    bearer,
     choice,
     classify_status,
     detail,
@@ -26,6 +44,7 @@ from ._base import (
     optional_mapping,
     optional_str,
     required_str,
+    retry_after,
     status_reason,
 )
 
@@ -69,7 +88,11 @@ class SlackWebhook:
 
 
 def _slack_body(raw: object) -> dict[str, Any]:
-    payload = fields(raw, {"text", "blocks"})
+    return _slack_message(fields(raw, {"text", "blocks"}))
+
+
+def _slack_message(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``text`` and ``blocks`` both Slack APIs share."""
     body: dict[str, Any] = {"text": required_str(payload, "text", max_len=40_000)}
     blocks = optional_list(payload, "blocks")
     if blocks is not None:
@@ -77,6 +100,134 @@ def _slack_body(raw: object) -> dict[str, Any]:
             raise InvalidPayload("'blocks' must be a list of objects")
         body["blocks"] = blocks
     return body
+
+
+# --- Slack chat.postMessage --------------------------------------------------
+
+_THREAD_TS = re.compile(r"\d+\.\d+")
+_CHAT_FIELDS = frozenset({"text", "blocks", "channel", "thread_ts"})
+# The Web API answers HTTP 200 with ``{"ok": false, "error": word}``. The words
+# below are the documented ones whose meaning is not "fix the request":
+_RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+# Refused credentials: retrying cannot help, but the integration is unhealthy,
+# which the actor reads from a 401 or 403 status (see ``_actor._health_ok``).
+# So these carry the status HTTP would have used; the reason keeps the real one.
+_AUTH_STATUS = {
+    "not_authed": 401,
+    "invalid_auth": 401,
+    "account_inactive": 401,
+    "token_revoked": 401,
+    "token_expired": 401,
+    "missing_scope": 403,
+    "not_allowed_token_type": 403,
+    "no_permission": 403,
+    "access_denied": 403,
+    "ekm_access_denied": 403,
+    "team_access_not_granted": 403,
+}
+# "The service is temporarily unavailable" and "the POST data was missing or
+# truncated": the message was not posted.
+_NOT_TAKEN = frozenset({"service_unavailable", "request_timeout"})
+# "It's possible some aspect of the operation succeeded before the error was
+# raised": a retry may post twice.
+_MAYBE_TAKEN = frozenset({"internal_error", "fatal_error"})
+
+
+@attrs.frozen
+class SlackChatSettings:
+    token: SecretRef  # a bot token, xoxb-...
+    channel: str | None = None  # where a message that names no channel goes
+    base_url: str = "https://slack.com/api"
+
+
+@attrs.frozen
+class SlackChat:
+    """``POST {api}/chat.postMessage`` with a bearer token; errors are words in a 200."""
+
+    token: Secret
+    url: str
+    channel: str | None
+
+    @classmethod
+    def from_settings(cls, settings: SlackChatSettings, ctx: AdapterContext) -> SlackChat:
+        # The simulator serves the real path, /api/chat.postMessage, under its
+        # prefix; the setting is the API root, /api included, as Slack's SDKs take it.
+        api = ctx.base_url("") + "/api" if ctx.base_url_override else settings.base_url
+        url = f"{api.rstrip('/')}/chat.postMessage"
+        return cls(ctx.secrets(settings.token), url, settings.channel)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        self._body(payload)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        headers = {
+            "Authorization": bearer(self.token),
+            # Without the charset Slack answers with a ``missing_charset`` warning.
+            "Content-Type": "application/json; charset=utf-8",
+        }
+        return HttpCall("POST", self.url, headers=headers, json=self._body(envelope.payload))
+
+    def _body(self, raw: object) -> dict[str, Any]:
+        payload = fields(raw, _CHAT_FIELDS)
+        channel = optional_str(payload, "channel", max_len=200, one_line=True) or self.channel
+        if channel is None:
+            raise InvalidPayload("'channel' is required: the integration names no default channel")
+        body = {"channel": channel, **_slack_message(payload)}
+        thread_ts = optional_str(payload, "thread_ts")
+        if thread_ts is not None:
+            if not _THREAD_TS.fullmatch(thread_ts):
+                raise InvalidPayload(
+                    f"'thread_ts' must look like 1503435956.000247, got {thread_ts!r}"
+                )
+            body["thread_ts"] = thread_ts
+        return body
+
+    def classify(self, response: httpx.Response) -> Outcome:
+        words = detail(response, "error", "needed")
+        if response.status_code == 429:
+            return _slack_rate_limited(response, words)
+        if not response.is_success:
+            return classify_status(response, words)
+        body = json_object(response)
+        if body is None or not isinstance(body.get("ok"), bool):
+            return malformed(response, "a JSON object with a boolean 'ok'")
+        if body["ok"]:
+            return _slack_posted(response, body)
+        error = body.get("error")
+        return _slack_refused(response, error if isinstance(error, str) else "", words)
+
+
+def _slack_rate_limited(response: httpx.Response, words: str) -> Retry:
+    reason = status_reason(response, words)
+    after = retry_after(response.headers)
+    return Retry(reason, taken=Taken.NO, after=after, status=response.status_code)
+
+
+def _slack_posted(response: httpx.Response, body: Mapping[str, Any]) -> Outcome:
+    # A ts is unique only within its channel, and chat.update and chat.delete
+    # take both: the id is the pair. ``channel`` is the id even when the
+    # message named the channel as #name.
+    channel, ts = body.get("channel"), body.get("ts")
+    if not isinstance(channel, str) or not channel or not isinstance(ts, str) or not ts:
+        return malformed(response, "a JSON object with a string 'channel' and 'ts'")
+    return Delivered(provider_id=f"{channel}/{ts}")
+
+
+def _slack_refused(response: httpx.Response, error: str, words: str) -> Outcome:
+    reason = status_reason(response, words)
+    status = response.status_code
+    if error in _RATE_LIMITED:
+        return _slack_rate_limited(response, words)
+    if error in _AUTH_STATUS:
+        return Permanent(reason, status=_AUTH_STATUS[error])
+    after = retry_after(response.headers)
+    if error in _NOT_TAKEN:
+        return Retry(reason, taken=Taken.NO, after=after, status=status)
+    if error in _MAYBE_TAKEN:
+        return Retry(reason, taken=Taken.MAYBE, after=after, status=status)
+    # channel_not_found, not_in_channel, is_archived, msg_too_long, no_text,
+    # invalid_blocks and every other word: the request must change first.
+    return Permanent(reason, status=status)
 
 
 # --- PagerDuty Events API v2 -------------------------------------------------
@@ -189,5 +340,7 @@ def _pd_delivered(response: httpx.Response) -> Outcome:
 
 KINDS: tuple[ProviderKind, ...] = (
     http_kind("slack_webhook", "alerts", SlackWebhookSettings, SlackWebhook.from_settings),
+    http_kind("slack_chat", "alerts", SlackChatSettings, SlackChat.from_settings),
     http_kind("pagerduty", "alerts", PagerDutySettings, PagerDuty.from_settings),
+    *_twilio.KINDS,
 )

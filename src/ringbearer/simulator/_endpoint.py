@@ -58,14 +58,16 @@ class Endpoint:
                 return Outcome(HttpResponse(0, action=Action.RESET))
             case FaultKind.HANG:
                 return Outcome(HttpResponse(0, action=Action.HANG))
+            # A fault's reply never does the work, even where the provider
+            # words a refusal as a 200 (Slack's Web API says ok: false).
             case FaultKind.OUTAGE:
-                return Outcome(replies.outage)
+                return Outcome(replies.outage, accepted=False)
             case FaultKind.ERROR:
-                return Outcome(replies.error)
+                return Outcome(replies.error, accepted=False)
             case FaultKind.PERMANENT:
-                return Outcome(replies.permanent)
+                return Outcome(replies.permanent, accepted=False)
             case FaultKind.RATE_LIMIT:
-                return Outcome(replies.rate_limited(self.slot.faults.retry_after))
+                return Outcome(replies.rate_limited(self.slot.faults.retry_after), accepted=False)
 
 
 def _garble(outcome: Outcome) -> Outcome:

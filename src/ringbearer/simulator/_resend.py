@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from typing import Any
 
@@ -80,17 +81,26 @@ class Resend:
     def _send_once(
         self, request: HttpRequest, path: str, key: str, rng: random.Random
     ) -> HttpResponse:
-        digest = hashlib.blake2b(path.encode() + b"\0" + request.body, digest_size=16).digest()
+        digest = hashlib.blake2b(path.encode() + b"\0" + _canonical(request.body), digest_size=16)
+        digest_bytes = digest.digest()
         earlier = self.sent.get(key)
         if earlier is None:
             response = _send(request, path, rng)
             if response.status == 200:
-                self.sent[key] = _Sent(digest, response)
+                self.sent[key] = _Sent(digest_bytes, response)
             return response
-        if earlier.digest == digest:
+        if earlier.digest == digest_bytes:
             return earlier.response  # the same answer, and nothing is sent again
         message = "Same idempotency key used with a different request payload."
         return _error(409, "invalid_idempotent_request", message)
+
+
+def _canonical(body: bytes) -> bytes:
+    """The request as Resend compares it: its JSON value, not its spacing or key order."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return body
 
 
 def _refuse(request: HttpRequest, path: str) -> HttpResponse | None:

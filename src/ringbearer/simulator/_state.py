@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from . import _analytics, _crm, _mailgun, _pagerduty, _resend, _slack, _social
+from . import _analytics, _crm, _mailgun, _pagerduty, _resend, _slack, _social, _twilio
 from ._endpoint import Endpoint
 from ._provider import ProviderSpec
 from ._slot import ProviderSlot
@@ -21,7 +21,9 @@ def provider_specs() -> tuple[ProviderSpec, ...]:
         _resend.SPEC,
         _mailgun.SPEC,
         _slack.SPEC,
+        _slack.CHAT_SPEC,
         _pagerduty.SPEC,
+        *_twilio.SPECS,
         *_analytics.SPECS,
         *_crm.SPECS,
         *_social.SPECS,
