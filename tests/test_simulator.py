@@ -65,6 +65,23 @@ VALID: dict[str, dict[str, Any]] = {
         },
         "auth": (TWILIO_SID, "token"),
     },
+    "tave": {
+        "url": "/tave/api/v2/address-book",
+        "json": {"kind": "person", "firstName": "Jane", "lastName": "Doe"},
+        "headers": {"X-API-KEY": "k"},
+    },
+    "light-blue": {
+        "url": "/light-blue/api.php",
+        "data": {"key": "k", "type": "contact form", "ContactNameFull": "Jane Doe"},
+    },
+    "honeybook": {
+        "url": "/honeybook/hooks/catch/1000000/sandbox/",
+        "json": {
+            "project": {"name": "Doe wedding"},
+            "client": {"name": "Jane Doe", "email": "jane@example.com"},
+            "idempotency_key": "k-1",
+        },
+    },
 }
 SUCCESS = {
     "resend": 200,
@@ -74,6 +91,9 @@ SUCCESS = {
     "slack-chat": 200,
     "twilio-sms": 201,
     "twilio-call": 201,
+    "tave": 201,
+    "light-blue": 200,
+    "honeybook": 200,
 }
 
 

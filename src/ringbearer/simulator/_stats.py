@@ -12,6 +12,8 @@ import trio
 
 from .._httpserver import HttpRequest
 
+# Headers that carry a credential: kept out of the log (auth keeps its form).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 SEEN_MAX = 50  # requests kept per provider for /_sim/requests
 _BODY_MAX = 64 * 1024
 
@@ -34,7 +36,7 @@ class SeenRequest:
 
     @classmethod
     def of(cls, request: HttpRequest, path: str) -> SeenRequest:
-        headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+        headers = {k: v for k, v in request.headers.items() if k not in _CREDENTIAL_HEADERS}
         return cls(
             method=request.method,
             path=path,
