@@ -44,9 +44,9 @@ def _socket_path(args: argparse.Namespace) -> Path:
         return Path(os.environ["RINGBEARER_SOCKET"])
     config = _config_path(args)
     if config.exists():
-        from ._config import load
+        from ._config import socket_path_of
 
-        return load(config).socket_path
+        return socket_path_of(config)
     return Path(SYSTEM_SOCKET)
 
 

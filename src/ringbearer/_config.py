@@ -83,6 +83,26 @@ class SandboxSettings:
 
 
 @attrs.frozen
+class PrincipalSettings:
+    """Users and groups, by name or number: ``{ users = ["deploy"], groups = ["ops"] }``."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ControlSettings:
+    """Who may use the control socket. The daemon's own user may always do everything."""
+
+    group: str = ""  # the socket's group (mode 0660); "" keeps the daemon's own
+    operators: PrincipalSettings = PrincipalSettings()  # everything
+    senders: PrincipalSettings = PrincipalSettings()  # submit, and what readers may
+    readers: PrincipalSettings = PrincipalSettings()  # status, audit, dead letters, waits
+    max_connections: PositiveInt = PositiveInt(64)
+    idle_seconds: PositiveFloat = PositiveFloat(300.0)
+
+
+@attrs.frozen
 class SupervisorSettings:
     max_restarts: PositiveInt = PositiveInt(5)
     within_seconds: PositiveFloat = PositiveFloat(60.0)
@@ -149,6 +169,7 @@ class Config:
     metrics: MetricsSettings
     sandbox: SandboxSettings
     supervisor: SupervisorSettings
+    control: ControlSettings
     integrations: Mapping[str, IntegrationSettings]
     groups: Mapping[str, tuple[str, ...]]
 
@@ -158,9 +179,7 @@ class Config:
 
     @property
     def socket_path(self) -> Path:
-        if self.daemon.socket:
-            return _relative(self.source, self.daemon.socket)
-        return self.state_dir / "ringbearer.sock"
+        return _socket_path(self.source, self.daemon)
 
     @property
     def db_path(self) -> Path:
@@ -184,9 +203,16 @@ class _TopLevel:
     metrics: MetricsSettings = MetricsSettings()
     sandbox: SandboxSettings = SandboxSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    control: ControlSettings = ControlSettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
+
+
+def _socket_path(source: Path, daemon: DaemonSettings) -> Path:
+    if daemon.socket:
+        return _relative(source, daemon.socket)
+    return _relative(source, daemon.state_dir) / "ringbearer.sock"
 
 
 def _relative(source: Path, value: str) -> Path:
@@ -366,6 +392,7 @@ class _Loader:
             metrics=self.section(raw, "metrics", MetricsSettings),
             sandbox=self.section(raw, "sandbox", SandboxSettings),
             supervisor=self.section(raw, "supervisor", SupervisorSettings),
+            control=self.section(raw, "control", ControlSettings),
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
         )
@@ -393,6 +420,24 @@ def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = No
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(source), [ConfigProblem("", f"not valid TOML: {exc}")]) from exc
     return _Loader(source, kinds if kinds is not None else provider_kinds()).load(raw)
+
+
+def socket_path_of(path: str | Path) -> Path:
+    """Where the daemon of a config file listens, reading only its ``[daemon]`` section.
+
+    A file broken elsewhere still leads to its daemon, which can then say
+    what is wrong with it (``ringbearer reload``).
+    """
+    source = Path(path).absolute()
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(source), [ConfigProblem("", f"cannot read: {exc}")]) from exc
+    loader = _Loader(source, {})
+    daemon = loader.section(raw, "daemon", DaemonSettings)
+    if loader.problems:
+        raise ConfigError(str(source), loader.problems)
+    return _socket_path(source, daemon)
 
 
 def load(path: str | Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:

@@ -28,7 +28,15 @@ import trio_asyncio
 
 from . import __version__
 from ._actor import ActorSnapshot, ActorState, IntegrationActor
-from ._config import Config, IntegrationSettings, load, resolve_secret, unresolved_secrets
+from ._config import (
+    Config,
+    ControlSettings,
+    IntegrationSettings,
+    PrincipalSettings,
+    load,
+    resolve_secret,
+    unresolved_secrets,
+)
 from ._converter import parse_host_port
 from ._delivery import Priority
 from ._dispatcher import Dispatcher
@@ -41,6 +49,8 @@ from ._supervisor import Supervisor, SupervisorEvent
 from ._systemd import Notifier, watchdog_interval
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
+from .control._access import AccessPolicy, Peer, Principals
+from .control._server import Guard, ServerLimits
 from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
 from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
 from .store import BreakerRecord, Event, MessageStatus, NewMessage, Settle, SqliteStore, Store
@@ -338,6 +348,14 @@ class Daemon:
         )
         self._event(event.kind, event.integration, detail=event.detail, restarts=event.restarts)
 
+    def refused(self, peer: Peer, command: str | None) -> None:
+        """A control connection or request refused for its peer's credentials."""
+        what = "connection" if command is None else command
+        log.warning(
+            "control refused", extra=fields(peer=peer.describe(), uid=peer.uid, refused=what)
+        )
+        self._event("control_refused", None, uid=peer.uid, pid=peer.pid, refused=what)
+
     def idle_changed(self) -> None:
         if self.is_idle():
             self._changed.set()
@@ -506,6 +524,17 @@ class Daemon:
             "groups": groups,
             "store": {"path": str(self.config.db_path), **attrs.asdict(self.store.statistics())},
         }
+
+
+def _access_policy(control: ControlSettings) -> AccessPolicy:
+    def principals(p: PrincipalSettings) -> Principals:
+        return Principals(p.users, p.groups)
+
+    return AccessPolicy(
+        operators=principals(control.operators),
+        senders=principals(control.senders),
+        readers=principals(control.readers),
+    )
 
 
 def _changes(plan: ReloadPlan) -> dict[str, str]:
@@ -741,7 +770,18 @@ async def _front_services(daemon: Daemon, nursery: trio.Nursery, stop: trio.Even
         functools.partial(heartbeat, daemon, interval=interval, watchdog=watchdog is not None)
     )
     with _cannot(f"listen on the control socket {config.socket_path}"):
-        await nursery.start(serve_control, config.socket_path, lambda r: handle(daemon, r))
+        await nursery.start(
+            functools.partial(
+                serve_control,
+                config.socket_path,
+                lambda r: handle(daemon, r),
+                limits=ServerLimits(
+                    max_connections=config.control.max_connections,
+                    idle_seconds=config.control.idle_seconds,
+                ),
+                guard=Guard(_access_policy(config.control), config.control.group, daemon.refused),
+            )
+        )
     if config.metrics.enabled:
         host, port = parse_host_port(config.metrics.listen)
         with _cannot(f"listen for metrics on {config.metrics.listen} ([metrics] listen)"):

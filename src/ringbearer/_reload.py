@@ -15,7 +15,7 @@ import attrs
 from ._config import Config
 
 # Sections read once at start-up; a reload keeps their running values.
-START_ONLY = ("daemon", "store", "metrics", "sandbox")
+START_ONLY = ("daemon", "store", "metrics", "sandbox", "control")
 
 
 @attrs.frozen

@@ -24,6 +24,9 @@ class Notifier:
         self._sock: socket.socket | None = None
         if self._address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never wait on the listener: a full socket drops a notification
+            # (the next one says the same or newer) rather than stall the loop.
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:

@@ -120,6 +120,11 @@ COMMANDS: dict[str, type[Any]] = {
 }
 
 
+def command_name(request: Request) -> str:
+    """The wire name of a request's command."""
+    return next(name for name, kind in COMMANDS.items() if isinstance(request, kind))
+
+
 @attrs.frozen
 class Envelope:
     """A parsed request line: its id (echoed in the reply) and the typed request."""

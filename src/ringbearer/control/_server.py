@@ -4,11 +4,16 @@ No input can kill the daemon: a malformed line gets an error reply and the
 connection stays up; a line over the size cap gets an error and the
 connection is closed (there is no telling where the next request starts);
 a handler's unexpected exception becomes an ``internal`` error reply.
+
+Each connection is identified by its peer credentials and given a role
+(see ``_access``): a peer with none is refused at once, a request beyond the
+role gets a ``forbidden`` reply; both are reported to ``Guard.refused``.
 """
 
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
 import socket
@@ -22,6 +27,7 @@ import trio
 
 from .._errors import RequestError, RingbearerError
 from . import _protocol
+from ._access import AccessPolicy, Peer, Role, needed
 from ._protocol import MAX_LINE, Request
 
 log = logging.getLogger("ringbearer.control")
@@ -33,6 +39,24 @@ class ServerLimits:
     max_connections: int = 64
     idle_seconds: float = 300.0
     max_line: int = MAX_LINE
+
+
+@attrs.frozen
+class Guard:
+    """Who may connect and do what; ``refused(peer, command)`` hears of every refusal."""
+
+    policy: AccessPolicy = attrs.Factory(AccessPolicy)
+    group: str = ""  # the socket's group, by name or number; "" keeps the daemon's own
+    refused: Callable[[Peer, str | None], None] = lambda peer, command: None
+
+
+def _gid(group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise RingbearerError(f"no group named {group!r} for the control socket") from None
 
 
 def _claim_path(path: Path) -> None:
@@ -59,18 +83,19 @@ async def serve_control(
     handle: Handle,
     *,
     limits: ServerLimits = ServerLimits(),
+    guard: Guard = Guard(),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``path`` (mode 0660) and answer requests until cancelled."""
+    """Listen on ``path`` (mode 0660, ``guard.group``) and answer requests until cancelled."""
+    gid = _gid(guard.group) if guard.group else None  # an unknown group: stop before binding
     path.parent.mkdir(parents=True, exist_ok=True)
     _claim_path(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    old_umask = os.umask(0o117)  # no window in which the socket is wider than 0660
     try:
-        await sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o660)
+        await _bind(sock, path, gid)
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(128)
     listener = trio.SocketListener(sock)
     slots = trio.Semaphore(limits.max_connections)
@@ -79,13 +104,36 @@ async def serve_control(
             task_status.started()
             while True:
                 stream = await listener.accept()
-                nursery.start_soon(_connection, stream, handle, limits, slots)
+                nursery.start_soon(_connection, stream, handle, limits, slots, guard)
     finally:
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - one unlink at shutdown, never blocks long
 
 
+async def _bind(sock: trio.socket.SocketType, path: Path, gid: int | None) -> None:
+    old_umask = os.umask(0o117)  # no window in which the socket is wider than 0660
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o660)
+    if gid is None:
+        return
+    try:
+        os.chown(path, -1, gid)
+    except PermissionError as exc:
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 - start-up, before any client
+        raise RingbearerError(
+            f"cannot give the control socket to group {gid}: {exc.strerror} "
+            "(the daemon's user must be a member of it)"
+        ) from exc
+
+
 async def _connection(
-    stream: trio.SocketStream, handle: Handle, limits: ServerLimits, slots: trio.Semaphore
+    stream: trio.SocketStream,
+    handle: Handle,
+    limits: ServerLimits,
+    slots: trio.Semaphore,
+    guard: Guard,
 ) -> None:
     async with stream:
         try:
@@ -94,11 +142,39 @@ async def _connection(
             await _send(stream, _protocol.error(None, "busy", "too many control connections"))
             return
         try:
-            await _serve_lines(stream, handle, limits)
+            peer = Peer.of(stream.socket)  # type: ignore[arg-type]
+            role = guard.policy.role(peer)
+            if role is None:
+                guard.refused(peer, None)
+                message = f"{peer.describe()} may not use this socket"
+                await _send(stream, _protocol.error(None, "forbidden", message))
+                return
+            await _serve_lines(stream, _Checked(handle, peer, role, guard), limits)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
         finally:
             slots.release()
+
+
+@attrs.frozen
+class _Checked:
+    """The handler, behind the connection's role."""
+
+    handle: Handle
+    peer: Peer
+    role: Role
+    guard: Guard
+
+    async def __call__(self, request: Request) -> Any:
+        if needed(request) > self.role:
+            command = _protocol.command_name(request)
+            self.guard.refused(self.peer, command)
+            raise RequestError(
+                "forbidden",
+                f"{command!r} needs the {needed(request).name.lower()} role; "
+                f"{self.peer.describe()} has {self.role.name.lower()}",
+            )
+        return await self.handle(request)
 
 
 async def _serve_lines(stream: trio.SocketStream, handle: Handle, limits: ServerLimits) -> None:
