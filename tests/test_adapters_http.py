@@ -154,6 +154,18 @@ def test_provider_table_rows() -> None:
         "smtp": "email",
         "slack_webhook": "alerts",
         "pagerduty": "alerts",
+        "slack_chat": "alerts",
+        "twilio_sms": "alerts",
+        "twilio_call": "alerts",
+        "mixpanel": "analytics",
+        "amplitude": "analytics",
+        "tave": "crm",
+        "light_blue": "crm",
+        "honeybook": "crm",
+        "facebook_page": "social",
+        "instagram": "social",
+        "linkedin": "social",
+        "x": "social",
     }
     assert all(row.kind == kind for kind, row in kinds.items())
     assert kinds is not provider_kinds()

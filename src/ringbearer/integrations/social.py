@@ -1,7 +1,684 @@
-"""The social family: Facebook Pages, Instagram, LinkedIn and X."""
+"""The social family: a Facebook Page's feed, Instagram, LinkedIn posts and X.
+
+A post is written for one network, so each provider reads its own payload::
+
+    facebook_page  {"message": str (<= 63206), "link"?: http(s) URL}
+    instagram      {"image_url": http(s) URL, "caption"?: str (<= 2200), "alt_text"?: str}
+    linkedin       {"text": str (<= 3000), "visibility"?: "PUBLIC" | "CONNECTIONS"}
+    x              {"text": str (<= 280 weighted, see _x_length), "reply_to"?: a post id}
+
+None of the four has an idempotency key: a request that timed out may have
+posted. Three refuse the same text twice in a row (Facebook 506, LinkedIn
+422 ``DUPLICATE_POST``, X 403 "duplicate content"), and that refusal is the
+only record of an earlier success we can get: after an earlier attempt of
+the same message it means our own post went through (:func:`_duplicate`).
+Because reading those answers needs the envelope, which
+:class:`~._base.HttpProvider` does not pass to ``classify``, the three are
+one-step :class:`~._base.StepProvider` s (:class:`_OneStep`). Instagram
+publishes in two steps and keeps its media container between attempts.
+"""
 
 from __future__ import annotations
 
-from ._base import ProviderKind
+import enum
+import re
+import secrets
+import time
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
-KINDS: tuple[ProviderKind, ...] = ()
+import attrs
+import httpx
+from attrs import validators as v
+
+from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
+from .._errors import InvalidPayload
+from .._secrets import Secret, SecretRef
+from . import _graph, _oauth1
+from ._base import (
+    AdapterContext,
+    HttpCall,
+    ProviderKind,
+    StepProvider,
+    bearer,
+    check_text,
+    choice,
+    classify_status,
+    delivered_with,
+    detail,
+    epoch_reset,
+    fields,
+    json_object,
+    malformed,
+    optional_str,
+    required_str,
+    retry_after,
+    server_time,
+    status_reason,
+    steps_kind,
+)
+from ._graph import GraphError
+
+S = TypeVar("S")
+FAMILY = "social"
+
+
+# --- shared by the one-request providers ---------------------------------------
+
+
+class _Attempted(Protocol):
+    """A one-request provider whose reading of an answer depends on the message."""
+
+    def validate(self, payload: Mapping[str, Any]) -> None: ...
+
+    def build(self, envelope: Envelope) -> HttpCall: ...
+
+    def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome: ...
+
+
+@attrs.frozen
+class _OneStep:
+    """An :class:`_Attempted` provider on the step seam: one step, no progress saved."""
+
+    provider: _Attempted
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        self.provider.validate(payload)
+
+    def next_call(self, envelope: Envelope, progress: Mapping[str, Any]) -> HttpCall:
+        return self.provider.build(envelope)
+
+    def after_call(
+        self, envelope: Envelope, progress: Mapping[str, Any], response: httpx.Response
+    ) -> Outcome:
+        return self.provider.classify(envelope, response)
+
+
+def _one_step(
+    make: Callable[[S, AdapterContext], _Attempted],
+) -> Callable[[S, AdapterContext], StepProvider]:
+    return lambda settings, ctx: _OneStep(make(settings, ctx))
+
+
+def _duplicate(
+    envelope: Envelope, response: httpx.Response, reason: str, provider_id: str | None = None
+) -> Outcome:
+    """A refusal to post the same content twice in a row.
+
+    On a first attempt it is the caller's duplicate: permanent. After an
+    earlier attempt it is our own: that attempt ended without an answer (or
+    with one we could not trust) yet posted, and the provider, which has no
+    idempotency key, is telling us so. Any earlier attempt counts, not only
+    an ambiguous one: an attempt refused outright posted nothing, so the
+    duplicate it would mean is a post the caller made a moment before with
+    the same text, which is on the page all the same.
+    """
+    if envelope.attempts > 0:
+        return Delivered(provider_id=provider_id)
+    return Permanent(reason, status=response.status_code)
+
+
+def _server_error(response: httpx.Response, words: str) -> Retry:
+    # No idempotency: a 5xx does not tell whether the post was written, and a
+    # group must not fail over to post a second copy elsewhere.
+    status = response.status_code
+    reason = status_reason(response, words)
+    return Retry(reason, taken=Taken.MAYBE, after=retry_after(response.headers), status=status)
+
+
+def _url(key: str, text: str) -> str:
+    """``text`` if it is an absolute http(s) URL, which the provider can fetch or link to."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in text:
+        raise InvalidPayload(f"{key!r} must be an absolute http(s) URL, got {text!r}")
+    return text
+
+
+# --- Facebook Page feed --------------------------------------------------------
+
+FACEBOOK_MAX_MESSAGE = 63_206  # Facebook's longest post
+_FB_DUPLICATE = 506
+
+
+@attrs.frozen
+class FacebookPageSettings:
+    page_id: str = attrs.field(validator=v.matches_re(r"\d+"))
+    page_token: SecretRef
+    api_version: str = attrs.field(
+        default=_graph.DEFAULT_VERSION, validator=v.matches_re(_graph.VERSION)
+    )
+    base_url: str = _graph.DEFAULT_BASE
+
+
+def _fb_post(raw: object) -> dict[str, str]:
+    payload = fields(raw, {"message", "link"})
+    post = {"message": required_str(payload, "message", max_len=FACEBOOK_MAX_MESSAGE)}
+    link = optional_str(payload, "link", one_line=True)
+    if link is not None:
+        post["link"] = _url("link", link)
+    return post
+
+
+@attrs.frozen
+class FacebookPage:
+    """``POST /{version}/{page-id}/feed``, form fields, the Page token as ``access_token``."""
+
+    token: Secret
+    url: str
+
+    @classmethod
+    def from_settings(cls, settings: FacebookPageSettings, ctx: AdapterContext) -> FacebookPage:
+        base = ctx.base_url(settings.base_url)
+        url = _graph.url(base, settings.api_version, settings.page_id, "feed")
+        return cls(ctx.secrets(settings.page_token), url)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        _fb_post(payload)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        form = {**_fb_post(envelope.payload), "access_token": self.token.reveal()}
+        return HttpCall("POST", self.url, form=form)
+
+    def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome:
+        if response.is_success:
+            return delivered_with(response, "id")  # "{page-id}_{post-id}"
+        error = GraphError.of(response)
+        if error is not None and error.code == _FB_DUPLICATE:
+            return _duplicate(envelope, response, error.reason(response))
+        return _graph.classify(response, error)
+
+
+# --- Instagram -----------------------------------------------------------------
+
+INSTAGRAM_MAX_CAPTION = 2200
+# The publishing cap (50 posts) counts a rolling 24 hours, and unless a usage
+# header says so, nothing tells when the oldest post in it ages out: it may be
+# any moment. An hour finds the first freed slot within the hour for at most
+# 24 refused calls a day, well inside the kept container's 24-hour life.
+PUBLISH_CAP_WAIT = 3600.0
+_IG_CAP = 9  # with subcode 2207042, "You reached maximum number of posts"
+_IG_NOT_READY = 9007  # with subcode 2207027, the container is not ready to publish
+_IG_RETRY = frozenset({-1, -2})  # Instagram's server and media-download failures
+_IG_SPAM = 2207051  # code 4 (throttling) with this subcode: restricted as spam
+_GRAPH_NO_OBJECT = 33  # code 100 with this subcode: no such object
+
+
+class _Step(enum.Enum):
+    CREATE = "create"  # POST /{ig-user-id}/media -> container id
+    CHECK = "check"  # GET /{container-id}?fields=status_code
+    PUBLISH = "publish"  # POST /{ig-user-id}/media_publish -> media id
+
+
+class ContainerStatus(enum.Enum):
+    IN_PROGRESS = "IN_PROGRESS"
+    FINISHED = "FINISHED"
+    PUBLISHED = "PUBLISHED"
+    EXPIRED = "EXPIRED"
+    ERROR = "ERROR"
+
+
+@attrs.frozen
+class InstagramSettings:
+    ig_user_id: str = attrs.field(validator=v.matches_re(r"\d+"))
+    access_token: SecretRef
+    api_version: str = attrs.field(
+        default=_graph.DEFAULT_VERSION, validator=v.matches_re(_graph.VERSION)
+    )
+    base_url: str = _graph.DEFAULT_BASE  # or https://graph.instagram.com (Instagram Login)
+
+
+def _ig_media(raw: object) -> dict[str, str]:
+    payload = fields(raw, {"image_url", "caption", "alt_text"})
+    media = {"image_url": _url("image_url", required_str(payload, "image_url", one_line=True))}
+    for key, limit in (("caption", INSTAGRAM_MAX_CAPTION), ("alt_text", None)):
+        value = optional_str(payload, key, max_len=limit)
+        if value is not None:
+            media[key] = value
+    return media
+
+
+def _step(envelope: Envelope, progress: Mapping[str, Any]) -> _Step:
+    """Which request comes next.
+
+    An attempt that resumes with a container (an earlier attempt created it,
+    and may have published it before its answer was lost) first asks the
+    container's status instead of publishing blind: what Instagram answers
+    to publishing a container twice is not documented, a status read costs
+    no publishing quota, and it tells a published container (done) from an
+    expired or failed one (start over) and a ready one (publish).
+    """
+    if "container" not in progress:
+        return _Step.CREATE
+    if dict(progress) == dict(envelope.progress):
+        return _Step.CHECK
+    return _Step.PUBLISH
+
+
+@attrs.frozen
+class Instagram:
+    """Publish an image: create a media container, then publish it; the container id is kept.
+
+    Progress is ``{"container": id}`` once the container exists, so a retry
+    never creates a second one; ``"checked"`` counts the status reads, which
+    makes a read's result differ from the attempt's starting progress.
+    """
+
+    token: Secret
+    base: str  # {base_url}/{api_version}
+    user_id: str
+
+    @classmethod
+    def from_settings(cls, settings: InstagramSettings, ctx: AdapterContext) -> Instagram:
+        base = _graph.url(ctx.base_url(settings.base_url), settings.api_version)
+        return cls(ctx.secrets(settings.access_token), base, settings.ig_user_id)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        _ig_media(payload)
+
+    def next_call(self, envelope: Envelope, progress: Mapping[str, Any]) -> HttpCall:
+        token = {"access_token": self.token.reveal()}
+        match _step(envelope, progress):
+            case _Step.CREATE:
+                form = {**_ig_media(envelope.payload), **token}
+                return HttpCall("POST", f"{self.base}/{self.user_id}/media", form=form)
+            case _Step.CHECK:
+                query = httpx.QueryParams({"fields": "status_code", **token})
+                return HttpCall("GET", f"{self.base}/{progress['container']}?{query}")
+            case _Step.PUBLISH:
+                form = {"creation_id": str(progress["container"]), **token}
+                return HttpCall("POST", f"{self.base}/{self.user_id}/media_publish", form=form)
+
+    def after_call(
+        self, envelope: Envelope, progress: Mapping[str, Any], response: httpx.Response
+    ) -> Outcome | Mapping[str, Any]:
+        match _step(envelope, progress):
+            case _Step.CREATE:
+                return _created(response)
+            case _Step.CHECK:
+                return _checked(envelope, progress, response)
+            case _Step.PUBLISH:
+                if response.is_success:
+                    return delivered_with(response, "id")
+                return _ig_error(response, taken=Taken.MAYBE)
+
+
+def _created(response: httpx.Response) -> Outcome | Mapping[str, Any]:
+    if not response.is_success:
+        # Nothing is posted until the publish step: a failed creation left at
+        # most an unused container, which expires on its own.
+        return _ig_error(response, taken=Taken.NO)
+    body = json_object(response) or {}
+    container = body.get("id")
+    if not isinstance(container, str) or not container:
+        # Whatever was created, nothing was posted.
+        return attrs.evolve(malformed(response, "a JSON object with a string 'id'"), taken=Taken.NO)
+    return {"container": container}
+
+
+def _checked(
+    envelope: Envelope, progress: Mapping[str, Any], response: httpx.Response
+) -> Outcome | Mapping[str, Any]:
+    if not response.is_success:
+        error = GraphError.of(response)
+        if error is not None and error.code == 100 and error.subcode == _GRAPH_NO_OBJECT:
+            return {}  # the container is gone: start over with a new one
+        return _ig_error(response, taken=Taken.NO)
+    body = json_object(response) or {}
+    try:
+        status = ContainerStatus(body.get("status_code"))
+    except ValueError:
+        return malformed(response, "a JSON object with a container 'status_code'")
+    match status:
+        case ContainerStatus.PUBLISHED:
+            # An earlier attempt's publish went through and its answer was
+            # lost. The container does not name the media it became, so the
+            # message is delivered without the provider's id.
+            return Delivered()
+        case ContainerStatus.FINISHED:
+            return {**progress, "checked": int(envelope.progress.get("checked", 0)) + 1}
+        case ContainerStatus.IN_PROGRESS:
+            return Retry("the media container is still being processed", taken=Taken.NO)
+        case ContainerStatus.EXPIRED | ContainerStatus.ERROR:
+            # Unpublished for 24 hours, or its media failed: it can never be
+            # published. Empty progress makes the next step create a new one,
+            # within this attempt; that one is not checked again, so an
+            # attempt starts over at most once.
+            return {}
+
+
+def _ig_error(response: httpx.Response, *, taken: Taken) -> Outcome:
+    """Instagram's own codes first, then the Graph table; ``taken`` for server failures."""
+    error = GraphError.of(response)
+    if error is None:
+        return _graph.classify(response, error, transient_taken=taken)
+    status = response.status_code
+    if error.code == _IG_CAP:
+        after = _graph.regain_wait(response.headers) or PUBLISH_CAP_WAIT
+        return Retry(error.reason(response), taken=Taken.NO, after=after, status=status)
+    if error.code == _IG_NOT_READY:
+        return Retry(error.reason(response), taken=Taken.NO, status=status)
+    if error.code in _IG_RETRY:
+        return Retry(error.reason(response), taken=taken, status=status)
+    if error.subcode == _IG_SPAM:
+        return Permanent(error.reason(response), status=status)
+    return _graph.classify(response, error, transient_taken=taken)
+
+
+# --- LinkedIn ------------------------------------------------------------------
+
+LINKEDIN_MAX_TEXT = 3000
+LINKEDIN_VISIBILITY = ("PUBLIC", "CONNECTIONS")
+_DAY = 86_400.0
+# The commentary is LinkedIn's "little" text format, where these characters
+# are markup; unescaped, LinkedIn cuts the post at the first one and still
+# answers 201. A '#' that starts a hashtag stays markup, so it still links.
+_LITTLE_RESERVED = re.compile(r"[\\|{}@\[\]()<>*_~]|#(?!\w)")
+_LINK = re.compile(r"https?://[^\s<>()\[\]{}|\\]+")
+_DUPLICATE_OF = re.compile(r"duplicate of (urn:li:[A-Za-z]+:\w+)")
+
+
+def _linkedin_version(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    # YYYYMM, or YYYYMM.RR for a revision; each is served for about a year.
+    if not re.fullmatch(r"\d{4}(0[1-9]|1[0-2])(\.\d{2})?", value):
+        raise ValueError(f"{attribute.name} must be a LinkedIn version YYYYMM, got {value!r}")
+
+
+@attrs.frozen
+class LinkedInSettings:
+    access_token: SecretRef
+    author: str = attrs.field(validator=v.matches_re(r"urn:li:(person|organization):[\w-]+"))
+    version: str = attrs.field(validator=_linkedin_version)
+    base_url: str = "https://api.linkedin.com"
+
+
+def little_text(text: str) -> str:
+    """Plain text as LinkedIn commentary: markup characters escaped, links left whole."""
+    parts: list[str] = []
+    position = 0
+    for link in _LINK.finditer(text):
+        parts += [_escape_little(text[position : link.start()]), link.group()]
+        position = link.end()
+    parts.append(_escape_little(text[position:]))
+    return "".join(parts)
+
+
+def _escape_little(text: str) -> str:
+    return _LITTLE_RESERVED.sub(lambda found: "\\" + found.group(), text)
+
+
+def _linkedin_post(raw: object) -> tuple[str, str]:
+    payload = fields(raw, {"text", "visibility"})
+    text = required_str(payload, "text", max_len=LINKEDIN_MAX_TEXT)
+    return text, choice(payload, "visibility", LINKEDIN_VISIBILITY, "PUBLIC")
+
+
+@attrs.frozen
+class LinkedIn:
+    """``POST /rest/posts`` with a member token; the new post's URN is in ``x-restli-id``."""
+
+    token: Secret
+    url: str
+    author: str
+    version: str
+
+    @classmethod
+    def from_settings(cls, settings: LinkedInSettings, ctx: AdapterContext) -> LinkedIn:
+        url = f"{ctx.base_url(settings.base_url)}/rest/posts"
+        return cls(ctx.secrets(settings.access_token), url, settings.author, settings.version)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        _linkedin_post(payload)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        text, visibility = _linkedin_post(envelope.payload)
+        headers = {
+            "Authorization": bearer(self.token),
+            "LinkedIn-Version": self.version,
+            "X-Restli-Protocol-Version": "2.0.0",
+        }
+        body = {
+            "author": self.author,
+            "commentary": little_text(text),
+            "visibility": visibility,
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": False,
+        }
+        return HttpCall("POST", self.url, headers=headers, json=body)
+
+    def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome:
+        if response.is_success:
+            return _linkedin_delivered(response)
+        status = response.status_code
+        words = detail(response, "code", "message")
+        if status == 422 and "DUPLICATE_POST" in response.text:
+            found = _DUPLICATE_OF.search(response.text)  # names the post it duplicates
+            reason = status_reason(response, words)
+            return _duplicate(envelope, response, reason, found.group(1) if found else None)
+        if status == 429:
+            return Retry(
+                status_reason(response, words),
+                taken=Taken.NO,
+                after=_linkedin_wait(response.headers),
+                status=status,
+            )
+        if status >= 500:
+            return _server_error(response, words)
+        return classify_status(response, words)
+
+
+def _linkedin_delivered(response: httpx.Response) -> Outcome:
+    urn = response.headers.get("x-restli-id")
+    if urn:
+        return Delivered(provider_id=urn)
+    body = json_object(response) or {}  # some answers carry the id in the body instead
+    if isinstance(body.get("id"), str) and body["id"]:
+        return Delivered(provider_id=body["id"])
+    return malformed(response, "the new post's URN in an 'x-restli-id' header")
+
+
+def _linkedin_wait(headers: httpx.Headers) -> float:
+    """``Retry-After`` if sent; else until 00:00 UTC, when LinkedIn's daily limits reset."""
+    after = retry_after(headers)
+    if after is not None:
+        return after
+    # POSIX time has no leap seconds: UTC midnights are the multiples of a day.
+    return _DAY - server_time(headers) % _DAY
+
+
+# --- X -------------------------------------------------------------------------
+
+X_TEXT_LIMIT = 280  # 25,000 for Premium accounts: raise it with ``text_limit``
+_X_URL_WEIGHT = 23  # every link counts as a t.co link
+# twitter-text v3: code points in these ranges weigh 1, every other one 2.
+_X_LIGHT = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
+# Parts of an emoji sequence X counts with the emoji itself: variation
+# selectors and skin-tone modifiers (a code point after a ZWJ is joined too).
+_X_JOINED = ((0xFE00, 0xFE0F), (0x1F3FB, 0x1F3FF))
+_ZWJ = "\u200d"
+# A link ends before the punctuation that closes its sentence, which counts on its own.
+_X_LINK = re.compile(r"https?://\S+?(?=[.,:;!?'\")\]]*(?:\s|$))")
+_X_LIMITS = ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
+_X_DUPLICATE = "duplicate content"
+_OAUTH1_ONLY = ("consumer_key", "consumer_secret", "access_token_secret")
+
+
+@attrs.frozen
+class XSettings:
+    """``auth = "oauth2"``: a user access token; ``"oauth1"``: the four OAuth 1.0a keys."""
+
+    auth: Literal["oauth1", "oauth2"]
+    access_token: SecretRef  # the OAuth 2 user token, or the OAuth 1.0a access token
+    consumer_key: SecretRef | None = None
+    consumer_secret: SecretRef | None = None
+    access_token_secret: SecretRef | None = None
+    base_url: str = "https://api.x.com"
+    text_limit: int = attrs.field(default=X_TEXT_LIMIT, validator=[v.ge(1), v.le(25_000)])
+
+    def __attrs_post_init__(self) -> None:
+        given = [name for name in _OAUTH1_ONLY if getattr(self, name) is not None]
+        if self.auth == "oauth1" and len(given) != len(_OAUTH1_ONLY):
+            missing = ", ".join(name for name in _OAUTH1_ONLY if name not in given)
+            raise ValueError(f"auth 'oauth1' also needs {missing}")
+        if self.auth == "oauth2" and given:
+            raise ValueError(f"auth 'oauth2' takes only access_token; remove {', '.join(given)}")
+
+
+def _x_length(text: str) -> int:
+    """A post's length as X counts it (twitter-text v3), emoji sequences approximated."""
+    text = unicodedata.normalize("NFC", text)
+    links = _X_LINK.findall(text)
+    rest = _X_LINK.sub("", text)
+    total, joined = _X_URL_WEIGHT * len(links), False
+    for char in rest:
+        point = ord(char)
+        if char == _ZWJ:
+            joined = True
+            continue
+        if not (joined or any(lo <= point <= hi for lo, hi in _X_JOINED)):
+            total += 1 if any(lo <= point <= hi for lo, hi in _X_LIGHT) else 2
+        joined = False
+    return total
+
+
+def _x_post(raw: object, limit: int) -> dict[str, Any]:
+    payload = fields(raw, {"text", "reply_to"})
+    text = required_str(payload, "text")
+    length = _x_length(text)
+    if length > limit:
+        raise InvalidPayload(f"'text' counts {length} characters as X counts them, at most {limit}")
+    post: dict[str, Any] = {"text": text}
+    if payload.get("reply_to") is not None:
+        reply_to = check_text("reply_to", payload["reply_to"], max_len=19, one_line=True)
+        if not reply_to.isascii() or not reply_to.isdigit():
+            raise InvalidPayload(f"'reply_to' must be a post id (digits), got {reply_to!r}")
+        post["reply"] = {"in_reply_to_tweet_id": reply_to}
+    return post
+
+
+@attrs.frozen
+class _Bearer:
+    """OAuth 2.0 user context: the user's access token."""
+
+    token: Secret
+
+    def authorization(self, method: str, url: str) -> str:
+        return bearer(self.token)
+
+
+@attrs.frozen
+class _OAuth1:
+    """OAuth 1.0a user context: each request signed anew (a fresh nonce and timestamp)."""
+
+    consumer_key: Secret
+    consumer_secret: Secret
+    token: Secret
+    token_secret: Secret
+    clock: Callable[[], float] = time.time
+    nonce: Callable[[], str] = lambda: secrets.token_hex(16)
+
+    def authorization(self, method: str, url: str) -> str:
+        credentials = _oauth1.Credentials(
+            self.consumer_key.reveal(),
+            self.consumer_secret.reveal(),
+            self.token.reveal(),
+            self.token_secret.reveal(),
+        )
+        return _oauth1.authorization(
+            method, url, credentials, nonce=self.nonce(), timestamp=int(self.clock())
+        )
+
+
+def _x_auth(settings: XSettings, ctx: AdapterContext) -> _Bearer | _OAuth1:
+    token = ctx.secrets(settings.access_token)
+    if settings.auth == "oauth2":
+        return _Bearer(token)
+    refs = (settings.consumer_key, settings.consumer_secret, settings.access_token_secret)
+    key, secret, token_secret = (ctx.secrets(ref) for ref in refs if ref is not None)
+    return _OAuth1(key, secret, token, token_secret)
+
+
+@attrs.frozen
+class X:
+    """``POST /2/tweets`` with a JSON body, as an OAuth 2 or a signed OAuth 1.0a user."""
+
+    url: str
+    auth: _Bearer | _OAuth1
+    text_limit: int
+
+    @classmethod
+    def from_settings(cls, settings: XSettings, ctx: AdapterContext) -> X:
+        url = f"{ctx.base_url(settings.base_url)}/2/tweets"
+        return cls(url, _x_auth(settings, ctx), settings.text_limit)
+
+    def validate(self, payload: Mapping[str, Any]) -> None:
+        _x_post(payload, self.text_limit)
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        body = _x_post(envelope.payload, self.text_limit)
+        # A JSON body is no OAuth parameter: the signature covers method and URL.
+        headers = {"Authorization": self.auth.authorization("POST", self.url)}
+        return HttpCall("POST", self.url, headers=headers, json=body)
+
+    def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome:
+        if response.is_success:
+            return _x_delivered(response)
+        status, words = response.status_code, _x_words(response)
+        if status == 429:
+            after = _x_wait(response.headers)
+            return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
+        if status == 403 and _X_DUPLICATE in words.lower():
+            return _duplicate(envelope, response, status_reason(response, words))
+        if status >= 500:
+            return _server_error(response, words)
+        return classify_status(response, words)
+
+
+def _x_delivered(response: httpx.Response) -> Outcome:
+    body = json_object(response) or {}
+    data = body.get("data")
+    post_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(post_id, str) or not post_id:
+        return malformed(response, "a JSON object with 'data.id'")
+    return Delivered(provider_id=post_id)
+
+
+def _x_words(response: httpx.Response) -> str:
+    """X's problem ``title`` and ``detail``, or its ``errors[].message``."""
+    body = json_object(response) or {}
+    errors = body.get("errors")
+    messages = [e["message"] for e in errors or () if isinstance(e, dict) and "message" in e]
+    if isinstance(errors, list) and messages and not body.get("detail"):
+        return "; ".join(str(m) for m in messages)
+    return detail(response, "title", "detail")
+
+
+def _x_wait(headers: httpx.Headers) -> float | None:
+    """When the spent window resets, from X's ``*-reset`` headers (epoch seconds).
+
+    The 15-minute window is not the only one: a spent 24-hour allowance of the
+    user or of the app outlasts it, so the latest reset of the spent ones binds.
+    """
+    spent = [
+        epoch_reset(headers, f"{prefix}-reset")
+        for prefix in _X_LIMITS
+        if headers.get(f"{prefix}-remaining") == "0"
+    ]
+    waits = [wait for wait in spent if wait is not None]
+    return max(waits) if waits else epoch_reset(headers, "x-rate-limit-reset")
+
+
+KINDS: tuple[ProviderKind, ...] = (
+    steps_kind(
+        "facebook_page", FAMILY, FacebookPageSettings, _one_step(FacebookPage.from_settings)
+    ),
+    steps_kind("instagram", FAMILY, InstagramSettings, Instagram.from_settings),
+    steps_kind("linkedin", FAMILY, LinkedInSettings, _one_step(LinkedIn.from_settings)),
+    steps_kind("x", FAMILY, XSettings, _one_step(X.from_settings)),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _amplitude, _mixpanel
 from ._provider import ProviderSpec
 
-SPECS: tuple[ProviderSpec, ...] = ()
+SPECS: tuple[ProviderSpec, ...] = (_mixpanel.SPEC, _amplitude.SPEC)
