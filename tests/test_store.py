@@ -92,7 +92,7 @@ async def test_claim_orders_by_priority_and_marks_in_flight(tmp_path: Path, loop
 async def test_in_flight_messages_return_to_the_queue_on_restart(
     tmp_path: Path, loop: None
 ) -> None:
-    """Messages claimed but never settled (a crash) are queued again at the next start."""
+    """Messages claimed but never settled (a crash) are queued again, counted as an attempt."""
     db = tmp_path / "rb.db"
     async with SqliteStore.open(db, clock=time.time) as store:
         await store.submit([NewMessage("email", {}) for _ in range(3)])
@@ -100,6 +100,8 @@ async def test_in_flight_messages_return_to_the_queue_on_restart(
     async with SqliteStore.open(db, clock=time.time) as store:
         assert await store.recover_inflight() == 2
         assert store.counters.of("email").total_queued == 3
+        claimed = await store.claim("email", 3)
+        assert sorted(c.attempts for c in claimed) == [0, 1, 1]  # interrupted: ambiguous
         events = await store.events()
         assert sum(1 for e in events if e.kind == "recovered") == 2
 

@@ -191,6 +191,8 @@ class MemoryStore:
         stuck = [r for r in self.rows.values() if r.status is MessageStatus.INFLIGHT]
         for r in stuck:
             r.status = MessageStatus.QUEUED
+            r.attempts += 1  # an ambiguous attempt, as in the SQLite store
+            r.member_attempts += 1
             self.counters.inflight(r.target, -1)
             self.counters.queued(r.target, r.priority, 1)
         return len(stuck)

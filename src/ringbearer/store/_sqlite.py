@@ -495,21 +495,24 @@ class SqliteStore:
         batch.settled.extend(settles)
 
     async def recover_inflight(self) -> int:
-        """Return messages left in flight by an earlier run to the queue."""
+        """Return messages left in flight by an earlier run to the queue.
+
+        Each counts as an ambiguous attempt, as an actor's crash counts the
+        work it interrupted: the provider may have taken it, and an adapter
+        reads a "duplicate" answer on a later attempt as that earlier success.
+        """
         now = self._clock()
 
         async def recover(tx: _Tx) -> list[Row]:
             rows = await tx.fetchall(
-                "UPDATE messages SET status = 'queued', updated_at = ? WHERE status = 'inflight'"
+                "UPDATE messages SET status = 'queued', updated_at = ?, attempts = attempts + 1,"
+                " member_attempts = member_attempts + 1 WHERE status = 'inflight'"
                 " RETURNING id, target, priority",
                 (now,),
             )
+            detail = _dumps({"reason": "in flight at the last stop; counted as an attempt"})
             await tx.executemany(
-                _INSERT_EVENT,
-                [
-                    (now, "recovered", r[0], None, _dumps({"reason": "in flight at the last stop"}))
-                    for r in rows
-                ],
+                _INSERT_EVENT, [(now, "recovered", r[0], None, detail) for r in rows]
             )
             return rows
 
