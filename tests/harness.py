@@ -18,6 +18,8 @@ from ringbearer.store import MemoryStore
 EPOCH = 1_800_000_000.0  # the wall clock's start in virtual-time tests
 
 FAKE_CONFIG = """
+[wedding_day]
+weekdays = []
 [daemon]
 grace_seconds = 5
 [supervisor]

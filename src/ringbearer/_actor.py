@@ -19,7 +19,8 @@ import trio
 
 from . import _lifecycle
 from ._config import IntegrationSettings
-from ._delivery import Envelope, Outcome, Permanent, Retry, Scope, Taken
+from ._delivery import Envelope, Outcome, Permanent, Priority, Retry, Scope, Taken
+from ._wedding import WeddingDaySettings
 from .integrations import Adapter, BatchingLane, BatchLimits, Lane
 from .resilience import (
     BreakerState,
@@ -28,6 +29,7 @@ from .resilience import (
     BudgetSnapshot,
     CircuitBreaker,
     Health,
+    HealthSettings,
     HealthState,
     RetryPolicy,
     TokenBucket,
@@ -128,6 +130,15 @@ class IntegrationActor:
     _send: trio.MemorySendChannel[Envelope] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[Envelope] = attrs.field(init=False)
     _reserved: int = 0
+    _reserved_others: int = 0  # of those, not critical
+    # Wedding-day mode (set by the daemon): its policy, and the probes an open
+    # breaker may still spend on critical work (envelope ids handed over so).
+    wedding: WeddingDaySettings | None = None
+    _bypass_left: int = 0
+    _bypass: set[int] = attrs.Factory(set)
+    _wedding_retry: RetryPolicy | None = None
+    _base_open_seconds: float = attrs.field(init=False)
+    _base_health: HealthSettings = attrs.field(init=False)
     _stopping: bool = False
     _crash_requested: bool = False
     _tally: _Tally = attrs.Factory(_Tally)
@@ -138,6 +149,8 @@ class IntegrationActor:
         self.health = Health(s.health, on_change=self._health_changed)
         self.limiter = TokenBucket(s.rate_limit) if s.rate_limit is not None else None
         self.budgets = Budgets.of(s.budgets, self.wall)
+        self._base_open_seconds = s.breaker.open_seconds
+        self._base_health = s.health
         self._send, self._receive = trio.open_memory_channel[Envelope](self._mailbox_size)
 
     @property
@@ -156,7 +169,35 @@ class IntegrationActor:
         return self._mailbox_size + self.settings.lanes
 
     def _breaker_changed(self, transition: BreakerTransition) -> None:
+        if transition.new is BreakerState.OPEN and self.wedding is not None:
+            self._bypass_left = self.wedding.bypass_probes  # a fresh budget each open spell
         self.on_breaker(self.name, transition)
+
+    def set_wedding(self, wedding: WeddingDaySettings | None) -> None:
+        """Apply wedding-day mode's policy (None: back to the integration's own settings)."""
+        self.wedding = wedding
+        if wedding is None:
+            self.breaker.set_open_seconds(self._base_open_seconds)
+            self.health.settings = self._base_health
+            self._bypass_left = 0
+            self._wedding_retry = None
+            return
+        own = self.retry.settings
+        self._wedding_retry = RetryPolicy(
+            attrs.evolve(
+                own,
+                max_attempts=max(own.max_attempts, wedding.retry_max_attempts),
+                max_age_seconds=max(own.max_age_seconds, wedding.retry_max_age_seconds),
+            )
+        )
+        self.breaker.set_open_seconds(min(self._base_open_seconds, wedding.breaker_open_seconds))
+        base = self._base_health
+        self.health.settings = attrs.evolve(
+            base,
+            degraded_below=max(base.degraded_below, wedding.health_degraded_below),
+            down_below=max(base.down_below, wedding.health_down_below),
+        )
+        self._bypass_left = wedding.bypass_probes
 
     def _health_changed(self, old: HealthState, new: HealthState, reason: str) -> None:
         self.on_health(self.name, old, new, reason)
@@ -191,6 +232,28 @@ class IntegrationActor:
             free = min(free, self.settings.breaker.half_open_probes - self._reserved)
         return max(0, free)
 
+    def free_slots_for_others(self) -> int:
+        """Slots normal and bulk work may take: on a wedding day, some lanes stay critical's."""
+        free = self.free_slots()
+        if self.wedding is None or self.wedding.critical_lanes == 0:
+            return free
+        # At least one lane is left for other work, however the mode is set.
+        held = min(self.wedding.critical_lanes, self.settings.lanes - 1)
+        return max(0, min(free, self.settings.lanes - held - self._reserved_others))
+
+    def bypass_slots(self) -> int:
+        """Critical messages an open breaker may still take on a wedding day (the bypass)."""
+        if (
+            self.wedding is None
+            or self.breaker.state is not BreakerState.OPEN
+            or self.breaker.snapshot().forced
+            or self.state is not ActorState.RUNNING
+            or self.paused
+            or self._stopping
+        ):
+            return 0
+        return max(0, min(self._bypass_left, self.capacity - self._reserved))
+
     def wants_work(self) -> bool:
         """Refill in chunks, not one message a commit, unless the lanes are starving."""
         free = self.free_slots()
@@ -203,6 +266,11 @@ class IntegrationActor:
     async def put(self, envelope: Envelope) -> None:
         """Hand over one claimed message (the dispatcher checked ``free_slots``)."""
         self._reserved += 1
+        if envelope.priority is not Priority.CRITICAL:
+            self._reserved_others += 1
+        elif self.breaker.state is BreakerState.OPEN and self._bypass_left > 0:
+            self._bypass_left -= 1
+            self._bypass.add(envelope.id)
         try:
             self._send.send_nowait(envelope)  # room was reserved: usually no wait
         except trio.WouldBlock:
@@ -260,12 +328,22 @@ class IntegrationActor:
                 )
                 for envelope in batch
             ]
-        elif not self.breaker.try_acquire():
+        elif self.breaker.try_acquire():
+            settles = await self._attempt(lane, batch)
+        elif self._bypassing(batch):
+            settles = await self._attempt(lane, batch, bypass=True)
+        else:
             wait = self._breaker_wait()
             settles = [self._returned(envelope, "breaker open", wait) for envelope in batch]
-        else:
-            settles = await self._attempt(lane, batch)
         await self._finish(batch, settles)
+
+    def _bypassing(self, batch: list[Envelope]) -> bool:
+        """Critical work handed over under the wedding-day bypass goes despite the breaker."""
+        ids = {envelope.id for envelope in batch}
+        if not ids <= self._bypass:
+            return False
+        self._bypass -= ids
+        return True
 
     def _spend_budgets(self, batch: list[Envelope]) -> tuple[list[Envelope], list[Settle]]:
         """The envelopes every quota budget lets through now; the others go back to wait."""
@@ -280,10 +358,13 @@ class IntegrationActor:
             refused.append(self._returned(envelope, reason, wait))
         return allowed, refused
 
-    async def _attempt(self, lane: Lane, batch: list[Envelope]) -> list[Settle]:
+    async def _attempt(
+        self, lane: Lane, batch: list[Envelope], *, bypass: bool = False
+    ) -> list[Settle]:
         allowed, settles = self._spend_budgets(batch)
         if not allowed:
-            self.breaker.release()
+            if not bypass:
+                self.breaker.release()
             return settles
         if self.limiter is not None:
             await self.limiter.acquire()
@@ -294,8 +375,10 @@ class IntegrationActor:
         started = trio.current_time()
         outcomes = await self._deliver(lane, allowed)
         seconds = trio.current_time() - started
-        # One request, one verdict for the breaker and health, however many it carried.
-        self.breaker.record(ok=all(map(_breaker_ok, outcomes)), duration=seconds)
+        # One request, one verdict for the breaker and health, however many it
+        # carried. A bypass attempt went past an open breaker: not its probe.
+        if not bypass:
+            self.breaker.record(ok=all(map(_breaker_ok, outcomes)), duration=seconds)
         self.health.record(ok=all(map(_health_ok, outcomes)), latency=seconds)
         for envelope, outcome in zip(allowed, outcomes, strict=True):
             reason = outcome.reason if isinstance(outcome, Retry | Permanent) else None
@@ -319,8 +402,11 @@ class IntegrationActor:
         return await cast(BatchingLane, lane).deliver_batch(envelopes)
 
     def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
+        retry = self.retry
+        if self._wedding_retry is not None and envelope.priority is Priority.CRITICAL:
+            retry = self._wedding_retry  # critical work keeps trying for longer
         rules = _lifecycle.Rules(
-            self.routes.get(envelope.target, 1), self.retry, self.settings.failover_after
+            self.routes.get(envelope.target, 1), retry, self.settings.failover_after
         )
         return _lifecycle.decide(envelope, outcome, rules, now=self.wall(), attempt=attempt)
 
@@ -349,6 +435,7 @@ class IntegrationActor:
         for envelope in batch:
             self.in_flight.pop(envelope.id, None)
         self._reserved -= len(batch)
+        self._reserved_others -= sum(e.priority is not Priority.CRITICAL for e in batch)
         self.on_slot_freed(self.name)
 
     # -- what the supervisor does -------------------------------------------------------
@@ -359,6 +446,9 @@ class IntegrationActor:
         outcome = Retry(reason=self.last_error, taken=Taken.MAYBE)
         settles = [self.decide(env, outcome, None) for env in self.in_flight.values()]
         self._reserved -= len(self.in_flight)
+        self._reserved_others -= sum(
+            e.priority is not Priority.CRITICAL for e in self.in_flight.values()
+        )
         self.in_flight.clear()
         return settles
 

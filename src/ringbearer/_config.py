@@ -22,6 +22,7 @@ from . import _converter
 from ._converter import HostPort, HttpPath, PositiveFloat, PositiveInt
 from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
+from ._wedding import WeddingDaySettings
 from .integrations import ProviderKind, provider_kinds
 from .resilience import (
     BreakerSettings,
@@ -170,6 +171,7 @@ class Config:
     sandbox: SandboxSettings
     supervisor: SupervisorSettings
     control: ControlSettings
+    wedding_day: WeddingDaySettings
     integrations: Mapping[str, IntegrationSettings]
     groups: Mapping[str, tuple[str, ...]]
 
@@ -204,6 +206,7 @@ class _TopLevel:
     sandbox: SandboxSettings = SandboxSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     control: ControlSettings = ControlSettings()
+    wedding_day: WeddingDaySettings = WeddingDaySettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -393,6 +396,7 @@ class _Loader:
             sandbox=self.section(raw, "sandbox", SandboxSettings),
             supervisor=self.section(raw, "supervisor", SupervisorSettings),
             control=self.section(raw, "control", ControlSettings),
+            wedding_day=self.section(raw, "wedding_day", WeddingDaySettings),
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
         )

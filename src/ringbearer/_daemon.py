@@ -43,16 +43,24 @@ from ._dispatcher import Dispatcher
 from ._errors import ConfigError, InvalidPayload, RequestError, RingbearerError
 from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
-from ._metrics import Metrics
+from ._metrics import DaemonGauges, Metrics
 from ._reload import ReloadPlan
 from ._supervisor import Supervisor, SupervisorEvent
 from ._systemd import Notifier, watchdog_interval
+from ._wedding import Calendar, Cause, Mode, Override
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
 from .control._access import AccessPolicy, Peer, Principals
 from .control._server import Guard, ServerLimits
 from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
-from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
+from .resilience import (
+    BreakerState,
+    BreakerTransition,
+    HealthState,
+    RateLimitSettings,
+    RetryPolicy,
+    TokenBucket,
+)
 from .store import BreakerRecord, Event, MessageStatus, NewMessage, Settle, SqliteStore, Store
 
 log = logging.getLogger("ringbearer.daemon")
@@ -122,6 +130,11 @@ class Daemon:
     _actor_nursery: trio.Nursery | None = None
     _dispatch_nursery: trio.Nursery | None = None
     _reloading: trio.Lock = attrs.Factory(trio.Lock)
+    # Wedding-day mode: the operator's override, and the mode now (see _wedding).
+    override: Override | None = None
+    mode: Mode = Mode(False, Cause.NONE, "")
+    _mode_kick: trio.Event = attrs.Factory(trio.Event)
+    oldest_queued: dict[tuple[str, str], float] = attrs.Factory(dict)  # ages, from the heartbeat
     _changed: trio.Event = attrs.Factory(trio.Event)  # idle reached, or a breaker moved
 
     # -- building ----------------------------------------------------------------------
@@ -214,6 +227,88 @@ class Daemon:
             sent = await self.store.attempt_times(actor.name, since=since, limit=longest.limit)
             actor.budgets.restore(sent)
 
+    # -- wedding-day mode ----------------------------------------------------------------
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar(self.config.wedding_day)
+
+    def evaluate_mode(self) -> Mode:
+        """Bring the mode up to date with the calendar, the override and the clock."""
+        until = self.override.until if self.override is not None else None
+        if until is not None and self.wall() >= until:
+            self.override = None  # expired: back to the calendar
+        mode = self.calendar.mode_at(self.wall(), self.override)
+        if mode != self.mode:
+            old, self.mode = self.mode, mode
+            self._mode_changed(old, mode)
+        return mode
+
+    def _mode_changed(self, old: Mode, new: Mode) -> None:
+        log.warning(
+            "wedding-day mode " + ("on" if new.on else "off"),
+            extra=fields(cause=new.cause.value, detail=new.detail, was=old.describe()),
+        )
+        self._event(
+            "wedding_day_on" if new.on else "wedding_day_off",
+            None,
+            cause=new.cause.value,
+            detail=new.detail,
+            was=old.describe(),
+        )
+        self._apply_mode(released=old.on and not new.on)
+
+    def _apply_mode(self, *, released: bool = False) -> None:
+        """Hand the mode's policy to every actor and dispatcher (also new ones, after a reload)."""
+        policy = self.config.wedding_day if self.mode.on else None
+        for actor in self.actors.values():
+            if actor.wedding != policy:
+                actor.set_wedding(policy)
+        for dispatcher in self.dispatchers.values():
+            deferring = dispatcher.defer_bulk
+            dispatcher.defer_bulk = policy is not None and policy.defer_bulk
+            if (released or deferring) and not dispatcher.defer_bulk:
+                rate = self.config.wedding_day.release_per_second
+                burst = max(1, math.ceil(rate))
+                dispatcher.release = TokenBucket(RateLimitSettings(per_second=rate, burst=burst))
+            dispatcher.kick()
+
+    async def set_override(self, state: str, until: float | None) -> dict[str, Any]:
+        """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``."""
+        if state not in ("on", "off", "auto"):
+            raise RequestError("bad_args", f"wedding-day takes on, off or auto, not {state!r}")
+        if until is not None and until <= self.wall():
+            raise RequestError("bad_args", "--until must be in the future")
+        self.override = None if state == "auto" else Override(state == "on", until)
+        self._event("wedding_day_override", None, state=state, until=until, by="operator")
+        mode = self.evaluate_mode()
+        self._mode_kick.set()
+        return self.mode_status(mode)
+
+    def mode_status(self, mode: Mode | None = None) -> dict[str, Any]:
+        mode = mode or self.mode
+        override = self.override
+        return {
+            "wedding_day": mode.on,
+            "cause": mode.cause.value,
+            "detail": mode.detail,
+            "override": None if override is None else {"on": override.on, "until": override.until},
+        }
+
+    async def watch_mode(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep the mode current: at each local midnight, an override's end, or when told."""
+        self.evaluate_mode()
+        task_status.started()
+        while True:
+            wall = self.wall()
+            wait = self.calendar.next_change(wall, self.override) - wall
+            with trio.move_on_after(max(0.0, min(wait, 3600.0))):
+                await self._mode_kick.wait()
+            self._mode_kick = trio.Event()
+            self.evaluate_mode()
+
     # -- reload --------------------------------------------------------------------------
 
     async def reload(self, new: Config) -> dict[str, Any]:
@@ -258,6 +353,7 @@ class Daemon:
             old = {n: self.actors[n] for n in (*plan.removed, *plan.changed)}
             await self._stop_actors(old.values())
             self._switch(new, plan, built, old)
+            self._apply_mode()
             await self._start(plan)
             summary = plan.summary()
             self._event("reloaded", None, **summary)
@@ -486,6 +582,15 @@ class Daemon:
         self._event("crash_injected", name, by="operator")
         return {"name": name, "armed": True}
 
+    def gauges(self) -> DaemonGauges:
+        return DaemonGauges(wedding_day=self.mode.on, oldest_queued=self.oldest_queued)
+
+    async def refresh_ages(self) -> None:
+        """Ages of the oldest queued message per target and priority, for the metric."""
+        now = self.wall()
+        found = await self.store.oldest_queued()
+        self.oldest_queued = {(t, p.label): max(0.0, now - at) for (t, p), at in found.items()}
+
     def snapshots(self) -> list[ActorSnapshot]:
         return [a.statistics() for a in self.actors.values()]
 
@@ -517,7 +622,8 @@ class Daemon:
             "protocol": PROTOCOL_VERSION,
             "uptime_seconds": round(trio.current_time() - self.started_at, 3),
             "config": str(self.config.source),
-            "mode": "normal",
+            "mode": "wedding_day" if self.mode.on else "normal",
+            "wedding_day": self.mode_status(),
             "sandbox": self.sandbox.url if self.sandbox else None,
             "metrics": self.metrics_url,
             "integrations": integrations,
@@ -591,14 +697,52 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             if condition is None:
                 return await daemon.wait_idle(seconds)
             return await daemon.wait_breaker(condition, seconds)
-        case proto.Audit(since=since, message=message, limit=limit):
-            events = await daemon.store.events(
-                since=since, message_id=message, limit=max(1, min(limit, 100_000))
+        case proto.Audit(since=since, message=message, limit=limit, kinds=kinds):
+            events = await daemon.store.find_events(
+                since=since, message_id=message, kinds=kinds, limit=max(1, min(limit, 100_000))
             )
             return {"events": [attrs.asdict(e) for e in events]}
-        case proto.DeadLetters(limit=limit):
-            letters = await daemon.store.dead_letters(limit=max(1, min(limit, 100_000)))
+        case proto.DeadLetters(limit=limit, target=target):
+            letters = await daemon.store.find_dead(target=target, limit=max(1, min(limit, 100_000)))
             return {"dead_letters": [attrs.asdict(d) for d in letters]}
+        case proto.DeadLetter(id=message_id):
+            letter = await daemon.store.dead_letter(message_id)
+            if letter is None:
+                raise RequestError("not_found", f"message {message_id} is not a dead letter")
+            events = await daemon.store.events(message_id=message_id, limit=100_000)
+            return {
+                **attrs.asdict(letter),
+                "message": await daemon.store.message(message_id),
+                "events": [attrs.asdict(e) for e in events],
+            }
+        case proto.ReplayDead() as r:
+            r.check()  # the store tells its listener of the targets: their dispatchers are kicked
+            done = await daemon.store.replay_dead(
+                r.ids or None, target=r.target, after=r.after, limit=r.limit, by=r.by
+            )
+            log.info("dead letters replayed", extra=fields(count=len(done), by=r.by))
+            after = max(done, default=r.after)
+            left = await daemon.store.count_dead(target=r.target, after=after) if r.all else 0
+            return r.reply(done, left)
+        case proto.PurgeDead() as p:
+            p.check()
+            before = None if p.older_than is None else daemon.wall() - p.older_than
+            done = await daemon.store.purge_dead(
+                p.ids or None,
+                target=p.target,
+                after=p.after,
+                dead_before=before,
+                limit=p.limit,
+                by=p.by,
+            )
+            log.info("dead letters purged", extra=fields(count=len(done), by=p.by))
+            after = max(done, default=p.after)
+            left = (
+                await daemon.store.count_dead(target=p.target, after=after, dead_before=before)
+                if p.all
+                else 0
+            )
+            return p.reply(done, left)
         case proto.Message(id=message_id):
             found = await daemon.store.message(message_id)
             if found is None:
@@ -730,6 +874,9 @@ async def _run_parts(daemon: Daemon, stop: trio.Event, on_ready: Callable[[Daemo
         notifier.close()
 
 
+AGES_EVERY_SECONDS = 15.0  # the oldest-queued query scans the queue: not every beat
+
+
 async def heartbeat(
     daemon: Daemon,
     *,
@@ -746,8 +893,12 @@ async def heartbeat(
     """
     notifier = daemon.notifier
     shown = ""
+    last_ages = -math.inf
     task_status.started()
     while True:
+        if trio.current_time() - last_ages >= AGES_EVERY_SECONDS:
+            last_ages = trio.current_time()
+            await daemon.refresh_ages()
         with trio.move_on_after(interval * 4) as late:
             await daemon.store.flush()
         if late.cancelled_caught:
@@ -809,7 +960,7 @@ async def run_core(
     config = daemon.config
     await daemon.restore()
     daemon.store.listener = _Kicks(daemon)
-    daemon.metrics.watch(daemon.snapshots, lambda: daemon.store.counters.by_target)
+    daemon.metrics.watch(daemon.snapshots, lambda: daemon.store.counters.by_target, daemon.gauges)
     supervisor = daemon.supervisor = Supervisor(
         config.supervisor, on_event=daemon.supervisor_event, on_state=daemon._slot_freed
     )
@@ -821,6 +972,7 @@ async def run_core(
             daemon._dispatch_nursery = front_nursery
             for dispatcher in daemon.dispatchers.values():
                 await front_nursery.start(dispatcher.run)
+            await front_nursery.start(daemon.watch_mode)
             await front(daemon, front_nursery, stop)
             daemon._event("daemon_started", None, version=__version__)
             log.info(

@@ -20,8 +20,9 @@ import trio
 
 from . import _lifecycle
 from ._actor import IntegrationActor
-from ._delivery import Envelope
-from .store import Claimed, Store
+from ._delivery import Envelope, Priority
+from .resilience import TokenBucket
+from .store import ALL_PRIORITIES, Claimed, Span, Store
 
 WallClock = Callable[[], float]
 IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this much delay
@@ -43,6 +44,10 @@ class Dispatcher:
     _handed: list[Claimed] = attrs.Factory(list)  # claimed for us with a submit
     _stopping: bool = False
     _stopped: trio.Event = attrs.Factory(trio.Event)
+    # Wedding-day mode: bulk waits in the store; after the mode, it is released
+    # at a controlled rate.
+    defer_bulk: bool = False
+    release: TokenBucket | None = None
 
     def kick(self) -> None:
         self._kicked.set()
@@ -108,27 +113,84 @@ class Dispatcher:
             return math.inf
         ready = [m for m in self.members if m.admits()]
         if not ready:
-            return self._breaker_deadline()
+            return await self._bypass()
         # A group is failover, not load balancing: work waits for the first
         # member that admits it, rather than spill to the next one.
         primary = ready[0]
         if not primary.wants_work():
             return math.inf  # a freed slot kicks us
         room = primary.free_slots()
-        claimed = await self.store.claim(self.target, min(room, self.claim_batch))
+        if self._plain(primary, room):
+            return await self._claim_all(room)
+        return await self._claim_by_class(primary, room)
+
+    def _plain(self, primary: IntegrationActor, room: int) -> bool:
+        """No wedding-day rule applies: one claim of every priority, as usual."""
+        return (
+            not self.defer_bulk
+            and self.release is None
+            and (primary.free_slots_for_others() >= room)
+        )
+
+    async def _claim_all(self, room: int) -> float | None:
+        claimed = await self._claim_and_hand(min(room, self.claim_batch), ALL_PRIORITIES)
+        if self._stopping or claimed == min(room, self.claim_batch):
+            return None
+        deadline = await self._due_deadline()
+        if room > claimed:
+            self.store.park_claim(self.target, room - claimed, self._handoff)
+        return deadline
+
+    async def _claim_by_class(self, primary: IntegrationActor, room: int) -> float | None:
+        """Wedding day, or just after: critical first, then the others within their lanes.
+
+        Bulk waits in the store while it is deferred; once released, it goes
+        at the release rate.
+        """
+        limit = min(room, self.claim_batch)
+        full = False
+        critical = await self._claim_and_hand(limit, (Priority.CRITICAL, Priority.CRITICAL))
+        full |= critical == limit
+        others = min(primary.free_slots_for_others(), limit - critical)
+        last = Priority.NORMAL if self.defer_bulk or self.release is not None else Priority.BULK
+        normal = await self._claim_and_hand(others, (Priority.NORMAL, last))
+        full |= normal == others > 0
+        wait = math.inf
+        if self.release is not None and not self.defer_bulk:
+            tokens = min(others - normal, math.floor(self.release.available()))
+            bulk = await self._claim_and_hand(tokens, (Priority.BULK, Priority.BULK))
+            if bulk:
+                self.release.try_take(bulk)
+            if bulk < tokens:
+                self.release = None  # no more deferred bulk is due: the release is over
+            elif others - normal > bulk:
+                wait = trio.current_time() + self.release.wait_time(1)
+        if self._stopping or full:
+            return None
+        return min(wait, await self._due_deadline())
+
+    async def _claim_and_hand(self, limit: int, span: Span) -> int:
+        if limit <= 0:
+            return 0
+        claimed = await self.store.claim(self.target, limit, span)
         for message in claimed:
             if self._stopping:
                 await self._give_back(message, message.route_index % len(self.members))
             else:
                 await self._hand_over(message)
-        if self._stopping:
-            return None
-        if len(claimed) == min(room, self.claim_batch):
-            return None
-        deadline = await self._due_deadline()
-        if room > len(claimed):
-            self.store.park_claim(self.target, room - len(claimed), self._handoff)
-        return deadline
+        return len(claimed)
+
+    async def _bypass(self) -> float:
+        """No member admits work: on a wedding day, critical work may still pass an open
+        breaker, a bounded number of times (see ``IntegrationActor.bypass_slots``)."""
+        for index, member in enumerate(self.members):
+            slots = member.bypass_slots()
+            if slots <= 0:
+                continue
+            span = (Priority.CRITICAL, Priority.CRITICAL)
+            for message in await self.store.claim(self.target, slots, span):
+                await member.put(_envelope(message, member.name, index))
+        return self._breaker_deadline()
 
     def _breaker_deadline(self) -> float:
         times = [t for t in (m.retry_at() for m in self.members) if t is not None]

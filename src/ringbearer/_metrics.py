@@ -45,6 +45,16 @@ _OUTCOME = {
 }
 
 
+@attrs.frozen
+class DaemonGauges:
+    """The daemon-wide state a scrape shows."""
+
+    wedding_day: bool = False
+    # Seconds since the oldest message still queued was submitted, by target
+    # and priority label (refreshed by the heartbeat, not at scrape time).
+    oldest_queued: Mapping[tuple[str, str], float] = attrs.field(factory=dict)
+
+
 class _Snapshots(Collector):
     """Reads the actors' and the queue's state at scrape time."""
 
@@ -52,9 +62,11 @@ class _Snapshots(Collector):
         self,
         actors: Callable[[], Sequence[ActorSnapshot]],
         queues: Callable[[], Mapping[str, QueueCounts]],
+        gauges: Callable[[], DaemonGauges],
     ) -> None:
         self._actors = actors
         self._queues = queues
+        self._gauges = gauges
 
     def collect(self) -> Iterable[Metric]:
         snapshots = self._actors()
@@ -84,6 +96,26 @@ class _Snapshots(Collector):
         yield from (breaker, health, up, restarts)
         yield self._budget_family(snapshots)
         yield from self._queue_families()
+        yield from self._daemon_families()
+
+    def _daemon_families(self) -> Iterable[Metric]:
+        gauges = self._gauges()
+        yield GaugeMetricFamily(
+            "ringbearer_wedding_day_mode",
+            "1 while wedding-day mode is on.",
+            value=1 if gauges.wedding_day else 0,
+        )
+        oldest = GaugeMetricFamily(
+            "ringbearer_queue_oldest_age_seconds",
+            "Seconds since the oldest message still queued was submitted (0 when none).",
+            labels=["integration", "priority"],
+        )
+        queues = self._queues()
+        for target in sorted(queues):
+            for priority in Priority:
+                age = gauges.oldest_queued.get((target, priority.label), 0.0)
+                oldest.add_metric([target, priority.label], age)
+        yield oldest
 
     def _budget_family(self, snapshots: Iterable[ActorSnapshot]) -> Metric:
         left = GaugeMetricFamily(
@@ -160,8 +192,9 @@ class Metrics:
         self,
         actors: Callable[[], Sequence[ActorSnapshot]],
         queues: Callable[[], Mapping[str, QueueCounts]],
+        gauges: Callable[[], DaemonGauges] = DaemonGauges,
     ) -> None:
-        self.registry.register(_Snapshots(actors, queues))
+        self.registry.register(_Snapshots(actors, queues, gauges))
 
     def observe(self, settles: Sequence[Settle], now: float) -> None:
         for s in settles:

@@ -153,7 +153,8 @@ class _Window:
 class CircuitBreaker:
     """Decides whether a call to one provider may go, from the results of earlier calls."""
 
-    # Fixed once built (never reassigned): the window's buckets were cut to its window_seconds.
+    # Only open_seconds ever changes (set_open_seconds): the window's buckets
+    # were cut to its window_seconds when it was built.
     # (An attrs on_setattr guard would make every tally update go through a
     # generated __setattr__, on the hot path of each delivery.)
     settings: BreakerSettings
@@ -228,6 +229,15 @@ class CircuitBreaker:
         """Back to closed and unforced, with an empty window."""
         self._forced = False
         self._fire(_Trigger.RESET, "reset")
+
+    def set_open_seconds(self, seconds: float) -> None:
+        """Change how long an open breaker waits before probing (the window stays as built).
+
+        An open breaker waiting longer than ``seconds`` from now probes sooner.
+        """
+        self.settings = attrs.evolve(self.settings, open_seconds=seconds)
+        if self._state is BreakerState.OPEN:
+            self._open_until = min(self._open_until, self.clock() + seconds)
 
     def retry_at(self) -> float | None:
         """Clock time at which an open breaker admits probes; None if not open or forced."""

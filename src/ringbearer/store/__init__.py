@@ -1,6 +1,7 @@
 """The durable outbox: messages, attempts, the audit log and dead letters."""
 
 from ._memory import MemoryStore as MemoryStore
+from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
 from ._model import Accepted as Accepted
 from ._model import Attempt as Attempt
@@ -14,6 +15,7 @@ from ._model import NewMessage as NewMessage
 from ._model import QueueCounts as QueueCounts
 from ._model import Settle as Settle
 from ._model import SettleKind as SettleKind
+from ._model import Span as Span
 from ._model import check_transition as check_transition
 from ._protocol import Store as Store
 from ._protocol import StoreListener as StoreListener

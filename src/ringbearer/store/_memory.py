@@ -16,6 +16,7 @@ import trio
 
 from .._delivery import Priority
 from ._model import (
+    ALL_PRIORITIES,
     Accepted,
     BreakerRecord,
     Claimed,
@@ -25,6 +26,7 @@ from ._model import (
     MessageStatus,
     NewMessage,
     Settle,
+    Span,
     check_transition,
 )
 from ._protocol import NullListener, StoreListener, StoreStatistics
@@ -63,7 +65,7 @@ class MemoryStore:
         self.counters = Counters()
         self.listener: StoreListener = NullListener()
         self._appended = trio.Event()
-        self._parked: dict[str, tuple[int, Callable[[list[Claimed]], None]]] = {}
+        self._parked: dict[str, tuple[int, Callable[[list[Claimed]], None], Span]] = {}
 
     async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
         await trio.lowlevel.checkpoint()
@@ -86,7 +88,7 @@ class MemoryStore:
         for target in targets:
             parked = self._parked.pop(target, None)
             if parked is not None:
-                claimed = await self.claim(target, parked[0])
+                claimed = await self.claim(target, parked[0], parked[2])
                 if claimed:
                     parked[1](claimed)
                 else:
@@ -94,7 +96,7 @@ class MemoryStore:
         self.listener.submitted(targets)
         return accepted
 
-    async def claim(self, target: str, limit: int) -> list[Claimed]:
+    async def claim(self, target: str, limit: int, span: Span = ALL_PRIORITIES) -> list[Claimed]:
         await trio.lowlevel.checkpoint()
         now = self._clock()
         due = sorted(
@@ -103,6 +105,7 @@ class MemoryStore:
                 for r in self.rows.values()
                 if r.target == target
                 and r.status is MessageStatus.QUEUED
+                and span[0] <= r.priority <= span[1]
                 and r.next_attempt_at <= now
             ),
             key=lambda r: (r.priority, r.next_attempt_at, r.id),
@@ -127,6 +130,15 @@ class MemoryStore:
             )
             for r in due
         ]
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        await trio.lowlevel.checkpoint()
+        oldest: dict[tuple[str, Priority], float] = {}
+        for r in self.rows.values():
+            if r.status is MessageStatus.QUEUED:
+                key = (r.target, r.priority)
+                oldest[key] = min(oldest.get(key, r.created_at), r.created_at)
+        return oldest
 
     async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
         await trio.lowlevel.checkpoint()
@@ -173,8 +185,14 @@ class MemoryStore:
             )
         self.listener.settled(settles)
 
-    def park_claim(self, target: str, limit: int, handoff: Callable[[list[Claimed]], None]) -> None:
-        self._parked[target] = (limit, handoff)
+    def park_claim(
+        self,
+        target: str,
+        limit: int,
+        handoff: Callable[[list[Claimed]], None],
+        span: Span = ALL_PRIORITIES,
+    ) -> None:
+        self._parked[target] = (limit, handoff, span)
 
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
@@ -248,6 +266,105 @@ class MemoryStore:
     async def message(self, message_id: int) -> dict[str, Any] | None:
         r = self.rows.get(message_id)
         return None if r is None else attrs.asdict(r)
+
+    async def find_events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[Event]:
+        found = await self.events(since=since, message_id=message_id, limit=len(self.event_log))
+        return [e for e in found if not kinds or e.kind in kinds][:limit]
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        await trio.lowlevel.checkpoint()
+        r = self.rows.get(message_id)
+        return None if r is None or r.status is not MessageStatus.DEAD else self._letter(r)
+
+    async def find_dead(self, *, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        await trio.lowlevel.checkpoint()
+        return [self._letter(r) for r in self._dead(None, target, 0, None)[:limit]]
+
+    async def count_dead(
+        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
+    ) -> int:
+        await trio.lowlevel.checkpoint()
+        return len(self._dead(None, target, after, dead_before))
+
+    async def replay_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        await trio.lowlevel.checkpoint()
+        now, chosen = self._clock(), self._dead(ids, target, after, None)[:limit]
+        for r in chosen:
+            self.append_event(Event("replayed", now, r.id, r.integration, self._detail(r, by)))
+            check_transition(r.status, MessageStatus.QUEUED)
+            r.status, r.attempts, r.member_attempts, r.route_index = MessageStatus.QUEUED, 0, 0, 0
+            r.next_attempt_at, r.last_error = now, None
+            self.counters.queued(r.target, r.priority, 1)
+        if chosen:
+            self.listener.submitted({r.target for r in chosen})
+        return [r.id for r in chosen]
+
+    async def purge_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        dead_before: float | None = None,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        await trio.lowlevel.checkpoint()
+        now, chosen = self._clock(), self._dead(ids, target, after, dead_before)[:limit]
+        for r in chosen:
+            self.append_event(Event("purged", now, r.id, r.integration, self._detail(r, by)))
+            del self.rows[r.id], self._keys[(r.target, r.key)]
+        return [r.id for r in chosen]
+
+    def _dead(
+        self, ids: Sequence[int] | None, target: str | None, after: int, dead_before: float | None
+    ) -> list[_Row]:
+        """Dead letters by id, selected as the SQLite store's ``_dead_where`` selects them."""
+        return [
+            r
+            for r in sorted(self.rows.values(), key=lambda r: r.id)
+            if r.status is MessageStatus.DEAD
+            and r.id > after
+            and (ids is None or r.id in ids)
+            and (target is None or r.target == target)
+            and (dead_before is None or self._dead_at(r.id) <= dead_before)
+        ]
+
+    def _dead_at(self, message_id: int) -> float:
+        """When a message was last dead-lettered, from the audit log (rows keep no time)."""
+        return max(
+            (
+                e.at
+                for e in self.event_log
+                if e.message_id == message_id and e.kind == "dead_lettered"
+            ),
+            default=0.0,
+        )
+
+    def _letter(self, r: _Row) -> DeadLetter:
+        at = self._dead_at(r.id)
+        return DeadLetter(
+            r.id, r.target, r.integration, r.last_error or "", at, r.attempts, r.payload
+        )
+
+    @staticmethod
+    def _detail(r: _Row, by: str) -> dict[str, Any]:
+        return {"by": by, "target": r.target, "reason": r.last_error, "attempts": r.attempts}
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(commits=0, committed_ops=0, pending_ops=0)

@@ -73,6 +73,11 @@ class Claimed:
     progress: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
 
+# Priorities a claim may take, most urgent first, both ends included.
+Span = tuple[Priority, Priority]
+ALL_PRIORITIES: Span = (Priority.CRITICAL, Priority.BULK)
+
+
 class SettleKind(enum.Enum):
     """What an attempt ended in; also the name of the audit event it writes."""
 

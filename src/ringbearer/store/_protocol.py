@@ -7,7 +7,9 @@ from typing import Any, Protocol
 
 import attrs
 
+from .._delivery import Priority
 from ._model import (
+    ALL_PRIORITIES,
     Accepted,
     BreakerRecord,
     Claimed,
@@ -16,6 +18,7 @@ from ._model import (
     Event,
     NewMessage,
     Settle,
+    Span,
 )
 
 
@@ -52,15 +55,24 @@ class Store(Protocol):
 
     async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]: ...
 
-    async def claim(self, target: str, limit: int) -> list[Claimed]: ...
+    async def claim(
+        self, target: str, limit: int, span: Span = ALL_PRIORITIES
+    ) -> list[Claimed]: ...
 
     async def record(self, settles: Sequence[Settle]) -> None: ...
 
     def park_claim(
-        self, target: str, limit: int, handoff: Callable[[list[Claimed]], None]
+        self,
+        target: str,
+        limit: int,
+        handoff: Callable[[list[Claimed]], None],
+        span: Span = ALL_PRIORITIES,
     ) -> None: ...
 
     def unpark_claim(self, target: str) -> None: ...
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        """When the oldest message still queued was submitted, by target and priority."""
 
     async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
         """When ``integration``'s latest attempts (at most ``limit``) since ``since`` started."""
@@ -93,3 +105,61 @@ class Store(Protocol):
     async def dead_letters(self, *, limit: int = 1000) -> list[DeadLetter]: ...
 
     async def message(self, message_id: int) -> dict[str, Any] | None: ...
+
+    # -- operators' tools: the audit log by kind, dead letters by target, replay, purge ---
+
+    async def find_events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[Event]:
+        """As :meth:`events`, and only events of ``kinds`` when any are given."""
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        """The message ``message_id`` if it is a dead letter, else None."""
+
+    async def find_dead(self, *, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters by id, only those sent to ``target`` when it is given."""
+
+    async def count_dead(
+        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
+    ) -> int:
+        """How many dead letters match (as :meth:`replay_dead` and :meth:`purge_dead` select)."""
+
+    async def replay_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        """Queue dead letters again as fresh work; return their ids, ascending.
+
+        ``ids`` (those of them that are dead letters), or else every dead
+        letter of ``target`` (or of every target) with an id above ``after``;
+        at most ``limit`` either way. Each is queued due now with no attempts
+        and its route from the start, keeping its idempotency key, and gets a
+        ``replayed`` audit event naming ``by``; the listener hears of their
+        targets as of a submit.
+        """
+
+    async def purge_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        dead_before: float | None = None,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        """Delete dead letters (selected as by :meth:`replay_dead`); return their ids.
+
+        ``dead_before`` (wall time) keeps those dead-lettered later. The audit
+        log keeps their history and gains a ``purged`` event for each.
+        """

@@ -28,6 +28,7 @@ import trio_asyncio
 from .._delivery import Priority
 from .._errors import StoreError, StoreFullError
 from ._model import (
+    ALL_PRIORITIES,
     Accepted,
     BreakerRecord,
     Claimed,
@@ -38,6 +39,7 @@ from ._model import (
     NewMessage,
     Settle,
     SettleKind,
+    Span,
 )
 from ._protocol import NullListener, StoreListener, StoreStatistics
 from ._schema import MIGRATIONS, SCHEMA_VERSION
@@ -111,7 +113,7 @@ class _Batch:
     fresh: list[tuple[int, NewMessage]] = attrs.Factory(list)
     settled: list[Settle] = attrs.Factory(list)
     claimed: list[Claimed] = attrs.Factory(list)
-    handoffs: list[tuple[str, int, Handoff, list[Claimed]]] = attrs.Factory(list)
+    handoffs: list[tuple[str, tuple[int, Handoff, Span], list[Claimed]]] = attrs.Factory(list)
 
     def of(self, kind: _Kind) -> list[_Op]:
         return [op for op in self.ops if op.kind is kind]
@@ -144,7 +146,7 @@ class SqliteStore:
         self.commits = 0
         self.committed_ops = 0
         self.last_error: str | None = None
-        self._parked: dict[str, tuple[int, Handoff]] = {}
+        self._parked: dict[str, tuple[int, Handoff, Span]] = {}
 
     # -- opening -----------------------------------------------------------------
 
@@ -264,8 +266,8 @@ class SqliteStore:
             await self._claim_parked(tx, batch)
             await self._write_settles(tx, batch)
             for op in batch.of(_Kind.CLAIM):
-                target, limit = op.data
-                op.result = await self._claim(tx, target, limit, batch.now)
+                target, limit, span = op.data
+                op.result = await self._claim(tx, target, limit, batch.now, span)
                 batch.claimed.extend(op.result)
             events = [op.data for op in batch.of(_Kind.EVENT)]
             if events:
@@ -280,22 +282,31 @@ class SqliteStore:
         for target in {m.target for _, m in batch.fresh}:
             parked = self._parked.pop(target, None)
             if parked is not None:
-                limit, handoff = parked
-                claimed = await self._claim(tx, target, limit, batch.now)
+                limit, handoff, span = parked
+                claimed = await self._claim(tx, target, limit, batch.now, span)
                 batch.claimed.extend(claimed)
-                batch.handoffs.append((target, limit, handoff, claimed))
+                batch.handoffs.append((target, (limit, handoff, span), claimed))
 
-    def park_claim(self, target: str, limit: int, handoff: Handoff) -> None:
+    def park_claim(
+        self, target: str, limit: int, handoff: Handoff, span: Span = ALL_PRIORITIES
+    ) -> None:
         """Claim up to ``limit`` messages of ``target`` with its next submit, for ``handoff``.
 
         An idle dispatcher parks a claim instead of waiting for the submit's
         commit and then claiming in a transaction of its own: a message then
         waits for two commits (submit, settle), not three.
         """
-        self._parked[target] = (limit, handoff)
+        self._parked[target] = (limit, handoff, span)
 
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        rows = await self.query(
+            "SELECT target, priority, MIN(created_at) FROM messages WHERE status = 'queued'"
+            " GROUP BY target, priority"
+        )
+        return {(target, Priority(priority)): at for target, priority, at in rows}
 
     async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
         rows = await self.query(
@@ -335,11 +346,11 @@ class SqliteStore:
         for op in batch.ops:
             if op.done is not None:
                 op.done.set()
-        for target, limit, handoff, handed in batch.handoffs:
+        for target, parked, handed in batch.handoffs:
             if handed:
-                handoff(handed)
+                parked[1](handed)
             else:
-                self._parked.setdefault(target, (limit, handoff))
+                self._parked.setdefault(target, parked)
         if batch.fresh:
             self.listener.submitted({m.target for _, m in batch.fresh})
         if batch.settled:
@@ -358,8 +369,8 @@ class SqliteStore:
         # Settles and events describe work already done: they are kept and
         # tried again with the next batch rather than dropped. Claimed ids
         # and fresh ids were not committed, so nothing else needs undoing.
-        for target, limit, handoff, _ in batch.handoffs:  # rolled back: park again
-            self._parked.setdefault(target, (limit, handoff))
+        for target, parked, _ in batch.handoffs:  # rolled back: park again
+            self._parked.setdefault(target, parked)
         keep = [op for op in batch.ops if op.kind in (_Kind.SETTLE, _Kind.EVENT)]
         self._ops.extendleft(reversed(keep))
         for op in keep:
@@ -448,21 +459,24 @@ class SqliteStore:
         )
         return {(target, key): message_id for target, key, message_id in rows}
 
-    async def claim(self, target: str, limit: int) -> list[Claimed]:
-        """Mark up to ``limit`` due messages of ``target`` in flight and return them."""
+    async def claim(self, target: str, limit: int, span: Span = ALL_PRIORITIES) -> list[Claimed]:
+        """Mark up to ``limit`` due messages of ``target`` (priorities in ``span``) in flight."""
         claimed: list[Claimed] = await self._enqueue(
-            _Op(_Kind.CLAIM, (target, limit), done=trio.Event())
+            _Op(_Kind.CLAIM, (target, limit, span), done=trio.Event())
         )
         return claimed
 
-    async def _claim(self, tx: _Tx, target: str, limit: int, now: float) -> list[Claimed]:
+    async def _claim(
+        self, tx: _Tx, target: str, limit: int, now: float, span: Span = ALL_PRIORITIES
+    ) -> list[Claimed]:
         rows = await tx.fetchall(
             "UPDATE messages SET status = 'inflight', updated_at = ? WHERE id IN ("
             " SELECT id FROM messages WHERE status = 'queued' AND target = ?"
+            " AND priority BETWEEN ? AND ?"
             " AND next_attempt_at <= ? ORDER BY priority, next_attempt_at, id LIMIT ?)"
             " RETURNING id, target, priority, payload, idempotency_key, attempts, created_at,"
             " route_index, member_attempts, next_attempt_at, progress",
-            (now, target, now, limit),
+            (now, target, int(span[0]), int(span[1]), now, limit),
         )
         rows.sort(key=lambda r: (r[2], r[9], r[0]))
         return [
@@ -620,6 +634,120 @@ class SqliteStore:
         )
         return dict(zip(names, rows[0], strict=True))
 
+    async def find_events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[Event]:
+        clauses: list[str] = ["1"]
+        params: list[Any] = []
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        if message_id is not None:
+            clauses.append("message_id = ?")
+            params.append(message_id)
+        if kinds:
+            clauses.append("kind IN (SELECT value FROM json_each(?))")
+            params.append(_dumps(list(kinds)))
+        rows = await self.query(
+            "SELECT id, at, kind, message_id, integration, detail FROM events"
+            f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [_event(r) for r in rows]
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        rows = await self.query(f"{_SELECT_DEAD} AND id = ?", (message_id,))
+        return _dead_letter(rows[0]) if rows else None
+
+    async def find_dead(self, *, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        where, params = _dead_where(None, target, 0, None)
+        rows = await self.query(f"{_SELECT_DEAD} AND {where} ORDER BY id LIMIT ?", (*params, limit))
+        return [_dead_letter(r) for r in rows]
+
+    async def count_dead(
+        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
+    ) -> int:
+        where, params = _dead_where(None, target, after, dead_before)
+        rows = await self.query(
+            f"SELECT COUNT(*) FROM messages WHERE status = 'dead' AND {where}", params
+        )
+        return int(rows[0][0])
+
+    async def replay_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        """Queue dead letters again as fresh work (see ``Store.replay_dead``)."""
+        now = self._clock()
+        where, params = _dead_where(ids, target, after, None)
+
+        async def replay(tx: _Tx) -> list[Row]:
+            rows = await tx.fetchall(
+                "SELECT id, target, priority, integration, last_error, attempts FROM messages"
+                f" WHERE status = 'dead' AND {where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+            # last_event is left alone: its trigger would also log the last attempt again.
+            await tx.execute(
+                "UPDATE messages SET status = 'queued', attempts = 0, member_attempts = 0,"
+                " route_index = 0, next_attempt_at = ?, updated_at = ?, last_error = NULL"
+                " WHERE status = 'dead' AND id IN (SELECT value FROM json_each(?))",
+                (now, now, _dumps([r[0] for r in rows])),
+            )
+            await tx.executemany(
+                _INSERT_EVENT,
+                [(now, "replayed", r[0], r[3], _operator_detail(by, r)) for r in rows],
+            )
+            return rows
+
+        rows = await self.run(replay)
+        for _, row_target, priority, *_ in rows:
+            self.counters.queued(row_target, Priority(priority), 1)
+        if rows:
+            self.listener.submitted({r[1] for r in rows})
+        return [r[0] for r in rows]
+
+    async def purge_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        dead_before: float | None = None,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        """Delete dead letters; their audit history stays (see ``Store.purge_dead``)."""
+        now = self._clock()
+        where, params = _dead_where(ids, target, after, dead_before)
+
+        async def purge(tx: _Tx) -> list[Row]:
+            rows = await tx.fetchall(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                f" WHERE status = 'dead' AND {where} ORDER BY id LIMIT ?)"
+                " RETURNING id, target, priority, integration, last_error, attempts",
+                (*params, limit),
+            )
+            rows.sort()
+            await tx.executemany(
+                _INSERT_EVENT,
+                [(now, "purged", r[0], r[3], _operator_detail(by, r)) for r in rows],
+            )
+            return rows
+
+        # Dead letters are in no queue counter: nothing to adjust.
+        return [r[0] for r in await self.run(purge)]
+
     def save_breaker(self, record: BreakerRecord) -> None:
         """Persist a breaker's state with the next batch (called from a sync hook)."""
         row = (record.integration, record.state, int(record.forced), record.open_until)
@@ -689,6 +817,57 @@ def _settle_row(s: Settle, now: float) -> tuple[Any, ...]:
 
 
 _INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"
+
+_SELECT_DEAD = (
+    "SELECT id, target, integration, last_error, updated_at, attempts, payload"
+    " FROM messages WHERE status = 'dead'"
+)
+
+
+def _dead_letter(r: Row) -> DeadLetter:
+    return DeadLetter(
+        message_id=r[0],
+        target=r[1],
+        integration=r[2],
+        reason=r[3],
+        at=r[4],
+        attempts=r[5],
+        payload=json.loads(r[6]),
+    )
+
+
+def _event(r: Row) -> Event:
+    return Event(
+        id=r[0],
+        at=r[1],
+        kind=r[2],
+        message_id=r[3],
+        integration=r[4],
+        detail=None if r[5] is None else json.loads(r[5]),
+    )
+
+
+def _dead_where(
+    ids: Sequence[int] | None, target: str | None, after: int, dead_before: float | None
+) -> tuple[str, list[Any]]:
+    """The SQL condition (beyond ``status = 'dead'``) selecting dead letters, and its params."""
+    clauses: list[str] = ["id > ?"]
+    params: list[Any] = [after]
+    if ids is not None:
+        clauses.append("id IN (SELECT value FROM json_each(?))")
+        params.append(_dumps(list(ids)))
+    if target is not None:
+        clauses.append("target = ?")
+        params.append(target)
+    if dead_before is not None:
+        clauses.append("updated_at <= ?")
+        params.append(dead_before)
+    return " AND ".join(clauses), params
+
+
+def _operator_detail(by: str, row: Row) -> str:
+    """A replayed or purged event's detail, from (id, target, priority, _, reason, attempts)."""
+    return _dumps({"by": by, "target": row[1], "reason": row[4], "attempts": row[5]})
 
 
 async def _fetch(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
