@@ -272,7 +272,7 @@ async def test_progress_is_kept_per_integration_across_a_restart(
 async def test_a_version_1_database_is_migrated_keeping_its_messages(
     tmp_path: Path, loop: None
 ) -> None:
-    """Migration 2 adds the progress column to a database made by the first schema."""
+    """Migrations 2 and 3 bring a database made by the first schema up to date."""
     db = tmp_path / "rb.db"
     conn = sqlite3.connect(db)
     conn.executescript(MIGRATIONS[0])
@@ -288,5 +288,29 @@ async def test_a_version_1_database_is_migrated_keeping_its_messages(
         (claimed,) = await store.claim("email", 1)
         assert (claimed.idempotency_key, claimed.progress) == ("k", {})
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
+
+
+async def test_deadlines_go_first_within_their_priority(tmp_path: Path, loop: None) -> None:
+    """Among ready messages of one priority, those with a deadline go first, nearest first."""
+    db = tmp_path / "rb.db"
+    async with SqliteStore.open(db, clock=time.time) as store:
+        now = time.time()
+        await store.submit(
+            [
+                NewMessage("crm", {"n": 1}),
+                NewMessage("crm", {"n": 2}, deliver_by=now + 3600),
+                NewMessage("crm", {"n": 3}, deliver_by=now + 60),
+                NewMessage("crm", {"n": 4}, priority=Priority.CRITICAL),
+                NewMessage("crm", {"n": 5}),
+            ]
+        )
+        claimed = await store.claim("crm", 3)
+        assert [c.payload["n"] for c in claimed] == [4, 3, 2]
+        assert claimed[1].deliver_by == now + 60
+    async with SqliteStore.open(db, clock=time.time) as store:  # remembered across a restart
+        await store.recover_inflight()
+        await store.submit([NewMessage("crm", {"n": 6}, deliver_by=now + 1)])
+        claimed = await store.claim("crm", 10)
+        assert [c.payload["n"] for c in claimed] == [4, 6, 3, 2, 1, 5]

@@ -496,11 +496,14 @@ class Daemon:
                 adapter.validate(message.payload)
             except InvalidPayload as exc:
                 raise InvalidPayload(f"{where}: {exc.message}") from None
+        if message.deliver_by is not None and not math.isfinite(message.deliver_by):
+            raise RequestError("bad_args", f"{where}: deliver_by must be a Unix time")
         return NewMessage(
             target=message.target,
             payload=message.payload,
             priority=priority,
             idempotency_key=message.key,
+            deliver_by=message.deliver_by,
         )
 
     def actor(self, name: str) -> IntegrationActor:

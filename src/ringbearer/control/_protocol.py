@@ -20,6 +20,7 @@ from .._errors import RequestError
 PROTOCOL_VERSION = 1
 MAX_LINE = 1 << 20  # one request line, bytes
 MAX_MESSAGES_PER_SUBMIT = 10_000
+MAX_IDS_PER_REQUEST = 10_000  # dead-letter replay and purge: the CLI sends chunks of 1,000
 
 
 @attrs.frozen
@@ -28,6 +29,7 @@ class MessageIn:
     payload: dict[str, Any]
     priority: str = "normal"
     key: str | None = None
+    deliver_by: float | None = None  # a deadline, Unix time
 
 
 @attrs.frozen
@@ -69,11 +71,91 @@ class Audit:
     since: float | None = None
     message: int | None = None
     limit: int = 1000
+    kinds: list[str] = attrs.Factory(list)  # only events of these kinds; empty: every kind
 
 
 @attrs.frozen
 class DeadLetters:
     limit: int = 1000
+    target: str | None = None  # only those sent to this integration or group
+
+
+@attrs.frozen
+class DeadLetter:
+    """One dead letter: the message, its payload, its reason and its history."""
+
+    id: int
+
+
+@attrs.frozen
+class ReplayDead:
+    """Put dead letters back in the queue as fresh work: ``ids``, or ``all`` (of ``target``).
+
+    With ``all``, one request takes at most ``limit`` of them, those with an
+    id above ``after``: a client goes through thousands in chunks, passing
+    the last id it got back as the next ``after``. ``by`` is who asked, for
+    the audit log, as the client names them.
+    """
+
+    ids: list[int] = attrs.Factory(list)
+    all: bool = False
+    target: str | None = None
+    after: int = 0
+    limit: int = 1000
+    by: str = "operator"
+
+    def check(self) -> None:
+        _check_selection(self.ids, self.all, self.limit, target=self.target)
+
+    def reply(self, done: list[int], remaining: int) -> dict[str, Any]:
+        return _selection_reply("replayed", self.ids, done, remaining)
+
+
+@attrs.frozen
+class PurgeDead:
+    """Remove dead letters from the messages table (their audit history stays).
+
+    As :class:`ReplayDead`; ``older_than`` (seconds, with ``all``) takes only
+    those dead-lettered at least that long ago.
+    """
+
+    ids: list[int] = attrs.Factory(list)
+    all: bool = False
+    target: str | None = None
+    older_than: float | None = None
+    after: int = 0
+    limit: int = 1000
+    by: str = "operator"
+
+    def check(self) -> None:
+        if self.older_than is not None and self.older_than < 0:
+            raise RequestError("bad_args", "older_than must not be negative")
+        _check_selection(
+            self.ids, self.all, self.limit, target=self.target, older_than=self.older_than
+        )
+
+    def reply(self, done: list[int], remaining: int) -> dict[str, Any]:
+        return _selection_reply("purged", self.ids, done, remaining)
+
+
+def _selection_reply(
+    verb: str, asked: list[int], done: list[int], remaining: int
+) -> dict[str, Any]:
+    """The ids done; the ids asked for that were not dead letters; how many more match ``all``."""
+    return {verb: done, "skipped": sorted(set(asked) - set(done)), "remaining": remaining}
+
+
+def _check_selection(ids: list[int], every: bool, limit: int, **only_with_all: object) -> None:
+    """Exactly one of ``ids`` or ``all``; filters only with ``all``; sizes within bounds."""
+    if bool(ids) == every:
+        raise RequestError("bad_args", "give either ids or all, not both and not neither")
+    given = [name for name, value in only_with_all.items() if value is not None]
+    if ids and given:
+        raise RequestError("bad_args", f"{', '.join(given)} only go with all")
+    if len(ids) > MAX_IDS_PER_REQUEST:
+        raise RequestError("too_many", f"at most {MAX_IDS_PER_REQUEST} ids a request")
+    if not 1 <= limit <= MAX_IDS_PER_REQUEST:
+        raise RequestError("bad_args", f"limit must be between 1 and {MAX_IDS_PER_REQUEST}")
 
 
 @attrs.frozen
@@ -100,6 +182,9 @@ Request = (
     | Wait
     | Audit
     | DeadLetters
+    | DeadLetter
+    | ReplayDead
+    | PurgeDead
     | Message
     | InjectCrash
     | Reload
@@ -114,6 +199,9 @@ COMMANDS: dict[str, type[Any]] = {
     "wait": Wait,
     "audit": Audit,
     "dead-letters": DeadLetters,
+    "dead-letter": DeadLetter,
+    "dead-letters-replay": ReplayDead,
+    "dead-letters-purge": PurgeDead,
     "message": Message,
     "inject-crash": InjectCrash,
     "reload": Reload,

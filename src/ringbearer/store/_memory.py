@@ -49,6 +49,7 @@ class _Row:
     last_error: str | None = None
     provider_id: str | None = None
     progress: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    deliver_by: float | None = None
 
 
 class MemoryStore:
@@ -77,7 +78,14 @@ class MemoryStore:
                 accepted.append(Accepted(earlier, key, duplicate=True))
                 continue
             row = _Row(
-                next(self._ids), m.target, m.priority, m.payload, key, now, next_attempt_at=now
+                next(self._ids),
+                m.target,
+                m.priority,
+                m.payload,
+                key,
+                now,
+                next_attempt_at=now,
+                deliver_by=m.deliver_by,
             )
             self.rows[row.id] = row
             self._keys[(m.target, key)] = row.id
@@ -108,7 +116,13 @@ class MemoryStore:
                 and span[0] <= r.priority <= span[1]
                 and r.next_attempt_at <= now
             ),
-            key=lambda r: (r.priority, r.next_attempt_at, r.id),
+            key=lambda r: (
+                r.priority,
+                r.deliver_by is None,
+                r.deliver_by or 0.0,
+                r.next_attempt_at,
+                r.id,
+            ),
         )[:limit]
         for r in due:
             check_transition(r.status, MessageStatus.INFLIGHT)
@@ -127,6 +141,7 @@ class MemoryStore:
                 r.route_index,
                 r.member_attempts,
                 {name: dict(steps) for name, steps in r.progress.items()},
+                r.deliver_by,
             )
             for r in due
         ]

@@ -44,6 +44,7 @@ class NewMessage:
     payload: dict[str, Any]
     priority: Priority = Priority.NORMAL
     idempotency_key: str | None = None
+    deliver_by: float | None = None  # a deadline, wall clock: nearest goes first in its priority
 
 
 @attrs.frozen
@@ -71,6 +72,7 @@ class Claimed:
     # Completed steps of a multi-step delivery, by integration (a group's
     # members each keep their own): see ``Store.save_progress``.
     progress: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    deliver_by: float | None = None
 
 
 # Priorities a claim may take, most urgent first, both ends included.

@@ -112,6 +112,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN progress TEXT;
     CREATE INDEX events_attempts ON events (integration, at) WHERE kind = 'attempted';
     """,
+    # 3: deadlines. Among ready messages of one priority the nearest goes first;
+    # the index holds only queued messages that have one.
+    """
+    ALTER TABLE messages ADD COLUMN deliver_by REAL;
+    CREATE INDEX messages_deadline ON messages (target, priority, deliver_by)
+        WHERE status = 'queued' AND deliver_by IS NOT NULL;
+    CREATE INDEX messages_deadlines_open ON messages (deliver_by)
+        WHERE deliver_by IS NOT NULL AND status IN ('queued', 'inflight');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

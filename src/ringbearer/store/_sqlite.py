@@ -147,6 +147,7 @@ class SqliteStore:
         self.committed_ops = 0
         self.last_error: str | None = None
         self._parked: dict[str, tuple[int, Handoff, Span]] = {}
+        self._deadline_targets: set[str] = set()  # targets with messages that have deadlines
 
     # -- opening -----------------------------------------------------------------
 
@@ -194,6 +195,11 @@ class SqliteStore:
                 await trio_asyncio.aio_as_trio(writer.close)()
 
     async def _load_counters(self) -> None:
+        rows = await self._read(
+            "SELECT DISTINCT target FROM messages"
+            " WHERE deliver_by IS NOT NULL AND status IN ('queued', 'inflight')"
+        )
+        self._deadline_targets = {target for (target,) in rows}
         rows = await self._read(
             "SELECT target, priority, status, COUNT(*) FROM messages "
             "WHERE status IN ('queued', 'inflight') GROUP BY target, priority, status"
@@ -433,14 +439,18 @@ class SqliteStore:
                         batch.now,
                         batch.now,
                         batch.now,
+                        message.deliver_by,
                     )
                 )
+                if message.deliver_by is not None:
+                    self._deadline_targets.add(message.target)
                 next_id += 1
             op.result = accepted
         if rows:
             await tx.executemany(
                 "INSERT INTO messages (id, target, priority, payload, idempotency_key, status,"
-                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,'queued',?,?,?)",
+                " next_attempt_at, created_at, updated_at, deliver_by)"
+                " VALUES (?,?,?,?,?,'queued',?,?,?,?)",
                 rows,
             )
         # Ids are taken only once the statement succeeded; a failed batch reuses them.
@@ -469,31 +479,48 @@ class SqliteStore:
     async def _claim(
         self, tx: _Tx, target: str, limit: int, now: float, span: Span = ALL_PRIORITIES
     ) -> list[Claimed]:
+        if target in self._deadline_targets:
+            return await self._claim_by_deadline(tx, target, limit, now, span)
         rows = await tx.fetchall(
             "UPDATE messages SET status = 'inflight', updated_at = ? WHERE id IN ("
             " SELECT id FROM messages WHERE status = 'queued' AND target = ?"
             " AND priority BETWEEN ? AND ?"
             " AND next_attempt_at <= ? ORDER BY priority, next_attempt_at, id LIMIT ?)"
-            " RETURNING id, target, priority, payload, idempotency_key, attempts, created_at,"
-            " route_index, member_attempts, next_attempt_at, progress",
+            f" RETURNING {_CLAIMED}",
             (now, target, int(span[0]), int(span[1]), now, limit),
         )
         rows.sort(key=lambda r: (r[2], r[9], r[0]))
-        return [
-            Claimed(
-                id=r[0],
-                target=r[1],
-                priority=Priority(r[2]),
-                payload=json.loads(r[3]),
-                idempotency_key=r[4],
-                attempts=r[5],
-                created_at=r[6],
-                route_index=r[7],
-                member_attempts=r[8],
-                progress={} if r[10] is None else json.loads(r[10]),
-            )
-            for r in rows
-        ]
+        return _claimed(rows)
+
+    async def _claim_by_deadline(
+        self, tx: _Tx, target: str, limit: int, now: float, span: Span
+    ) -> list[Claimed]:
+        """Within each priority, messages with a deadline first, the nearest first.
+
+        Only targets that have seen a deadline pay for the extra queries.
+        """
+        ids: list[int] = []
+        for priority in range(int(span[0]), int(span[1]) + 1):
+            for order, has in (("deliver_by", "NOT NULL"), ("next_attempt_at, id", "NULL")):
+                if len(ids) >= limit:
+                    break
+                rows = await tx.fetchall(
+                    "SELECT id FROM messages WHERE status = 'queued' AND target = ?"
+                    f" AND priority = ? AND deliver_by IS {has} AND next_attempt_at <= ?"
+                    f" ORDER BY {order} LIMIT ?",
+                    (target, priority, now, limit - len(ids)),
+                )
+                ids.extend(r[0] for r in rows)
+        if not ids:
+            return []
+        rows = await tx.fetchall(
+            "UPDATE messages SET status = 'inflight', updated_at = ?"
+            f" WHERE id IN (SELECT value FROM json_each(?)) RETURNING {_CLAIMED}",
+            (now, _dumps(ids)),
+        )
+        rank = {message_id: n for n, message_id in enumerate(ids)}
+        rows.sort(key=lambda r: rank[r[0]])
+        return _claimed(rows)
 
     async def record(self, settles: Sequence[Settle]) -> None:
         """Hand settled attempts to the writer; they are committed with the next batch."""
@@ -782,6 +809,31 @@ class SqliteStore:
         return StoreStatistics(
             commits=self.commits, committed_ops=self.committed_ops, pending_ops=len(self._ops)
         )
+
+
+_CLAIMED = (
+    "id, target, priority, payload, idempotency_key, attempts, created_at,"
+    " route_index, member_attempts, next_attempt_at, progress, deliver_by"
+)
+
+
+def _claimed(rows: Sequence[Row]) -> list[Claimed]:
+    return [
+        Claimed(
+            id=r[0],
+            target=r[1],
+            priority=Priority(r[2]),
+            payload=json.loads(r[3]),
+            idempotency_key=r[4],
+            attempts=r[5],
+            created_at=r[6],
+            route_index=r[7],
+            member_attempts=r[8],
+            progress={} if r[10] is None else json.loads(r[10]),
+            deliver_by=r[11],
+        )
+        for r in rows
+    ]
 
 
 _SETTLE = (
