@@ -19,6 +19,7 @@ from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
 from . import _converter
+from ._alerting_settings import AlertingSettings
 from ._converter import HostPort, HttpPath, PositiveFloat, PositiveInt
 from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
@@ -172,6 +173,7 @@ class Config:
     supervisor: SupervisorSettings
     control: ControlSettings
     wedding_day: WeddingDaySettings
+    alerting: AlertingSettings
     integrations: Mapping[str, IntegrationSettings]
     groups: Mapping[str, tuple[str, ...]]
 
@@ -207,6 +209,7 @@ class _TopLevel:
     supervisor: SupervisorSettings = SupervisorSettings()
     control: ControlSettings = ControlSettings()
     wedding_day: WeddingDaySettings = WeddingDaySettings()
+    alerting: AlertingSettings = AlertingSettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -397,13 +400,24 @@ class _Loader:
             supervisor=self.section(raw, "supervisor", SupervisorSettings),
             control=self.section(raw, "control", ControlSettings),
             wedding_day=self.section(raw, "wedding_day", WeddingDaySettings),
+            alerting=self.section(raw, "alerting", AlertingSettings),
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
         )
         self.check_paths(config, bool(sections))
+        self.check_alerting(config)
         if self.problems:
             raise ConfigError(str(self.source), self.problems)
         return config
+
+    def check_alerting(self, config: Config) -> None:
+        targets = config.targets()
+        alerting = config.alerting
+        for key in ("chain", "wedding_day_chain"):
+            for index, name in enumerate(getattr(alerting, key)):
+                if name not in targets:
+                    where = f"alerting.{key}[{index}]"
+                    self.problems.append(ConfigProblem(where, f"no integration or group {name!r}"))
 
     def check_paths(self, config: Config, any_integration: bool) -> None:
         if len(str(config.socket_path).encode()) > SOCKET_PATH_MAX:

@@ -28,6 +28,7 @@ import trio_asyncio
 
 from . import __version__
 from ._actor import ActorSnapshot, ActorState, IntegrationActor
+from ._alerting import AlertManager
 from ._config import (
     Config,
     ControlSettings,
@@ -94,6 +95,7 @@ class _Kicks:
     def settled(self, settles: Sequence[Settle]) -> None:
         now = self.daemon.wall()
         self.daemon.metrics.observe(settles, now)
+        self.daemon.alerts.observe_settles(settles, now)
         for s in settles:
             if s.kind.status is not MessageStatus.QUEUED:
                 continue
@@ -135,6 +137,11 @@ class Daemon:
     mode: Mode = Mode(False, Cause.NONE, "")
     _mode_kick: trio.Event = attrs.Factory(trio.Event)
     oldest_queued: dict[tuple[str, str], float] = attrs.Factory(dict)  # ages, from the heartbeat
+    alerts: AlertManager = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.alerts = AlertManager(self.config.alerting, self, lambda: self.mode.on)
+
     _changed: trio.Event = attrs.Factory(trio.Event)  # idle reached, or a breaker moved
 
     # -- building ----------------------------------------------------------------------
@@ -265,6 +272,8 @@ class Daemon:
             if actor.wedding != policy:
                 actor.set_wedding(policy)
         for dispatcher in self.dispatchers.values():
+            # A claim parked under the old rules would take any priority.
+            self.store.unpark_claim(dispatcher.target)
             deferring = dispatcher.defer_bulk
             dispatcher.defer_bulk = policy is not None and policy.defer_bulk
             if (released or deferring) and not dispatcher.defer_bulk:
@@ -380,6 +389,7 @@ class Daemon:
         self.config = attrs.evolve(new, **kept_sections)
         if self.supervisor is not None:
             self.supervisor.settings = new.supervisor
+        self.alerts.settings = new.alerting
         for name in plan.removed:
             del self.actors[name], self.adapters[name]
         for name, adapter in built.items():
@@ -584,6 +594,45 @@ class Daemon:
         self.actor(name).request_crash()
         self._event("crash_injected", name, by="operator")
         return {"name": name, "armed": True}
+
+    # -- what the alert manager asks (its Host) -----------------------------------------
+
+    def can_deliver(self, target: str) -> bool:
+        """Could a message to ``target`` be attempted now (some member admits it)?"""
+        members = self.config.targets().get(target, ())
+        actors = [self.actors[m] for m in members if m in self.actors]
+        return any(a.admits() or a.bypass_slots() > 0 for a in actors)
+
+    def kind_of(self, target: str) -> str:
+        members = self.config.targets().get(target, ())
+        return self.config.integrations[members[0]].kind if members else ""
+
+    async def send_alert(self, message: MessageIn) -> int:
+        (accepted,) = await self.submit([message])
+        return int(accepted["id"])
+
+    async def message_states(self, ids: Sequence[int]) -> dict[int, str]:
+        return await self.store.states(ids)
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        return await self.store.deadlines_before(wall)
+
+    def audit(self, kind: str, **detail: Any) -> None:
+        self._event(kind, None, **detail)
+
+    async def watch_alerts(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Turn conditions into alerts, and follow them up, every ``tick_seconds``."""
+        task_status.started()
+        if not self.config.alerting.enabled:
+            return
+        while True:
+            await trio.sleep(self.config.alerting.tick_seconds)
+            try:
+                await self.alerts.tick()
+            except RingbearerError as exc:  # the store refused: try again next tick
+                log.error("alerting tick failed", extra=fields(error=str(exc)))
 
     def gauges(self) -> DaemonGauges:
         return DaemonGauges(wedding_day=self.mode.on, oldest_queued=self.oldest_queued)
@@ -976,6 +1025,7 @@ async def run_core(
             for dispatcher in daemon.dispatchers.values():
                 await front_nursery.start(dispatcher.run)
             await front_nursery.start(daemon.watch_mode)
+            await front_nursery.start(daemon.watch_alerts)
             await front(daemon, front_nursery, stop)
             daemon._event("daemon_started", None, version=__version__)
             log.info(

@@ -157,7 +157,8 @@ class Dispatcher:
         full |= normal == others > 0
         wait = math.inf
         if self.release is not None and not self.defer_bulk:
-            tokens = min(others - normal, math.floor(self.release.available()))
+            # The bucket refills over a float clock: a hair short of a token is one.
+            tokens = min(others - normal, math.floor(self.release.available() + 1e-6))
             bulk = await self._claim_and_hand(tokens, (Priority.BULK, Priority.BULK))
             if bulk:
                 self.release.try_take(bulk)

@@ -146,6 +146,20 @@ class MemoryStore:
             for r in due
         ]
 
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        await trio.lowlevel.checkpoint()
+        return {i: self.rows[i].status.value for i in ids if i in self.rows}
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        await trio.lowlevel.checkpoint()
+        open_ = (MessageStatus.QUEUED, MessageStatus.INFLIGHT)
+        found = [
+            (r.id, r.target, r.deliver_by)
+            for r in self.rows.values()
+            if r.deliver_by is not None and r.status in open_ and r.deliver_by < wall
+        ]
+        return sorted(found, key=lambda f: f[2])
+
     async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
         await trio.lowlevel.checkpoint()
         oldest: dict[tuple[str, Priority], float] = {}

@@ -71,6 +71,12 @@ class Store(Protocol):
 
     def unpark_claim(self, target: str) -> None: ...
 
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        """The status of each of these messages (those that exist)."""
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        """Queued or in-flight messages whose deadline is before ``wall``: id, target, deadline."""
+
     async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
         """When the oldest message still queued was submitted, by target and priority."""
 

@@ -307,6 +307,23 @@ class SqliteStore:
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
 
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        rows = await self.query(
+            "SELECT id, status FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+            (_dumps(list(ids)),),
+        )
+        return {message_id: status for message_id, status in rows}
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        rows = await self.query(
+            "SELECT id, target, deliver_by FROM messages WHERE deliver_by IS NOT NULL"
+            " AND status IN ('queued', 'inflight') AND deliver_by < ? ORDER BY deliver_by",
+            (wall,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
         rows = await self.query(
             "SELECT target, priority, MIN(created_at) FROM messages WHERE status = 'queued'"
