@@ -10,6 +10,7 @@ import trio
 
 from ringbearer import _config
 from ringbearer._delivery import Delivered, Envelope, Outcome, Retry, Taken
+from ringbearer._errors import RequestError
 from ringbearer._wedding import Calendar, Cause, Override, WeddingDaySettings
 from ringbearer.control import MessageIn
 from ringbearer.store import MessageStatus
@@ -381,3 +382,30 @@ async def test_a_deadline_whose_whole_group_is_down_raises_an_alert_before_it_pa
                 await trio.sleep(1)
         texts = [c.payload["text"] for c in core.adapters["slack"].calls]
         assert any(f"message {a['id']} to email" in t for t in texts)
+
+
+async def test_the_change_freeze_needs_force_and_logs_it(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """While the mode is on, pause, breaker commands and reload need --force; each forced
+    change is an event."""
+    async with running_core(tmp_path, BASE + WEDDING) as core:
+        daemon = core.daemon
+        daemon.config.source.write_text(BASE + WEDDING)
+        await daemon.set_override("on", None)
+        with pytest.raises(RequestError, match=r"freeze.*pause needs --force"):
+            await daemon.set_paused("slack", True)
+        with pytest.raises(RequestError, match="breaker open needs --force"):
+            daemon.breaker("slack", "open")
+        with pytest.raises(RequestError, match="reload needs --force"):
+            await daemon.reload_file()
+        assert not daemon.actors["slack"].paused
+        await daemon.set_paused("slack", True, force=True)
+        daemon.breaker("slack", "open", force=True)
+        await daemon.reload_file(force=True)
+        forced = [
+            (e.detail or {}).get("command") for e in core.store.event_log if e.kind == "forced"
+        ]
+        assert forced == ["pause", "breaker open", "reload"]
+        await daemon.set_override("off", None)
+        await daemon.set_paused("slack", False)  # no freeze with the mode off

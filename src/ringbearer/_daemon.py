@@ -336,8 +336,9 @@ class Daemon:
             summary = await self._reload(new)
         return summary
 
-    async def reload_file(self) -> dict[str, Any]:
+    async def reload_file(self, *, force: bool = False) -> dict[str, Any]:
         """Read the config file again and apply it; ConfigError (nothing changed) if it is bad."""
+        self.check_freeze("reload", force)
         try:
             new = load(self.config.source, self._kinds)
             missing = [] if new.sandbox.enabled else unresolved_secrets(new)
@@ -522,9 +523,22 @@ class Daemon:
             raise RequestError("unknown_integration", f"no running integration named {name!r}")
         return actor
 
-    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+    def check_freeze(self, command: str, force: bool) -> None:
+        """The wedding-day change freeze: changes need ``--force``, and are logged as forced."""
+        if not (self.mode.on and self.config.wedding_day.freeze):
+            return
+        if not force:
+            raise RequestError(
+                "frozen",
+                f"wedding-day change freeze (mode {self.mode.describe()}): {command} needs --force",
+            )
+        log.warning("forced during the wedding-day freeze", extra=fields(command=command))
+        self._event("forced", None, command=command, mode=self.mode.describe())
+
+    async def set_paused(self, name: str, paused: bool, *, force: bool = False) -> dict[str, Any]:
         if name not in self.actors and name not in self.dispatchers:
             raise RequestError("unknown_target", f"no integration or group named {name!r}")
+        self.check_freeze("pause" if paused else "resume", force)
         if name in self.actors:
             self.actors[name].paused = paused
         if name in self.dispatchers and name not in self.actors:
@@ -542,8 +556,9 @@ class Daemon:
             dispatcher.kick()
         return {"name": name, "paused": paused}
 
-    def breaker(self, name: str, action: str) -> dict[str, Any]:
+    def breaker(self, name: str, action: str, *, force: bool = False) -> dict[str, Any]:
         actor = self.actor(name)
+        self.check_freeze(f"breaker {action}", force)
         match action:
             case "open":
                 actor.breaker.force_open("operator")
@@ -1065,5 +1080,11 @@ async def _watch_signals(daemon: Daemon, stop: trio.Event, nursery: trio.Nursery
 
 
 async def _reload_on_signal(daemon: Daemon) -> None:
-    with contextlib.suppress(ConfigError):  # already logged; the running config stays
+    try:
         await daemon.reload_file()
+    except ConfigError:
+        pass  # already logged; the running config stays
+    except RequestError as exc:  # the wedding-day freeze: a signal cannot say --force
+        log.error(
+            "reload refused", extra=fields(reason=exc.message, hint="ringbearer reload --force")
+        )
