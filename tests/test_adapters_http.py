@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,11 +16,10 @@ import trio
 
 import ringbearer.integrations as integrations
 from ringbearer import _converter
-from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority, Retry, Taken
+from ringbearer._delivery import Delivered, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import Secret, SecretRef
 from ringbearer.integrations import (
-    AdapterContext,
     MailgunSettings,
     PagerDutySettings,
     ResendSettings,
@@ -30,7 +28,18 @@ from ringbearer.integrations import (
     provider_kinds,
 )
 
-SSL = ssl.create_default_context()
+from .kit import (
+    Handler,
+    answer,
+    context,
+    deliver_one,
+    envelope,
+    malformed,
+    mock_context,
+    permanent,
+    retry,
+)
+
 KEYS = {
     "RESEND": "re_live_5ecret_resend",
     "MAILGUN": "key-5ecret-mailgun",
@@ -68,78 +77,18 @@ PAYLOADS: dict[str, Mapping[str, Any]] = {
     "pagerduty": ALERT,
 }
 
-Handler = Callable[[httpx.Request], Any]  # returns a Response, or a coroutine of one
-
-
-def secrets(ref: SecretRef) -> Secret:
-    assert ref.env is not None
-    return Secret(KEYS[ref.env])
-
-
-def make_context(handler: Handler, **changes: Any) -> AdapterContext:
-    base = AdapterContext(
-        name="test",
-        timeout=10.0,
-        ssl_context=SSL,
-        secrets=secrets,
-        transport=httpx.MockTransport(handler),
-    )
-    return attrs.evolve(base, **changes)
-
-
-def envelope(payload: Mapping[str, Any], key: str = "msg-0001") -> Envelope:
-    return Envelope(
-        id=1,
-        target="t",
-        integration="t",
-        priority=Priority.NORMAL,
-        payload=dict(payload),
-        idempotency_key=key,
-        attempts=0,
-        created_at=1_700_000_000.0,
-    )
-
 
 async def deliver(
     kind: str,
-    handler: Handler,
+    handler: Callable[[httpx.Request], Any],  # returns a Response, or a coroutine of one
     payload: Mapping[str, Any] | None = None,
     settings: Any = None,
     **changes: Any,
 ) -> tuple[Outcome, list[httpx.Request]]:
     """Build the kind's adapter, open one lane, deliver one envelope; return what was sent."""
-    sent: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> Any:
-        sent.append(request)
-        return handler(request)
-
-    row = provider_kinds()[kind]
-    adapter = row.build(settings or SETTINGS[kind], make_context(record, **changes))
-    async with adapter.open_lane() as lane:
-        outcome = await lane.deliver(envelope(payload or PAYLOADS[kind]))
-    return outcome, sent
-
-
-def answer(status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, str):
-            return httpx.Response(status, text=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
-
-
-def retry(taken: Taken, after: float | None = None) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Retry) and o.taken is taken and o.after == after
-
-
-def permanent(words: str) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Permanent) and words in o.reason
-
-
-def malformed(o: Outcome) -> bool:
-    return isinstance(o, Retry) and o.taken is Taken.MAYBE and "malformed answer" in o.reason
+    ctx, sent = mock_context(KEYS, handler, **changes)
+    adapter = provider_kinds()[kind].build(settings or SETTINGS[kind], ctx)
+    return await deliver_one(adapter, envelope(payload or PAYLOADS[kind])), sent
 
 
 # --- the table -----------------------------------------------------------------
@@ -226,7 +175,7 @@ def test_settings_reject_bad_config(kind: str, raw: dict[str, Any]) -> None:
 
 async def test_each_lane_has_its_own_client() -> None:
     """Every lane opens its own client and closes it when the lane closes."""
-    adapter = provider_kinds()["resend"].build(RESEND, make_context(answer(200, {"id": "x"})))
+    adapter = provider_kinds()["resend"].build(RESEND, context(KEYS, answer(200, {"id": "x"})))
     async with adapter.open_lane() as first, adapter.open_lane() as second:
         assert isinstance(first, _base.HttpLane) and isinstance(second, _base.HttpLane)
         assert first.client is not second.client
@@ -638,7 +587,7 @@ def test_email_payload_rejected(kind: str, payload: Any, words: str) -> None:
     """Every email provider rejects a bad payload with a message naming the field."""
     adapter = provider_kinds()[kind].build(
         integrations.SmtpSettings(host="localhost") if kind == "smtp" else SETTINGS[kind],
-        make_context(answer(200, {})),
+        context(KEYS, answer(200, {})),
     )
     with pytest.raises(InvalidPayload) as caught:
         adapter.validate(payload)
@@ -676,7 +625,7 @@ def test_email_payload_minimal() -> None:
 )
 def test_alert_payload_rejected(kind: str, payload: dict[str, Any], words: str) -> None:
     """Alert providers reject a bad payload with a message naming the field."""
-    adapter = provider_kinds()[kind].build(SETTINGS[kind], make_context(answer(200, {})))
+    adapter = provider_kinds()[kind].build(SETTINGS[kind], context(KEYS, answer(200, {})))
     with pytest.raises(InvalidPayload) as caught:
         adapter.validate(payload)
     assert words in caught.value.message

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -13,19 +12,28 @@ import attrs
 import cattrs
 import httpx
 import pytest
-import trio
 
 from ringbearer import _converter
-from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority, Retry, Taken
+from ringbearer._delivery import Delivered, Outcome, Retry, Taken
 from ringbearer._errors import InvalidPayload
-from ringbearer._secrets import Secret, SecretRef
+from ringbearer._secrets import SecretRef
 from ringbearer.integrations import AdapterContext, provider_kinds
 from ringbearer.integrations._twilio import TwilioCallSettings, TwilioSmsSettings, twiml
 from ringbearer.integrations.alerts import SlackChatSettings
-from ringbearer.simulator import SimulatorState, serve_simulator
 
-HOST = "127.0.0.1"
-SSL = ssl.create_default_context()
+from .kit import (
+    Handler,
+    Sim,
+    answer,
+    context,
+    deliver_one,
+    envelope,
+    mock_context,
+    permanent,
+    retry,
+)
+from .kit import sim_fixture as sim_fixture
+
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 API_KEY = "SK" + "fedcba9876543210" * 2
 SERVICE = "MG" + "00112233445566778899aabbccddeeff"
@@ -50,103 +58,35 @@ PAYLOADS: dict[str, Mapping[str, Any]] = {
     "twilio_call": {"to": "+15558675310", "say": "Resend is failing over."},
 }
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def secrets(ref: SecretRef) -> Secret:
-    assert ref.env is not None
-    return Secret(KEYS[ref.env])
-
-
-def envelope(payload: Mapping[str, Any]) -> Envelope:
-    return Envelope(
-        id=1,
-        target="t",
-        integration="t",
-        priority=Priority.NORMAL,
-        payload=dict(payload),
-        idempotency_key="msg-0001",
-        attempts=0,
-        created_at=1_700_000_000.0,
-    )
-
-
-def context(**changes: Any) -> AdapterContext:
-    base = AdapterContext(name="test", timeout=5.0, ssl_context=SSL, secrets=secrets)
-    return attrs.evolve(base, **changes)
-
 
 async def deliver(
     kind: str, ctx: AdapterContext, payload: Mapping[str, Any] | None = None, settings: Any = None
 ) -> Outcome:
     adapter = provider_kinds()[kind].build(settings or SETTINGS[kind], ctx)
-    async with adapter.open_lane() as lane:
-        return await lane.deliver(envelope(PAYLOADS[kind] if payload is None else payload))
+    return await deliver_one(adapter, envelope(PAYLOADS[kind] if payload is None else payload))
 
 
 async def mock(
     kind: str, handler: Handler, payload: Mapping[str, Any] | None = None, settings: Any = None
 ) -> tuple[Outcome, list[httpx.Request]]:
     """Deliver one envelope through httpx.MockTransport; return the outcome and what was sent."""
-    sent: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return handler(request)
-
-    ctx = context(transport=httpx.MockTransport(record))
+    ctx, sent = mock_context(KEYS, handler)
     return await deliver(kind, ctx, payload, settings), sent
-
-
-def answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, str):
-            return httpx.Response(status, text=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
-
-
-def retry(taken: Taken, after: float | None = None) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Retry) and o.taken is taken and o.after == after
-
-
-def permanent(words: str, status: int | None) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Permanent) and words in o.reason and o.status == status
 
 
 # --- the simulator ---------------------------------------------------------------
 
 
-@attrs.frozen
-class Sim:
-    url: str
-    client: httpx.AsyncClient
-
-    async def deliver(
-        self, kind: str, payload: Mapping[str, Any] | None = None, settings: Any = None
-    ) -> Outcome:
-        prefix = f"{self.url}/{kind.replace('_', '-')}"
-        return await deliver(kind, context(base_url_override=prefix), payload, settings)
-
-    async def faults(self, kind: str, **fields: Any) -> None:
-        body = {"provider": kind.replace("_", "-"), **fields}
-        response = await self.client.post("/_sim/faults", json=body)
-        assert response.status_code == 200, response.text
-
-    async def requests(self, kind: str) -> list[dict[str, Any]]:
-        name = kind.replace("_", "-")
-        seen: list[dict[str, Any]] = (
-            await self.client.get("/_sim/requests", params={"provider": name})
-        ).json()[name]
-        return seen
-
-
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    address = await nursery.start(serve_simulator, SimulatorState(seed=3), HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(address.url, client)
+def sim_seed() -> int:
+    return 3
+
+
+async def deliver_to(
+    sim: Sim, kind: str, payload: Mapping[str, Any] | None = None, settings: Any = None
+) -> Outcome:
+    """One message of the kind, delivered to the simulator in sandbox mode."""
+    return await deliver(kind, sim.context(kind, KEYS), payload, settings)
 
 
 # --- Slack chat.postMessage: the simulator ---------------------------------------------
@@ -154,7 +94,7 @@ async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
 
 async def test_slack_chat_posts_and_names_channel_and_ts(sim: Sim) -> None:
     """A post is delivered with the id channel/ts; the default channel is used."""
-    outcome = await sim.deliver("slack_chat")
+    outcome = await deliver_to(sim, "slack_chat")
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(r"C0ALERTS01/1700000001\.[0-9]{6}", outcome.provider_id)
     [seen] = await sim.requests("slack_chat")
@@ -168,7 +108,7 @@ async def test_slack_chat_posts_and_names_channel_and_ts(sim: Sim) -> None:
 async def test_slack_chat_by_name_answers_the_channel_id(sim: Sim) -> None:
     """A message naming #channel in a thread is delivered under the channel's id."""
     payload = {"text": "hi", "channel": "#ops", "thread_ts": "1700000000.000100"}
-    outcome = await sim.deliver("slack_chat", payload)
+    outcome = await deliver_to(sim, "slack_chat", payload)
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(r"C[0-9A-F]{10}/[0-9]+\.[0-9]{6}", outcome.provider_id)
 
@@ -183,21 +123,21 @@ async def test_slack_chat_by_name_answers_the_channel_id(sim: Sim) -> None:
 )
 async def test_slack_chat_channel_refusals_are_permanent(sim: Sim, channel: str, word: str) -> None:
     """Slack's channel refusals (HTTP 200, ok false) are permanent and keep the real status."""
-    outcome = await sim.deliver("slack_chat", {"text": "hi", "channel": channel})
+    outcome = await deliver_to(sim, "slack_chat", {"text": "hi", "channel": channel})
     assert permanent(f"HTTP 200: {word}", 200)(outcome)
 
 
 async def test_slack_chat_bad_token_is_a_health_problem(sim: Sim) -> None:
     """invalid_auth in a 200 becomes a permanent outcome with 401, which marks health down."""
     settings = attrs.evolve(SLACK, token=SecretRef(env="SLACK_BAD"))
-    outcome = await sim.deliver("slack_chat", settings=settings)
+    outcome = await deliver_to(sim, "slack_chat", settings=settings)
     assert permanent("HTTP 200: invalid_auth", 401)(outcome)
 
 
 async def test_slack_chat_rate_limit_waits_as_asked(sim: Sim) -> None:
     """A 429 ratelimited is retried, not taken, after exactly the Retry-After Slack sent."""
     await sim.faults("slack_chat", storm=True, retry_after=7)
-    outcome = await sim.deliver("slack_chat")
+    outcome = await deliver_to(sim, "slack_chat")
     assert retry(Taken.NO, after=7.0)(outcome) and outcome.status == 429  # type: ignore[union-attr]
 
 
@@ -214,7 +154,7 @@ async def test_slack_chat_faults(
 ) -> None:
     """The simulator's own Slack errors classify as their words mean."""
     await sim.faults("slack_chat", **fault)
-    assert expect(await sim.deliver("slack_chat"))
+    assert expect(await deliver_to(sim, "slack_chat"))
 
 
 # --- Slack chat.postMessage: exact requests and answers ----------------------------------
@@ -244,14 +184,9 @@ async def test_slack_chat_request() -> None:
 )
 async def test_slack_chat_base_url(changes: dict[str, Any], url: str) -> None:
     """The sandbox prefix stands for the host (the real path is kept); base_url is the API root."""
-    sent: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, json={"ok": True, "channel": "C1", "ts": "1.2"})
-
+    answer_ok = answer(200, {"ok": True, "channel": "C1", "ts": "1.2"})
     settings = attrs.evolve(SLACK, base_url="https://slack.example.gov/api/")
-    ctx = context(transport=httpx.MockTransport(handler), **changes)
+    ctx, sent = mock_context(KEYS, answer_ok, **changes)
     assert isinstance(await deliver("slack_chat", ctx, settings=settings), Delivered)
     assert str(sent[0].url) == url + "chat.postMessage"
 
@@ -304,14 +239,14 @@ async def test_slack_chat_answers(handler: Handler, expect: Callable[[Outcome], 
 )
 def test_slack_chat_payload_rejected(payload: dict[str, Any], words: str) -> None:
     """A payload that does not fit names its field."""
-    adapter = provider_kinds()["slack_chat"].build(SLACK, context())
+    adapter = provider_kinds()["slack_chat"].build(SLACK, context(KEYS))
     with pytest.raises(InvalidPayload, match=re.escape(words)):
         adapter.validate(payload)
 
 
 def test_slack_chat_needs_a_channel() -> None:
     """Without a default channel, a message must name one."""
-    adapter = provider_kinds()["slack_chat"].build(attrs.evolve(SLACK, channel=None), context())
+    adapter = provider_kinds()["slack_chat"].build(attrs.evolve(SLACK, channel=None), context(KEYS))
     with pytest.raises(InvalidPayload, match="'channel' is required"):
         adapter.validate({"text": "t"})
     adapter.validate({"text": "t", "channel": "#ops"})
@@ -326,7 +261,7 @@ def form(seen: Mapping[str, Any]) -> dict[str, str]:
 
 async def test_twilio_sms_sends_and_names_its_sid(sim: Sim) -> None:
     """An SMS is delivered with Twilio's SM sid, sent as a form under Basic AccountSid."""
-    outcome = await sim.deliver("twilio_sms")
+    outcome = await deliver_to(sim, "twilio_sms")
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(r"SM[0-9a-f]{32}", outcome.provider_id)
     [seen] = await sim.requests("twilio_sms")
@@ -350,7 +285,7 @@ async def test_twilio_sms_messaging_service_and_api_key(sim: Sim) -> None:
         api_key_secret=SecretRef(env="TWILIO_KEY"),
         messaging_service_sid=SERVICE,
     )
-    assert isinstance(await sim.deliver("twilio_sms", settings=settings), Delivered)
+    assert isinstance(await deliver_to(sim, "twilio_sms", settings=settings), Delivered)
     [seen] = await sim.requests("twilio_sms")
     assert seen["auth"] == f"Basic {API_KEY}"
     assert form(seen)["MessagingServiceSid"] == SERVICE and "From" not in form(seen)
@@ -359,7 +294,7 @@ async def test_twilio_sms_messaging_service_and_api_key(sim: Sim) -> None:
 async def test_twilio_payload_sender_wins(sim: Sim) -> None:
     """A message's own from replaces the integration's sender."""
     payload = {**PAYLOADS["twilio_sms"], "from": "Studio"}
-    assert isinstance(await sim.deliver("twilio_sms", payload), Delivered)
+    assert isinstance(await deliver_to(sim, "twilio_sms", payload), Delivered)
     [seen] = await sim.requests("twilio_sms")
     assert form(seen)["From"] == "Studio"
 
@@ -368,14 +303,14 @@ async def test_twilio_payload_sender_wins(sim: Sim) -> None:
 async def test_twilio_refused_credentials_are_a_health_problem(sim: Sim, kind: str) -> None:
     """A 401 with code 20003 is permanent with status 401."""
     settings = attrs.evolve(SETTINGS[kind], auth_token=SecretRef(env="BAD"))
-    assert permanent("20003: Authenticate", 401)(await sim.deliver(kind, settings=settings))
+    assert permanent("20003: Authenticate", 401)(await deliver_to(sim, kind, settings=settings))
 
 
 async def test_twilio_account_must_match_the_user(sim: Sim) -> None:
     """Credentials of one account cannot post under another's path."""
     other = "AC" + "f" * 32
     settings = attrs.evolve(SMS, account_sid=other)
-    assert isinstance(await sim.deliver("twilio_sms", settings=settings), Delivered)
+    assert isinstance(await deliver_to(sim, "twilio_sms", settings=settings), Delivered)
     seen = await sim.client.post(
         f"/twilio-sms/2010-04-01/Accounts/{ACCOUNT}/Messages.json",
         data={"To": "+15558675310", "From": "+15017122661", "Body": "x"},
@@ -390,13 +325,15 @@ async def test_twilio_account_must_match_the_user(sim: Sim) -> None:
 )
 async def test_twilio_sms_recipient_refusals_are_permanent(sim: Sim, to: str, code: int) -> None:
     """Invalid, non-mobile and unsubscribed recipients are 400s: permanent."""
-    outcome = await sim.deliver("twilio_sms", {"to": to, "body": "x"})
+    outcome = await deliver_to(sim, "twilio_sms", {"to": to, "body": "x"})
     assert permanent(f"HTTP 400: {code}", 400)(outcome)
 
 
 async def test_twilio_sms_full_sender_queue_is_retried(sim: Sim) -> None:
     """21611 (the sender's queue is full) was refused, not queued: retry, not taken."""
-    outcome = await sim.deliver("twilio_sms", {**PAYLOADS["twilio_sms"], "from": "+15005550008"})
+    outcome = await deliver_to(
+        sim, "twilio_sms", {**PAYLOADS["twilio_sms"], "from": "+15005550008"}
+    )
     assert retry(Taken.NO)(outcome) and "21611" in outcome.reason  # type: ignore[union-attr]
 
 
@@ -404,7 +341,7 @@ async def test_twilio_sms_full_sender_queue_is_retried(sim: Sim) -> None:
 async def test_twilio_rate_limit_waits_as_asked(sim: Sim, kind: str) -> None:
     """A 429 (code 20429, never processed) is retried, not taken, after its Retry-After."""
     await sim.faults(kind, storm=True, retry_after=9)
-    outcome = await sim.deliver(kind)
+    outcome = await deliver_to(sim, kind)
     assert retry(Taken.NO, after=9.0)(outcome) and "20429" in outcome.reason  # type: ignore[union-attr]
 
 
@@ -421,13 +358,13 @@ async def test_twilio_faults(
 ) -> None:
     """Twilio's 5xx are ambiguous retries; its 400 is permanent."""
     await sim.faults("twilio_sms", **fault)
-    assert expect(await sim.deliver("twilio_sms"))
+    assert expect(await deliver_to(sim, "twilio_sms"))
 
 
 async def test_twilio_call_speaks_the_text(sim: Sim) -> None:
     """A call is delivered with its CA sid; the simulator got escaped TwiML it could parse."""
     payload = {"to": "+15558675310", "say": "Disk <90%> & rising", "loop": 2}
-    outcome = await sim.deliver("twilio_call", payload)
+    outcome = await deliver_to(sim, "twilio_call", payload)
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(r"CA[0-9a-f]{32}", outcome.provider_id)
     [seen] = await sim.requests("twilio_call")
@@ -440,7 +377,7 @@ async def test_twilio_call_speaks_the_text(sim: Sim) -> None:
 async def test_twilio_call_by_url(sim: Sim) -> None:
     """A call may fetch its TwiML from a URL instead."""
     payload = {"to": "+15558675310", "url": "https://studio.example/alert.xml"}
-    assert isinstance(await sim.deliver("twilio_call", payload), Delivered)
+    assert isinstance(await deliver_to(sim, "twilio_call", payload), Delivered)
     [seen] = await sim.requests("twilio_call")
     assert form(seen)["Url"] == payload["url"] and "Twiml" not in form(seen)
 
@@ -529,7 +466,7 @@ async def test_twilio_answers(handler: Handler, expect: Callable[[Outcome], bool
 )
 def test_twilio_payload_rejected(kind: str, payload: dict[str, Any], words: str) -> None:
     """A payload that does not fit names its field."""
-    adapter = provider_kinds()[kind].build(SETTINGS[kind], context())
+    adapter = provider_kinds()[kind].build(SETTINGS[kind], context(KEYS))
     with pytest.raises(InvalidPayload, match=re.escape(words)):
         adapter.validate(payload)
 
@@ -538,7 +475,7 @@ def test_twilio_payload_rejected(kind: str, payload: dict[str, Any], words: str)
 def test_twilio_needs_a_sender(kind: str) -> None:
     """Without a default sender or service, a message must name its From."""
     settings = attrs.evolve(SETTINGS[kind], sender=None)
-    adapter = provider_kinds()[kind].build(settings, context())
+    adapter = provider_kinds()[kind].build(settings, context(KEYS))
     with pytest.raises(InvalidPayload, match="'from' is required"):
         adapter.validate(PAYLOADS[kind])
 

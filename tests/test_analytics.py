@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ from ringbearer._delivery import (
     Taken,
 )
 from ringbearer._errors import InvalidPayload
-from ringbearer._secrets import Secret, SecretRef
+from ringbearer._secrets import SecretRef
 from ringbearer.integrations import (
-    AdapterContext,
     BatchingLane,
     BatchLimits,
     _base,
@@ -43,12 +41,13 @@ from ringbearer.integrations.analytics import (
     amplitude_insert_id,
     mixpanel_insert_id,
 )
-from ringbearer.simulator import SimulatorAddress, SimulatorState, serve_simulator
 from ringbearer.simulator._amplitude import Amplitude as AmplitudeSim
 from ringbearer.simulator._mixpanel import Mixpanel as MixpanelSim
 
-HOST = "127.0.0.1"
-SSL = ssl.create_default_context()
+from . import kit
+from .kit import Handler, Sim, answer, context, mock_context, permanent, retry
+from .kit import sim_fixture as sim_fixture
+
 KEYS = {"MP_TOKEN": "mp-5ecret-token", "MP_SA": "mp-5ecret-sa", "AMP": "amp5ecretkey"}
 MIXPANEL = MixpanelSettings(project_token=SecretRef(env="MP_TOKEN"))
 MIXPANEL_SA = MixpanelSettings(
@@ -57,44 +56,19 @@ MIXPANEL_SA = MixpanelSettings(
     project_id="12345",
 )
 AMPLITUDE = AmplitudeSettings(api_key=SecretRef(env="AMP"))
-CREATED = 1_700_000_000.0
 SIGNUP = {"event": "Signup", "distinct_id": "user-1", "properties": {"plan": "pro"}}
 ORDER = {"event_type": "Order", "user_id": "user-1", "event_properties": {"total": 12}}
 
-Handler = Callable[[httpx.Request], httpx.Response]
 
-
-def secrets(ref: SecretRef) -> Secret:
-    assert ref.env is not None
-    return Secret(KEYS[ref.env])
-
-
-def envelope(number: int, payload: Mapping[str, Any], key: str | None = None) -> Envelope:
-    return Envelope(
-        id=number,
+def envelope(number: int, payload: Mapping[str, Any]) -> Envelope:
+    """Message ``number`` of a batch, keyed ``key-{number:04d}``."""
+    return kit.envelope(
+        payload,
+        key=f"key-{number:04d}",
+        message_id=number,
         target="analytics",
-        integration="analytics",
         priority=Priority.BULK,
-        payload=dict(payload),
-        idempotency_key=key or f"key-{number:04d}",
-        attempts=0,
-        created_at=CREATED,
     )
-
-
-def context(
-    handler: Handler | None = None, base_url: str | None = None, **changes: Any
-) -> AdapterContext:
-    transport = httpx.MockTransport(handler) if handler is not None else None
-    ctx = AdapterContext(
-        name="analytics",
-        timeout=5.0,
-        ssl_context=SSL,
-        secrets=secrets,
-        base_url_override=base_url,
-        transport=transport,
-    )
-    return attrs.evolve(ctx, **changes)
 
 
 @attrs.define
@@ -119,15 +93,11 @@ async def rig_for(nursery: trio.Nursery) -> Callable[..., Any]:
         kind: str, settings: Any, handler: Handler | None = None, base_url: str | None = None
     ) -> Rig:
         sent: list[httpx.Request] = []
-
-        def record(request: httpx.Request) -> httpx.Response:
-            sent.append(request)
-            assert handler is not None
-            return handler(request)
-
-        adapter = provider_kinds()[kind].build(
-            settings, context(record if handler else None, base_url)
-        )
+        if handler is None:
+            ctx = context(KEYS, base_url_override=base_url)
+        else:
+            ctx, sent = mock_context(KEYS, handler, base_url_override=base_url)
+        adapter = provider_kinds()[kind].build(settings, ctx)
         ready = trio.Event()
         holder: list[BatchingLane] = []
 
@@ -145,25 +115,8 @@ async def rig_for(nursery: trio.Nursery) -> Callable[..., Any]:
     return open_rig
 
 
-def answer(status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, str):
-            return httpx.Response(status, text=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
-
-
 MP_OK = answer(200, {"code": 200, "num_records_imported": 2, "status": "OK"})
 AMP_OK = answer(200, {"code": 200, "events_ingested": 2, "payload_size_bytes": 9})
-
-
-def retry(taken: Taken, after: float | None, scope: Scope) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Retry) and (o.taken, o.after, o.scope) == (taken, after, scope)
-
-
-def permanent(words: str) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Permanent) and words in o.reason
 
 
 def basic(request: httpx.Request) -> str:
@@ -172,32 +125,19 @@ def basic(request: httpx.Request) -> str:
     return base64.b64decode(encoded).decode()
 
 
-@attrs.frozen
-class Sim:
-    state: SimulatorState
-    address: SimulatorAddress
-    client: httpx.AsyncClient
-
-    def url(self, provider: str) -> str:
-        return f"{self.address.url}/{provider}"
-
-
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    state = SimulatorState(seed=3)
-    address = await nursery.start(serve_simulator, state, HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(state, address, client)
+def sim_seed() -> int:
+    return 3
 
 
 def mixpanel_sim(sim: Sim) -> MixpanelSim:
-    logic = sim.state.endpoints["mixpanel"].logic
+    logic = sim.logic("mixpanel")
     assert isinstance(logic, MixpanelSim)
     return logic
 
 
 def amplitude_sim(sim: Sim) -> AmplitudeSim:
-    logic = sim.state.endpoints["amplitude"].logic
+    logic = sim.logic("amplitude")
     assert isinstance(logic, AmplitudeSim)
     return logic
 
@@ -209,12 +149,14 @@ def test_rows_are_batching_analytics_kinds() -> None:
     """Both kinds are analytics rows whose adapters batch, by default and as configured."""
     kinds = provider_kinds()
     assert (kinds["mixpanel"].family, kinds["amplitude"].family) == ("analytics", "analytics")
-    mixpanel = kinds["mixpanel"].build(MIXPANEL, context(MP_OK))
-    amplitude = kinds["amplitude"].build(AMPLITUDE, context(AMP_OK))
+    mixpanel = kinds["mixpanel"].build(MIXPANEL, context(KEYS, MP_OK))
+    amplitude = kinds["amplitude"].build(AMPLITUDE, context(KEYS, AMP_OK))
     assert mixpanel.batching == BatchLimits(max_size=1000, max_wait=1.0)
     assert amplitude.batching == BatchLimits(max_size=200, max_wait=1.0)
     tuned = attrs.evolve(AMPLITUDE, batch_size=2000, batch_wait_ms=250)
-    assert kinds["amplitude"].build(tuned, context(AMP_OK)).batching == BatchLimits(2000, 0.25)
+    assert kinds["amplitude"].build(tuned, context(KEYS, AMP_OK)).batching == BatchLimits(
+        2000, 0.25
+    )
 
 
 @pytest.mark.parametrize(
@@ -338,7 +280,7 @@ async def test_mixpanel_region_and_sandbox_hosts(rig_for: Any) -> None:
     await eu.deliver(envelope(1, SIGNUP))
     assert str(eu.sent[0].url) == "https://api-eu.mixpanel.com/import?strict=1"
     adapter = provider_kinds()["mixpanel"].build(
-        MIXPANEL, context(MP_OK, base_url="http://sim:1/mixpanel")
+        MIXPANEL, context(KEYS, MP_OK, base_url_override="http://sim:1/mixpanel")
     )
     provider = adapter.provider  # type: ignore[attr-defined]
     assert provider.url == "http://sim:1/mixpanel/import?strict=1"
@@ -381,7 +323,7 @@ def test_mixpanel_insert_id_fits_mixpanels_rule(key: str, insert_id: str) -> Non
 )
 def test_mixpanel_payload_rejected(payload: dict[str, Any], words: str) -> None:
     """validate names the field that does not fit Mixpanel's payload schema."""
-    adapter = provider_kinds()["mixpanel"].build(MIXPANEL, context(MP_OK))
+    adapter = provider_kinds()["mixpanel"].build(MIXPANEL, context(KEYS, MP_OK))
     with pytest.raises(InvalidPayload) as caught:
         adapter.validate(payload)
     assert words in caught.value.message
@@ -573,7 +515,7 @@ def test_amplitude_insert_id() -> None:
 )
 def test_amplitude_payload_rejected(payload: dict[str, Any], words: str) -> None:
     """validate names the field that does not fit Amplitude's payload schema."""
-    adapter = provider_kinds()["amplitude"].build(AMPLITUDE, context(AMP_OK))
+    adapter = provider_kinds()["amplitude"].build(AMPLITUDE, context(KEYS, AMP_OK))
     with pytest.raises(InvalidPayload) as caught:
         adapter.validate(payload)
     assert words in caught.value.message
@@ -582,7 +524,7 @@ def test_amplitude_payload_rejected(payload: dict[str, Any], words: str) -> None
 def test_amplitude_min_id_length_setting_relaxes_the_check() -> None:
     """min_id_length lowers the id length the payload check asks for."""
     relaxed = attrs.evolve(AMPLITUDE, min_id_length=3)
-    provider_kinds()["amplitude"].build(relaxed, context(AMP_OK)).validate(
+    provider_kinds()["amplitude"].build(relaxed, context(KEYS, AMP_OK)).validate(
         {"event_type": "E", "user_id": "abc"}
     )
 
@@ -702,7 +644,7 @@ async def test_amplitude_pauses_only_throttled_users(
 
 async def test_amplitude_pause_table_expires(autojump_clock: trio.abc.Clock) -> None:
     """Paused ids leave the table once their pause is over, so it does not grow."""
-    adapter = provider_kinds()["amplitude"].build(AMPLITUDE, context(AMP_OK))
+    adapter = provider_kinds()["amplitude"].build(AMPLITUDE, context(KEYS, AMP_OK))
     provider = adapter.provider  # type: ignore[attr-defined]
     provider.pauses.hold([("user_id", "a"), ("device_id", "b")], trio.current_time() + 5)
     provider.build_batch([envelope(1, ORDER)])
@@ -717,7 +659,7 @@ async def test_amplitude_pause_table_expires(autojump_clock: trio.abc.Clock) -> 
 
 async def test_mixpanel_against_the_simulator(sim: Sim, rig_for: Any) -> None:
     """The simulator imports the valid events, refuses one from the future, and dedups a resend."""
-    rig = await rig_for("mixpanel", MIXPANEL_SA, base_url=sim.url("mixpanel"))
+    rig = await rig_for("mixpanel", MIXPANEL_SA, base_url=sim.prefix("mixpanel"))
     future = {**SIGNUP, "time": 4_000_000_000}
     batch = [envelope(1, SIGNUP), envelope(2, future), envelope(3, SIGNUP)]
     first, refused, third = await rig.deliver(*batch)
@@ -743,7 +685,7 @@ async def test_mixpanel_simulator_refuses_bad_credentials(
     """A wrong token, or a service account without its secret, gets Mixpanel's 401."""
     monkeypatch.setitem(KEYS, "MP_BAD", "invalid")
     bad = MixpanelSettings(project_token=SecretRef(env="MP_BAD"))
-    rig = await rig_for("mixpanel", bad, base_url=sim.url("mixpanel"))
+    rig = await rig_for("mixpanel", bad, base_url=sim.prefix("mixpanel"))
     [outcome] = await rig.deliver(envelope(1, SIGNUP))
     assert outcome == Permanent("HTTP 401: Invalid credentials", status=401)
     no_password = await sim.client.post(
@@ -760,7 +702,7 @@ async def test_amplitude_against_the_simulator(
     sim: Sim, rig_for: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The simulator ingests a batch, counts a resend per insert_id, and refuses a bad key."""
-    rig = await rig_for("amplitude", AMPLITUDE, base_url=sim.url("amplitude"))
+    rig = await rig_for("amplitude", AMPLITUDE, base_url=sim.prefix("amplitude"))
     batch = [envelope(1, ORDER), envelope(2, {"event_type": "E", "device_id": "dev-42"})]
     assert await rig.deliver(*batch) == [Delivered("key-0001"), Delivered("key-0002")]
     await rig.deliver(batch[0])
@@ -770,7 +712,7 @@ async def test_amplitude_against_the_simulator(
     bad = await rig_for(
         "amplitude",
         AmplitudeSettings(api_key=SecretRef(env="AMP_BAD")),
-        base_url=sim.url("amplitude"),
+        base_url=sim.prefix("amplitude"),
     )
     [outcome] = await bad.deliver(envelope(3, ORDER))
     assert permanent("HTTP 400: Invalid API key")(outcome)
@@ -779,7 +721,7 @@ async def test_amplitude_against_the_simulator(
 async def test_amplitude_simulator_throttles_one_hot_user(sim: Sim, rig_for: Any) -> None:
     """Over 30 events/s for one user gets a real 429 naming it; the others are paused by nobody."""
     settings = attrs.evolve(AMPLITUDE, batch_size=2000)
-    rig = await rig_for("amplitude", settings, base_url=sim.url("amplitude"))
+    rig = await rig_for("amplitude", settings, base_url=sim.prefix("amplitude"))
     hot = {**ORDER, "user_id": "hot-user"}
     burst = [envelope(n, hot) for n in range(901)] + [envelope(901, ORDER)]
     outcomes = await rig.deliver(*burst)

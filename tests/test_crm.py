@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,10 +13,9 @@ import attrs
 import cattrs
 import httpx
 import pytest
-import trio
 
 from ringbearer import __version__, _converter
-from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority, Retry, Taken
+from ringbearer._delivery import Delivered, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import Secret, SecretRef
 from ringbearer.integrations import AdapterContext, provider_kinds
@@ -28,13 +26,23 @@ from ringbearer.integrations.crm import (
     TaveSettings,
     light_blue_id,
 )
-from ringbearer.simulator import Faults, SimulatorAddress, SimulatorState, serve_simulator
 from ringbearer.simulator._honeybook import CatchHook
 from ringbearer.simulator._light_blue import LightBlue
 from ringbearer.simulator._tave import Workspace
 
-HOST = "127.0.0.1"
-SSL = ssl.create_default_context()
+from .kit import (
+    Handler,
+    Sim,
+    answer,
+    deliver_one,
+    envelope,
+    malformed,
+    mock_context,
+    permanent,
+    retry,
+)
+from .kit import sim_fixture as sim_fixture
+
 HOOK = "https://hooks.zapier.com/hooks/catch/1234567/ab5ecret/"
 KEYS = {"TAVE": "vsco-5ecret-key", "LB": "lb-5ecret-key", "HOOK": HOOK}
 SETTINGS: dict[str, Any] = {
@@ -71,130 +79,37 @@ PROJECT: dict[str, Any] = {
 PAYLOADS = {"tave": LEAD, "light_blue": ENQUIRY, "honeybook": PROJECT}
 ULID = re.compile(r"[0-7][0-9a-hjkmnp-tv-z]{25}")
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def secrets(ref: SecretRef) -> Secret:
-    assert ref.env is not None
-    return Secret(KEYS[ref.env])
-
-
-def envelope(
-    payload: Mapping[str, Any], key: str = "lead-0001", progress: Mapping[str, Any] | None = None
-) -> Envelope:
-    return Envelope(
-        id=7,
-        target="t",
-        integration="t",
-        priority=Priority.NORMAL,
-        payload=dict(payload),
-        idempotency_key=key,
-        attempts=0,
-        created_at=1_700_000_000.0,
-        progress=progress or {},
-    )
-
 
 @attrs.define
 class Checkpoints:
     """Records what the lane saved after each step, as the store would."""
 
     saved: list[dict[str, Any]] = attrs.Factory(list)
-    then: Callable[[], None] | None = None  # runs after each save
+    then: Callable[[], Awaitable[None]] | None = None  # runs after each save
 
     async def __call__(self, message_id: int, progress: Mapping[str, Any]) -> None:
         assert message_id == 7
         self.saved.append(json.loads(json.dumps(progress)))  # JSON-serialisable, as stored
         if self.then is not None:
-            self.then()
+            await self.then()
 
 
 async def deliver(
-    kind: str, ctx: AdapterContext, payload: Mapping[str, Any] | None = None, **env: Any
+    kind: str,
+    ctx: AdapterContext,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    key: str = "lead-0001",
+    progress: Mapping[str, Any] | None = None,
 ) -> Outcome:
     adapter = provider_kinds()[kind].build(SETTINGS[kind], ctx)
-    async with adapter.open_lane() as lane:
-        return await lane.deliver(envelope(payload or PAYLOADS[kind], **env))
-
-
-def mock_context(handler: Handler, **changes: Any) -> tuple[AdapterContext, list[httpx.Request]]:
-    sent: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return handler(request)
-
-    ctx = AdapterContext(
-        name="test",
-        timeout=5.0,
-        ssl_context=SSL,
-        secrets=secrets,
-        transport=httpx.MockTransport(record),
-    )
-    return attrs.evolve(ctx, **changes), sent
-
-
-def answer(status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, str):
-            return httpx.Response(status, text=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
-
-
-def retry(taken: Taken, after: float | None = None) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Retry) and o.taken is taken and o.after == after
-
-
-def permanent(words: str) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Permanent) and words in o.reason
-
-
-def malformed(o: Outcome) -> bool:
-    return isinstance(o, Retry) and o.taken is Taken.MAYBE and "malformed answer" in o.reason
-
-
-# --- the simulator ---------------------------------------------------------------
-
-
-@attrs.frozen
-class Sim:
-    state: SimulatorState
-    address: SimulatorAddress
-    client: httpx.AsyncClient
-
-    def context(self, kind: str, **changes: Any) -> AdapterContext:
-        """An adapter context in sandbox mode: the kind's simulator prefix."""
-        prefix = f"{self.address.url}/{kind.replace('_', '-')}"
-        ctx = AdapterContext(
-            name=kind, timeout=5.0, ssl_context=SSL, secrets=secrets, base_url_override=prefix
-        )
-        return attrs.evolve(ctx, **changes)
-
-    def faults(self, provider: str, **fields: Any) -> None:
-        self.state.endpoints[provider].slot.faults = Faults(**fields)
-
-    def logic(self, provider: str) -> Any:
-        return self.state.endpoints[provider].logic
-
-    async def stats(self, provider: str) -> dict[str, Any]:
-        response = await self.client.get("/_sim/stats", params={"provider": provider})
-        stats: dict[str, Any] = response.json()[provider]
-        return stats
-
-    async def seen(self, provider: str) -> list[dict[str, Any]]:
-        response = await self.client.get("/_sim/requests", params={"provider": provider})
-        seen: list[dict[str, Any]] = response.json()[provider]
-        return seen
+    env = envelope(payload or PAYLOADS[kind], key=key, message_id=7, progress=progress)
+    return await deliver_one(adapter, env)
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    state = SimulatorState(seed=7)
-    address = await nursery.start(serve_simulator, state, HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(state, address, client)
+def sim_seed() -> int:
+    return 7
 
 
 # --- the table and settings --------------------------------------------------------
@@ -249,7 +164,7 @@ def tave_ok(request: httpx.Request) -> httpx.Response:
 async def test_tave_three_requests() -> None:
     """A lead is POST address-book, job, then job-contact, with the key in X-API-KEY."""
     checkpoints = Checkpoints()
-    ctx, sent = mock_context(tave_ok, checkpoint=checkpoints)
+    ctx, sent = mock_context(KEYS, tave_ok, checkpoint=checkpoints)
     outcome = await deliver("tave", ctx)
     assert outcome == Delivered(provider_id="01h000000000000000000j0b00")
     assert [str(r.url) for r in sent] == [
@@ -293,19 +208,19 @@ async def test_tave_three_requests() -> None:
 )
 async def test_tave_phone_object(phone: str | None, sent: dict[str, str] | None) -> None:
     """The phone goes as VSCO's phone object: e164 when it is one, else formatted."""
-    ctx, requests = mock_context(tave_ok)
+    ctx, requests = mock_context(KEYS, tave_ok)
     await deliver("tave", ctx, lead(contact={"phone": phone}))
     assert json.loads(requests[0].content).get("cellPhone") == sent
 
 
 async def test_tave_resumes_from_saved_progress() -> None:
     """With both ids saved only the link is sent; with the contact saved, job and link."""
-    ctx, sent = mock_context(tave_ok)
+    ctx, sent = mock_context(KEYS, tave_ok)
     saved = {"contact": "01h000000000000000000aaaaa", "job": "01h000000000000000000bbbbb"}
     outcome = await deliver("tave", ctx, progress=saved)
     assert outcome == Delivered(provider_id=saved["job"])
     assert [r.url.path for r in sent] == ["/api/v2/job-contact"]
-    ctx, sent = mock_context(tave_ok)
+    ctx, sent = mock_context(KEYS, tave_ok)
     await deliver("tave", ctx, progress={"contact": saved["contact"]})
     assert [r.url.path for r in sent] == ["/api/v2/job", "/api/v2/job-contact"]
 
@@ -340,14 +255,14 @@ def tave_error(status: int, title: str, info: Any, kind: str = "unknown") -> Han
 )
 async def test_tave_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
     """Every documented answer to a step maps to its outcome."""
-    ctx, _ = mock_context(handler)
+    ctx, _ = mock_context(KEYS, handler)
     outcome = await deliver("tave", ctx)
     assert expect(outcome), outcome
 
 
 async def test_tave_link_to_a_deleted_record_is_permanent() -> None:
     """A 404 on the link means a saved contact or job was deleted: stop, do not re-create."""
-    ctx, sent = mock_context(tave_error(404, "Not Found", 'Contact "x" was not found.'))
+    ctx, sent = mock_context(KEYS, tave_error(404, "Not Found", 'Contact "x" was not found.'))
     progress = {"contact": "01h000000000000000000aaaaa", "job": "01h000000000000000000bbbbb"}
     outcome = await deliver("tave", ctx, progress=progress)
     assert isinstance(outcome, Permanent) and outcome.status == 404
@@ -357,7 +272,7 @@ async def test_tave_link_to_a_deleted_record_is_permanent() -> None:
 
 async def test_tave_sandbox_prefix() -> None:
     """In the sandbox the API's real path follows the simulator's prefix."""
-    ctx, sent = mock_context(tave_ok, base_url_override="http://127.0.0.1:8700/tave")
+    ctx, sent = mock_context(KEYS, tave_ok, base_url_override="http://127.0.0.1:8700/tave")
     await deliver("tave", ctx)
     assert str(sent[0].url) == "http://127.0.0.1:8700/tave/api/v2/address-book"
 
@@ -368,7 +283,7 @@ async def test_tave_sandbox_prefix() -> None:
 async def test_tave_lead_in_the_simulator(sim: Sim) -> None:
     """The simulator keeps a contact, a lead job and the client link; the job id is returned."""
     checkpoints = Checkpoints()
-    outcome = await deliver("tave", sim.context("tave", checkpoint=checkpoints))
+    outcome = await deliver("tave", sim.context("tave", KEYS, checkpoint=checkpoints))
     workspace = sim.logic("tave")
     assert isinstance(workspace, Workspace) and isinstance(outcome, Delivered)
     (contact_id,) = workspace.contacts
@@ -386,19 +301,19 @@ async def test_tave_lead_in_the_simulator(sim: Sim) -> None:
 async def test_tave_retry_never_repeats_a_completed_step(sim: Sim) -> None:
     """Step 2 fails; the retry with the saved progress sends job and link, never the contact."""
     checkpoints = Checkpoints(then=lambda: sim.faults("tave", error_rate=1.0))
-    first = await deliver("tave", sim.context("tave", checkpoint=checkpoints))
+    first = await deliver("tave", sim.context("tave", KEYS, checkpoint=checkpoints))
     assert isinstance(first, Retry) and first.taken is Taken.MAYBE and first.status == 500
     assert "creating the job" in first.reason
     ((contact_id,),) = [list(p.values()) for p in checkpoints.saved]
-    sim.faults("tave")
+    await sim.faults("tave")
     again = Checkpoints()
     second = await deliver(
-        "tave", sim.context("tave", checkpoint=again), progress=checkpoints.saved[-1]
+        "tave", sim.context("tave", KEYS, checkpoint=again), progress=checkpoints.saved[-1]
     )
     workspace = sim.logic("tave")
     assert isinstance(workspace, Workspace) and isinstance(second, Delivered)
     assert list(workspace.contacts) == [contact_id] and len(workspace.jobs) == 1
-    paths = [seen["path"] for seen in await sim.seen("tave")]
+    paths = [seen["path"] for seen in await sim.requests("tave")]
     assert paths == [
         "/api/v2/address-book",
         "/api/v2/job",
@@ -410,8 +325,8 @@ async def test_tave_retry_never_repeats_a_completed_step(sim: Sim) -> None:
 
 async def test_tave_rate_limit_waits_retry_after(sim: Sim) -> None:
     """A quota-limit 429 is a retry, not taken, after the Retry-After the simulator asked."""
-    sim.faults("tave", storm=True, retry_after=7)
-    outcome = await deliver("tave", sim.context("tave"))
+    await sim.faults("tave", storm=True, retry_after=7)
+    outcome = await deliver("tave", sim.context("tave", KEYS))
     assert outcome == Retry(
         "HTTP 429: creating the contact: Too Many Requests: "
         "Exceeded request quota, see Retry-After header",
@@ -434,14 +349,14 @@ async def test_tave_simulated_faults(
     sim: Sim, faults: dict[str, Any], expect: Callable[[Outcome], bool]
 ) -> None:
     """The simulator's own error shapes classify as documented."""
-    sim.faults("tave", **faults)
-    outcome = await deliver("tave", sim.context("tave"))
+    await sim.faults("tave", **faults)
+    outcome = await deliver("tave", sim.context("tave", KEYS))
     assert expect(outcome), outcome
 
 
 async def test_tave_bad_key_in_the_simulator(sim: Sim) -> None:
     """A key the simulator refuses is a permanent 401, and the reason keeps no secret."""
-    ctx = sim.context("tave", secrets=lambda ref: Secret("invalid"))
+    ctx = sim.context("tave", KEYS, secrets=lambda ref: Secret("invalid"))
     outcome = await deliver("tave", ctx)
     assert permanent("HTTP 401: creating the contact: Unauthorized")(outcome), outcome
 
@@ -449,7 +364,7 @@ async def test_tave_bad_key_in_the_simulator(sim: Sim) -> None:
 async def test_tave_link_to_unknown_records_in_the_simulator(sim: Sim) -> None:
     """Saved ids the simulator does not know end the message permanently at the link."""
     progress = {"contact": "01h000000000000000000aaaaa", "job": "01h000000000000000000bbbbb"}
-    outcome = await deliver("tave", sim.context("tave"), progress=progress)
+    outcome = await deliver("tave", sim.context("tave", KEYS), progress=progress)
     assert isinstance(outcome, Permanent) and outcome.status == 404
     assert "was deleted" in outcome.reason
 
@@ -591,7 +506,7 @@ def lb_reply(text: str, status: int = 200) -> Handler:
 
 async def test_light_blue_request() -> None:
     """One form POST to /api.php: key, type, Source, ID and the mapped parameters."""
-    ctx, sent = mock_context(lb_reply("0"))
+    ctx, sent = mock_context(KEYS, lb_reply("0"))
     outcome = await deliver("light_blue", ctx)
     assert outcome == Delivered()
     (request,) = sent
@@ -617,7 +532,7 @@ async def test_light_blue_request() -> None:
 
 async def test_light_blue_full_name_and_minimal_payload() -> None:
     """A full name goes as ContactNameFull; no shoot means no shoot or date parameters."""
-    ctx, sent = mock_context(lb_reply("0"))
+    ctx, sent = mock_context(KEYS, lb_reply("0"))
     payload = {"contact": {"name": "Jane Doe", "phone_mobile": "07700 900000", "tag": "web"}}
     await deliver("light_blue", ctx, payload)
     form = {k: v for k, [v] in parse_qs(sent[0].content.decode()).items()}
@@ -662,14 +577,14 @@ def test_light_blue_id_from_the_idempotency_key() -> None:
 )
 async def test_light_blue_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
     """Every status code and HTTP answer maps to its outcome, in any plausible reply form."""
-    ctx, _ = mock_context(handler)
+    ctx, _ = mock_context(KEYS, handler)
     outcome = await deliver("light_blue", ctx)
     assert expect(outcome), outcome
 
 
 async def test_light_blue_in_the_simulator(sim: Sim) -> None:
     """The enquiry lands in the simulated Inbox with its parameters, counted under its ID."""
-    outcome = await deliver("light_blue", sim.context("light_blue"))
+    outcome = await deliver("light_blue", sim.context("light_blue", KEYS))
     assert outcome == Delivered()
     light_blue = sim.logic("light-blue")
     assert isinstance(light_blue, LightBlue)
@@ -685,9 +600,9 @@ async def test_light_blue_in_the_simulator(sim: Sim) -> None:
 
 async def test_light_blue_duplicate_is_delivered_and_counted_once(sim: Sim) -> None:
     """A retry of a taken enquiry gets -4, is Delivered, and the Inbox holds it once."""
-    first = await deliver("light_blue", sim.context("light_blue"))
-    again = await deliver("light_blue", sim.context("light_blue"))
-    other = await deliver("light_blue", sim.context("light_blue"), key="lead-0002")
+    first = await deliver("light_blue", sim.context("light_blue", KEYS))
+    again = await deliver("light_blue", sim.context("light_blue", KEYS))
+    other = await deliver("light_blue", sim.context("light_blue", KEYS), key="lead-0002")
     assert first == again == other == Delivered()
     light_blue = sim.logic("light-blue")
     assert isinstance(light_blue, LightBlue)
@@ -715,14 +630,14 @@ async def test_light_blue_simulated_faults(
     sim: Sim, faults: dict[str, Any], expect: Callable[[Outcome], bool]
 ) -> None:
     """The simulator's faults classify as documented; its rate limit's wait is honoured."""
-    sim.faults("light-blue", **faults)
-    outcome = await deliver("light_blue", sim.context("light_blue"))
+    await sim.faults("light-blue", **faults)
+    outcome = await deliver("light_blue", sim.context("light_blue", KEYS))
     assert expect(outcome), outcome
 
 
 async def test_light_blue_bad_key_in_the_simulator(sim: Sim) -> None:
     """A refused key is a permanent -1, and the key is not in the reason."""
-    ctx = sim.context("light_blue", secrets=lambda ref: Secret("invalid"))
+    ctx = sim.context("light_blue", KEYS, secrets=lambda ref: Secret("invalid"))
     outcome = await deliver("light_blue", ctx)
     assert permanent("Light Blue status -1")(outcome), outcome
 
@@ -779,7 +694,7 @@ CAUGHT = {
 
 async def test_honeybook_request() -> None:
     """JSON goes to the secret hook URL itself, with the idempotency key for the Zap."""
-    ctx, sent = mock_context(answer(200, CAUGHT))
+    ctx, sent = mock_context(KEYS, answer(200, CAUGHT))
     outcome = await deliver("honeybook", ctx)
     assert outcome == Delivered(provider_id=CAUGHT["id"])
     (request,) = sent
@@ -791,7 +706,7 @@ async def test_honeybook_request() -> None:
 async def test_honeybook_sandbox_url() -> None:
     """In the sandbox the hook is the simulator's stand-in path under the prefix."""
     override = "http://127.0.0.1:8700/honeybook"
-    ctx, sent = mock_context(answer(200, CAUGHT), base_url_override=override)
+    ctx, sent = mock_context(KEYS, answer(200, CAUGHT), base_url_override=override)
     await deliver("honeybook", ctx)
     assert str(sent[0].url) == override + HONEYBOOK_SANDBOX_PATH
 
@@ -812,22 +727,22 @@ async def test_honeybook_sandbox_url() -> None:
 )
 async def test_honeybook_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
     """Every catch-hook answer maps to its outcome."""
-    ctx, _ = mock_context(handler)
+    ctx, _ = mock_context(KEYS, handler)
     outcome = await deliver("honeybook", ctx)
     assert expect(outcome), outcome
 
 
 async def test_honeybook_error_hides_the_hook_url() -> None:
     """An answer echoing the hook URL shows only '***' in the outcome."""
-    ctx, _ = mock_context(answer(404, f"no hook at {HOOK}"))
+    ctx, _ = mock_context(KEYS, answer(404, f"no hook at {HOOK}"))
     outcome = await deliver("honeybook", ctx)
     assert isinstance(outcome, Permanent) and "5ecret" not in repr(outcome)
 
 
 async def test_honeybook_in_the_simulator(sim: Sim) -> None:
     """The Zap catches the body; Zapier's id is the provider id; a repeat is a duplicate."""
-    first = await deliver("honeybook", sim.context("honeybook"))
-    again = await deliver("honeybook", sim.context("honeybook"))
+    first = await deliver("honeybook", sim.context("honeybook", KEYS))
+    again = await deliver("honeybook", sim.context("honeybook", KEYS))
     assert isinstance(first, Delivered) and isinstance(again, Delivered)
     assert first.provider_id != again.provider_id  # Zapier itself never dedups
     hooks = sim.logic("honeybook")
@@ -840,7 +755,7 @@ async def test_honeybook_in_the_simulator(sim: Sim) -> None:
 async def test_honeybook_turned_off_zap_is_permanent(sim: Sim) -> None:
     """A real (not sandbox) hook URL whose Zap is gone gets 410, a permanent failure."""
     url = f"{sim.address.url}/honeybook/hooks/catch/1234567/gone/"
-    ctx = attrs.evolve(sim.context("honeybook"), base_url_override=None)
+    ctx = attrs.evolve(sim.context("honeybook", KEYS), base_url_override=None)
     ctx = attrs.evolve(ctx, secrets=lambda ref: Secret(url))
     outcome = await deliver("honeybook", ctx)
     assert permanent("HTTP 410: the catch hook is gone")(outcome), outcome
@@ -860,8 +775,8 @@ async def test_honeybook_simulated_faults(
     sim: Sim, faults: dict[str, Any], expect: Callable[[Outcome], bool]
 ) -> None:
     """The simulated catch hook's faults classify as documented."""
-    sim.faults("honeybook", **faults)
-    outcome = await deliver("honeybook", sim.context("honeybook"))
+    await sim.faults("honeybook", **faults)
+    outcome = await deliver("honeybook", sim.context("honeybook", KEYS))
     assert expect(outcome), outcome
 
 
@@ -937,7 +852,7 @@ def lead(contact: Mapping[str, Any] | None = None, job: Mapping[str, Any] | None
 )
 def test_payload_rejected(kind: str, payload: dict[str, Any], words: str) -> None:
     """Each payload mistake is an InvalidPayload naming the field."""
-    ctx, _ = mock_context(answer(200))
+    ctx, _ = mock_context(KEYS, answer(200))
     adapter = provider_kinds()[kind].build(SETTINGS[kind], ctx)
     with pytest.raises(InvalidPayload) as caught:
         adapter.validate(payload)
@@ -954,13 +869,13 @@ def test_payload_rejected(kind: str, payload: dict[str, Any], words: str) -> Non
 )
 def test_minimal_payloads_accepted(kind: str, payload: dict[str, Any]) -> None:
     """The smallest valid payload of each kind passes validation."""
-    ctx, _ = mock_context(answer(200))
+    ctx, _ = mock_context(KEYS, answer(200))
     provider_kinds()[kind].build(SETTINGS[kind], ctx).validate(payload)
 
 
 async def test_invalid_payload_at_delivery_is_permanent() -> None:
     """A payload that no longer fits when delivered is a permanent failure, nothing sent."""
-    ctx, sent = mock_context(tave_ok)
+    ctx, sent = mock_context(KEYS, tave_ok)
     outcome = await deliver("tave", ctx, {"contact": {}, "job": {}})
     assert isinstance(outcome, Permanent) and outcome.reason.startswith("invalid payload:")
     assert sent == []

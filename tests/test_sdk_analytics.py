@@ -19,77 +19,43 @@ Documented exceptions, where the SDK uses an older form than our adapters:
 from __future__ import annotations
 
 import json
-import ssl
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import amplitude
-import attrs
-import httpx
 import mixpanel
 import pytest
-import trio
 
-from ringbearer._delivery import Delivered, Envelope, Priority
-from ringbearer._secrets import Secret, SecretRef
-from ringbearer.integrations import AdapterContext, _base, provider_kinds
+from ringbearer._delivery import Delivered, Priority
+from ringbearer._secrets import SecretRef
+from ringbearer.integrations import _base, provider_kinds
 from ringbearer.integrations.analytics import AmplitudeSettings, MixpanelSettings
-from ringbearer.simulator import SimulatorAddress, SimulatorState, serve_simulator
 from ringbearer.simulator._amplitude import Amplitude as AmplitudeSim
 from ringbearer.simulator._mixpanel import Mixpanel as MixpanelSim
 
-HOST = "127.0.0.1"
+from .kit import Sim, context, envelope, in_thread
+from .kit import sim_fixture as sim_fixture
+
 SECRETS = {"MP_SA": "sa-5ecret", "AMP": "amp-5ecret-key"}
 KEY = "0b4f6a0e9c3d4f8bb2d1e5f6a7b8c9d0"  # a uuid4().hex idempotency key, as the daemon makes
 WHEN = 1_700_000_000  # seconds since the epoch
 BOUND = 10  # seconds any SDK call may take
 
 
-@attrs.frozen
-class Sim:
-    state: SimulatorState
-    address: SimulatorAddress
-    client: httpx.AsyncClient
-
-    async def requests(self, provider: str) -> list[dict[str, Any]]:
-        response = await self.client.get("/_sim/requests", params={"provider": provider})
-        seen: list[dict[str, Any]] = response.json()[provider]
-        return seen
-
-
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    state = SimulatorState(seed=5)
-    address = await nursery.start(serve_simulator, state, HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(state, address, client)
+def sim_seed() -> int:
+    return 5
 
 
 async def adapter_sends(kind: str, settings: Any, base_url: str, payload: dict[str, Any]) -> None:
     """Deliver one event through ``kind``'s adapter at the simulator; it must be Delivered."""
-    ctx = AdapterContext(
-        name=kind,
-        timeout=5.0,
-        ssl_context=ssl.create_default_context(),
-        secrets=lambda ref: Secret(SECRETS[ref.env or ""]),
-        base_url_override=base_url,
-    )
-    envelope = Envelope(
-        id=1,
-        target=kind,
-        integration=kind,
-        priority=Priority.BULK,
-        payload=payload,
-        idempotency_key=KEY,
-        attempts=0,
-        created_at=WHEN + 5.0,
-    )
+    ctx = context(SECRETS, name=kind, base_url_override=base_url)
+    env = envelope(payload, key=KEY, target=kind, priority=Priority.BULK, created_at=WHEN + 5.0)
     adapter = provider_kinds()[kind].build(settings, ctx)
     async with adapter.open_lane() as lane:
         assert isinstance(lane, _base.BatchLane)
-        assert await lane.deliver_batch([envelope]) == [Delivered(KEY)]
+        assert await lane.deliver_batch([env]) == [Delivered(KEY)]
 
 
 def media(content_type: str) -> str:
@@ -134,9 +100,8 @@ def as_instant(event: dict[str, Any]) -> dict[str, Any]:
 
 async def test_mixpanel_sdk_and_adapter_send_the_same_import(sim: Sim) -> None:
     """The SDK's import is accepted, and ours matches it but for the documented exceptions."""
-    base = f"{sim.address.url}/mixpanel"
-    with trio.fail_after(BOUND):
-        await trio.to_thread.run_sync(mixpanel_sdk_import, base)
+    base = sim.prefix("mixpanel")
+    await in_thread(lambda: mixpanel_sdk_import(base), BOUND)
     settings = MixpanelSettings(
         service_account_username="sa.user",
         service_account_secret=SecretRef(env="MP_SA"),
@@ -163,7 +128,7 @@ async def test_mixpanel_sdk_and_adapter_send_the_same_import(sim: Sim) -> None:
     for name in sdk_only:
         del sdk_event["properties"][name]
     assert as_instant(sdk_event) == as_instant(our_event)
-    logic = sim.state.endpoints["mixpanel"].logic
+    logic = sim.logic("mixpanel")
     assert isinstance(logic, MixpanelSim)
     # Both were accepted, and Mixpanel would see the second as the same event.
     assert (logic.copies(KEY), logic.duplicates) == (2, 1)
@@ -176,8 +141,7 @@ def mixpanel_sdk_track(base: str) -> None:
 
 async def test_mixpanel_sdk_track_is_accepted(sim: Sim) -> None:
     """The SDK's /track post, the token inside the event, gets the simulator's {"status": 1}."""
-    with trio.fail_after(BOUND):
-        await trio.to_thread.run_sync(mixpanel_sdk_track, f"{sim.address.url}/mixpanel")
+    await in_thread(lambda: mixpanel_sdk_track(sim.prefix("mixpanel")), BOUND)
     [seen] = await sim.requests("mixpanel")
     assert (seen["path"], seen["auth"]) == ("/track", None)
     [event] = mixpanel_events(seen)
@@ -218,9 +182,8 @@ def amplitude_sdk_track(url: str) -> list[int]:
 
 async def test_amplitude_sdk_and_adapter_send_the_same_upload(sim: Sim) -> None:
     """The SDK's HTTP V2 upload is accepted, and ours matches it field for field."""
-    base = f"{sim.address.url}/amplitude"
-    with trio.fail_after(BOUND):
-        codes = await trio.to_thread.run_sync(amplitude_sdk_track, f"{base}/2/httpapi")
+    base = sim.prefix("amplitude")
+    codes = await in_thread(lambda: amplitude_sdk_track(f"{base}/2/httpapi"), BOUND)
     assert codes == [200]
     settings = AmplitudeSettings(api_key=SecretRef(env="AMP"))
     await adapter_sends("amplitude", settings, base, AMPLITUDE_EVENT)
@@ -236,6 +199,6 @@ async def test_amplitude_sdk_and_adapter_send_the_same_upload(sim: Sim) -> None:
     [sdk_event], [our_event] = sdk_body["events"], our_body["events"]
     assert sdk_event.pop("library").startswith("amplitude-python/")
     assert sdk_event == our_event == {**AMPLITUDE_EVENT, "insert_id": KEY}
-    logic = sim.state.endpoints["amplitude"].logic
+    logic = sim.logic("amplitude")
     assert isinstance(logic, AmplitudeSim)
     assert (logic.copies(KEY), logic.duplicates) == (2, 1)

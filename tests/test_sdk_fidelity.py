@@ -10,28 +10,23 @@ and the decoded body, except for the differences each test documents.
 from __future__ import annotations
 
 import json
-import ssl
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
-import attrs
-import httpx
 import mailgun.client
 import pytest
 import resend
 import slack_sdk
-import trio
 from resend.http_client_requests import RequestsClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 from twilio.twiml.voice_response import VoiceResponse
 
-from ringbearer._delivery import Delivered, Envelope, Outcome, Priority
-from ringbearer._secrets import Secret, SecretRef
+from ringbearer._delivery import Delivered, Outcome
+from ringbearer._secrets import SecretRef
 from ringbearer.integrations import (
-    AdapterContext,
     MailgunSettings,
     PagerDutySettings,
     ResendSettings,
@@ -39,7 +34,9 @@ from ringbearer.integrations import (
 )
 from ringbearer.integrations._twilio import TwilioCallSettings, TwilioSmsSettings
 from ringbearer.integrations.alerts import SlackChatSettings
-from ringbearer.simulator import SimulatorState, serve_simulator
+
+from .kit import Sim, deliver_one, envelope, in_thread
+from .kit import sim_fixture as sim_fixture
 
 with warnings.catch_warnings():
     # pdpyras warns on import that it is superseded by "pagerduty"; it is still
@@ -47,9 +44,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     import pdpyras
 
-HOST = "127.0.0.1"
 SDK_TIMEOUT = 5  # seconds, given to each SDK's own HTTP client
-CALL_LIMIT = 10  # seconds, around each call into an SDK's thread
 KEY = "msg-0001"  # the envelope's idempotency key
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 SECRETS = {
@@ -60,68 +55,17 @@ SECRETS = {
     "MAILGUN": "key-fidelity",
 }
 
-T = TypeVar("T")
-
-
-async def in_thread(call: Callable[[], T]) -> T:
-    """Run a synchronous SDK call off the event loop, so the simulator can answer it."""
-    with trio.fail_after(CALL_LIMIT):
-        return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
-
-
-def secrets(ref: SecretRef) -> Secret:
-    assert ref.env is not None
-    return Secret(SECRETS[ref.env])
-
-
-@attrs.frozen
-class Sim:
-    url: str
-    client: httpx.AsyncClient
-
-    def prefix(self, kind: str) -> str:
-        return f"{self.url}/{kind.replace('_', '-')}"
-
-    async def deliver(self, kind: str, settings: Any, payload: Mapping[str, Any]) -> Outcome:
-        """Our adapter, in sandbox mode, sends one message to the simulator."""
-        ctx = AdapterContext(
-            name="fidelity",
-            timeout=SDK_TIMEOUT,
-            ssl_context=ssl.create_default_context(),
-            secrets=secrets,
-            base_url_override=self.prefix(kind),
-        )
-        adapter = provider_kinds()[kind].build(settings, ctx)
-        adapter.validate(payload)
-        async with adapter.open_lane() as lane:
-            return await lane.deliver(envelope(payload))
-
-    async def pair(self, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The provider's only two requests: the SDK's, then ours."""
-        name = kind.replace("_", "-")
-        response = await self.client.get("/_sim/requests", params={"provider": name})
-        sdk, ours = response.json()[name]
-        return sdk, ours
-
-
-def envelope(payload: Mapping[str, Any]) -> Envelope:
-    return Envelope(
-        id=1,
-        target="t",
-        integration="t",
-        priority=Priority.NORMAL,
-        payload=dict(payload),
-        idempotency_key=KEY,
-        attempts=0,
-        created_at=1_700_000_000.0,
-    )
-
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    address = await nursery.start(serve_simulator, SimulatorState(seed=5), HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(address.url, client)
+def sim_seed() -> int:
+    return 5
+
+
+async def deliver_to(sim: Sim, kind: str, settings: Any, payload: Mapping[str, Any]) -> Outcome:
+    """Our adapter, in sandbox mode, sends one message to the simulator."""
+    adapter = provider_kinds()[kind].build(settings, sim.context(kind, SECRETS))
+    adapter.validate(payload)
+    return await deliver_one(adapter, envelope(payload, key=KEY))
 
 
 def media(content_type: str) -> tuple[str, dict[str, str]]:
@@ -162,10 +106,10 @@ async def test_slack_chat_matches_slack_sdk(sim: Sim) -> None:
 
     settings = SlackChatSettings(token=SecretRef(env="SLACK"), channel="C0ALERTS01")
     payload = {key: value for key, value in args.items() if key != "channel"}
-    outcome = await sim.deliver("slack_chat", settings, payload)
+    outcome = await deliver_to(sim, "slack_chat", settings, payload)
     assert isinstance(outcome, Delivered)
 
-    sdk, ours = await sim.pair("slack_chat")
+    sdk, ours = await sim.requests("slack_chat")
     assert_same_request(sdk, ours)
     # The SDK writes "application/json;charset=utf-8", we put a space after
     # the ";": the same media type and charset.
@@ -204,11 +148,11 @@ async def test_twilio_sms_matches_twilio_sdk(sim: Sim) -> None:
         account_sid=ACCOUNT, auth_token=SecretRef(env="TWILIO"), sender="+15017122661"
     )
     payload = {"to": "+15558675310", "body": "Disk full"}
-    outcome = await sim.deliver("twilio_sms", settings, payload)
+    outcome = await deliver_to(sim, "twilio_sms", settings, payload)
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert outcome.provider_id.startswith("SM")
 
-    sdk, ours = await sim.pair("twilio_sms")
+    sdk, ours = await sim.requests("twilio_sms")
     assert_same_request(sdk, ours)
     assert ours["auth"] == f"Basic {ACCOUNT}"
     assert (
@@ -237,10 +181,10 @@ async def test_twilio_call_matches_twilio_sdk(sim: Sim) -> None:
         account_sid=ACCOUNT, auth_token=SecretRef(env="TWILIO"), sender="+15017122661"
     )
     payload = {"to": "+15558675310", "say": text, "loop": 2}
-    outcome = await sim.deliver("twilio_call", settings, payload)
+    outcome = await deliver_to(sim, "twilio_call", settings, payload)
     assert isinstance(outcome, Delivered)
 
-    sdk, ours = await sim.pair("twilio_call")
+    sdk, ours = await sim.requests("twilio_call")
     assert_same_request(sdk, ours)
     sdk_form, our_form = form_body(sdk), form_body(ours)
     # The SDK's TwiML opens with an XML declaration; it is optional and we
@@ -278,11 +222,11 @@ async def test_pagerduty_matches_pdpyras(sim: Sim) -> None:
         "severity": "critical",
         "custom_details": details,
     }
-    outcome = await sim.deliver("pagerduty", settings, payload)
+    outcome = await deliver_to(sim, "pagerduty", settings, payload)
     # Our dedup key is the envelope's idempotency key, so a retry joins the same alert.
     assert outcome == Delivered(provider_id=KEY)
 
-    sdk, ours = await sim.pair("pagerduty")
+    sdk, ours = await sim.requests("pagerduty")
     assert_same_request(sdk, ours)
     assert ours["auth"] is None
     assert json_body(ours) == json_body(sdk)
@@ -319,10 +263,10 @@ async def test_resend_matches_resend_sdk(sim: Sim, monkeypatch: pytest.MonkeyPat
     assert sent["id"]
 
     settings = ResendSettings(api_key=SecretRef(env="RESEND"))
-    outcome = await sim.deliver("resend", settings, EMAIL)
+    outcome = await deliver_to(sim, "resend", settings, EMAIL)
     assert isinstance(outcome, Delivered)
 
-    sdk, ours = await sim.pair("resend")
+    sdk, ours = await sim.requests("resend")
     assert_same_request(sdk, ours)
     assert ours["auth"] == "Bearer"
     assert (ours["headers"]["idempotency-key"], sdk["headers"]["idempotency-key"]) == (KEY, sdk_key)
@@ -358,10 +302,10 @@ async def test_mailgun_matches_mailgun_sdk(sim: Sim) -> None:
     assert (await in_thread(send))["message"] == "Queued. Thank you."
 
     settings = MailgunSettings(api_key=SecretRef(env="MAILGUN"), domain="mg.example.com")
-    outcome = await sim.deliver("mailgun", settings, EMAIL)
+    outcome = await deliver_to(sim, "mailgun", settings, EMAIL)
     assert isinstance(outcome, Delivered)
 
-    sdk, ours = await sim.pair("mailgun")
+    sdk, ours = await sim.requests("mailgun")
     assert_same_request(sdk, ours)
     assert ours["auth"] == "Basic api"
     expected = {key: value if isinstance(value, list) else [value] for key, value in form.items()}

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import requests
 import requests.adapters
-import trio
 import tweepy
 
 from ringbearer._delivery import Delivered
 
-from .test_social import X_OAUTH2, X_SANDBOX, Sim, deliver, envelope
-from .test_social import sim_fixture as sim_fixture  # the "sim" fixture: a running simulator
+from .kit import Sim, deliver_one, in_thread
+from .kit import sim_fixture as sim_fixture  # the "sim" fixture: a running simulator
+from .test_social import X_OAUTH2, X_SANDBOX, adapter_at, envelope
+from .test_social import sim_seed as sim_seed  # the social tests' simulator seed
 
 TWEEPY_HOST = "https://api.twitter.com"  # hard-coded in tweepy.client.BaseClient.request
 TIMEOUT = 5.0
@@ -48,10 +49,15 @@ def pointed_at(client: tweepy.Client, sim: Sim) -> tweepy.Client:
     return client
 
 
-async def in_thread(call: Callable[[], Any]) -> Any:
-    """Run a synchronous SDK call off the event loop, which keeps serving the simulator."""
-    with trio.fail_after(2 * TIMEOUT):
-        return await trio.to_thread.run_sync(call)
+def oauth1_client(sim: Sim, consumer_secret: str = "sandbox") -> tweepy.Client:
+    """tweepy as an OAuth 1.0a user with the sandbox's keys, pointed at the simulator."""
+    client = tweepy.Client(
+        consumer_key="sandbox",
+        consumer_secret=consumer_secret,
+        access_token="sandbox",
+        access_token_secret="sandbox",
+    )
+    return pointed_at(client, sim)
 
 
 async def last_request(sim: Sim) -> dict[str, Any]:
@@ -72,22 +78,14 @@ def same_request(sdk: Mapping[str, Any], ours: Mapping[str, Any]) -> None:
 
 async def test_tweepy_oauth1_and_the_adapter_send_the_same_post(sim: Sim) -> None:
     """tweepy's OAuth 1.0a post is accepted (signature verified); ours is the same request."""
-    client = pointed_at(
-        tweepy.Client(
-            consumer_key="sandbox",
-            consumer_secret="sandbox",
-            access_token="sandbox",
-            access_token_secret="sandbox",
-        ),
-        sim,
-    )
+    client = oauth1_client(sim)
     text = "Gallery is up: the Smith wedding"
     answer = await in_thread(lambda: client.create_tweet(text=text, user_auth=True))
     assert sim.logic("x").posts[answer.data["id"]] == text
     sdk = await last_request(sim)
     await reset(sim)
-    adapter, _ = sim.adapter("x", X_SANDBOX)
-    assert isinstance(await deliver(adapter, envelope({"text": text})), Delivered)
+    adapter, _ = adapter_at(sim, "x", X_SANDBOX)
+    assert isinstance(await deliver_one(adapter, envelope({"text": text})), Delivered)
     ours = await last_request(sim)
     same_request(sdk, ours)
     assert (sdk["auth"], sdk["content_type"]) == ("OAuth", "application/json")
@@ -101,8 +99,8 @@ async def test_tweepy_oauth2_user_token_and_the_adapter_send_the_same_post(sim: 
     assert sim.logic("x").posts[answer.data["id"]] == text
     sdk = await last_request(sim)
     await reset(sim)
-    adapter, _ = sim.adapter("x", X_OAUTH2)
-    assert isinstance(await deliver(adapter, envelope({"text": text})), Delivered)
+    adapter, _ = adapter_at(sim, "x", X_OAUTH2)
+    assert isinstance(await deliver_one(adapter, envelope({"text": text})), Delivered)
     same_request(sdk, await last_request(sim))
     assert sdk["auth"] == "Bearer"
 
@@ -116,8 +114,8 @@ async def test_tweepy_reply_matches_the_adapters_reply_to(sim: Sim) -> None:
     )
     sdk = await last_request(sim)
     await reset(sim)
-    adapter, _ = sim.adapter("x", X_OAUTH2)
-    await deliver(adapter, envelope({"text": "thanks!", "reply_to": reply_to}))
+    adapter, _ = adapter_at(sim, "x", X_OAUTH2)
+    await deliver_one(adapter, envelope({"text": "thanks!", "reply_to": reply_to}))
     same_request(sdk, await last_request(sim))
 
 
@@ -142,15 +140,7 @@ async def test_tweepy_sees_the_simulators_duplicate_and_rate_limit_answers(sim: 
 
 async def test_tweepy_signed_with_a_wrong_secret_is_refused(sim: Sim) -> None:
     """The simulator really checks tweepy's OAuth 1.0a signature: a wrong secret is a 401."""
-    client = pointed_at(
-        tweepy.Client(
-            consumer_key="sandbox",
-            consumer_secret="not-the-secret",
-            access_token="sandbox",
-            access_token_secret="sandbox",
-        ),
-        sim,
-    )
+    client = oauth1_client(sim, consumer_secret="not-the-secret")
     try:
         await in_thread(lambda: client.create_tweet(text="forged", user_auth=True))
     except tweepy.Unauthorized:

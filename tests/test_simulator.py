@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -20,13 +19,14 @@ from ringbearer.simulator import (
     SimulatorState,
     provider_specs,
     run_simulator,
-    serve_simulator,
 )
 from ringbearer.simulator._app import make_handler
 from ringbearer.simulator._pagerduty import AlertStatus, PagerDuty
 from ringbearer.simulator._resend import Resend
 
-HOST = "127.0.0.1"
+from .kit import HOST, Sim
+from .kit import sim_fixture as sim_fixture
+
 AUTH = {"Authorization": "Bearer re_test"}
 EMAIL = {"from": "Acme <hi@acme.test>", "to": ["guest@example.com"], "subject": "Hi", "html": "x"}
 FORM = {"from": "hi@acme.test", "to": "guest@example.com", "subject": "Hi", "text": "x"}
@@ -157,31 +157,14 @@ SUCCESS = {
 }
 
 
-@attrs.frozen
-class Sim:
-    state: SimulatorState
-    address: SimulatorAddress
-    client: httpx.AsyncClient
-
-    async def send(self, provider: str, **overrides: Any) -> httpx.Response:
-        return await self.client.post(**{**VALID[provider], **overrides})
-
-    async def faults(self, provider: str, **fields: Any) -> None:
-        response = await self.client.post("/_sim/faults", json={"provider": provider, **fields})
-        assert response.status_code == 200, response.text
-
-    async def stats(self, provider: str) -> dict[str, Any]:
-        response = await self.client.get("/_sim/stats", params={"provider": provider})
-        stats: dict[str, Any] = response.json()[provider]
-        return stats
-
-
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    state = SimulatorState(seed=7)
-    address = await nursery.start(serve_simulator, state, HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(state, address, client)
+def sim_seed() -> int:
+    return 7
+
+
+async def send(sim: Sim, provider: str, **overrides: Any) -> httpx.Response:
+    """The provider's valid request, with ``overrides`` of its httpx arguments."""
+    return await sim.client.post(**{**VALID[provider], **overrides})
 
 
 def test_public_surface() -> None:
@@ -248,7 +231,7 @@ async def test_same_seed_same_ids() -> None:
 
 async def test_resend_sends_one_email(sim: Sim) -> None:
     """A valid email gets 200 and a UUID id."""
-    response = await sim.send("resend")
+    response = await send(sim, "resend")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert uuid.UUID(response.json()["id"]).version == 4
@@ -256,10 +239,10 @@ async def test_resend_sends_one_email(sim: Sim) -> None:
 
 async def test_resend_batch(sim: Sim) -> None:
     """A batch gets one id per email; over 100 emails is a 422."""
-    response = await sim.send("resend", url="/resend/emails/batch", json=[EMAIL, EMAIL])
+    response = await send(sim, "resend", url="/resend/emails/batch", json=[EMAIL, EMAIL])
     assert response.status_code == 200
     assert len({item["id"] for item in response.json()["data"]}) == 2
-    too_many = await sim.send("resend", url="/resend/emails/batch", json=[EMAIL] * 101)
+    too_many = await send(sim, "resend", url="/resend/emails/batch", json=[EMAIL] * 101)
     assert too_many.status_code == 422
     assert too_many.json()["name"] == "validation_error"
 
@@ -267,11 +250,11 @@ async def test_resend_batch(sim: Sim) -> None:
 async def test_resend_batch_validation_modes(sim: Sim) -> None:
     """Strict batches fail whole; permissive ones queue the valid emails and list the rest."""
     batch = [EMAIL, {"from": "a@x.test", "to": "b@x.test"}, EMAIL]
-    strict = await sim.send("resend", url="/resend/emails/batch", json=batch)
+    strict = await send(sim, "resend", url="/resend/emails/batch", json=batch)
     assert strict.status_code == 422
     assert strict.json()["name"] == "missing_required_field"
     headers = {**AUTH, "x-batch-validation": "permissive"}
-    loose = await sim.send("resend", url="/resend/emails/batch", json=batch, headers=headers)
+    loose = await send(sim, "resend", url="/resend/emails/batch", json=batch, headers=headers)
     assert loose.status_code == 200
     assert len(loose.json()["data"]) == 2
     assert loose.json()["errors"] == [{"index": 1, "message": "Missing `subject` field."}]
@@ -289,7 +272,7 @@ async def test_resend_auth_errors(
     sim: Sim, headers: dict[str, str], status: int, name: str
 ) -> None:
     """No Bearer key is a 401; the key ``invalid`` is a 403; both in Resend's error shape."""
-    response = await sim.send("resend", headers=headers)
+    response = await send(sim, "resend", headers=headers)
     assert response.status_code == status
     assert response.json() == {
         "statusCode": status,
@@ -311,15 +294,15 @@ async def test_resend_auth_errors(
 )
 async def test_resend_validation_errors(sim: Sim, email: Any, status: int, name: str) -> None:
     """Missing fields, too many recipients and bad addresses get Resend's 422s."""
-    response = await sim.send("resend", json=email)
+    response = await send(sim, "resend", json=email)
     assert (response.status_code, response.json()["name"]) == (status, name)
 
 
 async def test_resend_rejects_bad_json_and_unknown_routes(sim: Sim) -> None:
     """Unparseable bodies are 400; unknown paths 404; other methods 405."""
-    bad = await sim.send("resend", content=b"{", json=None)
+    bad = await send(sim, "resend", content=b"{", json=None)
     assert (bad.status_code, bad.json()["name"]) == (400, "validation_error")
-    missing = await sim.send("resend", url="/resend/domains")
+    missing = await send(sim, "resend", url="/resend/domains")
     assert (missing.status_code, missing.json()["name"]) == (404, "not_found")
     wrong = await sim.client.get("/resend/emails", headers=AUTH)
     assert (wrong.status_code, wrong.json()["name"]) == (405, "method_not_allowed")
@@ -328,8 +311,8 @@ async def test_resend_rejects_bad_json_and_unknown_routes(sim: Sim) -> None:
 async def test_resend_idempotent_replay(sim: Sim) -> None:
     """The same key and body replays the first answer, same id, without sending again."""
     headers = {**AUTH, "Idempotency-Key": "order-1"}
-    first = await sim.send("resend", headers=headers)
-    second = await sim.send("resend", headers=headers)
+    first = await send(sim, "resend", headers=headers)
+    second = await send(sim, "resend", headers=headers)
     assert first.status_code == second.status_code == 200
     assert first.json()["id"] == second.json()["id"]
     stats = await sim.stats("resend")
@@ -343,8 +326,8 @@ async def test_resend_idempotent_replay(sim: Sim) -> None:
 async def test_resend_idempotency_conflict(sim: Sim) -> None:
     """The same key with a different body is a 409 invalid_idempotent_request."""
     headers = {**AUTH, "Idempotency-Key": "order-2"}
-    await sim.send("resend", headers=headers)
-    other = await sim.send("resend", headers=headers, json={**EMAIL, "subject": "Other"})
+    await send(sim, "resend", headers=headers)
+    other = await send(sim, "resend", headers=headers, json={**EMAIL, "subject": "Other"})
     assert other.status_code == 409
     assert other.json()["name"] == "invalid_idempotent_request"
 
@@ -352,15 +335,15 @@ async def test_resend_idempotency_conflict(sim: Sim) -> None:
 @pytest.mark.parametrize("key", ["", "k" * 257])
 async def test_resend_rejects_bad_idempotency_keys(sim: Sim, key: str) -> None:
     """Keys must be 1 to 256 characters long."""
-    response = await sim.send("resend", headers={**AUTH, "Idempotency-Key": key})
+    response = await send(sim, "resend", headers={**AUTH, "Idempotency-Key": key})
     assert (response.status_code, response.json()["name"]) == (400, "invalid_idempotency_key")
 
 
 async def test_resend_failed_send_is_not_remembered(sim: Sim) -> None:
     """A key whose request failed validation can be used again once the body is fixed."""
     headers = {**AUTH, "Idempotency-Key": "order-3"}
-    bad = await sim.send("resend", headers=headers, json={"from": "a@x.test"})
-    good = await sim.send("resend", headers=headers)
+    bad = await send(sim, "resend", headers=headers, json={"from": "a@x.test"})
+    good = await send(sim, "resend", headers=headers)
     assert (bad.status_code, good.status_code) == (422, 200)
 
 
@@ -369,7 +352,7 @@ async def test_resend_failed_send_is_not_remembered(sim: Sim) -> None:
 
 async def test_mailgun_queues_a_form_message(sim: Sim) -> None:
     """A valid urlencoded message is queued with an id at the domain."""
-    response = await sim.send("mailgun")
+    response = await send(sim, "mailgun")
     assert response.status_code == 200
     body = response.json()
     assert body["message"] == "Queued. Thank you."
@@ -380,8 +363,8 @@ async def test_mailgun_multipart_and_its_idempotency_field(sim: Sim) -> None:
     """Multipart works; the SDK's h:X-Idempotency-Key is counted but never deduplicated."""
     fields = {**FORM, "h:X-Idempotency-Key": "fp-1"}
     files = {"attachment": ("a.txt", b"hello", "text/plain")}
-    first = await sim.send("mailgun", data=fields, files=files)
-    second = await sim.send("mailgun", data=fields, files=files)
+    first = await send(sim, "mailgun", data=fields, files=files)
+    second = await send(sim, "mailgun", data=fields, files=files)
     assert first.status_code == second.status_code == 200
     assert first.json()["id"] != second.json()["id"]
     stats = await sim.stats("mailgun")
@@ -391,7 +374,7 @@ async def test_mailgun_multipart_and_its_idempotency_field(sim: Sim) -> None:
 @pytest.mark.parametrize("auth", [None, ("user", "key"), ("api", "invalid"), ("api", "")])
 async def test_mailgun_auth_errors(sim: Sim, auth: tuple[str, str] | None) -> None:
     """Anything but Basic ``api:<key>`` gets a plain-text 401 Forbidden."""
-    response = await sim.send("mailgun", auth=auth)
+    response = await send(sim, "mailgun", auth=auth)
     assert (response.status_code, response.text) == (401, "Forbidden")
 
 
@@ -406,7 +389,7 @@ async def test_mailgun_auth_errors(sim: Sim, auth: tuple[str, str] | None) -> No
 async def test_mailgun_validation_errors(sim: Sim, missing: str, message: str) -> None:
     """A missing required field is a 400 with Mailgun's message."""
     data = {k: v for k, v in FORM.items() if k != missing}
-    response = await sim.send("mailgun", data=data)
+    response = await send(sim, "mailgun", data=data)
     assert (response.status_code, response.json()) == (400, {"message": message})
 
 
@@ -415,8 +398,8 @@ async def test_mailgun_validation_errors(sim: Sim, missing: str, message: str) -
 
 async def test_slack_webhook_posts(sim: Sim) -> None:
     """A message with text or blocks gets a plain ``ok``; no key is counted."""
-    text = await sim.send("slack-webhook")
-    blocks = await sim.send("slack-webhook", json={"blocks": [{"type": "divider"}]})
+    text = await send(sim, "slack-webhook")
+    blocks = await send(sim, "slack-webhook", json={"blocks": [{"type": "divider"}]})
     assert (text.status_code, text.text) == (200, "ok")
     assert (blocks.status_code, blocks.text) == (200, "ok")
     stats = await sim.stats("slack-webhook")
@@ -437,7 +420,7 @@ async def test_slack_webhook_errors(
     sim: Sim, overrides: dict[str, Any], status: int, text: str
 ) -> None:
     """Bad payloads and bad hooks get Slack's plain-text error words."""
-    response = await sim.send("slack-webhook", **overrides)
+    response = await send(sim, "slack-webhook", **overrides)
     assert (response.status_code, response.text) == (status, text)
 
 
@@ -446,7 +429,7 @@ async def test_slack_webhook_errors(
 
 async def test_pagerduty_accepts_an_event(sim: Sim) -> None:
     """A trigger is 202 with its dedup_key; without one, PagerDuty makes one up."""
-    given = await sim.send("pagerduty")
+    given = await send(sim, "pagerduty")
     assert given.status_code == 202
     assert given.json() == {
         "status": "success",
@@ -454,7 +437,7 @@ async def test_pagerduty_accepts_an_event(sim: Sim) -> None:
         "dedup_key": "srv01/mysql",
     }
     event = {k: v for k, v in EVENT.items() if k != "dedup_key"}
-    made_up = await sim.send("pagerduty", json=event)
+    made_up = await send(sim, "pagerduty", json=event)
     assert uuid.UUID(made_up.json()["dedup_key"])
 
 
@@ -484,7 +467,7 @@ async def test_pagerduty_accepts_an_event(sim: Sim) -> None:
 )
 async def test_pagerduty_invalid_events(sim: Sim, event: dict[str, Any], error: str) -> None:
     """Invalid events get 400 ``invalid event`` listing what is wrong."""
-    response = await sim.send("pagerduty", json=event)
+    response = await send(sim, "pagerduty", json=event)
     assert response.status_code == 400
     body = response.json()
     assert (body["status"], body["message"]) == ("invalid event", "Event object is invalid")
@@ -493,7 +476,7 @@ async def test_pagerduty_invalid_events(sim: Sim, event: dict[str, Any], error: 
 
 async def test_pagerduty_unparseable_body(sim: Sim) -> None:
     """A body that is not JSON is a 400 ``Unrecognized object``."""
-    response = await sim.send("pagerduty", content=b"{", json=None)
+    response = await send(sim, "pagerduty", content=b"{", json=None)
     assert response.status_code == 400
     assert response.json()["errors"] == ["JSON parse error"]
 
@@ -503,15 +486,15 @@ async def test_pagerduty_dedup_applies_events_to_one_alert(sim: Sim) -> None:
     pagerduty = sim.state.endpoints["pagerduty"].logic
     assert isinstance(pagerduty, PagerDuty)
     alert = (EVENT["routing_key"], EVENT["dedup_key"])
-    await sim.send("pagerduty")
-    await sim.send("pagerduty")
+    await send(sim, "pagerduty")
+    await send(sim, "pagerduty")
     assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.TRIGGERED, 1)
-    await sim.send("pagerduty", json={**EVENT, "event_action": "acknowledge"})
-    await sim.send("pagerduty")
+    await send(sim, "pagerduty", json={**EVENT, "event_action": "acknowledge"})
+    await send(sim, "pagerduty")
     assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.ACKNOWLEDGED, 1)
-    await sim.send("pagerduty", json={**EVENT, "event_action": "resolve"})
+    await send(sim, "pagerduty", json={**EVENT, "event_action": "resolve"})
     assert pagerduty.alerts[alert] is AlertStatus.RESOLVED
-    await sim.send("pagerduty")
+    await send(sim, "pagerduty")
     assert (pagerduty.alerts[alert], pagerduty.opened) == (AlertStatus.TRIGGERED, 2)
     stats = await sim.stats("pagerduty")
     assert (stats["accepted"], stats["unique_keys"], stats["duplicates"]) == (6, 1, 5)
@@ -521,7 +504,7 @@ async def test_pagerduty_events_for_no_open_alert_are_dropped(sim: Sim) -> None:
     """Acknowledging or resolving an unknown key is accepted and changes nothing."""
     pagerduty = sim.state.endpoints["pagerduty"].logic
     assert isinstance(pagerduty, PagerDuty)
-    response = await sim.send("pagerduty", json={**EVENT, "event_action": "resolve"})
+    response = await send(sim, "pagerduty", json={**EVENT, "event_action": "resolve"})
     assert response.status_code == 202
     assert pagerduty.alerts == {}
 
@@ -545,7 +528,7 @@ async def test_error_fault_answers_the_providers_own_5xx(
 ) -> None:
     """error_rate 1 makes every request a provider-shaped transient 5xx."""
     await sim.faults(provider, error_rate=1.0)
-    response = await sim.send(provider)
+    response = await send(sim, provider)
     assert response.status_code == status
     assert marker in response.text
     stats = await sim.stats(provider)
@@ -570,7 +553,7 @@ async def test_permanent_fault_answers_the_providers_own_4xx(
 ) -> None:
     """permanent_rate 1 makes every request a provider-shaped permanent 4xx."""
     await sim.faults(provider, permanent_rate=1.0)
-    response = await sim.send(provider)
+    response = await send(sim, provider)
     assert (response.status_code, marker in response.text) == (status, True)
 
 
@@ -581,10 +564,10 @@ async def test_permanent_fault_answers_the_providers_own_4xx(
 async def test_outage_fails_every_request(sim: Sim, provider: str, status: int) -> None:
     """An outage answers every request with the provider's 5xx, until it is cleared."""
     await sim.faults(provider, outage=True)
-    statuses = [(await sim.send(provider)).status_code for _ in range(3)]
+    statuses = [(await send(sim, provider)).status_code for _ in range(3)]
     assert statuses == [status] * 3
     await sim.client.delete("/_sim/faults", params={"provider": provider})
-    assert (await sim.send(provider)).status_code == SUCCESS[provider]
+    assert (await send(sim, provider)).status_code == SUCCESS[provider]
 
 
 @pytest.mark.parametrize(
@@ -609,7 +592,7 @@ async def test_rate_limit_storm_uses_each_providers_headers(
 ) -> None:
     """A storm is a 429 with the provider's own rate-limit headers (PagerDuty sends none)."""
     await sim.faults(provider, storm=True, retry_after=5)
-    response = await sim.send(provider)
+    response = await send(sim, provider)
     assert response.status_code == 429
     sent = {k: v for k, v in response.headers.items() if "ratelimit" in k or k == "retry-after"}
     assert sent == headers
@@ -618,7 +601,7 @@ async def test_rate_limit_storm_uses_each_providers_headers(
 async def test_rate_limit_rate_defaults_retry_after_to_one_second(sim: Sim) -> None:
     """rate_limit_rate 1 without retry_after announces one second."""
     await sim.faults("resend", rate_limit_rate=1.0)
-    response = await sim.send("resend")
+    response = await send(sim, "resend")
     assert (response.status_code, response.headers["retry-after"]) == (429, "1")
 
 
@@ -627,7 +610,7 @@ async def test_reset_fault_aborts_the_connection(sim: Sim, provider: str) -> Non
     """reset_rate 1 resets the TCP connection; the request is counted but not processed."""
     await sim.faults(provider, reset_rate=1.0)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        await sim.send(provider)
+        await send(sim, provider)
     stats = await sim.stats(provider)
     assert (stats["accepted"], stats["status_counts"]) == (0, {"reset": 1})
 
@@ -636,7 +619,7 @@ async def test_hang_fault_never_answers(sim: Sim) -> None:
     """hang_rate 1 keeps the request unanswered until the client times out."""
     await sim.faults("resend", hang_rate=1.0)
     with pytest.raises(httpx.ReadTimeout):
-        await sim.send("resend", timeout=0.2)
+        await send(sim, "resend", timeout=0.2)
     stats = await sim.stats("resend")
     assert (stats["accepted"], stats["status_counts"]) == (0, {"hang": 1})
 
@@ -647,7 +630,7 @@ async def test_truncate_fault_cuts_the_answer_after_the_work(sim: Sim, provider:
     """truncate_rate 1 processes the request, then cuts its answer short."""
     await sim.faults(provider, truncate_rate=1.0)
     with pytest.raises(httpx.RemoteProtocolError):
-        await sim.send(provider)
+        await send(sim, provider)
     stats = await sim.stats(provider)
     assert (stats["accepted"], stats["status_counts"]) == (1, {str(SUCCESS[provider]): 1})
 
@@ -656,12 +639,12 @@ async def test_truncate_fault_cuts_the_answer_after_the_work(sim: Sim, provider:
 async def test_malformed_fault_garbles_a_success(sim: Sim, provider: str) -> None:
     """malformed_rate 1 answers the success status with half a body labelled HTML."""
     await sim.faults(provider, malformed_rate=1.0)
-    good = await sim.send(provider)
+    good = await send(sim, provider)
     assert good.status_code == SUCCESS[provider]
     assert good.headers["content-type"] == "text/html"
     # A reset, not just clearing the faults: some providers refuse a repeated post.
     await sim.client.post("/_sim/reset")
-    healthy = await sim.send(provider)
+    healthy = await send(sim, provider)
     assert len(good.content) == len(healthy.content) // 2
     if healthy.headers.get("content-type") == "application/json":
         with pytest.raises(ValueError):
@@ -671,14 +654,14 @@ async def test_malformed_fault_garbles_a_success(sim: Sim, provider: str) -> Non
 async def test_malformed_fault_leaves_errors_alone(sim: Sim) -> None:
     """A request that fails on its own merits keeps its real error under malformed_rate."""
     await sim.faults("resend", malformed_rate=1.0)
-    response = await sim.send("resend", headers={})
+    response = await send(sim, "resend", headers={})
     assert (response.status_code, response.json()["name"]) == (401, "missing_api_key")
 
 
 async def test_faults_are_per_provider(sim: Sim) -> None:
     """A fault set for one provider leaves the others healthy."""
     await sim.faults("resend", outage=True)
-    assert (await sim.send("mailgun")).status_code == 200
+    assert (await send(sim, "mailgun")).status_code == 200
 
 
 async def test_latency_delays_the_answer_after_the_work(autojump_clock: Any) -> None:
@@ -731,9 +714,9 @@ async def test_stats_start_at_zero_for_every_provider(sim: Sim) -> None:
 async def test_stats_count_requests_keys_and_duplicates(sim: Sim) -> None:
     """Requests, accepted sends, distinct keys, repeats and statuses are all counted."""
     for key in ["a", "b", "a", "c", "a"]:
-        await sim.send("resend", headers={**AUTH, "Idempotency-Key": key})
-    await sim.send("resend", headers={})
-    await sim.send("resend")
+        await send(sim, "resend", headers={**AUTH, "Idempotency-Key": key})
+    await send(sim, "resend", headers={})
+    await send(sim, "resend")
     assert await sim.stats("resend") == {
         "requests": 7,
         "accepted": 6,
@@ -794,15 +777,15 @@ async def test_fault_api_rejects_non_json_and_unknown_providers_in_queries(sim: 
 async def test_reset_clears_stats_dedup_tables_and_faults(sim: Sim) -> None:
     """POST /_sim/reset forgets counters, idempotency keys, alerts and faults."""
     headers = {**AUTH, "Idempotency-Key": "k"}
-    await sim.send("resend", headers=headers)
-    await sim.send("pagerduty")
+    await send(sim, "resend", headers=headers)
+    await send(sim, "pagerduty")
     await sim.faults("mailgun", outage=True)
     assert (await sim.client.post("/_sim/reset")).status_code == 200
     assert (await sim.stats("resend"))["requests"] == 0
-    assert (await sim.send("mailgun")).status_code == 200
+    assert (await send(sim, "mailgun")).status_code == 200
     # The key is forgotten: another body under it is a fresh send, not a 409.
     other = {**EMAIL, "subject": "Another"}
-    assert (await sim.send("resend", headers=headers, json=other)).status_code == 200
+    assert (await send(sim, "resend", headers=headers, json=other)).status_code == 200
     pagerduty = sim.state.endpoints["pagerduty"].logic
     assert isinstance(pagerduty, PagerDuty)
     assert pagerduty.alerts == {}
@@ -818,10 +801,10 @@ async def test_unknown_routes(sim: Sim) -> None:
 
 async def test_requests_log_keeps_the_last_requests_without_credentials(sim: Sim) -> None:
     """/_sim/requests shows what each provider received, with the credential reduced to its form."""
-    await sim.send("mailgun")
-    await sim.send("resend", headers={**AUTH, "Idempotency-Key": "k-1"})
+    await send(sim, "mailgun")
+    await send(sim, "resend", headers={**AUTH, "Idempotency-Key": "k-1"})
     for _ in range(60):
-        await sim.send("slack-webhook")
+        await send(sim, "slack-webhook")
     seen = (await sim.client.get("/_sim/requests")).json()
     (mailgun,) = seen["mailgun"]
     assert (mailgun["method"], mailgun["path"], mailgun["auth"]) == (

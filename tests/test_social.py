@@ -5,8 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,12 +13,11 @@ import attrs
 import cattrs
 import httpx
 import pytest
-import trio
 
 from ringbearer import _converter
-from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority, Retry, Taken
+from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
-from ringbearer._secrets import Secret, SecretRef
+from ringbearer._secrets import SecretRef
 from ringbearer.integrations import AdapterContext, _oauth1, provider_kinds, social
 from ringbearer.integrations._base import Adapter
 from ringbearer.integrations.social import (
@@ -28,11 +26,12 @@ from ringbearer.integrations.social import (
     LinkedInSettings,
     XSettings,
 )
-from ringbearer.simulator import SimulatorState, serve_simulator
 
-HOST = "127.0.0.1"
-SSL = ssl.create_default_context()
-T0 = 1_700_000_000.0  # a fixed wall clock for the simulator: 2023-11-14 22:13:20 UTC
+from . import kit
+from .kit import Sim, context, deliver_one, mock_context, permanent, retry
+from .kit import sim_fixture as sim_fixture
+
+T0 = kit.T0  # a fixed wall clock for the simulator: 2023-11-14 22:13:20 UTC
 PAGE, IG_USER = "1234567890", "17841400000000001"
 AUTHOR = "urn:li:organization:123456789"
 KEYS = {
@@ -89,28 +88,11 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "linkedin": {"text": "We are hiring (2 roles) — see https://ex.com/jobs_2024 #hiring"},
     "x": {"text": "Gallery is up: https://example.com/g/smith-wedding-2024"},
 }
-SIM_NAMES = {"facebook_page": "facebook-page", "instagram": "instagram", "linkedin": "linkedin"}
 
 
-def secrets(secret_ref: SecretRef) -> Secret:
-    assert secret_ref.env is not None
-    return Secret(KEYS[secret_ref.env])
-
-
-def envelope(
-    payload: Mapping[str, Any], *, attempts: int = 0, progress: Mapping[str, Any] | None = None
-) -> Envelope:
-    return Envelope(
-        id=7,
-        target="t",
-        integration="t",
-        priority=Priority.NORMAL,
-        payload=dict(payload),
-        idempotency_key="msg-0007",
-        attempts=attempts,
-        created_at=T0,
-        progress=dict(progress or {}),
-    )
+def envelope(payload: Mapping[str, Any], **fields: Any) -> Envelope:
+    """Message 7's envelope (the id :func:`build`'s checkpoint expects)."""
+    return kit.envelope(payload, key="msg-0007", message_id=7, **fields)
 
 
 @attrs.define
@@ -122,48 +104,32 @@ class Run:
     sent: list[httpx.Request]
 
 
-def build(kind: str, settings: Any, **context: Any) -> tuple[Adapter, list[dict[str, Any]]]:
+def build(
+    kind: str, settings: Any, ctx: AdapterContext | None = None
+) -> tuple[Adapter, list[dict[str, Any]]]:
+    """The kind's adapter, and the list of the progress it saves between steps."""
     saved: list[dict[str, Any]] = []
 
     async def checkpoint(message_id: int, progress: Mapping[str, Any]) -> None:
         assert message_id == 7
         saved.append(dict(progress))
 
-    ctx = AdapterContext(
-        name=kind, timeout=5.0, ssl_context=SSL, secrets=secrets, checkpoint=checkpoint
-    )
-    row = provider_kinds()[kind]
-    return row.build(settings, attrs.evolve(ctx, **context)), saved
-
-
-async def deliver(adapter: Adapter, env: Envelope) -> Outcome:
-    async with adapter.open_lane() as lane:
-        return await lane.deliver(env)
-
-
-Handler = Callable[[httpx.Request], httpx.Response]
+    ctx = attrs.evolve(ctx or context(KEYS, name=kind), checkpoint=checkpoint)
+    return provider_kinds()[kind].build(settings, ctx), saved
 
 
 async def mock(
     kind: str,
-    handler: Handler | list[httpx.Response],
+    answers: list[httpx.Response],
     payload: Mapping[str, Any] | None = None,
     settings: Any = None,
     **envelope_fields: Any,
 ) -> Run:
-    """Deliver one message against canned answers (a handler, or answers in order)."""
-    sent: list[httpx.Request] = []
-    answers = list(handler) if isinstance(handler, list) else None
-
-    def record(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        if answers is not None:
-            return answers.pop(0)
-        assert callable(handler)
-        return handler(request)
-
-    adapter, saved = build(kind, settings or SETTINGS[kind], transport=httpx.MockTransport(record))
-    outcome = await deliver(adapter, envelope(payload or PAYLOADS[kind], **envelope_fields))
+    """Deliver one message against canned answers, given in order."""
+    queue = list(answers)
+    ctx, sent = mock_context(KEYS, lambda request: queue.pop(0), name=kind)
+    adapter, saved = build(kind, settings or SETTINGS[kind], ctx)
+    outcome = await deliver_one(adapter, envelope(payload or PAYLOADS[kind], **envelope_fields))
     return Run(outcome, saved, sent)
 
 
@@ -175,51 +141,24 @@ def graph_error(
     return httpx.Response(status, json={"error": error}, headers=headers)
 
 
-def retry(taken: Taken, after: float | None = None) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Retry) and o.taken is taken and o.after == after
-
-
-def permanent(words: str) -> Callable[[Outcome], bool]:
-    return lambda o: isinstance(o, Permanent) and words in o.reason
-
-
 # --- the simulator ------------------------------------------------------------------
 
 
-@attrs.frozen
-class Sim:
-    state: SimulatorState
-    url: str
-    client: httpx.AsyncClient
-
-    def logic(self, name: str) -> Any:
-        return self.state.endpoints[name].logic
-
-    def adapter(self, kind: str, settings: Any = None) -> tuple[Adapter, list[dict[str, Any]]]:
-        name = SIM_NAMES.get(kind, kind)
-        return build(kind, settings or SETTINGS[kind], base_url_override=f"{self.url}/{name}")
-
-    async def deliver(self, kind: str, settings: Any = None, **fields: Any) -> Outcome:
-        payload = fields.pop("payload", PAYLOADS[kind])
-        adapter, _ = self.adapter(kind, settings)
-        return await deliver(adapter, envelope(payload, **fields))
-
-    async def requests(self, name: str) -> list[dict[str, Any]]:
-        response = await self.client.get("/_sim/requests", params={"provider": name})
-        seen: list[dict[str, Any]] = response.json()[name]
-        return seen
-
-    async def faults(self, name: str, **fields: Any) -> None:
-        response = await self.client.post("/_sim/faults", json={"provider": name, **fields})
-        assert response.status_code == 200, response.text
+@pytest.fixture
+def sim_seed() -> int:
+    return 11
 
 
-@pytest.fixture(name="sim")
-async def sim_fixture(nursery: trio.Nursery) -> AsyncIterator[Sim]:
-    state = SimulatorState(seed=11)
-    address = await nursery.start(serve_simulator, state, HOST, 0, None)
-    async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
-        yield Sim(state, address.url, client)
+def adapter_at(sim: Sim, kind: str, settings: Any = None) -> tuple[Adapter, list[dict[str, Any]]]:
+    """The kind's adapter in sandbox mode, aimed at the simulator."""
+    return build(kind, settings or SETTINGS[kind], sim.context(kind, KEYS))
+
+
+async def deliver_to(sim: Sim, kind: str, settings: Any = None, **fields: Any) -> Outcome:
+    """One message of the kind, delivered to the simulator; ``payload`` replaces the sample."""
+    payload = fields.pop("payload", PAYLOADS[kind])
+    adapter, _ = adapter_at(sim, kind, settings)
+    return await deliver_one(adapter, envelope(payload, **fields))
 
 
 # --- the table and the settings -----------------------------------------------------
@@ -353,7 +292,7 @@ def test_linkedin_commentary_escapes_little_markup(text: str, commentary: str | 
 
 async def test_facebook_posts_form_to_the_page_feed(sim: Sim) -> None:
     """A post is a form POST to /v21.0/{page}/feed with the Page token; the post id is kept."""
-    outcome = await sim.deliver("facebook_page")
+    outcome = await deliver_to(sim, "facebook_page")
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(rf"{PAGE}_\d{{16}}", outcome.provider_id)
     [seen] = await sim.requests("facebook-page")
@@ -368,18 +307,18 @@ async def test_facebook_posts_form_to_the_page_feed(sim: Sim) -> None:
 
 async def test_facebook_duplicate_is_permanent_first_and_delivered_on_a_retry(sim: Sim) -> None:
     """506 on a first attempt is the caller's duplicate; after an earlier attempt, our post."""
-    assert isinstance(await sim.deliver("facebook_page"), Delivered)
-    first = await sim.deliver("facebook_page")
+    assert isinstance(await deliver_to(sim, "facebook_page"), Delivered)
+    first = await deliver_to(sim, "facebook_page")
     assert permanent("(#506) Duplicate status message")(first)
-    assert await sim.deliver("facebook_page", attempts=1) == Delivered(provider_id=None)
+    assert await deliver_to(sim, "facebook_page", attempts=1) == Delivered(provider_id=None)
 
 
 async def test_facebook_page_throttling_waits_as_the_usage_header_says(sim: Sim) -> None:
     """Code 80001 is refused, not taken, with the BUC header's wait, minutes made seconds."""
     page = sim.logic("facebook-page")
     page.page_limit, page.clock = 1, lambda: T0
-    assert isinstance(await sim.deliver("facebook_page"), Delivered)
-    outcome = await sim.deliver("facebook_page", payload={"message": "another"})
+    assert isinstance(await deliver_to(sim, "facebook_page"), Delivered)
+    outcome = await deliver_to(sim, "facebook_page", payload={"message": "another"})
     assert retry(Taken.NO, after=86_400.0)(outcome)  # the first call ages out in 24 h
     assert "(#80001/2494055)" in outcome.reason  # type: ignore[union-attr]
 
@@ -398,13 +337,13 @@ async def test_facebook_fault_answers(
 ) -> None:
     """Throttling, server errors (codes 1, 2) and an expired token, each as Graph answers."""
     await sim.faults("facebook-page", **faults)
-    assert expected(await sim.deliver("facebook_page"))
+    assert expected(await deliver_to(sim, "facebook_page"))
 
 
 async def test_facebook_invalid_token_is_permanent(sim: Sim) -> None:
     """Code 190 is permanent, with Graph's words and the fbtrace_id, and no secret."""
     settings = attrs.evolve(FACEBOOK, page_token=ref("INVALID"))
-    outcome = await sim.deliver("facebook_page", settings)
+    outcome = await deliver_to(sim, "facebook_page", settings)
     assert permanent("(#190) Invalid OAuth access token")(outcome)
     assert "fbtrace_id" in outcome.reason  # type: ignore[union-attr]
 
@@ -482,8 +421,8 @@ async def test_facebook_secret_echoed_back_is_redacted() -> None:
 
 async def test_instagram_creates_then_publishes(sim: Sim) -> None:
     """A container is created, saved, then published; the media id is the provider id."""
-    adapter, saved = sim.adapter("instagram")
-    outcome = await deliver(adapter, envelope(PAYLOADS["instagram"]))
+    adapter, saved = adapter_at(sim, "instagram")
+    outcome = await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     [container] = sim.logic("instagram").containers
     media_id = sim.logic("instagram").containers[container].media_id
     assert outcome == Delivered(provider_id=media_id)
@@ -508,8 +447,8 @@ async def test_instagram_creates_then_publishes(sim: Sim) -> None:
 async def test_instagram_publishing_cap_waits_an_hour_and_keeps_the_container(sim: Sim) -> None:
     """Past the cap (9/2207042) the retry waits an hour, not taken; the container is kept."""
     sim.logic("instagram").publish_cap = 0
-    adapter, saved = sim.adapter("instagram")
-    outcome = await deliver(adapter, envelope(PAYLOADS["instagram"]))
+    adapter, saved = adapter_at(sim, "instagram")
+    outcome = await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     assert retry(Taken.NO, after=social.PUBLISH_CAP_WAIT)(outcome)
     assert "(#9/2207042)" in outcome.reason  # type: ignore[union-attr]
     assert saved == [{"container": next(iter(sim.logic("instagram").containers))}]
@@ -519,10 +458,10 @@ async def test_instagram_retry_never_creates_a_second_container(sim: Sim) -> Non
     """A retry with a saved container reads its status and publishes it; nothing is re-created."""
     logic = sim.logic("instagram")
     logic.publish_cap = 0
-    adapter, saved = sim.adapter("instagram")
-    await deliver(adapter, envelope(PAYLOADS["instagram"]))
+    adapter, saved = adapter_at(sim, "instagram")
+    await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     logic.publish_cap = 50
-    outcome = await deliver(
+    outcome = await deliver_one(
         adapter, envelope(PAYLOADS["instagram"], attempts=1, progress=saved[-1])
     )
     [container] = logic.containers
@@ -539,10 +478,12 @@ async def test_instagram_retry_never_creates_a_second_container(sim: Sim) -> Non
 
 async def test_instagram_retry_after_a_lost_publish_answer_is_delivered(sim: Sim) -> None:
     """When the container is already published, the retry is delivered without publishing."""
-    adapter, saved = sim.adapter("instagram")
-    await deliver(adapter, envelope(PAYLOADS["instagram"]))
+    adapter, saved = adapter_at(sim, "instagram")
+    await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     # The first attempt published; say its answer was lost and the message came back.
-    outcome = await deliver(adapter, envelope(PAYLOADS["instagram"], attempts=1, progress=saved[0]))
+    outcome = await deliver_one(
+        adapter, envelope(PAYLOADS["instagram"], attempts=1, progress=saved[0])
+    )
     assert outcome == Delivered(provider_id=None)
     methods = [r["method"] for r in await sim.requests("instagram")]
     assert methods == ["POST", "POST", "GET"]
@@ -554,12 +495,12 @@ async def test_instagram_expired_container_starts_over_once(sim: Sim) -> None:
     logic = sim.logic("instagram")
     now = [T0]
     logic.clock, logic.publish_cap = lambda: now[0], 0
-    adapter, saved = sim.adapter("instagram")
-    await deliver(adapter, envelope(PAYLOADS["instagram"]))
+    adapter, saved = adapter_at(sim, "instagram")
+    await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     old = saved[-1]["container"]
     now[0] += 86_400
     logic.publish_cap = 50
-    outcome = await deliver(
+    outcome = await deliver_one(
         adapter, envelope(PAYLOADS["instagram"], attempts=1, progress=saved[-1])
     )
     new = saved[-1]["container"]
@@ -570,9 +511,9 @@ async def test_instagram_expired_container_starts_over_once(sim: Sim) -> None:
 
 async def test_instagram_vanished_container_starts_over(sim: Sim) -> None:
     """A saved container Graph no longer knows (code 100/33) is replaced by a new one."""
-    adapter, saved = sim.adapter("instagram")
+    adapter, saved = adapter_at(sim, "instagram")
     env = envelope(PAYLOADS["instagram"], attempts=2, progress={"container": "404404404"})
-    outcome = await deliver(adapter, env)
+    outcome = await deliver_one(adapter, env)
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert saved[0] == {} and len(sim.logic("instagram").containers) == 1
 
@@ -590,12 +531,14 @@ async def test_instagram_fault_answers(
 ) -> None:
     """Throttling (80002 and its usage header), a server error, an expired token."""
     await sim.faults("instagram", **faults)
-    assert expected(await sim.deliver("instagram"))
+    assert expected(await deliver_to(sim, "instagram"))
 
 
 async def test_instagram_invalid_token_is_permanent(sim: Sim) -> None:
     """A token Graph cannot parse is permanent before any container exists."""
-    outcome = await sim.deliver("instagram", attrs.evolve(INSTAGRAM, access_token=ref("INVALID")))
+    outcome = await deliver_to(
+        sim, "instagram", attrs.evolve(INSTAGRAM, access_token=ref("INVALID"))
+    )
     assert permanent("(#190)")(outcome)
     assert sim.logic("instagram").containers == {}
 
@@ -680,7 +623,7 @@ async def test_instagram_fresh_container_is_not_restarted_in_the_same_attempt() 
 
 async def test_linkedin_posts_as_the_author_with_version_headers(sim: Sim) -> None:
     """POST /rest/posts with the version headers and the Posts API body; the URN is kept."""
-    outcome = await sim.deliver("linkedin")
+    outcome = await deliver_to(sim, "linkedin")
     assert isinstance(outcome, Delivered) and outcome.provider_id is not None
     assert re.fullmatch(r"urn:li:share:\d{19}", outcome.provider_id)
     [seen] = await sim.requests("linkedin")
@@ -704,18 +647,18 @@ async def test_linkedin_posts_as_the_author_with_version_headers(sim: Sim) -> No
 
 async def test_linkedin_duplicate_names_the_original_post_on_a_retry(sim: Sim) -> None:
     """422 DUPLICATE_POST: permanent on a first attempt; on a retry, the original's URN."""
-    first = await sim.deliver("linkedin")
+    first = await deliver_to(sim, "linkedin")
     assert isinstance(first, Delivered)
-    assert permanent("HTTP 422")(await sim.deliver("linkedin"))
-    assert await sim.deliver("linkedin", attempts=2) == first
+    assert permanent("HTTP 422")(await deliver_to(sim, "linkedin"))
+    assert await deliver_to(sim, "linkedin", attempts=2) == first
 
 
 async def test_linkedin_daily_limit_waits_until_midnight_utc(sim: Sim) -> None:
     """A 429 without Retry-After waits until 00:00 UTC by the answer's Date header."""
     logic = sim.logic("linkedin")
     logic.daily_limit, logic.clock = 1, lambda: T0
-    assert isinstance(await sim.deliver("linkedin"), Delivered)
-    outcome = await sim.deliver("linkedin", payload={"text": "second"})
+    assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
+    outcome = await deliver_to(sim, "linkedin", payload={"text": "second"})
     assert retry(Taken.NO, after=86_400 - T0 % 86_400)(outcome)  # 6,400 s: 22:13:20 to 00:00
 
 
@@ -732,20 +675,20 @@ async def test_linkedin_fault_answers(
 ) -> None:
     """A 5xx may have posted; a permission error is permanent."""
     await sim.faults("linkedin", **faults)
-    assert expected(await sim.deliver("linkedin"))
+    assert expected(await deliver_to(sim, "linkedin"))
 
 
 async def test_linkedin_rate_limit_fault_waits_for_the_daily_reset(sim: Sim) -> None:
     """The simulator's 429 has a Date and no Retry-After: the wait ends at a UTC midnight."""
     await sim.faults("linkedin", storm=True)
-    outcome = await sim.deliver("linkedin")
+    outcome = await deliver_to(sim, "linkedin")
     assert isinstance(outcome, Retry) and outcome.after is not None
     assert 0 < outcome.after <= 86_400 and outcome.taken is Taken.NO
 
 
 async def test_linkedin_invalid_token_is_permanent(sim: Sim) -> None:
     """A 401 is permanent (a new token is needed)."""
-    outcome = await sim.deliver("linkedin", attrs.evolve(LINKEDIN, access_token=ref("INVALID")))
+    outcome = await deliver_to(sim, "linkedin", attrs.evolve(LINKEDIN, access_token=ref("INVALID")))
     assert permanent("HTTP 401: INVALID_ACCESS_TOKEN: Invalid access token")(outcome)
 
 
@@ -798,7 +741,7 @@ async def test_linkedin_request_is_exact() -> None:
 
 async def test_x_oauth2_posts_json_with_a_bearer_token(sim: Sim) -> None:
     """OAuth 2 user context: Bearer, JSON {"text"}, 201 with data.id as the provider id."""
-    outcome = await sim.deliver("x")
+    outcome = await deliver_to(sim, "x")
     assert isinstance(outcome, Delivered) and outcome.provider_id in sim.logic("x").posts
     [seen] = await sim.requests("x")
     assert (seen["method"], seen["path"], seen["auth"]) == ("POST", "/2/tweets", "Bearer")
@@ -809,7 +752,7 @@ async def test_x_oauth2_posts_json_with_a_bearer_token(sim: Sim) -> None:
 async def test_x_oauth1_signature_verified_by_the_simulator(sim: Sim) -> None:
     """OAuth 1.0a with the sandbox secrets: the simulator checks the signature and accepts it."""
     payload = {"text": "signed", "reply_to": "1346889436626259968"}
-    outcome = await sim.deliver("x", X_SANDBOX, payload=payload)
+    outcome = await deliver_to(sim, "x", X_SANDBOX, payload=payload)
     assert isinstance(outcome, Delivered)
     [seen] = await sim.requests("x")
     assert seen["auth"] == "OAuth"
@@ -822,22 +765,22 @@ async def test_x_oauth1_signature_verified_by_the_simulator(sim: Sim) -> None:
 async def test_x_oauth1_bad_signature_is_refused(sim: Sim) -> None:
     """A signature made with the wrong secret is a 401, permanent."""
     settings = attrs.evolve(X_SANDBOX, consumer_secret=ref("WRONG"))
-    assert permanent("HTTP 401: Unauthorized")(await sim.deliver("x", settings))
+    assert permanent("HTTP 401: Unauthorized")(await deliver_to(sim, "x", settings))
 
 
 async def test_x_duplicate_is_permanent_first_and_delivered_on_a_retry(sim: Sim) -> None:
     """403 duplicate content: the caller's on a first attempt, ours after an earlier one."""
-    assert isinstance(await sim.deliver("x"), Delivered)
-    assert permanent("duplicate content")(await sim.deliver("x"))
-    assert await sim.deliver("x", attempts=1) == Delivered(provider_id=None)
+    assert isinstance(await deliver_to(sim, "x"), Delivered)
+    assert permanent("duplicate content")(await deliver_to(sim, "x"))
+    assert await deliver_to(sim, "x", attempts=1) == Delivered(provider_id=None)
 
 
 async def test_x_rate_limit_waits_for_the_window_reset(sim: Sim) -> None:
     """Past the window's limit, a 429 not taken, waiting until x-rate-limit-reset."""
     logic = sim.logic("x")
     logic.limit, logic.clock = 1, lambda: T0
-    assert isinstance(await sim.deliver("x"), Delivered)
-    assert retry(Taken.NO, after=900.0)(await sim.deliver("x", payload={"text": "more"}))
+    assert isinstance(await deliver_to(sim, "x"), Delivered)
+    assert retry(Taken.NO, after=900.0)(await deliver_to(sim, "x", payload={"text": "more"}))
 
 
 @pytest.mark.parametrize(
@@ -854,7 +797,7 @@ async def test_x_fault_answers(
 ) -> None:
     """A 429 names its reset; a 5xx may have posted; a 403 is permanent."""
     await sim.faults("x", **faults)
-    assert expected(await sim.deliver("x"))
+    assert expected(await deliver_to(sim, "x"))
 
 
 @pytest.mark.parametrize(
@@ -866,7 +809,7 @@ async def test_x_fault_answers(
 )
 async def test_x_refused_credentials_are_permanent(sim: Sim, token: str, words: str) -> None:
     """An invalid user token is a 401, an app-only token a 403: both permanent."""
-    outcome = await sim.deliver("x", attrs.evolve(X_OAUTH2, access_token=ref(token)))
+    outcome = await deliver_to(sim, "x", attrs.evolve(X_OAUTH2, access_token=ref(token)))
     assert permanent(words)(outcome)
 
 

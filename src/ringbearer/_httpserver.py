@@ -18,6 +18,7 @@ several times over. What it supports, and nothing more:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.message
 import email.utils
@@ -85,6 +86,18 @@ class HttpRequest:
         """The query string's parameters."""
         return parse_qs(self.query, keep_blank_values=True)
 
+    def basic_auth(self) -> tuple[str, str] | None:
+        """The user and password of a Basic ``Authorization``; None for any other or none."""
+        scheme, _, encoded = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError both are
+            return None
+        user, _, password = decoded.partition(":")
+        return user, password
+
 
 class Action(enum.Enum):
     """What the server does with a response: answer it, or misbehave on purpose."""
@@ -132,12 +145,24 @@ async def serve_http(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` on host:port forever; ``started`` gets the bound port (port 0 = any)."""
-    listeners, bound = await open_listeners(host, port)
+    serve = functools.partial(_serve_connection, handler)
+    await serve_tcp(serve, host, port, task_status=task_status)
+
+
+async def serve_tcp(
+    serve: Callable[[trio.SocketStream], Awaitable[None]],
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``serve`` for each connection to host:port forever; ``started`` gets the bound port."""
+    listeners, bound = await _open_listeners(host, port)
     task_status.started(bound)
-    await trio.serve_listeners(functools.partial(_serve_connection, handler), listeners)
+    await trio.serve_listeners(serve, listeners)
 
 
-async def open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
+async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
     """TCP listeners on host:port, and the port they are bound to."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     if port == 0:

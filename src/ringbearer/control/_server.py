@@ -148,6 +148,7 @@ async def _connection(
                 guard.refused(peer, None)
                 message = f"{peer.describe()} may not use this socket"
                 await _send(stream, _protocol.error(None, "forbidden", message))
+                await _drain(stream)  # let the client's request in, so it reads the refusal
                 return
             await _serve_lines(stream, _Checked(handle, peer, role, guard), limits)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -32,7 +32,8 @@ The translation of httpx's exceptions::
     (no answer within the context's timeout)            Retry(taken=MAYBE)
 
 The response helpers below (wait hints, a safe JSON reader, the default
-status table) and the payload field readers are what providers build on.
+status table), the payload field readers and :func:`conforming_id` (a
+provider's id from an idempotency key) are what providers build on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import functools
+import hashlib
 import math
 import re
 import ssl
@@ -184,6 +186,13 @@ def basic_auth(user: str, password: Secret) -> str:
     """An ``Authorization`` value for HTTP Basic."""
     pair = f"{user}:{password.reveal()}".encode()
     return f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+def secret_url(ctx: AdapterContext, url: SecretRef, sandbox_path: str) -> Secret:
+    """A URL that is the secret itself (a webhook); in the sandbox, a stand-in path."""
+    if ctx.base_url_override is not None:
+        return Secret(ctx.base_url("") + sandbox_path)
+    return ctx.secrets(url)
 
 
 # --- HTTP providers ----------------------------------------------------------
@@ -524,6 +533,28 @@ def batch_kind(
     )
 
 
+# --- provider ids from idempotency keys ---------------------------------------
+
+
+def _digest(key: str) -> str:
+    """A stable 32-character hex digest of a key."""
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def conforming_id(
+    key: str,
+    fits: Callable[[str], bool] | re.Pattern[str],
+    digest: Callable[[str], str] = _digest,
+) -> str:
+    """The key as the provider's id when it fits the provider's rule, else ``digest(key)``.
+
+    Both are functions of the key alone, so every retry of a message carries
+    the id its first attempt did, and the provider can deduplicate on it.
+    """
+    fitting = fits.fullmatch(key) is not None if isinstance(fits, re.Pattern) else fits(key)
+    return key if fitting else digest(key)
+
+
 # --- reading answers ---------------------------------------------------------
 
 
@@ -545,6 +576,16 @@ def malformed(response: httpx.Response, expected: str) -> Retry:
         taken=Taken.MAYBE,
         status=response.status_code,
     )
+
+
+def delivered_on_success(response: httpx.Response, field: str) -> Outcome:
+    """Delivered with ``field`` as the id when a JSON object's status is 'success'."""
+    body = json_object(response) or {}
+    value = body.get(field)
+    if body.get("status") != "success" or not isinstance(value, str) or not value:
+        article = "an" if field[0] in "aeiou" else "a"
+        return malformed(response, f"a JSON object with status 'success' and {article} {field!r}")
+    return Delivered(provider_id=value)
 
 
 def delivered_with(response: httpx.Response, field: str) -> Outcome:

@@ -36,6 +36,12 @@ DEFAULT_BASE = "https://graph.facebook.com"
 DEFAULT_VERSION = "v21.0"
 VERSION = re.compile(r"v\d+\.\d+")
 
+
+def api_version() -> Any:
+    """The ``api_version`` setting's field: a Graph version, ``DEFAULT_VERSION`` unless set."""
+    return attrs.field(default=DEFAULT_VERSION, validator=attrs.validators.matches_re(VERSION))
+
+
 # Too many calls: the app's (4), the user's (17), the Page's (32), a custom
 # limit (613), the app's again (341), a temporary block (368), and the
 # Business Use Case limits of Pages (80001) and Instagram accounts (80002).

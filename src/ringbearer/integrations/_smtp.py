@@ -38,7 +38,16 @@ from attrs import validators as v
 from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
-from ._base import AdapterContext, BatchLimits, Lane, ProviderKind, Redactor, SecretLedger, shorten
+from ._base import (
+    AdapterContext,
+    BatchLimits,
+    Lane,
+    ProviderKind,
+    Redactor,
+    SecretLedger,
+    conforming_id,
+    shorten,
+)
 from .email import EmailPayload
 
 _MESSAGE_ID_LEFT = re.compile(r"[A-Za-z0-9_+=-]+(\.[A-Za-z0-9_+=-]+)*")
@@ -72,12 +81,17 @@ class Composed:
     smtputf8: bool = False
 
 
+def _fits_id_left(key: str) -> bool:
+    return _MESSAGE_ID_LEFT.fullmatch(key) is not None and len(key) <= 200
+
+
+def _sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def message_id(idempotency_key: str) -> str:
     """``<key@ringbearer>``, or a digest of the key when it is not a valid id-left."""
-    left = idempotency_key
-    if not _MESSAGE_ID_LEFT.fullmatch(left) or len(left) > 200:
-        left = hashlib.sha256(idempotency_key.encode()).hexdigest()
-    return f"<{left}@ringbearer>"
+    return f"<{conforming_id(idempotency_key, _fits_id_left, _sha256)}@ringbearer>"
 
 
 def compose(mail: EmailPayload, envelope: Envelope) -> Composed:

@@ -35,6 +35,7 @@ from ._base import (
     bearer,
     choice,
     classify_status,
+    delivered_on_success,
     detail,
     fields,
     http_kind,
@@ -45,6 +46,7 @@ from ._base import (
     optional_str,
     required_str,
     retry_after,
+    secret_url,
     status_reason,
 )
 
@@ -67,9 +69,7 @@ class SlackWebhook:
 
     @classmethod
     def from_settings(cls, settings: SlackWebhookSettings, ctx: AdapterContext) -> SlackWebhook:
-        if ctx.base_url_override is not None:
-            return cls(Secret(ctx.base_url("") + SLACK_SANDBOX_PATH))
-        return cls(ctx.secrets(settings.url))
+        return cls(secret_url(ctx, settings.url, SLACK_SANDBOX_PATH))
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         _slack_body(payload)
@@ -322,20 +322,12 @@ class PagerDuty:
 
     def classify(self, response: httpx.Response) -> Outcome:
         if response.is_success:
-            return _pd_delivered(response)
+            return delivered_on_success(response, "dedup_key")
         if response.status_code == 400:
             words = detail(response, "message", "errors")
             return Permanent(status_reason(response, words), status=400)
         # 429 carries no headers: retry (not taken) on the policy's own backoff.
         return classify_status(response, detail(response, "message"))
-
-
-def _pd_delivered(response: httpx.Response) -> Outcome:
-    body = json_object(response) or {}
-    dedup_key = body.get("dedup_key")
-    if body.get("status") != "success" or not isinstance(dedup_key, str) or not dedup_key:
-        return malformed(response, "a JSON object with status 'success' and a 'dedup_key'")
-    return Delivered(provider_id=dedup_key)
 
 
 KINDS: tuple[ProviderKind, ...] = (

@@ -72,7 +72,6 @@ Retry(NO, MESSAGE, after=<seconds left>) while every other event goes out.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -96,6 +95,7 @@ from ._base import (
     basic_auth,
     batch_kind,
     classify_status,
+    conforming_id,
     detail,
     fields,
     json_object,
@@ -117,11 +117,6 @@ _EARLIEST_SECONDS = 31_536_000  # 1971-01-01, Mixpanel's floor for an event's ti
 
 def _limits(batch_size: int, batch_wait_ms: int) -> BatchLimits:
     return BatchLimits(max_size=batch_size, max_wait=batch_wait_ms / 1000)
-
-
-def _digest(key: str) -> str:
-    """A stable 32-character hex id for a key that does not fit a provider's rule."""
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 @attrs.define
@@ -208,11 +203,13 @@ _PLACEHOLDER_IDS = frozenset({"null", "undefined", "0"})  # refused by Mixpanel
 _SERVICE_ACCOUNT = ("service_account_username", "service_account_secret", "project_id")
 
 
+def _fits_insert_id(key: str) -> bool:
+    return _INSERT_ID.fullmatch(key) is not None and key.lower() not in _PLACEHOLDER_IDS
+
+
 def mixpanel_insert_id(key: str) -> str:
     """``$insert_id``: the key if it fits Mixpanel's rule (<= 36 of A-Z a-z 0-9 -), else a hash."""
-    if _INSERT_ID.fullmatch(key) and key.lower() not in _PLACEHOLDER_IDS:
-        return key
-    return _digest(key)
+    return conforming_id(key, _fits_insert_id)
 
 
 @attrs.frozen
@@ -440,7 +437,7 @@ Who = tuple[str, str]  # ("user_id" | "device_id", the id)
 
 def amplitude_insert_id(key: str) -> str:
     """``insert_id``: the key when it is 1 to 64 visible ASCII characters, else a hash."""
-    return key if _AMPLITUDE_INSERT_ID.fullmatch(key) else _digest(key)
+    return conforming_id(key, _AMPLITUDE_INSERT_ID)
 
 
 @attrs.frozen

@@ -67,7 +67,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -85,6 +84,8 @@ from ._base import (
     HttpCall,
     ProviderKind,
     classify_status,
+    conforming_id,
+    delivered_on_success,
     detail,
     fields,
     http_kind,
@@ -93,6 +94,7 @@ from ._base import (
     optional_mapping,
     optional_str,
     required_str,
+    secret_url,
     shorten,
     status_reason,
     steps_kind,
@@ -398,9 +400,7 @@ def light_blue_id(idempotency_key: str) -> str:
     Light Blue documents no limit on ``ID`` (a Text parameter), so this keeps
     to a form any such field takes.
     """
-    if _LB_ID.fullmatch(idempotency_key):
-        return idempotency_key
-    return hashlib.blake2b(idempotency_key.encode(), digest_size=16).hexdigest()
+    return conforming_id(idempotency_key, _LB_ID)
 
 
 def _light_blue_params(raw: object) -> dict[str, str]:
@@ -532,9 +532,7 @@ class HoneyBook:
 
     @classmethod
     def from_settings(cls, settings: HoneyBookSettings, ctx: AdapterContext) -> HoneyBook:
-        if ctx.base_url_override is not None:
-            return cls(Secret(ctx.base_url("") + HONEYBOOK_SANDBOX_PATH))
-        return cls(ctx.secrets(settings.hook_url))
+        return cls(secret_url(ctx, settings.hook_url, HONEYBOOK_SANDBOX_PATH))
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         _honeybook_body(payload)
@@ -547,21 +545,13 @@ class HoneyBook:
 
     def classify(self, response: httpx.Response) -> Outcome:
         if response.is_success:
-            return _zapier_caught(response)
+            return delivered_on_success(response, "id")  # Zapier's id for the catch
         if response.status_code == 410:
             words = "the catch hook is gone: its Zap was turned off or deleted"
             return Permanent(status_reason(response, words), status=410)
         # 429 waits Retry-After when Zapier sends one, else the retry policy's
         # backoff; 5xx may have been caught, so it is retried as ambiguous.
         return classify_status(response, detail(response, "status", "message"))
-
-
-def _zapier_caught(response: httpx.Response) -> Outcome:
-    body = json_object(response) or {}
-    caught = body.get("id")
-    if body.get("status") != "success" or not isinstance(caught, str) or not caught:
-        return malformed(response, "a JSON object with status 'success' and an 'id'")
-    return Delivered(provider_id=caught)
 
 
 KINDS: tuple[ProviderKind, ...] = (

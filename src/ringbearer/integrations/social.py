@@ -146,9 +146,7 @@ _FB_DUPLICATE = 506
 class FacebookPageSettings:
     page_id: str = attrs.field(validator=v.matches_re(r"\d+"))
     page_token: SecretRef
-    api_version: str = attrs.field(
-        default=_graph.DEFAULT_VERSION, validator=v.matches_re(_graph.VERSION)
-    )
+    api_version: str = _graph.api_version()
     base_url: str = _graph.DEFAULT_BASE
 
 
@@ -223,9 +221,7 @@ class ContainerStatus(enum.Enum):
 class InstagramSettings:
     ig_user_id: str = attrs.field(validator=v.matches_re(r"\d+"))
     access_token: SecretRef
-    api_version: str = attrs.field(
-        default=_graph.DEFAULT_VERSION, validator=v.matches_re(_graph.VERSION)
-    )
+    api_version: str = _graph.api_version()
     base_url: str = _graph.DEFAULT_BASE  # or https://graph.instagram.com (Instagram Login)
 
 

@@ -23,7 +23,7 @@ import attrs
 from .._httpserver import HttpRequest, HttpResponse
 from . import _graph
 from ._graph import GraphError
-from ._provider import FaultReplies, Outcome, ProviderSpec
+from ._provider import Outcome, ProviderSpec
 
 _FEED = re.compile(r"/(\d+)/feed")
 
@@ -38,17 +38,7 @@ _DUPLICATE = GraphError(code=506, message="(#506) Duplicate status message")
 _NO_CONTENT = GraphError(code=100, message="(#100) The parameter message or link is required")
 
 
-def _rate_limited(retry_after: int) -> HttpResponse:
-    header = _graph.usage_header("1234567890", "pages", retry_after)
-    return _THROTTLED.response(_graph.FAULT_TRACE, (header,))
-
-
-REPLIES = FaultReplies(
-    error=_graph.UNKNOWN_ERROR.response(_graph.FAULT_TRACE),
-    permanent=_graph.EXPIRED_TOKEN.response(_graph.FAULT_TRACE),
-    outage=_graph.SERVICE_DOWN.response(_graph.FAULT_TRACE),
-    rate_limited=_rate_limited,
-)
+REPLIES = _graph.replies(_THROTTLED, "1234567890", "pages")
 
 
 @attrs.define

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import attrs
 
 from .._httpserver import HttpRequest, HttpResponse
+from ._provider import FaultReplies
 
 DAY = 86_400.0
 _VERSIONED = re.compile(r"/v\d+\.\d+(/.*)")
@@ -107,6 +108,21 @@ def usage_header(object_id: str, kind: str, wait_seconds: float) -> tuple[str, s
         "estimated_time_to_regain_access": minutes,
     }
     return "x-business-use-case-usage", json.dumps({object_id: [entry]}, separators=(",", ":"))
+
+
+def replies(throttled: GraphError, object_id: str, usage_type: str) -> FaultReplies:
+    """A Graph provider's fault replies: its own throttling error, the shared 5xx and token."""
+
+    def rate_limited(retry_after: int) -> HttpResponse:
+        header = usage_header(object_id, usage_type, retry_after)
+        return throttled.response(FAULT_TRACE, (header,))
+
+    return FaultReplies(
+        error=UNKNOWN_ERROR.response(FAULT_TRACE),
+        permanent=EXPIRED_TOKEN.response(FAULT_TRACE),
+        outage=SERVICE_DOWN.response(FAULT_TRACE),
+        rate_limited=rate_limited,
+    )
 
 
 def graph_path(path: str) -> str:

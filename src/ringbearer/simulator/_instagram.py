@@ -31,7 +31,7 @@ import attrs
 from .._httpserver import HttpRequest, HttpResponse
 from . import _graph
 from ._graph import GraphError
-from ._provider import FaultReplies, Outcome, ProviderSpec
+from ._provider import Outcome, ProviderSpec
 
 _MAX_CAPTION = 2200
 _ROUTE = re.compile(r"/(\d+)(?:/(media|media_publish|content_publishing_limit))?")
@@ -99,17 +99,7 @@ def _required(name: str) -> GraphError:
     return GraphError(code=100, message=f"(#100) The parameter {name} is required")
 
 
-def _rate_limited(retry_after: int) -> HttpResponse:
-    header = _graph.usage_header("17841400000000000", "instagram", retry_after)
-    return _THROTTLED.response(_graph.FAULT_TRACE, (header,))
-
-
-REPLIES = FaultReplies(
-    error=_graph.UNKNOWN_ERROR.response(_graph.FAULT_TRACE),
-    permanent=_graph.EXPIRED_TOKEN.response(_graph.FAULT_TRACE),
-    outage=_graph.SERVICE_DOWN.response(_graph.FAULT_TRACE),
-    rate_limited=_rate_limited,
-)
+REPLIES = _graph.replies(_THROTTLED, "17841400000000000", "instagram")
 
 
 @attrs.define

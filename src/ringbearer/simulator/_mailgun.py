@@ -1,8 +1,13 @@
-"""Mailgun: ``POST /v3/{domain}/messages``, Basic auth as ``api``, form or multipart, no dedup."""
+"""Mailgun: ``POST /v3/{domain}/messages``, Basic auth as ``api``, form or multipart, no dedup.
+
+``GET /v3/domains/{domain}`` shows a domain, for a read-only check of a key
+and its domain. Every domain exists and is active, except those under the
+reserved top-level domain ``.invalid``: 404 "Domain not found".
+"""
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import random
 import re
 
@@ -12,6 +17,7 @@ from .._httpserver import HttpRequest, HttpResponse
 from ._provider import FaultReplies, Outcome, ProviderSpec
 
 _ROUTE = re.compile(r"/v3/([^/]+)/messages")
+_DOMAIN = re.compile(r"/v3/domains/([^/]+)")
 _BODY_FIELDS = ("text", "html", "amp-html", "template")
 # The official SDK stamps each message with this MIME header; Mailgun itself
 # does not deduplicate on it, so the simulator only counts it.
@@ -47,12 +53,16 @@ class Mailgun:
     queued: int = 0
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
+        domain = _DOMAIN.fullmatch(path)
+        if domain is not None and request.method == "GET":
+            # A read: never counted as accepted work.
+            return Outcome(_show_domain(request, domain[1]), accepted=False)
         route = _ROUTE.fullmatch(path)
         if route is None:
             return Outcome(_message(404, "Not Found"))
         if request.method != "POST":
             return Outcome(_message(405, "Method Not Allowed"))
-        if not _authorized(request.headers.get("authorization", "")):
+        if not _authorized(request.basic_auth()):
             return Outcome(_FORBIDDEN)
         try:
             form = request.form()
@@ -67,16 +77,35 @@ class Mailgun:
         return Outcome(HttpResponse.json(200, body), key=_idempotency_key(form))
 
 
-def _authorized(header: str) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
+def _authorized(credentials: tuple[str, str] | None) -> bool:
+    if credentials is None:
         return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except ValueError:  # binascii.Error and UnicodeDecodeError both are
-        return False
-    user, _, password = decoded.partition(":")
+    user, password = credentials
     return user == "api" and password not in ("", "invalid")
+
+
+def _show_domain(request: HttpRequest, name: str) -> HttpResponse:
+    if not _authorized(request.basic_auth()):
+        return _FORBIDDEN
+    if name.lower().rstrip(".").endswith(".invalid"):
+        return _message(404, "Domain not found")
+    domain = {
+        "created_at": "Mon, 01 Jan 2024 00:00:00 GMT",
+        "id": hashlib.blake2b(name.encode(), digest_size=12).hexdigest(),
+        "is_disabled": False,
+        "name": name,
+        "require_tls": False,
+        "skip_verification": False,
+        "smtp_login": f"postmaster@{name}",
+        "spam_action": "disabled",
+        "state": "active",
+        "type": "custom",
+        "web_prefix": "email",
+        "web_scheme": "https",
+        "wildcard": False,
+    }
+    body = {"domain": domain, "receiving_dns_records": [], "sending_dns_records": []}
+    return HttpResponse.json(200, body)
 
 
 def _problem(form: dict[str, list[str]]) -> str | None:

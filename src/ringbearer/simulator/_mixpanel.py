@@ -173,25 +173,13 @@ class _TooLarge(Exception):
 
 def _authorized(request: HttpRequest) -> bool:
     """A service account (user and secret) with ``project_id``, else a token as user name."""
-    credentials = _basic(request.headers.get("authorization", ""))
+    credentials = request.basic_auth()
     if credentials is None:
         return False
     user, password = credentials
     if "project_id" in request.query_params():
         return bool(user) and password not in ("", "invalid")
     return user not in ("", "invalid")
-
-
-def _basic(header: str) -> tuple[str, str] | None:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except ValueError:  # binascii.Error and UnicodeDecodeError both are
-        return None
-    user, _, password = decoded.partition(":")
-    return user, password
 
 
 def _batch(request: HttpRequest) -> _Batch:

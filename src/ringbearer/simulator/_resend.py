@@ -1,4 +1,10 @@
-"""Resend: ``POST /emails`` and ``/emails/batch``, Bearer auth, ``Idempotency-Key`` replay."""
+"""Resend: ``POST /emails`` and ``/emails/batch``, Bearer auth, ``Idempotency-Key`` replay.
+
+``GET /domains`` lists the team's one domain (``example.com``, verified), for
+a read-only check of a key. A key with sending access only may not list
+domains: the key ``send-only`` stands for one (401 ``restricted_api_key``).
+Creating or changing domains is not simulated (404, as any unknown route).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ _MAX_BATCH = 100
 _MAX_KEY = 256
 _REQUIRED = ("from", "to", "subject")
 _ROUTES = ("/emails", "/emails/batch")
+_DOMAINS = "/domains"
+SEND_ONLY_KEY = "send-only"
 _JSON = (("content-type", "application/json"),)
 
 
@@ -67,6 +75,9 @@ class Resend:
     sent: dict[str, _Sent] = attrs.Factory(dict)
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
+        if path == _DOMAINS and request.method == "GET":
+            # A read: never counted as accepted work.
+            return Outcome(_domains(request), accepted=False)
         refusal = _refuse(request, path)
         if refusal is not None:
             return Outcome(refusal)
@@ -109,14 +120,39 @@ def _refuse(request: HttpRequest, path: str) -> HttpResponse | None:
         return _error(404, "not_found", "The requested endpoint does not exist.")
     if request.method != "POST":
         return _error(405, "method_not_allowed", "Method is not allowed for the requested path.")
+    return _auth_refusal(request)
+
+
+def _api_key(request: HttpRequest) -> str:
     scheme, _, api_key = request.headers.get("authorization", "").partition(" ")
-    api_key = api_key.strip()
-    if scheme.lower() != "bearer" or not api_key:
+    return api_key.strip() if scheme.lower() == "bearer" else ""
+
+
+def _auth_refusal(request: HttpRequest) -> HttpResponse | None:
+    api_key = _api_key(request)
+    if not api_key:
         message = "Missing API key in the authorization header."
         return _error(401, "missing_api_key", message)
     if api_key == "invalid":
         return _error(403, "invalid_api_key", "API key is invalid")
     return None
+
+
+def _domains(request: HttpRequest) -> HttpResponse:
+    refusal = _auth_refusal(request)
+    if refusal is not None:
+        return refusal
+    if _api_key(request) == SEND_ONLY_KEY:
+        message = "This API key is restricted to only send emails."
+        return _error(401, "restricted_api_key", message)
+    domain = {
+        "id": "4dd369bc-aa82-4ff3-97de-514ae3000ee0",
+        "name": "example.com",
+        "status": "verified",
+        "created_at": "2024-01-01T00:00:00.000000+00:00",
+        "region": "us-east-1",
+    }
+    return HttpResponse.json(200, {"object": "list", "has_more": False, "data": [domain]})
 
 
 def _send(request: HttpRequest, path: str, rng: random.Random) -> HttpResponse:

@@ -3,6 +3,7 @@
 * ``slack-webhook``: ``POST /services/T/B/X``, plain-text answers;
 * ``slack-chat``: ``POST /api/chat.postMessage`` with a bearer token; errors
   are ``{"ok": false, "error": word}`` with HTTP 200, except a rate limit (429).
+  ``/api/auth.test`` (GET or POST) says whose the token is, posting nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ SPEC = ProviderSpec("slack-webhook", SlackWebhook, REPLIES)
 # --- chat.postMessage ----------------------------------------------------------
 
 _CHAT_PATH = "/api/chat.postMessage"
+_AUTH_TEST_PATH = "/api/auth.test"
 _CHAT_JSON = (("content-type", "application/json; charset=utf-8"),)
 _MAX_TEXT = 40_000
 _FIRST_TS = 1_700_000_000  # a ts is seconds.micros; each post takes the next second
@@ -114,6 +116,8 @@ class SlackChat:
     posted: int = 0
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
+        if path == _AUTH_TEST_PATH:
+            return Outcome(_auth_test(request), accepted=False)  # a read
         if path != _CHAT_PATH:
             return Outcome(_no("unknown_method", 404))
         message, problem = _chat_message(request)
@@ -137,6 +141,24 @@ def _chat_auth(header: str) -> str | None:
     # Real tokens start xox (xoxb-, xoxp-); "sandbox" is the placeholder a
     # sandboxed daemon sends when no token is configured.
     return None if token.startswith("xox") or token == SANDBOX_TOKEN else "invalid_auth"
+
+
+def _auth_test(request: HttpRequest) -> HttpResponse:
+    problem = _chat_auth(request.headers.get("authorization", ""))
+    if problem is not None:
+        return _no(problem)
+    identity = {
+        "ok": True,
+        "url": "https://sandbox.slack.com/",
+        "team": "Sandbox",
+        "user": "ringbearer",
+        "team_id": "T0SANDBOX1",
+        "user_id": "U0SIMBOT01",
+        "bot_id": "B0SIMBOT01",
+        "is_enterprise_install": False,
+    }
+    # Slack lists the token's scopes on every Web API answer.
+    return _chat(200, identity, (("x-oauth-scopes", "chat:write"),))
 
 
 def _chat_message(request: HttpRequest) -> tuple[dict[str, Any], str | None]:

@@ -21,7 +21,7 @@ import re
 import attrs
 import trio
 
-from .._httpserver import open_listeners, reset_connection
+from .._httpserver import reset_connection, serve_tcp
 from ._faults import FaultKind
 from ._slot import ProviderSlot
 from ._smtp_wire import LineReader, LineTooLong
@@ -83,9 +83,8 @@ async def serve_smtp(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve SMTP on host:port forever; ``started`` gets the bound port (port 0 = any)."""
-    listeners, bound = await open_listeners(host, port)
-    task_status.started(bound)
-    await trio.serve_listeners(functools.partial(_serve_session, slot), listeners)
+    serve = functools.partial(_serve_session, slot)
+    await serve_tcp(serve, host, port, task_status=task_status)
 
 
 async def _serve_session(slot: ProviderSlot, stream: trio.SocketStream) -> None:

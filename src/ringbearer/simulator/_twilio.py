@@ -9,11 +9,13 @@ Twilio's test numbers pick an error, as with its test credentials: To
 ``+15005550001`` is invalid (21211), ``+15005550002`` unreachable (21612),
 ``+15005550004`` unsubscribed (21610), ``+15005550009`` not a mobile (21614);
 From ``+15005550008`` has a full queue (21611).
+
+``GET /2010-04-01/Accounts/{AccountSid}.json`` shows the account (active,
+full), for a read-only check of the credentials; it creates nothing.
 """
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import functools
 import random
@@ -28,6 +30,7 @@ from .._httpserver import HttpRequest, HttpResponse
 from ._provider import FaultReplies, Outcome, ProviderSpec
 
 _ROUTE = re.compile(r"/2010-04-01/Accounts/([^/]+)/([A-Za-z]+)\.json")
+_ACCOUNT_ROUTE = re.compile(r"/2010-04-01/Accounts/([^/]+)\.json")
 _ACCOUNT = re.compile(r"AC[0-9a-f]{32}")
 _API_KEY = re.compile(r"SK[0-9a-f]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -210,6 +213,10 @@ class Twilio:
     created: int = 0
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
+        account_route = _ACCOUNT_ROUTE.fullmatch(path)
+        if account_route is not None and request.method == "GET":
+            # A read: never counted as accepted work.
+            return Outcome(_show_account(request, account_route[1]), accepted=False)
         route = _ROUTE.fullmatch(path)
         if route is None or route[2] != self.resource.name:
             message = f"The requested resource {path} was not found"
@@ -217,7 +224,7 @@ class Twilio:
         if request.method != "POST":
             return Outcome(_error(405, 20004, "Method not allowed"))
         account = route[1]
-        if not _authorized(request.headers.get("authorization", ""), account):
+        if not _authorized(request.basic_auth(), account):
             return Outcome(_UNAUTHORIZED)
         try:
             form = {key: values[-1] for key, values in request.form().items()}
@@ -231,16 +238,30 @@ class Twilio:
         return Outcome(HttpResponse.json(201, self.resource.body(account, sid, form)))
 
 
-def _authorized(header: str, account: str) -> bool:
+def _show_account(request: HttpRequest, account: str) -> HttpResponse:
+    if not _authorized(request.basic_auth(), account):
+        return _UNAUTHORIZED
+    uri = f"/2010-04-01/Accounts/{account}"
+    # The real resource also shows the auth token; the simulator keeps it out.
+    body = {
+        "date_created": "Mon, 01 Jan 2024 00:00:00 +0000",
+        "date_updated": "Mon, 01 Jan 2024 00:00:00 +0000",
+        "friendly_name": "ringbearer sandbox",
+        "owner_account_sid": account,
+        "sid": account,
+        "status": "active",
+        "subresource_uris": {"messages": f"{uri}/Messages.json", "calls": f"{uri}/Calls.json"},
+        "type": "Full",
+        "uri": f"{uri}.json",
+    }
+    return HttpResponse.json(200, body)
+
+
+def _authorized(credentials: tuple[str, str] | None, account: str) -> bool:
     """Basic as the path's account, or as an API key (which belongs to some account)."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
+    if credentials is None:
         return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except ValueError:  # binascii.Error and UnicodeDecodeError both are
-        return False
-    user, _, password = decoded.partition(":")
+    user, password = credentials
     if password in ("", "invalid") or not _ACCOUNT.fullmatch(account):
         return False
     return user == account or _API_KEY.fullmatch(user) is not None

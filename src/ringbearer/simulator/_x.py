@@ -20,11 +20,15 @@
   ``x-rate-limit-limit/-remaining/-reset`` (epoch seconds) and ``Date``, and
   past the limit the answer is 429.
 * Success: ``201 {"data": {"edit_history_tweet_ids": [id], "id", "text"}}``.
+* ``GET /2/users/me`` says who the user is (``{"data": {"id", "name",
+  "username"}}``), with the same auth checks; it posts nothing and is not
+  counted against the posting window.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import hmac
 import random
 import time
@@ -125,6 +129,8 @@ class X:
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
         now = self.clock()
+        if path == "/2/users/me" and request.method == "GET":
+            return Outcome(_me(request, path), accepted=False)  # a read
         if path != "/2/tweets" or request.method != "POST":
             body = _problem(404, "Not Found Error", f"Could not find {request.method} {path}")
             return Outcome(HttpResponse.json(404, body))
@@ -169,6 +175,17 @@ class X:
         post_id = str(rng.randrange(10**18, 2 * 10**18))
         self.posts[post_id] = text
         return {"data": {"edit_history_tweet_ids": [post_id], "id": post_id, "text": text}}
+
+
+def _me(request: HttpRequest, path: str) -> HttpResponse:
+    user, refusal = _user(request, path)
+    if user is None:
+        return HttpResponse.json(refusal["status"], refusal)
+    # The same user has the same id every time, as on the real API.
+    user_id = str(int.from_bytes(hashlib.blake2b(user.encode(), digest_size=7).digest()))
+    return HttpResponse.json(
+        200, {"data": {"id": user_id, "name": "Ringbearer", "username": "ringbearer"}}
+    )
 
 
 def _user(request: HttpRequest, path: str) -> tuple[str | None, dict[str, Any]]:
