@@ -415,3 +415,21 @@ async def test_the_change_freeze_needs_force_and_logs_it(
         assert forced == ["pause", "breaker open", "reload"]
         await daemon.set_override("off", None)
         await daemon.set_paused("slack", False)  # no freeze with the mode off
+
+
+async def test_the_preflight_runs_twelve_hours_before_the_wedding_day(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """12 hours before Saturday the daemon checks every integration and records the verdict."""
+    text = BASE + WEDDING + ALERTING
+    async with running_core(tmp_path, text) as core:
+        await trio.sleep_until(at(SATURDAY - 12 * HOUR) - 60)
+        assert not [e for e in core.store.event_log if e.kind == "preflight"]
+        await trio.sleep(120)
+        (event,) = [e for e in core.store.event_log if e.kind == "preflight"]
+        assert SATURDAY - 12 * HOUR <= event.at < SATURDAY - 12 * HOUR + 60
+        # Fake integrations have nothing to probe: warnings, nothing failing, no alert.
+        assert (event.detail or {}) == {"verdict": "ready with warnings", "failing": []}
+        assert "preflight" not in core.daemon.alerts.alerts
+        await trio.sleep_until(at(SATURDAY) + 3 * HOUR)
+        assert len([e for e in core.store.event_log if e.kind == "preflight"]) == 1

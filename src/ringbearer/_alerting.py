@@ -108,6 +108,8 @@ class AlertManager:
     _not_closed_since: dict[str, float] = attrs.Factory(dict)
     _dead: deque[tuple[float, str]] = attrs.Factory(deque)  # (wall, target) of dead letters
     _own: set[int] = attrs.Factory(set)  # ids of the alert messages we sent
+    # Conditions found elsewhere (a failed preflight): key -> (severity, summary).
+    external: dict[str, tuple[str, str]] = attrs.Factory(dict)
 
     # -- what the daemon tells it ------------------------------------------------------
 
@@ -139,6 +141,7 @@ class AlertManager:
     async def tick(self) -> None:
         now = self.host.wall()
         wanted = self._conditions(now) + await self._deadline_conditions(now)
+        wanted += [(key, sev, summary) for key, (sev, summary) in self.external.items()]
         keys = {key for key, _, _ in wanted}
         for key, severity, summary in wanted:
             await self._raise(key, severity, summary, now)

@@ -45,6 +45,7 @@ from ._errors import ConfigError, InvalidPayload, RequestError, RingbearerError
 from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._metrics import DaemonGauges, Metrics
+from ._preflight import PreflightReport, preflight
 from ._reload import ReloadPlan
 from ._supervisor import Supervisor, SupervisorEvent
 from ._systemd import Notifier, watchdog_interval
@@ -649,6 +650,43 @@ class Daemon:
             except RingbearerError as exc:  # the store refused: try again next tick
                 log.error("alerting tick failed", extra=fields(error=str(exc)))
 
+    async def run_preflight(self) -> PreflightReport:
+        """Check every integration where this daemon sends, without sending; alert if not ready."""
+        sandbox = self.sandbox
+        report = await preflight(
+            self.config,
+            kinds=self._kinds,
+            sandbox_url=sandbox.url if sandbox else None,
+            smtp=sandbox.smtp if sandbox else None,
+        )
+        failing = [i.name for i in report.integrations if i.verdict.value == "fail"]
+        self._event("preflight", None, verdict=report.readiness.value, failing=failing)
+        if failing:
+            summary = f"preflight: not ready ({', '.join(failing)}); run ringbearer preflight"
+            self.alerts.external["preflight"] = ("critical", summary)
+            log.error("preflight: not ready", extra=fields(failing=",".join(failing)))
+        else:
+            self.alerts.external.pop("preflight", None)
+            log.info("preflight: " + report.readiness.value)
+        return report
+
+    async def watch_preflight(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the preflight a set time before each wedding day the calendar knows of."""
+        task_status.started()
+        while (hours := self.config.wedding_day.preflight_hours_before) > 0:
+            start = self.calendar.next_day_on(self.wall())
+            due = None if start is None else start - hours * 3600
+            if due is None or due > self.wall():
+                # Recomputed at least hourly: a reload may change the calendar.
+                wait = 3600.0 if due is None else min(3600.0, due - self.wall())
+                await trio.sleep(wait)
+                continue
+            await self.run_preflight()
+            assert start is not None
+            await trio.sleep(max(1.0, start - self.wall() + 1))
+
     def gauges(self) -> DaemonGauges:
         return DaemonGauges(wedding_day=self.mode.on, oldest_queued=self.oldest_queued)
 
@@ -1041,6 +1079,7 @@ async def run_core(
                 await front_nursery.start(dispatcher.run)
             await front_nursery.start(daemon.watch_mode)
             await front_nursery.start(daemon.watch_alerts)
+            await front_nursery.start(daemon.watch_preflight)
             await front(daemon, front_nursery, stop)
             daemon._event("daemon_started", None, version=__version__)
             log.info(

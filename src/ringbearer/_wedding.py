@@ -80,6 +80,8 @@ class WeddingDaySettings:
     health_degraded_below: float = attrs.field(default=0.99, validator=[v.ge(0.0), v.le(1.0)])
     health_down_below: float = attrs.field(default=0.8, validator=[v.ge(0.0), v.le(1.0)])
     freeze: bool = True  # pause, breaker commands and reload need --force
+    # A readiness check (preflight) this long before each wedding day starts; 0: none.
+    preflight_hours_before: float = attrs.field(default=12.0, validator=v.ge(0.0))
 
 
 class Cause(enum.Enum):
