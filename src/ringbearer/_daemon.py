@@ -791,12 +791,12 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return {"accepted": await daemon.submit(messages)}
         case proto.Status():
             return daemon.status()
-        case proto.Pause(name=name):
-            return await daemon.set_paused(name, True)
-        case proto.Resume(name=name):
-            return await daemon.set_paused(name, False)
-        case proto.Breaker(name=name, action=action):
-            return daemon.breaker(name, action)
+        case proto.Pause(name=name, force=force):
+            return await daemon.set_paused(name, True, force=force)
+        case proto.Resume(name=name, force=force):
+            return await daemon.set_paused(name, False, force=force)
+        case proto.Breaker(name=name, action=action, force=force):
+            return daemon.breaker(name, action, force=force)
         case proto.Wait(timeout=timeout, breaker=condition):
             seconds = max(0.0, min(timeout, 3600.0))
             if condition is None:
@@ -858,11 +858,22 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return found
         case proto.InjectCrash(name=name):
             return daemon.inject_crash(name)
-        case proto.Reload():
+        case proto.Reload(force=force):
             try:
-                return await daemon.reload_file()
+                return await daemon.reload_file(force=force)
             except ConfigError as exc:
                 raise RequestError("invalid_config", f"{exc}\nthe running config stays") from None
+        case proto.WeddingDay(state=state, until=until):
+            if state is None:
+                return daemon.mode_status()
+            return await daemon.set_override(state, until)
+        case proto.Alerts():
+            return {"alerts": daemon.alerts.views()}
+        case proto.AlertsAck(id=alert_id):
+            try:
+                return daemon.alerts.ack(alert_id)
+            except KeyError:
+                raise RequestError("not_found", f"no open alert {alert_id}") from None
 
 
 @contextlib.contextmanager

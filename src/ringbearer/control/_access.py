@@ -41,12 +41,17 @@ _NEEDS: dict[type, Role] = {
     proto.Wait: Role.READ,
     proto.Audit: Role.READ,
     proto.DeadLetters: Role.READ,
+    proto.DeadLetter: Role.READ,
     proto.Message: Role.READ,
+    proto.Alerts: Role.READ,
     proto.Submit: Role.SEND,
 }
 
 
 def needed(request: proto.Request) -> Role:
+    """Showing the wedding-day mode is a read; setting it needs an operator."""
+    if isinstance(request, proto.WeddingDay) and request.state is None:
+        return Role.READ
     return _NEEDS.get(type(request), Role.OPERATE)
 
 

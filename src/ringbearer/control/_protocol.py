@@ -42,20 +42,26 @@ class Status:
     pass
 
 
+# ``force``: a change during the wedding-day freeze (logged as forced).
+
+
 @attrs.frozen
 class Pause:
     name: str
+    force: bool = False
 
 
 @attrs.frozen
 class Resume:
     name: str
+    force: bool = False
 
 
 @attrs.frozen
 class Breaker:
     name: str
     action: str  # open | close | reset
+    force: bool = False
 
 
 @attrs.frozen
@@ -172,6 +178,26 @@ class InjectCrash:
 class Reload:
     """Read the config file again and apply it."""
 
+    force: bool = False
+
+
+@attrs.frozen
+class WeddingDay:
+    """Show the mode (``state`` None), or set it: on / off (until a Unix time), or auto."""
+
+    state: str | None = None
+    until: float | None = None
+
+
+@attrs.frozen
+class Alerts:
+    """The open alerts."""
+
+
+@attrs.frozen
+class AlertsAck:
+    id: int
+
 
 Request = (
     Submit
@@ -188,6 +214,9 @@ Request = (
     | Message
     | InjectCrash
     | Reload
+    | WeddingDay
+    | Alerts
+    | AlertsAck
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -205,6 +234,9 @@ COMMANDS: dict[str, type[Any]] = {
     "message": Message,
     "inject-crash": InjectCrash,
     "reload": Reload,
+    "wedding-day": WeddingDay,
+    "alerts": Alerts,
+    "alerts-ack": AlertsAck,
 }
 
 
