@@ -11,9 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ringbearer import RequestError
+from ringbearer import RequestError, _config
 
-from .procs import Daemon, Simulator, config_for, email, running, write_jsonl
+from .procs import ROOT, SHIPPED_CONFIG, Daemon, Simulator, config_for, email, running, write_jsonl
+
+EXAMPLES = ROOT / "examples" / "every-integration.jsonl"
 
 pytestmark = pytest.mark.e2e
 
@@ -234,31 +236,26 @@ def test_sigterm_finishes_attempts_in_flight_and_keeps_the_rest(
 
 
 def test_secrets_never_reach_logs_status_or_the_database(tmp_path: Path, sim: Simulator) -> None:
-    """Secret values from the environment appear in no log line, reply or stored byte."""
-    canaries = {
-        "RESEND_API_KEY": "re_canary_7f3a91",
-        "MAILGUN_API_KEY": "mg-canary-55d0e2",
-        "PAGERDUTY_ROUTING_KEY": "pdcanary0123456789abcdef01234567",
+    """Every secret of the shipped config, set from the environment, appears in no log line,
+    reply or stored byte, while every integration is used, on success and error paths."""
+    config = _config.load(SHIPPED_CONFIG)
+    names = {
+        ref.env
+        for settings in config.integrations.values()
+        for _, ref in _config.secret_refs(settings.provider)
+        if ref.env is not None
     }
+    canaries = {
+        name: f"canary-{n:02d}-{name.lower()}-7f3a91" for n, name in enumerate(sorted(names))
+    }
+    assert len(canaries) >= 15
     daemon = Daemon(tmp_path, config_for(tmp_path, sim), env=canaries).start()
     try:
         sim.fault("resend", permanent_rate=0.5, error_rate=0.3)  # error paths too
         sim.fault("mailgun", permanent_rate=0.5)
         daemon.call("submit", {"messages": [email(i) for i in range(30)]})
-        daemon.call(
-            "submit",
-            {
-                "messages": [
-                    {
-                        "target": "pagerduty",
-                        "payload": {
-                            "summary": "Photographer's van broke down",
-                            "severity": "critical",
-                        },
-                    }
-                ]
-            },
-        )
+        examples = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+        daemon.call("submit", {"messages": examples})
         daemon.wait_idle()
         replies = json.dumps(
             [daemon.status(), daemon.call("audit", {"limit": 100000}), daemon.call("dead-letters")]
