@@ -6,26 +6,49 @@ Exit codes scripts can rely on:
 * 1 — the daemon refused the request (its error is printed);
 * 2 — bad usage, or an invalid config file;
 * 3 — the daemon could not be reached.
+
+Each command's ``--help`` says which of these it uses, and for what.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import getpass
 import json
+import math
 import os
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import __version__
 from ._errors import ConfigError, ControlError, RequestError, RingbearerError
+from ._views import (
+    CLEAR,
+    config_document,
+    event_line,
+    format_changed,
+    format_dead_letter,
+    format_dead_letters,
+    format_status,
+    progress_bar,
+    render_top,
+    starter_document,
+    to_toml,
+    top_rows,
+)
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 DEFAULT_CONFIG = "config.toml"
 SYSTEM_SOCKET = "/run/ringbearer/ringbearer.sock"
 SEND_CHUNK = 1000
+ID_CHUNK = 1000  # dead letters replayed or purged a request
+EXIT_INTERRUPTED = 130  # Ctrl-C in the middle of a replay or purge (what was done is printed)
 
 
 class UsageError(RingbearerError):
@@ -123,6 +146,44 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{config.source}: ok ({len(config.integrations)} integrations, "
         f"{len(config.groups)} groups)"
     )
+    return EXIT_OK
+
+
+STARTER_HEADER = """ringbearer configuration, written by `ringbearer config init`.
+
+It runs against the built-in sandbox (a simulator of every provider), so it
+works with no credentials. For production set [sandbox] enabled = false and
+provide each secret named below through its environment variable or a
+systemd credential ({ credential = "NAME" }); secrets are never written here.
+Integrations inherit [defaults]; groups list their members in failover order.
+`ringbearer config show` prints every setting in effect."""
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    text = to_toml(starter_document(), header=STARTER_HEADER)
+    try:
+        with path.open("w" if args.force else "x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        print(f"ringbearer: {path} exists; --force overwrites it", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        raise RingbearerError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    _print(args, {"path": str(path)}, lambda r: f"wrote {r['path']}")
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from ._config import load
+
+    config = load(_config_path(args))
+    document = config_document(config)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        header = f"The config in effect from {config.source}, every default filled in."
+        sys.stdout.write(to_toml(document, header=header))
     return EXIT_OK
 
 
@@ -241,23 +302,250 @@ def cmd_audit(args: argparse.Namespace) -> int:
         cmd_args["since"] = args.since
     if args.message is not None:
         cmd_args["message"] = args.message
+    kinds = [k for given in args.kind or () for k in given.split(",") if k]
+    if kinds:
+        cmd_args["kinds"] = kinds
     result = _call(args, "audit", cmd_args)
-    _print(args, result, lambda r: "\n".join(_event_line(e) for e in r["events"]))
+    _print(args, result, lambda r: "\n".join(event_line(e) for e in r["events"]) or "no events")
     return EXIT_OK
+
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+SINCE_FORMS = (
+    "a Unix time (1795874400), an ISO 8601 time (2026-11-28T14:00, local time without a zone;"
+    " 2026-11-28T14:00Z) or a duration back from now (90s, 15m, 2h, 1d)"
+)
+
+
+def parse_duration(text: str) -> float | None:
+    """``90s``, ``15m``, ``2h``, ``1d`` in seconds; None if ``text`` is not one."""
+    found = DURATION.match(text.strip())
+    return None if found is None else float(found.group(1)) * UNIT_SECONDS[found.group(2)]
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: a Unix time, an ISO 8601 time or a duration back from ``now``."""
+    duration = parse_duration(text)
+    if duration is not None:
+        return now - duration
+    with contextlib.suppress(ValueError):
+        number = float(text)
+        if math.isfinite(number):
+            return number
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: give {SINCE_FORMS}") from None
+    return when.timestamp()  # naive: local time
+
+
+def _since_arg(text: str) -> float:
+    try:
+        return parse_since(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds_arg(text: str) -> float:
+    """``--older-than``: seconds, or a duration such as ``7d``."""
+    seconds = parse_duration(text)
+    if seconds is None:
+        with contextlib.suppress(ValueError):
+            seconds = float(text)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give seconds (3600) or 90s, 15m, 2h, 1d"
+        )
+    return seconds
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+# -- top ------------------------------------------------------------------------------------
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.once:
+            _top_once(args)
+        else:
+            _top_live(args)
+    return EXIT_OK
+
+
+def _snapshot(args: argparse.Namespace) -> tuple[dict[str, Any], float]:
+    status: dict[str, Any] = _call(args, "status")
+    return status, time.monotonic()
+
+
+def _elapsed(
+    previous: tuple[dict[str, Any], float] | None, current: tuple[dict[str, Any], float]
+) -> float:
+    """Seconds between two snapshots, by the daemon's own clock when it can tell."""
+    if previous is None:
+        return 0.0
+    by_daemon = current[0]["uptime_seconds"] - previous[0]["uptime_seconds"]
+    return by_daemon if by_daemon > 0 else current[1] - previous[1]
+
+
+def _top_once(args: argparse.Namespace) -> None:
+    """Two snapshots an interval apart (rates need two), one frame."""
+    first = _snapshot(args)
+    time.sleep(args.interval)
+    second = _snapshot(args)
+    _frame(args, first[0], second[0], _elapsed(first, second), clear=False)
+
+
+def _top_live(args: argparse.Namespace) -> None:
+    clear = sys.stdout.isatty() and not args.json
+    previous: tuple[dict[str, Any], float] | None = None
+    while True:
+        current = _snapshot(args)
+        before = previous[0] if previous else None
+        _frame(args, before, current[0], _elapsed(previous, current), clear=clear)
+        previous = current
+        time.sleep(args.interval)
+
+
+def _frame(
+    args: argparse.Namespace,
+    previous: dict[str, Any] | None,
+    current: dict[str, Any],
+    elapsed: float,
+    *,
+    clear: bool,
+) -> None:
+    if args.json:  # one object a frame: JSON lines when live
+        model = top_rows(previous, current, elapsed)
+        print(json.dumps(model, indent=2 if args.once else None), flush=True)
+        return
+    frame = render_top(previous, current, elapsed, refresh=None if args.once else args.interval)
+    sys.stdout.write((CLEAR if clear else "") + frame + "\n")
+    sys.stdout.flush()
+
+
+# -- dead letters ----------------------------------------------------------------------------
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    result = _call(args, "dead-letters", {"limit": args.limit})
-    _print(
-        args,
-        result,
-        lambda r: "\n".join(_dead_letter_line(d) for d in r["dead_letters"]) or "no dead letters",
-    )
+    cmd_args: dict[str, Any] = {"limit": args.limit}
+    if args.target:
+        cmd_args["target"] = args.target
+    result = _call(args, "dead-letters", cmd_args)
+    _print(args, result, lambda r: format_dead_letters(r["dead_letters"]))
     return EXIT_OK
 
 
-def _dead_letter_line(d: dict[str, Any]) -> str:
-    return f"{d['message_id']:>8} {d['target']:<12} {d['integration'] or '-':<12} {d['reason']}"
+def cmd_dead_letter_show(args: argparse.Namespace) -> int:
+    _print(args, _call(args, "dead-letter", {"id": args.id}), format_dead_letter)
+    return EXIT_OK
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    return _change_dead(args, "dead-letters-replay", "replayed", {"target": args.target})
+
+
+def cmd_dead_letters_purge(args: argparse.Namespace) -> int:
+    filters = {"target": args.target, "older_than": args.older_than}
+    return _change_dead(args, "dead-letters-purge", "purged", filters)
+
+
+def _change_dead(args: argparse.Namespace, cmd: str, verb: str, filters: dict[str, Any]) -> int:
+    """Replay or purge in chunks of ID_CHUNK, with a progress bar on a terminal; summarise."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    if bool(args.ids) == bool(args.all):
+        raise UsageError(f"{cmd.rpartition('-')[2]} takes either ID... or --all")
+    if args.ids and given:
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{options} only go with --all")
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    done: list[int] = []
+    skipped: list[int] = []
+    try:
+        chunks = _by_ids(args, cmd, verb, skipped) if args.ids else _by_all(args, cmd, verb, given)
+        for ids, total in chunks:
+            done.extend(ids)
+            if progress:
+                progress.show(len(done) + len(skipped), total)
+    except (RequestError, ControlError, KeyboardInterrupt) as exc:
+        if progress:
+            progress.end()
+        if done:
+            print(f"{len(done)} dead letter(s) were {verb} before this stopped", file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt):
+            return EXIT_INTERRUPTED
+        raise
+    if progress:
+        progress.end()
+    _print(args, {verb: done, "skipped": skipped}, lambda r: format_changed(verb, done, skipped))
+    return EXIT_REFUSED if skipped else EXIT_OK
+
+
+ChunkResults = Iterator[tuple[list[int], int]]  # (ids done by one request, how many in all)
+
+
+def _by_ids(args: argparse.Namespace, cmd: str, verb: str, skipped: list[int]) -> ChunkResults:
+    ids = list(dict.fromkeys(args.ids))
+    who = _requester()
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        result = _call(args, cmd, {"ids": chunk, "limit": len(chunk), "by": who}, timeout=120.0)
+        skipped.extend(result["skipped"])
+        yield result[verb], len(ids)
+
+
+def _by_all(args: argparse.Namespace, cmd: str, verb: str, filters: dict[str, Any]) -> ChunkResults:
+    """Every matching dead letter, a chunk at a time, each chunk above the last one's ids.
+
+    The cursor (``after``) also keeps a replayed message that fails again
+    from being taken a second time in the same run.
+    """
+    request: dict[str, Any] = {**filters, "all": True, "limit": ID_CHUNK, "by": _requester()}
+    after, count = 0, 0
+    while True:
+        result = _call(args, cmd, {**request, "after": after}, timeout=120.0)
+        ids = result[verb]
+        count += len(ids)
+        yield ids, count + result["remaining"]
+        if not ids or not result["remaining"]:
+            return
+        after = ids[-1]
+
+
+def _requester() -> str:
+    """Who asks, for the audit log: the daemon records what the client says."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        name = "unknown"
+    return f"{name} (uid {os.getuid()})"
+
+
+class _Progress:
+    """A progress bar on a terminal, redrawn in place (see ``progress_bar``)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def show(self, done: int, total: int) -> None:
+        self.stream.write(progress_bar(done, total))
+        self.stream.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -285,87 +573,30 @@ def cmd_crash(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _event_line(e: dict[str, Any]) -> str:
-    import datetime
-
-    at = datetime.datetime.fromtimestamp(e["at"], datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    who = f" msg={e['message_id']}" if e["message_id"] is not None else ""
-    where = f" {e['integration']}" if e["integration"] else ""
-    detail = f" {json.dumps(e['detail'], separators=(',', ':'))}" if e["detail"] else ""
-    return f"{at} {e['kind']}{where}{who}{detail}"
-
-
-def format_status(status: dict[str, Any]) -> str:
-    head = (
-        f"ringbearer {status['version']} · protocol {status['protocol']} · "
-        f"mode {status['mode']} · up {status['uptime_seconds']:.0f} s"
-    )
-    if status.get("sandbox"):
-        head += f" · sandbox {status['sandbox']}"
-    columns = (
-        "INTEGRATION",
-        "STATE",
-        "BREAKER",
-        "HEALTH",
-        "CRIT",
-        "NORM",
-        "BULK",
-        "FLIGHT",
-        "RESTARTS",
-        "DELIVERED",
-        "LAST ERROR",
-    )
-    rows = [columns]
-    for i in status["integrations"]:
-        q = i["queued"]
-        state = i["state"] + (" (paused)" if i["paused"] else "")
-        breaker = i["breaker"] + ("*" if i["breaker_forced"] else "")
-        rows.append(
-            (
-                i["name"],
-                state,
-                breaker,
-                i["health"],
-                str(q["critical"]),
-                str(q["normal"]),
-                str(q["bulk"]),
-                str(i["in_flight"]),
-                str(i["restarts"]),
-                str(i["delivered"]),
-                (i["last_error"] or "-")[:60],
-            )
-        )
-    for name, g in status["groups"].items():
-        q = g["queued"]
-        rows.append(
-            (
-                f"{name} (group)",
-                "paused" if g["paused"] else "-",
-                "-",
-                "-",
-                str(q["critical"]),
-                str(q["normal"]),
-                str(q["bulk"]),
-                str(g["in_flight"]),
-                "-",
-                "-",
-                " → ".join(g["members"]),
-            )
-        )
-    widths = [max(len(r[c]) for r in rows) for c in range(len(columns) - 1)]
-    lines = [head, ""]
-    for r in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    return "\n".join(lines)
-
-
 # -- the parser ---------------------------------------------------------------------------
 
+Command = Callable[..., argparse.ArgumentParser]
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help=f"config file (default: {DEFAULT_CONFIG})")
-    parser.add_argument("--socket", help="control socket of the running daemon")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+def _common(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # A nested action's options must not reset what its parent parsed: argparse
+    # copies every default of the sub-parser over the parent's values.
+    unset: Any = argparse.SUPPRESS if nested else None
+    flag: Any = argparse.SUPPRESS if nested else False
+    parser.add_argument(
+        "-c", "--config", default=unset, help=f"config file (default: {DEFAULT_CONFIG})"
+    )
+    parser.add_argument("--socket", default=unset, help="control socket of the running daemon")
+    parser.add_argument(
+        "--json", action="store_true", default=flag, help="print JSON instead of text"
+    )
+
+
+def _exits(*codes: str) -> str:
+    return "exit codes:\n" + "\n".join(f"  {code}" for code in codes)
+
+
+READ_EXITS = _exits("0  done", "2  bad usage", "3  the daemon could not be reached")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,8 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ringbearer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> Any:
-        p = sub.add_parser(name, help=help, description=help)
+    def command(
+        name: str, fn: Callable[[argparse.Namespace], int], help: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _common(p)
         p.set_defaults(fn=fn)
         return p
@@ -384,12 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8700", help="HTTP host:port")
     p.add_argument("--smtp", default="127.0.0.1:2525", help="SMTP host:port ('' for none)")
     p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("config", help="check the config file")
-    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="print every problem; exit 2 if any")
-    _common(check)
-    check.set_defaults(fn=cmd_config_check)
-    command("status", cmd_status, "show each integration's state")
+    _add_config(sub)
+    command("status", cmd_status, "show each integration's state", READ_EXITS)
+    _add_top(command)
     p = command("send", cmd_send, "submit one message, or a JSON-lines file of them")
     p.add_argument("target", nargs="?", help="integration or group")
     p.add_argument("--payload", help="the message payload, as JSON")
@@ -409,16 +645,169 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=STATE",
         help="instead, wait until a breaker is closed, half_open or open",
     )
-    p = command("audit", cmd_audit, "print the audit log")
-    p.add_argument("--since", type=float, help="from this Unix time")
-    p.add_argument("--message", type=int, help="only this message's events")
-    p.add_argument("--limit", type=int, default=1000)
-    p = command("dead-letters", cmd_dead_letters, "list dead letters")
-    p.add_argument("--limit", type=int, default=1000)
+    _add_audit(command)
+    _add_dead_letters(command)
     command("reload", cmd_reload, "read the config file again and apply it (as SIGHUP does)")
     p = command("crash", cmd_crash, "sandbox only: crash an actor on its next attempt")
     p.add_argument("name")
     return parser
+
+
+def _add_config(sub: Any) -> None:
+    p = sub.add_parser("config", help="write, show or check a config file")
+    actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    for name, fn, help, epilog in (
+        (
+            "check",
+            cmd_config_check,
+            "print every problem; exit 2 if any",
+            _exits("0  the config is valid", "2  it is not: every problem is printed"),
+        ),
+        (
+            "init",
+            cmd_config_init,
+            "write a starter config (sandbox on, one email group, the defaults)",
+            _exits("0  written", "1  the file exists (give --force) or cannot be written"),
+        ),
+        (
+            "show",
+            cmd_config_show,
+            "print the config in effect as TOML: every default, secrets as their references",
+            _exits("0  printed", "2  the config is invalid: every problem is printed"),
+        ),
+    ):
+        action = actions.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(action)
+        action.set_defaults(fn=fn)
+        if name == "init":
+            action.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+
+def _add_top(command: Command) -> None:
+    p = command(
+        "top",
+        cmd_top,
+        "a live view: actors, queues by priority, in flight, delivery rates, restarts, mode",
+        _exits(
+            "0  Ctrl-C, or the frame printed with --once",
+            "2  bad usage",
+            "3  the daemon could not be reached (or went away)",
+        ),
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1); rates are over this interval",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame (after one interval, for the rates) and exit",
+    )
+
+
+def _add_audit(command: Command) -> None:
+    p = command(
+        "audit",
+        cmd_audit,
+        "print the audit log, oldest first",
+        READ_EXITS.replace("bad usage", "bad usage (a --since that is not a time)"),
+    )
+    p.add_argument("--since", type=_since_arg, metavar="WHEN", help=f"from WHEN: {SINCE_FORMS}")
+    p.add_argument("--message", type=int, metavar="ID", help="only this message's events")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="K",
+        help="only events of kind K (repeat it, or K1,K2): submitted, attempted, delivered, "
+        "retried, failed_over, dead_lettered, replayed, purged, breaker_changed, ...",
+    )
+    p.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N events")
+
+
+CHANGE_EXITS = _exits(
+    "0  done",
+    "1  the daemon refused (this needs the operate role), or an ID was not a dead letter"
+    " (the others were done)",
+    "2  bad usage",
+    "3  the daemon could not be reached",
+    "130  interrupted (what was done so far is printed)",
+)
+
+
+def _add_dead_letters(command: Command) -> None:
+    p = command(
+        "dead-letters",
+        cmd_dead_letters,
+        "list dead letters (the default), show one, replay or purge them",
+        READ_EXITS,
+    )
+    _list_options(p)
+    actions = p.add_subparsers(dest="dead_letters_command", metavar="ACTION")
+
+    def action(name: str, fn: Callable[[argparse.Namespace], int], help: str, epilog: str) -> Any:
+        a = actions.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(a, nested=True)
+        a.set_defaults(fn=fn)
+        return a
+
+    _list_options(
+        action("list", cmd_dead_letters, "list dead letters, oldest first", READ_EXITS), nested=True
+    )
+    a = action(
+        "show",
+        cmd_dead_letter_show,
+        "one dead letter: the message, its payload, its reason and its history",
+        _exits("0  done", "1  no such dead letter", "3  the daemon could not be reached"),
+    )
+    a.add_argument("id", type=int, metavar="ID")
+    a = action(
+        "replay",
+        cmd_dead_letters_replay,
+        "queue dead letters again as fresh work (same idempotency key, attempts from 0)",
+        CHANGE_EXITS,
+    )
+    _selection_options(a)
+    a = action(
+        "purge",
+        cmd_dead_letters_purge,
+        "delete dead letters from the queue's table; the audit log keeps their history",
+        CHANGE_EXITS,
+    )
+    _selection_options(a)
+    a.add_argument(
+        "--older-than",
+        type=_seconds_arg,
+        metavar="SECONDS",
+        help="with --all: only those dead for longer (seconds, or 90s, 15m, 2h, 1d)",
+    )
+
+
+def _list_options(p: argparse.ArgumentParser, nested: bool = False) -> None:
+    limit: Any = argparse.SUPPRESS if nested else 1000
+    target: Any = argparse.SUPPRESS if nested else None
+    p.add_argument("--limit", type=int, default=limit, metavar="N", help="at most N (1000)")
+    p.add_argument("--target", default=target, help="only those sent to this integration or group")
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="these dead letters")
+    p.add_argument("--all", action="store_true", help="every dead letter (of --target)")
+    p.add_argument("--target", help="with --all: only those sent to this integration or group")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
