@@ -232,6 +232,8 @@ def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     message: dict[str, Any] = {"target": args.target, "payload": payload, "priority": args.priority}
     if args.key:
         message["key"] = args.key
+    if args.deliver_by is not None:
+        message["deliver_by"] = args.deliver_by
     yield message
 
 
@@ -253,9 +255,14 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             raise UsageError(
                 f"{path}:{number}: each line needs an object with 'target' and 'payload'"
             )
-        unknown = set(obj) - {"target", "payload", "priority", "key"}
+        unknown = set(obj) - {"target", "payload", "priority", "key", "deliver_by"}
         if unknown:
             raise UsageError(f"{path}:{number}: unknown fields {', '.join(sorted(unknown))}")
+        if isinstance(obj.get("deliver_by"), str):
+            try:
+                obj["deliver_by"] = parse_when(obj["deliver_by"], time.time())
+            except ValueError as exc:
+                raise UsageError(f"{path}:{number}: deliver_by: {exc}") from None
         messages.append(obj)
     if not messages:
         raise UsageError(f"{path}: no messages")
@@ -263,19 +270,76 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    result = _call(args, "pause", {"name": args.name})
+    result = _call(args, "pause", {"name": args.name, "force": args.force})
     _print(args, result, lambda r: f"{r['name']}: paused")
     return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    result = _call(args, "resume", {"name": args.name})
+    result = _call(args, "resume", {"name": args.name, "force": args.force})
     _print(args, result, lambda r: f"{r['name']}: resumed")
     return EXIT_OK
 
 
+def cmd_wedding_day(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {}
+    if args.state is not None:
+        request["state"] = args.state
+    if args.until is not None:
+        if args.state not in ("on", "off"):
+            raise UsageError("--until goes with on or off")
+        request["until"] = args.until
+    result = _call(args, "wedding-day", request)
+    _print(args, result, _mode_text)
+    return EXIT_OK
+
+
+def _mode_text(r: dict[str, Any]) -> str:
+    line = "wedding-day mode " + ("on" if r["wedding_day"] else "off")
+    if r["detail"]:
+        line += f" ({r['detail']})"
+    if r["override"] is None:
+        line += "; following the calendar"
+    return line
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    if args.action == "ack":
+        if args.id is None:
+            raise UsageError("alerts ack needs the alert's ID")
+        result = _call(args, "alerts-ack", {"id": args.id})
+        _print(args, result, lambda r: f"alert {r['id']} acknowledged: {r['summary']}")
+        return EXIT_OK
+    result = _call(args, "alerts")
+    _print(args, result, _alerts_text)
+    return EXIT_OK
+
+
+def _alerts_text(r: dict[str, Any]) -> str:
+    rows = [
+        f"{a['id']:>4}  {a['severity']:<8}  {'acked' if a['acked'] else 'open':<5}  {a['summary']}"
+        for a in r["alerts"]
+    ]
+    return "\n".join(rows) or "no open alerts"
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    import functools
+
+    import trio
+
+    from ._config import load
+    from ._preflight import format_report, preflight_as_configured
+
+    config = load(_config_path(args))
+    check = functools.partial(preflight_as_configured, config, timeout=args.timeout)
+    report = trio.run(check)  # starts the sandbox simulator in-process when it is on
+    _print(args, report.to_json(), lambda _: format_report(report))
+    return report.exit_code  # 0 ready (with or without warnings), 1 not ready
+
+
 def cmd_breaker(args: argparse.Namespace) -> int:
-    result = _call(args, "breaker", {"name": args.name, "action": args.action})
+    result = _call(args, "breaker", {"name": args.name, "action": args.action, "force": args.force})
     _print(
         args,
         result,
@@ -338,6 +402,21 @@ def parse_since(text: str, now: float) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not a time: give {SINCE_FORMS}") from None
     return when.timestamp()  # naive: local time
+
+
+def parse_when(text: str, now: float) -> float:
+    """A moment ahead: a duration from ``now`` (``2h``), an ISO 8601 time or a Unix time."""
+    duration = parse_duration(text)
+    if duration is not None:
+        return now + duration
+    return parse_since(text, now)
+
+
+def _when_arg(text: str) -> float:
+    try:
+        return parse_when(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _since_arg(text: str) -> float:
@@ -549,7 +628,7 @@ class _Progress:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    result = _call(args, "reload", {}, timeout=120)
+    result = _call(args, "reload", {"force": args.force}, timeout=120)
     _print(args, result, _reload_text)
     return EXIT_OK
 
@@ -631,13 +710,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", help="the message payload, as JSON")
     p.add_argument("--priority", default="normal", choices=("critical", "normal", "bulk"))
     p.add_argument("--key", help="idempotency key (default: generated)")
-    p.add_argument("--file", help='JSON lines: {"target", "payload", "priority"?, "key"?}')
+    p.add_argument(
+        "--file",
+        help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?}',
+    )
+    p.add_argument(
+        "--deliver-by",
+        type=_when_arg,
+        metavar="WHEN",
+        help="a deadline: a duration from now (2h), an ISO time or a Unix time",
+    )
+    force = "needed while wedding-day mode freezes changes; logged as forced"
     for name, fn in (("pause", cmd_pause), ("resume", cmd_resume)):
         p = command(name, fn, f"{name} an integration or a group")
         p.add_argument("name")
+        p.add_argument("--force", action="store_true", help=force)
     p = command("breaker", cmd_breaker, "force a breaker open or closed, or reset it")
     p.add_argument("name")
     p.add_argument("action", choices=("open", "close", "reset"))
+    p.add_argument("--force", action="store_true", help=force)
+    p = command(
+        "wedding-day",
+        cmd_wedding_day,
+        "show wedding-day mode and why; or turn it on or off (until a time), or back to auto",
+    )
+    p.add_argument("state", nargs="?", choices=("on", "off", "auto"))
+    p.add_argument("--until", type=_when_arg, metavar="WHEN", help="2h, an ISO time or Unix time")
+    p = command("alerts", cmd_alerts, "list open alerts, or acknowledge one (stops escalation)")
+    p.add_argument("action", nargs="?", choices=("list", "ack"), default="list")
+    p.add_argument("id", nargs="?", type=int)
+    p = command(
+        "preflight",
+        cmd_preflight,
+        "check every integration's settings, secrets and provider, sending nothing",
+        _exits("0  ready (perhaps with warnings)", "1  not ready", "2  an invalid config"),
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for each check")
     p = command("wait", cmd_wait, "wait until nothing is queued or in flight (exit 1 on timeout)")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument(
@@ -647,7 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_audit(command)
     _add_dead_letters(command)
-    command("reload", cmd_reload, "read the config file again and apply it (as SIGHUP does)")
+    p = command("reload", cmd_reload, "read the config file again and apply it (as SIGHUP does)")
+    p.add_argument("--force", action="store_true", help=force)
     p = command("crash", cmd_crash, "sandbox only: crash an actor on its next attempt")
     p.add_argument("name")
     return parser
