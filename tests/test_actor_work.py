@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trio
 from prometheus_client import generate_latest
 
 from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Scope, Taken
 from ringbearer.control import MessageIn
+from ringbearer.integrations import BatchLimits
 from ringbearer.resilience import BreakerState
 from ringbearer.store import MemoryStore, MessageStatus
 
@@ -164,3 +166,31 @@ async def test_saved_steps_come_back_with_the_message_on_its_next_attempt(
         assert progress_seen == [{}, {"container": "c-1"}]
         kinds = [e.kind for e in core.store.event_log if e.message_id == accepted["id"]]
         assert "progressed" in kinds
+
+
+async def test_a_message_that_must_go_alone_never_rides_in_a_batch(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """With an 'alone' rule (retries, for Resend), retried messages go as batches of one."""
+    tries: dict[int, int] = {}
+
+    async def fail_first(env: Envelope) -> Outcome:
+        tries[env.id] = tries.get(env.id, 0) + 1
+        if tries[env.id] == 1:
+            return Retry("HTTP 503", taken=Taken.NO, after=1.0, status=503)
+        return Delivered()
+
+    def setup(adapters: dict[str, Any]) -> None:
+        adapters["alpha"].behaviour = fail_first
+        adapters["alpha"].batching = BatchLimits(10, 0.5, alone=lambda e: e.attempts > 0)
+
+    async with running_core(tmp_path, BATCHING, setup=setup) as core:
+        ids = {a["id"] for a in await core.daemon.submit([msg("alpha", i) for i in range(12)])}
+        await core.daemon.wait_idle(600)
+        batches = core.adapters["alpha"].batches
+        calls = iter(core.adapters["alpha"].calls)  # the batches' envelopes, in order
+        attempts = [[next(calls).attempts for _ in batch] for batch in batches]
+        retried = [a for a in attempts if any(n > 0 for n in a)]
+        assert len(retried) == 12 and all(len(a) == 1 for a in retried)
+        assert max(map(len, batches)) > 1  # first attempts were still gathered
+        assert all(core.store.rows[i].status is MessageStatus.DELIVERED for i in ids)

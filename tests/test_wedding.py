@@ -316,6 +316,7 @@ async def test_an_alert_goes_to_slack_then_sms_when_slack_is_down_then_a_phone_u
         (alert,) = [a for a in daemon.alerts.views() if a["key"] == "breaker_open:resend"]
         await core.store.wait_for_event("alert_channel_failed")
         sms = core.adapters["sms"].calls
+
         def texted() -> list[Envelope]:
             return [c for c in sms if "resend: breaker open" in c.payload["text"]]
 

@@ -290,22 +290,26 @@ class IntegrationActor:
     async def _lane(self, index: int, *, task_status: trio.TaskStatus[None]) -> None:
         async with self.adapter.open_lane() as lane:
             task_status.started()
-            while batch := await self._gather(self.adapter.batching):
+            held: list[Envelope] = []  # one that must go alone, met while gathering
+            while batch := await self._gather(self.adapter.batching, held):
                 await self._handle(lane, batch)
 
-    async def _gather(self, limits: BatchLimits | None) -> list[Envelope]:
+    async def _gather(self, limits: BatchLimits | None, held: list[Envelope]) -> list[Envelope]:
         """The next envelope; for a batching adapter, up to ``max_size`` within ``max_wait``.
 
         Empty once the mailbox is closed and drained. Each envelope is in
         flight from the moment it leaves the mailbox, so a crash while a batch
-        gathers still hands it back.
+        gathers still hands it back. One that must go alone ends the batch
+        and is the next batch, by itself.
         """
+        if held:
+            return [held.pop()]
         try:
             batch = [await self._receive.receive()]
         except trio.EndOfChannel:
             return []
         self.in_flight[batch[0].id] = batch[0]
-        if limits is None:
+        if limits is None or limits.alone(batch[0]):
             return batch
         with trio.move_on_after(limits.max_wait):
             while len(batch) < limits.max_size:
@@ -314,6 +318,9 @@ class IntegrationActor:
                 except trio.EndOfChannel:
                     break
                 self.in_flight[envelope.id] = envelope
+                if limits.alone(envelope):
+                    held.append(envelope)
+                    break
                 batch.append(envelope)
         return batch
 

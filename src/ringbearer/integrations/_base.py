@@ -81,10 +81,16 @@ class BatchingLane(Lane, Protocol):
 
 @attrs.frozen
 class BatchLimits:
-    """How an actor gathers a batch: up to ``max_size`` messages or ``max_wait`` seconds."""
+    """How an actor gathers a batch: up to ``max_size`` messages or ``max_wait`` seconds.
+
+    An envelope for which ``alone`` is true is never gathered with others: it
+    goes as a batch of one (e.g. a retry, where the provider de-duplicates per
+    request and the earlier batch cannot be repeated as it was).
+    """
 
     max_size: int
     max_wait: float
+    alone: Callable[[Envelope], bool] = attrs.field(default=lambda envelope: False, eq=False)
 
 
 class Adapter(Protocol):

@@ -7,14 +7,36 @@ so a message can fail over from one to the next unchanged::
      "text"?: str, "html"?: str (at least one of the two),
      "cc"?, "bcc"?, "reply_to"?: str | [str],
      "headers"?: {str: str}, "tags"?: [{"name": str, "value": str}]}
+
+Resend batching is opt-in (``batch_size`` > 1; at 1, the default, the row is
+a plain one-request provider, exactly as before). The actor then gathers up
+to ``batch_size`` emails or ``batch_wait_ms``, and the provider sends them as
+one ``POST /emails/batch`` (a JSON array of the bodies ``/emails`` takes,
+``x-batch-validation: permissive``, ``Idempotency-Key`` a digest of the
+ordered message keys). How the answers map, per email::
+
+    /emails/batch                            outcome
+    200 data (+ errors[{index, message}])    listed: Permanent(message);
+                                             the rest Delivered(id), in order
+    200 whose ids do not add up              Retry(taken=MAYBE) (malformed)
+    anything else                            what one email's request gets, each
+
+Resend de-duplicates per request, and a batch can rarely be repeated as it
+was, so only emails on their first attempt ride in a batch: the limits' rule
+``alone`` makes the actor send a retry as a batch of one, to ``POST /emails``
+under its own key, so that its later retries at least dedup among themselves.
+Should a retry still arrive among others, the first retry goes alone and the
+rest are settled unsent as ``Retry(taken=NO, scope=MESSAGE, after=0)``.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -22,14 +44,17 @@ import attrs
 import httpx
 from attrs import validators as v
 
-from .._delivery import Envelope, Outcome, Retry, Taken
+from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Scope, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (
     AdapterContext,
+    BatchCall,
+    BatchLimits,
     HttpCall,
     ProviderKind,
     basic_auth,
+    batch_kind,
     bearer,
     check_text,
     classify_status,
@@ -38,10 +63,12 @@ from ._base import (
     fields,
     http_kind,
     json_object,
+    malformed,
     optional_list,
     optional_mapping,
     optional_str,
     required_str,
+    shorten,
     status_reason,
     wait_hint,
 )
@@ -160,34 +187,85 @@ _RESEND_QUOTAS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 QUOTA_RETRY_SECONDS = 3600.0
 
 
+RESEND_MAX_BATCH = 100  # emails a /emails/batch request, Resend's cap
+
+
 @attrs.frozen
 class ResendSettings:
+    """``batch_size`` 1 sends one email a request; more gathers them (see the module doc)."""
+
     api_key: SecretRef
     base_url: str = "https://api.resend.com"
+    batch_size: int = attrs.field(
+        default=1, validator=[v.instance_of(int), v.ge(1), v.le(RESEND_MAX_BATCH)]
+    )
+    batch_wait_ms: int = attrs.field(
+        default=200, validator=[v.instance_of(int), v.ge(0), v.le(60_000)]
+    )
+
+
+def _is_retry(envelope: Envelope) -> bool:
+    """A retry goes alone, under its own key: Resend de-duplicates per request."""
+    return envelope.attempts > 0
 
 
 @attrs.frozen
 class Resend:
-    """``POST /emails`` with a bearer key and Resend's ``Idempotency-Key`` header."""
+    """``POST /emails`` (or ``/emails/batch``) with a bearer key and ``Idempotency-Key``."""
 
     api_key: Secret
     base_url: str
+    limits: BatchLimits = BatchLimits(max_size=1, max_wait=0.2)
 
     @classmethod
     def from_settings(cls, settings: ResendSettings, ctx: AdapterContext) -> Resend:
-        return cls(ctx.secrets(settings.api_key), ctx.base_url(settings.base_url))
+        limits = BatchLimits(settings.batch_size, settings.batch_wait_ms / 1000, alone=_is_retry)
+        return cls(ctx.secrets(settings.api_key), ctx.base_url(settings.base_url), limits)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         EmailPayload.parse(payload)
 
-    def build(self, envelope: Envelope) -> HttpCall:
-        mail = EmailPayload.parse(envelope.payload)
-        headers = {
+    def _headers(self, key: str) -> dict[str, str]:
+        return {
             "Authorization": bearer(self.api_key),
-            "Idempotency-Key": envelope.idempotency_key,
+            "Idempotency-Key": key,
             "Accept": "application/json",
         }
+
+    def build(self, envelope: Envelope) -> HttpCall:
+        return self._single(envelope, EmailPayload.parse(envelope.payload))
+
+    def _single(self, envelope: Envelope, mail: EmailPayload) -> HttpCall:
+        headers = self._headers(envelope.idempotency_key)
         return HttpCall("POST", f"{self.base_url}/emails", headers=headers, json=_resend(mail))
+
+    def build_batch(self, envelopes: Sequence[Envelope]) -> BatchCall:
+        retried = next((env for env in envelopes if env.attempts > 0), None)
+        if retried is not None:
+            return self._alone(retried, envelopes)
+        ready, settled = _parse_all(envelopes)
+        if len(ready) == 1:  # one email is one email's request, exactly
+            ((env, mail),) = ready
+            return BatchCall(self._single(env, mail), (env,), settled)
+        if not ready:
+            return BatchCall(None, (), settled)
+        sent = tuple(env for env, _ in ready)
+        headers = {**self._headers(_batch_key(sent)), "x-batch-validation": "permissive"}
+        body = [_resend(mail) for _, mail in ready]
+        call = HttpCall("POST", f"{self.base_url}/emails/batch", headers=headers, json=body)
+        return BatchCall(call, sent, settled)
+
+    def _alone(self, envelope: Envelope, envelopes: Sequence[Envelope]) -> BatchCall:
+        """``envelope`` alone on ``/emails``; the others settled unsent, to come back alone."""
+        settled: dict[int, Outcome] = {
+            env.id: _NOT_THIS_TIME for env in envelopes if env.id != envelope.id
+        }
+        try:
+            call = self.build(envelope)
+        except InvalidPayload as exc:
+            settled[envelope.id] = Permanent(f"invalid payload: {exc.message}")
+            return BatchCall(None, (), settled)
+        return BatchCall(call, (envelope,), settled)
 
     def classify(self, response: httpx.Response) -> Outcome:
         if response.is_success:
@@ -212,6 +290,68 @@ class Resend:
                 status=status,
             )
         return classify_status(response, words)
+
+    def classify_batch(self, sent: Sequence[Envelope], response: httpx.Response) -> list[Outcome]:
+        # One email is always sent on /emails (see build_batch).
+        if len(sent) == 1 or not response.is_success:
+            return [self.classify(response)] * len(sent)
+        answer = _batch_answer(response, len(sent))
+        if answer is None:
+            expected = f"{len(sent)} ids and errors, by index, between them"
+            return [malformed(response, expected)] * len(sent)
+        ids, errors = iter(answer[0]), answer[1]
+        return [
+            Permanent(shorten(f"Resend refused the email: {errors[i]}"))
+            if i in errors
+            else Delivered(provider_id=next(ids))
+            for i in range(len(sent))
+        ]
+
+
+_NOT_THIS_TIME = Retry(
+    "sent alone next time: a retry never rides in a batch",
+    taken=Taken.NO,
+    after=0.0,
+    scope=Scope.MESSAGE,
+)
+
+
+def _parse_all(
+    envelopes: Sequence[Envelope],
+) -> tuple[list[tuple[Envelope, EmailPayload]], dict[int, Outcome]]:
+    """Each envelope with its checked email, and those that no longer fit, settled."""
+    ready: list[tuple[Envelope, EmailPayload]] = []
+    settled: dict[int, Outcome] = {}
+    for env in envelopes:
+        try:
+            ready.append((env, EmailPayload.parse(env.payload)))
+        except InvalidPayload as exc:
+            settled[env.id] = Permanent(f"invalid payload: {exc.message}")
+    return ready, settled
+
+
+def _batch_key(sent: Sequence[Envelope]) -> str:
+    """A batch's idempotency key: a function of its messages' keys, in order."""
+    keys = json.dumps([env.idempotency_key for env in sent]).encode()
+    return "batch-" + hashlib.blake2b(keys, digest_size=32).hexdigest()
+
+
+def _batch_answer(response: httpx.Response, count: int) -> tuple[list[str], dict[int, str]] | None:
+    """The ids of the queued emails and the refused ones' messages by index, if they add up."""
+    body = json_object(response) or {}
+    data, errors = body.get("data"), body.get("errors", [])
+    if not isinstance(data, list) or not isinstance(errors, list):
+        return None
+    ids = [item.get("id") if isinstance(item, dict) else None for item in data]
+    refused: dict[int, str] = {}
+    for error in errors:
+        index = error.get("index") if isinstance(error, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+            return None
+        refused[index] = str(error.get("message") or "no detail")
+    if len(ids) + len(refused) != count or not all(isinstance(i, str) and i for i in ids):
+        return None
+    return [str(i) for i in ids], refused
 
 
 def _error_name(response: httpx.Response) -> str | None:
@@ -298,7 +438,18 @@ def _mailgun(mail: EmailPayload, envelope: Envelope) -> dict[str, str | list[str
     return form
 
 
+def _resend_kind() -> ProviderKind:
+    """One row, two shapes: at ``batch_size`` 1 the one-request adapter, unchanged."""
+    one = http_kind("resend", "email", ResendSettings, Resend.from_settings)
+    many = batch_kind("resend", "email", ResendSettings, Resend.from_settings)
+
+    def build(settings: ResendSettings, ctx: AdapterContext) -> Any:
+        return (one if settings.batch_size == 1 else many).build(settings, ctx)
+
+    return attrs.evolve(one, build=build)
+
+
 KINDS: tuple[ProviderKind, ...] = (
-    http_kind("resend", "email", ResendSettings, Resend.from_settings),
+    _resend_kind(),
     http_kind("mailgun", "email", MailgunSettings, Mailgun.from_settings),
 )

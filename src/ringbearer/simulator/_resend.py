@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from typing import Any
 
 import attrs
@@ -27,6 +28,8 @@ _ROUTES = ("/emails", "/emails/batch")
 _DOMAINS = "/domains"
 SEND_ONLY_KEY = "send-only"
 _JSON = (("content-type", "application/json"),)
+# ``email@example.com`` or ``Name <email@example.com>``: Resend's two accepted forms.
+_RECIPIENT = re.compile(r"[^@\s<>]+@[^@\s<>]+|[^<>]*<[^@\s<>]+@[^@\s<>]+>")
 
 
 def _error(
@@ -203,6 +206,8 @@ def _problem(email: Any) -> tuple[str, str] | None:
         return "validation_error", "Invalid `to` field: expected a string or an array."
     if not 1 <= len(recipients) <= _MAX_TO:
         return "validation_error", f"The `to` field must have 1 to {_MAX_TO} addresses."
+    if not all(_RECIPIENT.fullmatch(r.strip()) for r in recipients):
+        return "validation_error", _BAD_TO
     sender = email["from"]
     if not isinstance(sender, str) or "@" not in sender:
         message = "Invalid `from` field. Use `email@example.com` or `Name <email@example.com>`."
@@ -211,5 +216,10 @@ def _problem(email: Any) -> tuple[str, str] | None:
         return "validation_error", "Invalid `subject` field: expected a string."
     return None
 
+
+_BAD_TO = (
+    "Invalid `to` field. The email address needs to follow the "
+    "`email@example.com` or `Name <email@example.com>` format."
+)
 
 SPEC = ProviderSpec("resend", Resend, REPLIES)
