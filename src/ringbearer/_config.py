@@ -435,7 +435,7 @@ def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = No
     """Parse config text; raise ConfigError listing every problem."""
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # tomllib recurses on nesting
         raise ConfigError(str(source), [ConfigProblem("", f"not valid TOML: {exc}")]) from exc
     return _Loader(source, kinds if kinds is not None else provider_kinds()).load(raw)
 

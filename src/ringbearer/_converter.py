@@ -6,9 +6,13 @@ is reported at its key path like a wrong type is.
 
 from __future__ import annotations
 
+import collections.abc
+import typing
+from collections.abc import Callable
 from typing import Any, NewType
 
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.preconf.json import make_converter
 
 from ._secrets import SecretRef
@@ -129,4 +133,37 @@ def make() -> cattrs.Converter:
     converter.register_structure_hook(HostPort, _host_port)
     converter.register_structure_hook(HttpPath, _http_path)
     converter.register_structure_hook(SecretRef, _secret_ref)
+    converter.register_structure_hook_factory(_is_list, _no_strings(list_structure_factory))
+    converter.register_structure_hook_factory(
+        _is_tuple, _no_strings(homogenous_tuple_structure_factory)
+    )
     return converter
+
+
+def _is_list(type_: Any) -> bool:
+    return typing.get_origin(type_) in (list, collections.abc.Sequence)
+
+
+def _is_tuple(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+Factory = Callable[[Any, cattrs.Converter], Callable[[Any, Any], Any]]
+
+
+def _no_strings(make_hook: Factory) -> Factory:
+    """cattrs reads a string where a list is wanted as a list of its characters
+    (``users = "deploy"`` as six one-letter users): refuse it instead."""
+
+    def factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+        structure = make_hook(type_, converter)
+
+        def hook(value: Any, target: Any) -> Any:
+            if isinstance(value, str | bytes):
+                raise ValueError("expected a list, not a string")
+            return structure(value, target)
+
+        return hook
+
+    return factory

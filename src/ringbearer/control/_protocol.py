@@ -257,7 +257,9 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
     """Parse one request line; raise RequestError (with the id when known)."""
     try:
         raw = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError, and also
+        # numbers too long to convert (over 4300 digits); RecursionError: nesting.
         raise RequestError("bad_json", f"not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise RequestError("bad_request", "a request is a JSON object")
