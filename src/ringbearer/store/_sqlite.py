@@ -195,20 +195,25 @@ class SqliteStore:
                 await trio_asyncio.aio_as_trio(writer.close)()
 
     async def _load_counters(self) -> None:
+        # Each query names its partial index: left to itself, SQLite scans the
+        # whole table (9 s at start-up with a million queued messages; 0.1 s so).
         rows = await self._read(
-            "SELECT DISTINCT target FROM messages"
+            "SELECT DISTINCT target FROM messages INDEXED BY messages_deadlines_open"
             " WHERE deliver_by IS NOT NULL AND status IN ('queued', 'inflight')"
         )
         self._deadline_targets = {target for (target,) in rows}
         rows = await self._read(
-            "SELECT target, priority, status, COUNT(*) FROM messages "
-            "WHERE status IN ('queued', 'inflight') GROUP BY target, priority, status"
+            "SELECT target, priority, COUNT(*) FROM messages INDEXED BY messages_ready"
+            " WHERE status = 'queued' GROUP BY target, priority"
         )
-        for target, priority, status, count in rows:
-            if status == MessageStatus.QUEUED.value:
-                self.counters.queued(target, Priority(priority), count)
-            else:
-                self.counters.inflight(target, count)
+        for target, priority, count in rows:
+            self.counters.queued(target, Priority(priority), count)
+        rows = await self._read(
+            "SELECT target, COUNT(*) FROM messages INDEXED BY messages_inflight"
+            " WHERE status = 'inflight' GROUP BY target"
+        )
+        for target, count in rows:
+            self.counters.inflight(target, count)
 
     # -- the writer ----------------------------------------------------------------
 
