@@ -8,11 +8,14 @@ number of lanes, each lane with its own httpx.AsyncClient:
   control socket while the integration is paused, then resumed; the rate is
   messages / (resume -> the last one delivered and committed).
 
-Then latency, on a fresh daemon: messages offered at half the daemon's
-median rate, one message per request, and submit-to-delivered read back
-from the store (delivered_at - created_at, both written by the daemon).
+Then latency at several loads (fractions of the daemon's median rate; half
+is the headline figure), each on a fresh daemon: messages offered at that
+rate, one message per request, and submit-to-delivered read back from the
+store (delivered_at - created_at, both written by the daemon). Beside it,
+the bare loop offered the same rate: each request's time from its scheduled
+start to its answer, the floor that the daemon's store and actors add to.
 
-    python bench/throughput.py [--messages 20000] [--lanes 64]
+    python bench/throughput.py [--messages 20000] [--lanes 64] [--loads 0.25 0.5 0.75]
 
 It prints a table; it does not pass or fail.
 """
@@ -87,6 +90,56 @@ async def bare_loop(url: str, lanes: int, total: int) -> float:
         for _ in range(lanes):
             nursery.start_soon(lane)
     return total / (time.perf_counter() - start)
+
+
+async def bare_latency(url: str, lanes: int, rate: float, seconds: float) -> dict[str, float]:
+    """The bare loop offered ``rate`` requests a second: scheduled start to answer."""
+    count = int(rate * seconds)
+    payload = json.dumps(BODY).encode()
+    latencies: list[float] = []
+    send, receive = trio.open_memory_channel[httpx.AsyncClient](lanes)
+    clients = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) for _ in range(lanes)]
+    for client in clients:
+        send.send_nowait(client)
+
+    async def one(due: float) -> None:
+        client = await receive.receive()
+        try:
+            response = await client.post(
+                f"{url}/resend/emails",
+                content=payload,
+                headers={
+                    "Authorization": "Bearer re_bench",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": os.urandom(8).hex(),
+                },
+            )
+            assert response.status_code == 200, response.text
+            latencies.append(trio.current_time() - due)
+        finally:
+            send.send_nowait(client)
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            due = start + i / rate
+            await trio.sleep_until(due)
+            nursery.start_soon(one, due)
+    for client in clients:
+        await client.aclose()
+    return _summary(rate, count / (trio.current_time() - start), latencies)
+
+
+def _summary(offered: float, achieved: float, latencies: list[float]) -> dict[str, float]:
+    latencies = sorted(latencies)
+    return {
+        "offered_per_s": offered,
+        "achieved_per_s": achieved,
+        "count": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "max_ms": 1000 * latencies[-1],
+    }
 
 
 def daemon_config(workdir: Path, sim_url: str, lanes: int) -> Path:
@@ -199,15 +252,7 @@ def daemon_latency(daemon: DaemonProcess, rate: float, seconds: float) -> dict[s
         (first_id,),
     ).fetchall()
     db.close()
-    latencies = sorted(r[0] for r in rows)
-    return {
-        "offered_per_s": rate,
-        "achieved_per_s": achieved,
-        "count": len(latencies),
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "max_ms": 1000 * latencies[-1],
-    }
+    return _summary(rate, achieved, [r[0] for r in rows])
 
 
 def reset(url: str) -> None:
@@ -245,11 +290,20 @@ def main() -> None:
         "--rounds", type=int, default=3, help="bare and daemon runs alternate; medians are compared"
     )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--loads",
+        type=float,
+        nargs="*",
+        default=[0.25, 0.5, 0.75],
+        help="latency runs at these fractions of the daemon's median rate (none: skip)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
     sim, url = start_simulator()
-    bare, daemon, submits = [], [], []
-    latency: dict[str, float] | None = None
+    bare: list[float] = []
+    daemon: list[float] = []
+    submits: list[float] = []
+    latencies: list[tuple[float, dict[str, float], dict[str, float]]] = []
     try:
         for _ in range(args.rounds):
             reset(url)
@@ -258,14 +312,18 @@ def main() -> None:
             rate, submit_rate = daemon_round(url, args.lanes, args.messages)
             daemon.append(rate)
             submits.append(submit_rate)
-        if args.latency_seconds:
-            half = statistics.median(daemon) / 2
+        for load in args.loads:
+            rate = load * statistics.median(daemon)
             reset(url)
-            latency = latency_round(url, args.lanes, half, args.latency_seconds)
+            floor = trio.run(bare_latency, url, args.lanes, rate, args.latency_seconds)
+            reset(url)
+            latencies.append(
+                (load, floor, latency_round(url, args.lanes, rate, args.latency_seconds))
+            )
     finally:
         sim.terminate()
         sim.wait(10)
-    report(args, bare, daemon, submits, latency)
+    report(args, bare, daemon, submits, latencies)
 
 
 def report(
@@ -273,7 +331,7 @@ def report(
     bare: list[float],
     daemon: list[float],
     submits: list[float],
-    latency: dict[str, float] | None,
+    latencies: list[tuple[float, dict[str, float], dict[str, float]]],
 ) -> None:
     def runs(values: list[float]) -> str:
         return " ".join(f"{v:.0f}" for v in values)
@@ -294,16 +352,23 @@ def report(
     )
     ratio = statistics.median(daemon) / statistics.median(bare)
     print(f"{'ratio daemon / bare (medians)':<34}{ratio:>10.2f}")
-    if latency is not None:
-        print()
+    if not latencies:
+        return
+    print()
+    print(
+        f"latency at fractions of the daemon's median rate, one message per request, "
+        f"{args.latency_seconds:g} s each (bare: scheduled start to answer; "
+        "daemon: submit to delivered)"
+    )
+    print(
+        f"{'load':>5}{'offered/s':>11}{'achieved/s':>12}{'messages':>10}"
+        f"{'bare p50':>10}{'bare p99':>10}{'daemon p50':>12}{'daemon p99':>12}{'max':>9}"
+    )
+    for load, floor, lat in latencies:
         print(
-            f"latency at half the daemon's median rate ({latency['offered_per_s']:.0f}/s offered, "
-            f"{latency['achieved_per_s']:.0f}/s achieved, {latency['count']} messages, "
-            "one per request):"
-        )
-        print(
-            f"  submit-to-delivered p50 {latency['p50_ms']:.1f} ms   "
-            f"p99 {latency['p99_ms']:.1f} ms   max {latency['max_ms']:.1f} ms"
+            f"{load:>5.2f}{lat['offered_per_s']:>11.0f}{lat['achieved_per_s']:>12.0f}"
+            f"{lat['count']:>10}{floor['p50_ms']:>8.1f}ms{floor['p99_ms']:>8.1f}ms"
+            f"{lat['p50_ms']:>10.1f}ms{lat['p99_ms']:>10.1f}ms{lat['max_ms']:>7.1f}ms"
         )
 
 
