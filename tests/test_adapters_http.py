@@ -249,7 +249,7 @@ def resend_error(status: int, name: str, headers: Mapping[str, str] | None = Non
         (answer(503, "unavailable", {"retry-after": "5"}), retry(Taken.NO, after=5.0)),
         (answer(504, "gateway timeout"), retry(Taken.MAYBE)),
         (answer(408, "request timeout"), retry(Taken.NO)),
-        (answer(301, "moved"), retry(Taken.NO)),
+        (answer(301, "moved"), permanent("HTTP 301: the provider redirects;", 301)),
     ],
 )
 async def test_resend_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
@@ -444,7 +444,11 @@ async def test_pagerduty_resolve_request() -> None:
             ),
             permanent("Event object is invalid: 'payload.summary' is missing"),
         ),
-        (answer(429, {"status": "throttle", "message": "Request Limit Exceeded"}), retry(Taken.NO)),
+        (
+            answer(429, {"status": "throttle", "message": "Request Limit Exceeded"}),
+            retry(Taken.NO, after=30.0),
+        ),
+        (answer(429, "slow down", {"retry-after": "5"}), retry(Taken.NO, after=5.0)),
         (answer(500, "error"), retry(Taken.MAYBE)),
         (answer(502, "error"), retry(Taken.MAYBE)),
     ],
@@ -453,6 +457,29 @@ async def test_pagerduty_answers(handler: Handler, expect: Callable[[Outcome], b
     """Every documented Events v2 answer maps to its outcome."""
     outcome, _ = await deliver("pagerduty", handler)
     assert expect(outcome), outcome
+
+
+# --- redirects -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["resend", "mailgun", "slack_webhook", "pagerduty"])
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_redirect_is_permanent_and_names_the_base_url(kind: str, status: int) -> None:
+    """A 3xx is not followed or retried: permanent, telling the operator to check the base URL."""
+    moved = answer(status, "", {"location": "https://api.example.com/v2/"})
+    outcome, sent = await deliver(kind, moved)
+    assert len(sent) == 1
+    assert outcome == Permanent(
+        f"HTTP {status}: the provider redirects to https://api.example.com/v2/; "
+        "check the integration's configured base URL",
+        status=status,
+    )
+
+
+async def test_redirect_reason_hides_a_secret_location() -> None:
+    """A Location that echoes the webhook's secret URL shows only '***' in the reason."""
+    outcome, _ = await deliver("slack_webhook", answer(302, "", {"location": KEYS["SLACK"]}))
+    assert isinstance(outcome, Permanent) and "5ecret" not in outcome.reason
 
 
 # --- exceptions at the boundary ------------------------------------------------

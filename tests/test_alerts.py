@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ringbearer import _converter
-from ringbearer._delivery import Delivered, Outcome, Retry, Taken
+from ringbearer._delivery import Delivered, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
 from ringbearer.integrations import AdapterContext, provider_kinds
@@ -345,20 +345,24 @@ async def test_twilio_rate_limit_waits_as_asked(sim: Sim, kind: str) -> None:
     assert retry(Taken.NO, after=9.0)(outcome) and "20429" in outcome.reason  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("kind", ["twilio_sms", "twilio_call"])
 @pytest.mark.parametrize(
-    ("fault", "expect"),
+    ("fault", "status", "expect"),
     [
-        ({"error_rate": 1.0}, retry(Taken.MAYBE)),
-        ({"outage": True}, retry(Taken.MAYBE)),  # no idempotency key: even a 503 is ambiguous
-        ({"permanent_rate": 1.0}, permanent("21211", 400)),
+        ({"error_rate": 1.0}, 500, retry(Taken.MAYBE)),
+        # No idempotency key: even a 503 is ambiguous.
+        ({"outage": True}, 503, retry(Taken.MAYBE)),
+        ({"permanent_rate": 1.0}, 400, permanent("21211", 400)),
     ],
 )
 async def test_twilio_faults(
-    sim: Sim, fault: dict[str, Any], expect: Callable[[Outcome], bool]
+    sim: Sim, kind: str, fault: dict[str, Any], status: int, expect: Callable[[Outcome], bool]
 ) -> None:
-    """Twilio's 5xx are ambiguous retries; its 400 is permanent."""
-    await sim.faults("twilio_sms", **fault)
-    assert expect(await deliver_to(sim, "twilio_sms"))
+    """Twilio's 5xx, for a text or a call, are ambiguous retries; its 400 is permanent."""
+    await sim.faults(kind, **fault)
+    outcome = await deliver_to(sim, kind)
+    assert expect(outcome), outcome
+    assert isinstance(outcome, Retry | Permanent) and outcome.status == status
 
 
 async def test_twilio_call_speaks_the_text(sim: Sim) -> None:

@@ -30,8 +30,14 @@ EMAIL: dict[str, Any] = {
     "to": ["ann@example.com"],
     "subject": "Your gallery is ready",
     "text": "Hello!",
-    "tags": [{"name": "category", "value": "gallery"}],
 }
+TAGS = [{"name": "category", "value": "gallery"}]
+HELD = Retry(
+    "sent next time: another email in the batch had to go alone",
+    taken=Taken.NO,
+    after=0.0,
+    scope=Scope.MESSAGE,
+)
 
 
 @pytest.fixture
@@ -108,18 +114,35 @@ async def test_a_retry_goes_alone_under_its_own_key(sim: Sim) -> None:
     batch[1] = attrs.evolve(batch[1], attempts=1)
     outcomes = await sim_send(sim, batch)
     assert isinstance(outcomes[1], Delivered)
-    held = Retry(
-        "sent alone next time: a retry never rides in a batch",
-        taken=Taken.NO,
-        after=0.0,
-        scope=Scope.MESSAGE,
-    )
-    assert (outcomes[0], outcomes[2]) == (held, held)
+    assert (outcomes[0], outcomes[2]) == (HELD, HELD)
     (seen,) = await sim.requests("resend")
     assert seen["path"] == "/emails"
     assert seen["headers"]["idempotency-key"] == "msg-0002"
     assert "x-batch-validation" not in seen["headers"]
     assert json_body(seen)["subject"] == "Gallery 2"
+
+
+async def test_an_email_with_tags_goes_alone(sim: Sim) -> None:
+    """An email with tags (maybe unsupported in batches) is sent alone on /emails, tags and all."""
+    batch = emails(3)
+    batch[1] = attrs.evolve(batch[1], payload={**batch[1].payload, "tags": TAGS})
+    outcomes = await sim_send(sim, batch)
+    assert isinstance(outcomes[1], Delivered)
+    assert (outcomes[0], outcomes[2]) == (HELD, HELD)
+    (seen,) = await sim.requests("resend")
+    assert (seen["path"], seen["headers"]["idempotency-key"]) == ("/emails", "msg-0002")
+    assert json_body(seen)["tags"] == TAGS
+
+
+def test_the_actor_is_told_which_emails_go_alone() -> None:
+    """The batching limits single out a retry and an email with tags, and nothing else."""
+    ctx, _ = mock_context(KEYS, answer(200, {"id": "re-1"}))
+    limits = provider_kinds()["resend"].build(BATCH, ctx).batching
+    assert limits is not None
+    assert not limits.alone(envelope(EMAIL))
+    assert not limits.alone(envelope({**EMAIL, "tags": []}))
+    assert limits.alone(envelope({**EMAIL, "tags": TAGS}))
+    assert limits.alone(envelope(EMAIL, attempts=1))
 
 
 async def test_one_email_is_one_email_request(sim: Sim) -> None:

@@ -26,6 +26,7 @@ from ringbearer.integrations.social import (
     LinkedInSettings,
     XSettings,
 )
+from ringbearer.resilience import RetryPolicy, RetrySettings
 
 from . import kit
 from .kit import Sim, context, deliver_one, mock_context, permanent, retry
@@ -653,12 +654,32 @@ async def test_linkedin_duplicate_names_the_original_post_on_a_retry(sim: Sim) -
     assert await deliver_to(sim, "linkedin", attempts=2) == first
 
 
-async def test_linkedin_daily_limit_waits_until_midnight_utc(sim: Sim) -> None:
-    """A 429 without Retry-After waits until 00:00 UTC by the answer's Date header."""
+async def test_linkedin_first_429s_back_off_on_the_policy(sim: Sim) -> None:
+    """A 429 on a message's first two attempts asks no wait: the retry policy backs off."""
     logic = sim.logic("linkedin")
     logic.daily_limit, logic.clock = 1, lambda: T0
     assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
-    outcome = await deliver_to(sim, "linkedin", payload={"text": "second"})
+    for attempts in (0, 1):
+        outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=attempts)
+        assert retry(Taken.NO, after=None)(outcome) and outcome.status == 429  # type: ignore[union-attr]
+
+
+async def test_linkedin_first_429_is_not_dead_lettered_by_max_age() -> None:
+    """With max_age shorter than the time to midnight, a first 429 is still retried."""
+    date = email.utils.formatdate(T0, usegmt=True)  # 22:13:20 UTC, 6,400 s before midnight
+    run = await mock("linkedin", [httpx.Response(429, headers={"date": date})])
+    assert isinstance(run.outcome, Retry)
+    policy = RetryPolicy(RetrySettings(max_age_seconds=3600.0))
+    assert policy.next_delay(attempts=1, age=0.0, provider_wait=run.outcome.after) is not None
+
+
+async def test_linkedin_persisting_429_waits_until_midnight_utc(sim: Sim) -> None:
+    """Once the backoff attempts are spent, a 429 without Retry-After waits until 00:00 UTC."""
+    logic = sim.logic("linkedin")
+    logic.daily_limit, logic.clock = 1, lambda: T0
+    assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
+    attempts = social.LINKEDIN_BACKOFF_ATTEMPTS
+    outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=attempts)
     assert retry(Taken.NO, after=86_400 - T0 % 86_400)(outcome)  # 6,400 s: 22:13:20 to 00:00
 
 
@@ -679,9 +700,9 @@ async def test_linkedin_fault_answers(
 
 
 async def test_linkedin_rate_limit_fault_waits_for_the_daily_reset(sim: Sim) -> None:
-    """The simulator's 429 has a Date and no Retry-After: the wait ends at a UTC midnight."""
+    """The simulator's 429 has a Date and no Retry-After: a persisting one waits to midnight."""
     await sim.faults("linkedin", storm=True)
-    outcome = await deliver_to(sim, "linkedin")
+    outcome = await deliver_to(sim, "linkedin", attempts=social.LINKEDIN_BACKOFF_ATTEMPTS)
     assert isinstance(outcome, Retry) and outcome.after is not None
     assert 0 < outcome.after <= 86_400 and outcome.taken is Taken.NO
 
@@ -701,8 +722,9 @@ async def test_linkedin_invalid_token_is_permanent(sim: Sim) -> None:
         (httpx.Response(429, headers={"retry-after": "30"}), retry(Taken.NO, after=30.0)),
         (
             httpx.Response(429, headers={"date": email.utils.formatdate(T0 + 6399, usegmt=True)}),
-            retry(Taken.NO, after=1.0),
+            retry(Taken.NO, after=None),
         ),
+        (httpx.Response(503, text="Service Unavailable"), retry(Taken.MAYBE)),
         (httpx.Response(426, json={"status": 426, "code": "NONEXISTENT_VERSION"}), None),
         (httpx.Response(403, json={"status": 403, "serviceErrorCode": 100}), None),
         (httpx.Response(422, json={"status": 422, "message": "ERROR :: /author"}), None),

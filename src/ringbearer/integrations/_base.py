@@ -686,23 +686,60 @@ def wait_hint(headers: httpx.Headers) -> float | None:
     return after if after is not None else ratelimit_reset(headers)
 
 
-def classify_status(response: httpx.Response, words: str) -> Outcome:
+def classify_status(
+    response: httpx.Response, words: str, *, any_5xx_maybe_taken: bool = False
+) -> Outcome:
     """The default table: 2xx delivered; 408/429/503 retry (not taken); other 5xx retry
-    (maybe taken); other 4xx permanent; anything else (a redirect) retry, not taken."""
+    (maybe taken); other 4xx permanent; a redirect permanent (see :func:`redirected`).
+
+    ``any_5xx_maybe_taken``: the provider does not say a 503 was refused
+    before the work was done, so every 5xx is retried as maybe taken (a group
+    then does not fail over on it, which would double a message the provider
+    may have taken).
+    """
     status = response.status_code
     reason = status_reason(response, words)
     if 200 <= status < 300:
         return Delivered()
-    if status in (408, 429, 503):
+    if status in (408, 429) or (status == 503 and not any_5xx_maybe_taken):
         return Retry(reason, taken=Taken.NO, after=wait_hint(response.headers), status=status)
     if status >= 500:
         return Retry(reason, taken=Taken.MAYBE, after=wait_hint(response.headers), status=status)
     if status >= 400:
         return Permanent(reason, status=status)
-    return Retry(reason, taken=Taken.NO, status=status)
+    return redirected(response)
+
+
+def redirected(response: httpx.Response) -> Permanent:
+    """A 3xx: the configured URL is not where the provider's API lives.
+
+    Redirects are not followed (a POST would be replayed with its credentials
+    to a host nobody configured), and retrying the same URL meets the same
+    redirect until the message is exhausted: only the operator can fix it.
+    """
+    location = response.headers.get("location")
+    to = f" to {shorten(location, 200)}" if location else ""
+    words = f"the provider redirects{to}; check the integration's configured base URL"
+    return Permanent(status_reason(response, words), status=response.status_code)
 
 
 # --- reading payloads --------------------------------------------------------
+
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # a phone number as +<country><number>, <= 15 digits
+
+
+def parse_all(
+    envelopes: Sequence[Envelope], parse: Callable[[Envelope], S]
+) -> tuple[list[tuple[Envelope, S]], dict[int, Outcome]]:
+    """Each envelope of a batch with its checked payload; those that no longer fit, settled."""
+    ready: list[tuple[Envelope, S]] = []
+    settled: dict[int, Outcome] = {}
+    for envelope in envelopes:
+        try:
+            ready.append((envelope, parse(envelope)))
+        except InvalidPayload as exc:
+            settled[envelope.id] = Permanent(f"invalid payload: {exc.message}")
+    return ready, settled
 
 
 def fields(payload: object, allowed: Collection[str]) -> Mapping[str, Any]:

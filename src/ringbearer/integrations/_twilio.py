@@ -35,6 +35,7 @@ from .._delivery import Envelope, Outcome, Permanent, Retry, Taken
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (
+    E164,
     AdapterContext,
     HttpCall,
     ProviderKind,
@@ -55,7 +56,6 @@ from ._base import (
 _ACCOUNT_SID = r"AC[0-9a-f]{32}"
 _API_KEY_SID = r"SK[0-9a-f]{32}"
 _SERVICE_SID = r"MG[0-9a-f]{32}"
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _SHORT_CODE = re.compile(r"[0-9]{3,8}")
 # Letters, digits and spaces, at least one letter, at most 11 characters.
 _ALPHANUMERIC_ID = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
@@ -75,7 +75,7 @@ def _sender(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
 
 
 def _is_sender(text: str) -> bool:
-    return any(p.fullmatch(text) for p in (_E164, _SHORT_CODE, _ALPHANUMERIC_ID))
+    return any(p.fullmatch(text) for p in (E164, _SHORT_CODE, _ALPHANUMERIC_ID))
 
 
 @attrs.frozen
@@ -123,7 +123,7 @@ class TwilioSmsSettings(TwilioAccount):
 @attrs.frozen
 class TwilioCallSettings(TwilioAccount):
     sender: str | None = attrs.field(  # the default From: a call needs a number
-        default=None, validator=v.optional(v.matches_re(_E164.pattern))
+        default=None, validator=v.optional(v.matches_re(E164.pattern))
     )
 
 
@@ -158,10 +158,8 @@ def classify(response: httpx.Response) -> Outcome:
     if code == SENDER_QUEUE_FULL:
         # Refused, not queued; the sender's queue drains at its own pace.
         return Retry(reason, taken=Taken.NO, status=status)
-    if status >= 500:
-        # No idempotency key: even a 503 may have come after the resource was made.
-        return Retry(reason, taken=Taken.MAYBE, after=retry_after(response.headers), status=status)
-    return classify_status(response, words)
+    # No idempotency key: even a 503 may have come after the resource was made.
+    return classify_status(response, words, any_5xx_maybe_taken=True)
 
 
 def _error_code(response: httpx.Response) -> int | None:
@@ -172,7 +170,7 @@ def _error_code(response: httpx.Response) -> int | None:
 
 def _phone(payload: Mapping[str, Any], key: str) -> str:
     number = required_str(payload, key, one_line=True)
-    if not _E164.fullmatch(number):
+    if not E164.fullmatch(number):
         raise InvalidPayload(f"{key!r} must be an E.164 number like +15558675310, got {number!r}")
     return number
 

@@ -48,6 +48,7 @@ from ._base import (
     retry_after,
     secret_url,
     status_reason,
+    wait_hint,
 )
 
 # --- Slack incoming webhook --------------------------------------------------
@@ -234,6 +235,8 @@ def _slack_refused(response: httpx.Response, error: str, words: str) -> Outcome:
 
 SEVERITIES = ("critical", "error", "warning", "info")
 EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
+# PagerDuty's rate-limit guidance: retry a 429 about 30 s apart.
+PAGERDUTY_RATE_LIMIT_WAIT = 30.0
 _PD_FIELDS = frozenset(
     {
         "summary",
@@ -323,10 +326,17 @@ class PagerDuty:
     def classify(self, response: httpx.Response) -> Outcome:
         if response.is_success:
             return delivered_on_success(response, "dedup_key")
-        if response.status_code == 400:
+        status = response.status_code
+        if status == 400:
             words = detail(response, "message", "errors")
             return Permanent(status_reason(response, words), status=400)
-        # 429 carries no headers: retry (not taken) on the policy's own backoff.
+        if status == 429:
+            # The event was not ingested. The Events API sends no wait, and
+            # the policy's seconds of backoff would only spend attempts.
+            hint = wait_hint(response.headers)
+            after = PAGERDUTY_RATE_LIMIT_WAIT if hint is None else hint
+            reason = status_reason(response, detail(response, "message"))
+            return Retry(reason, taken=Taken.NO, after=after, status=429)
         return classify_status(response, detail(response, "message"))
 
 

@@ -54,7 +54,7 @@ How the answers map, per message::
                                               quota: Permanent("exceeded daily quota");
                                               other throttled: Retry(NO, MESSAGE, 30 s);
                                               the rest Retry(NO, MESSAGE, after=0)
-    429 without                               Retry(taken=NO), the whole integration
+    429 without                               Retry(NO, after=30 s), the whole integration
     5xx                                       Retry(taken=MAYBE); the insert id dedups
 
 A 413 (request too large) of one event is Permanent. Of several, every event
@@ -102,6 +102,7 @@ from ._base import (
     malformed,
     optional_mapping,
     optional_str,
+    parse_all,
     required_str,
     status_reason,
     wait_hint,
@@ -162,25 +163,7 @@ def _too_large(sent: Sequence[Envelope], response: httpx.Response, cap: SizeCap)
 
 def _whole_request(response: httpx.Response, words: str) -> Outcome:
     """The default table, but any 5xx may have been ingested: the insert ids make resending safe."""
-    status = response.status_code
-    if status >= 500:
-        reason = status_reason(response, words)
-        return Retry(reason, taken=Taken.MAYBE, after=wait_hint(response.headers), status=status)
-    return classify_status(response, words)
-
-
-def _parse_all(
-    envelopes: Sequence[Envelope], parse: Callable[[Envelope], T]
-) -> tuple[list[tuple[Envelope, T]], dict[int, Outcome]]:
-    """Each envelope with its checked payload, and those that no longer fit, settled."""
-    ready: list[tuple[Envelope, T]] = []
-    settled: dict[int, Outcome] = {}
-    for envelope in envelopes:
-        try:
-            ready.append((envelope, parse(envelope)))
-        except InvalidPayload as exc:
-            settled[envelope.id] = Permanent(f"invalid payload: {exc.message}")
-    return ready, settled
+    return classify_status(response, words, any_5xx_maybe_taken=True)
 
 
 def _number(value: object) -> float | None:
@@ -349,7 +332,7 @@ class Mixpanel:
         MixpanelEvent.parse(payload)
 
     def build_batch(self, envelopes: Sequence[Envelope]) -> BatchCall:
-        ready, settled = _parse_all(envelopes, lambda env: MixpanelEvent.parse(env.payload))
+        ready, settled = parse_all(envelopes, lambda env: MixpanelEvent.parse(env.payload))
         send, held = self.cap.split(ready)
         settled.update((env.id, _held(self.cap.cap)) for env, _ in held)
         if not send:
@@ -571,7 +554,7 @@ class Amplitude:
         self.parse(payload)
 
     def build_batch(self, envelopes: Sequence[Envelope]) -> BatchCall:
-        ready, settled = _parse_all(envelopes, lambda env: self.parse(env.payload))
+        ready, settled = parse_all(envelopes, lambda env: self.parse(env.payload))
         free = self._unpaused(ready, settled)
         send, held = self.cap.split(free)
         settled.update((env.id, _held(self.cap.cap)) for env, _ in held)
@@ -614,7 +597,10 @@ class Amplitude:
             return _amplitude_refused(sent, response, body)
         if status == 429 and _indexes(body.get("throttled_events")):
             return self._throttled(sent, response, body)
-        return [_whole_request(response, detail(response, "error"))] * len(sent)
+        words = detail(response, "error")
+        if status == 429:
+            return [_amplitude_paused(response, words)] * len(sent)
+        return [_whole_request(response, words)] * len(sent)
 
     def _ingested(self, sent: Sequence[Envelope], response: httpx.Response) -> list[Outcome]:
         body = json_object(response) or {}
@@ -655,6 +641,13 @@ class Amplitude:
 
 def _amplitude_delivered(envelope: Envelope) -> Delivered:
     return Delivered(provider_id=amplitude_insert_id(envelope.idempotency_key))
+
+
+def _amplitude_paused(response: httpx.Response, words: str) -> Retry:
+    """A 429 that names no event: the whole integration pauses as a throttled user would."""
+    hint = wait_hint(response.headers)
+    after = PAUSE_SECONDS if hint is None else hint
+    return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
 
 
 def _bystander(response: httpx.Response) -> Retry:

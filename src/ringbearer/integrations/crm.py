@@ -80,6 +80,7 @@ from .._delivery import Delivered, Envelope, Outcome, Permanent
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (
+    E164,
     AdapterContext,
     HttpCall,
     ProviderKind,
@@ -191,7 +192,6 @@ _TAVE_JOB = frozenset(
 )
 _VSCO_NAME_MAX = 48
 _VSCO_PHONE_MAX = 24
-_E164 = re.compile(r"\+[1-9]\d{1,14}")
 _PRINTABLE_ASCII = re.compile(r"[ -~]+")
 
 
@@ -269,7 +269,7 @@ def _vsco_phone(contact: Mapping[str, Any], key: str) -> dict[str, str] | None:
         return None
     if not _PRINTABLE_ASCII.fullmatch(value):
         raise InvalidPayload(f"{key!r} must be printable ASCII, got {value!r}")
-    return {"e164" if _E164.fullmatch(value) else "formatted": value}
+    return {"e164" if E164.fullmatch(value) else "formatted": value}
 
 
 def _tave_job(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,8 +341,9 @@ def _tave_failure(step: TaveStep, response: httpx.Response) -> Outcome:
         words += " (the contact or job made by an earlier step was deleted)"
         return Permanent(status_reason(response, words), status=404)
     # 400 validation, 401/403 key, 404 path: permanent; 429 waits Retry-After;
-    # 5xx retry (the request may have created the record).
-    return classify_status(response, words)
+    # any 5xx, a 503 too, retries as maybe taken: with no idempotency key, the
+    # request may have created the record, so a group must not fail over.
+    return classify_status(response, words, any_5xx_maybe_taken=True)
 
 
 def _vsco_words(response: httpx.Response) -> str:

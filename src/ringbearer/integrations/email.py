@@ -21,12 +21,18 @@ ordered message keys). How the answers map, per email::
     200 whose ids do not add up              Retry(taken=MAYBE) (malformed)
     anything else                            what one email's request gets, each
 
-Resend de-duplicates per request, and a batch can rarely be repeated as it
-was, so only emails on their first attempt ride in a batch: the limits' rule
-``alone`` makes the actor send a retry as a batch of one, to ``POST /emails``
-under its own key, so that its later retries at least dedup among themselves.
-Should a retry still arrive among others, the first retry goes alone and the
-rest are settled unsent as ``Retry(taken=NO, scope=MESSAGE, after=0)``.
+Two kinds of email never ride in a batch; the limits' rule ``alone`` makes
+the actor send each as a batch of one, to ``POST /emails`` under its own key:
+
+* a retry: Resend de-duplicates per request, and a batch can rarely be
+  repeated as it was, so a retry goes alone, where its later retries at
+  least dedup among themselves;
+* an email with ``tags``: Resend's batch announcement said batches do not
+  support them (whether they do today is unconfirmed), and a refusal of the
+  request would fail every email riding with it.
+
+Should one still arrive among others, the first such email goes alone and
+the rest are settled unsent as ``Retry(taken=NO, scope=MESSAGE, after=0)``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from ._base import (
     optional_list,
     optional_mapping,
     optional_str,
+    parse_all,
     required_str,
     shorten,
     status_reason,
@@ -204,9 +211,9 @@ class ResendSettings:
     )
 
 
-def _is_retry(envelope: Envelope) -> bool:
-    """A retry goes alone, under its own key: Resend de-duplicates per request."""
-    return envelope.attempts > 0
+def _goes_alone(envelope: Envelope) -> bool:
+    """A retry, or an email with tags, is sent alone on ``/emails`` (see the module doc)."""
+    return envelope.attempts > 0 or bool(envelope.payload.get("tags"))
 
 
 @attrs.frozen
@@ -219,7 +226,7 @@ class Resend:
 
     @classmethod
     def from_settings(cls, settings: ResendSettings, ctx: AdapterContext) -> Resend:
-        limits = BatchLimits(settings.batch_size, settings.batch_wait_ms / 1000, alone=_is_retry)
+        limits = BatchLimits(settings.batch_size, settings.batch_wait_ms / 1000, alone=_goes_alone)
         return cls(ctx.secrets(settings.api_key), ctx.base_url(settings.base_url), limits)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
@@ -240,10 +247,10 @@ class Resend:
         return HttpCall("POST", f"{self.base_url}/emails", headers=headers, json=_resend(mail))
 
     def build_batch(self, envelopes: Sequence[Envelope]) -> BatchCall:
-        retried = next((env for env in envelopes if env.attempts > 0), None)
-        if retried is not None:
-            return self._alone(retried, envelopes)
-        ready, settled = _parse_all(envelopes)
+        lone = next((env for env in envelopes if _goes_alone(env)), None)
+        if lone is not None:
+            return self._alone(lone, envelopes)
+        ready, settled = parse_all(envelopes, lambda env: EmailPayload.parse(env.payload))
         if len(ready) == 1:  # one email is one email's request, exactly
             ((env, mail),) = ready
             return BatchCall(self._single(env, mail), (env,), settled)
@@ -309,25 +316,11 @@ class Resend:
 
 
 _NOT_THIS_TIME = Retry(
-    "sent alone next time: a retry never rides in a batch",
+    "sent next time: another email in the batch had to go alone",
     taken=Taken.NO,
     after=0.0,
     scope=Scope.MESSAGE,
 )
-
-
-def _parse_all(
-    envelopes: Sequence[Envelope],
-) -> tuple[list[tuple[Envelope, EmailPayload]], dict[int, Outcome]]:
-    """Each envelope with its checked email, and those that no longer fit, settled."""
-    ready: list[tuple[Envelope, EmailPayload]] = []
-    settled: dict[int, Outcome] = {}
-    for env in envelopes:
-        try:
-            ready.append((env, EmailPayload.parse(env.payload)))
-        except InvalidPayload as exc:
-            settled[env.id] = Permanent(f"invalid payload: {exc.message}")
-    return ready, settled
 
 
 def _batch_key(sent: Sequence[Envelope]) -> str:

@@ -8,10 +8,12 @@ A post is written for one network, so each provider reads its own payload::
     x              {"text": str (<= 280 weighted, see _x_length), "reply_to"?: a post id}
 
 None of the four has an idempotency key: a request that timed out may have
-posted. Three refuse the same text twice in a row (Facebook 506, LinkedIn
-422 ``DUPLICATE_POST``, X 403 "duplicate content"), and that refusal is the
-only record of an earlier success we can get: after an earlier attempt of
-the same message it means our own post went through (:func:`_duplicate`).
+posted, and so may one that LinkedIn or X answered with any 5xx, a 503 too
+(a group must not fail over and post a second copy elsewhere). Three refuse
+the same text twice in a row (Facebook 506, LinkedIn 422 ``DUPLICATE_POST``,
+X 403 "duplicate content"), and that refusal is the only record of an
+earlier success we can get: after an earlier attempt of the same message it
+means our own post went through (:func:`_duplicate`).
 Because reading those answers needs the envelope, which
 :class:`~._base.HttpProvider` does not pass to ``classify``, the three are
 one-step :class:`~._base.StepProvider` s (:class:`_OneStep`). Instagram
@@ -118,14 +120,6 @@ def _duplicate(
     if envelope.attempts > 0:
         return Delivered(provider_id=provider_id)
     return Permanent(reason, status=response.status_code)
-
-
-def _server_error(response: httpx.Response, words: str) -> Retry:
-    # No idempotency: a 5xx does not tell whether the post was written, and a
-    # group must not fail over to post a second copy elsewhere.
-    status = response.status_code
-    reason = status_reason(response, words)
-    return Retry(reason, taken=Taken.MAYBE, after=retry_after(response.headers), status=status)
 
 
 def _url(key: str, text: str) -> str:
@@ -367,6 +361,9 @@ def _ig_error(response: httpx.Response, *, taken: Taken) -> Outcome:
 LINKEDIN_MAX_TEXT = 3000
 LINKEDIN_VISIBILITY = ("PUBLIC", "CONNECTIONS")
 _DAY = 86_400.0
+# Attempts whose 429 backs off on the retry policy; a 429 after them waits for
+# the daily reset (providers.md: back off first, the reset only when 429s persist).
+LINKEDIN_BACKOFF_ATTEMPTS = 2
 # The commentary is LinkedIn's "little" text format, where these characters
 # are markup; unescaped, LinkedIn cuts the post at the first one and still
 # answers 201. A '#' that starts a hashtag stays markup, so it still links.
@@ -458,15 +455,9 @@ class LinkedIn:
             reason = status_reason(response, words)
             return _duplicate(envelope, response, reason, found.group(1) if found else None)
         if status == 429:
-            return Retry(
-                status_reason(response, words),
-                taken=Taken.NO,
-                after=_linkedin_wait(response.headers),
-                status=status,
-            )
-        if status >= 500:
-            return _server_error(response, words)
-        return classify_status(response, words)
+            after = _linkedin_wait(envelope, response.headers)
+            return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
+        return classify_status(response, words, any_5xx_maybe_taken=True)
 
 
 def _linkedin_delivered(response: httpx.Response) -> Outcome:
@@ -479,11 +470,20 @@ def _linkedin_delivered(response: httpx.Response) -> Outcome:
     return malformed(response, "the new post's URN in an 'x-restli-id' header")
 
 
-def _linkedin_wait(headers: httpx.Headers) -> float:
-    """``Retry-After`` if sent; else until 00:00 UTC, when LinkedIn's daily limits reset."""
+def _linkedin_wait(envelope: Envelope, headers: httpx.Headers) -> float | None:
+    """After a 429: ``Retry-After`` if sent; else the policy's backoff (None) on a
+    message's first attempts, and after them until 00:00 UTC, when the daily limits reset.
+
+    A 429 does not say which limit it is: a short burst backs off and passes,
+    while a spent daily quota refuses every attempt until midnight. Waiting
+    for midnight on the first 429 could be most of a day, and a retry policy
+    whose ``max_age`` is shorter would dead-letter the message at once.
+    """
     after = retry_after(headers)
     if after is not None:
         return after
+    if envelope.attempts < LINKEDIN_BACKOFF_ATTEMPTS:
+        return None
     # POSIX time has no leap seconds: UTC midnights are the multiples of a day.
     return _DAY - server_time(headers) % _DAY
 
@@ -631,9 +631,7 @@ class X:
             return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
         if status == 403 and _X_DUPLICATE in words.lower():
             return _duplicate(envelope, response, status_reason(response, words))
-        if status >= 500:
-            return _server_error(response, words)
-        return classify_status(response, words)
+        return classify_status(response, words, any_5xx_maybe_taken=True)
 
 
 def _x_delivered(response: httpx.Response) -> Outcome:
