@@ -193,11 +193,23 @@ def integration(name: str, **overrides: Any) -> dict[str, Any]:
     return base
 
 
-def status(uptime: float, *integrations: dict[str, Any], mode: str = "normal") -> dict[str, Any]:
+CALENDAR_OFF = {"wedding_day": False, "cause": "none", "detail": "", "override": None}
+SATURDAY = {"wedding_day": True, "cause": "weekday", "detail": "saturday", "override": None}
+
+
+def status(
+    uptime: float,
+    *integrations: dict[str, Any],
+    mode: str = "normal",
+    wedding: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if wedding is None:
+        wedding = SATURDAY if mode == "wedding_day" else CALENDAR_OFF
     return {
         "version": "0.1.0",
         "protocol": 1,
         "mode": mode,
+        "wedding_day": wedding,
         "uptime_seconds": uptime,
         "sandbox": None,
         "integrations": list(integrations),
@@ -316,6 +328,60 @@ def test_status_table_lists_budgets_below_when_there_are_any() -> None:
     assert "BUDGETS" in shown
     assert "pagerduty: 3 of 120 a minute used; 117 left for critical work, 87 for the rest" in shown
     assert "BUDGETS" not in _views.format_status(status(5.0, integration("resend")))
+
+
+def override(on: bool, detail: str) -> dict[str, Any]:
+    return {"wedding_day": on, "cause": "operator", "detail": detail, "override": {"on": on}}
+
+
+@pytest.mark.parametrize(
+    ("wedding", "shown"),
+    [
+        (SATURDAY, "mode wedding_day (weekday saturday)"),
+        (
+            {"wedding_day": True, "cause": "date", "detail": "2027-06-12", "override": None},
+            "mode wedding_day (date 2027-06-12)",
+        ),
+        (
+            override(True, "operator until 2027-06-12T23:00+01:00"),
+            "mode wedding_day (override until 2027-06-12T23:00+01:00)",
+        ),
+        (override(False, "operator"), "mode normal (override until auto)"),
+        (CALENDAR_OFF, "mode normal (off)"),
+    ],
+)
+def test_status_and_top_say_why_wedding_day_mode_is_on_or_off(
+    wedding: dict[str, Any], shown: str
+) -> None:
+    """Both headers name the mode's cause: a weekday, a date, an override (until when), or off."""
+    current = status(5.0, integration("resend"), wedding=wedding)
+    current["mode"] = "wedding_day" if wedding["wedding_day"] else "normal"
+    assert f" · {shown} · " in _views.format_status(current).splitlines()[0]
+    assert f" · {shown} · " in _views.render_top(None, current, 0.0).splitlines()[0]
+    cause = shown.partition("(")[2].rstrip(")")
+    assert _views.top_rows(None, current, 0.0)["mode_cause"] == cause
+
+
+def test_a_status_with_no_wedding_day_details_shows_the_mode_alone() -> None:
+    """A reply without the cause (an older daemon) shows the mode, not a wrong cause."""
+    current = status(5.0, integration("resend"), mode="wedding_day")
+    del current["wedding_day"]
+    assert " · mode wedding_day · " in _views.format_status(current)
+    assert " · mode wedding_day · " in _views.render_top(None, current, 0.0)
+
+
+async def test_the_status_header_shows_an_override_set_on_a_running_daemon(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The view reads the cause as the daemon reports it: an override and its end."""
+    async with running_core(tmp_path) as core:
+        daemon = core.daemon
+        assert "· mode normal (off) ·" in _views.format_status(daemon.status())
+        end = daemon.wall() + 3600
+        await daemon.set_override("on", end)
+        head = _views.format_status(daemon.status()).splitlines()[0]
+    until = datetime.datetime.fromtimestamp(end, datetime.UTC)  # the calendar's zone: UTC
+    assert f"· mode wedding_day (override until {until.isoformat(timespec='minutes')}) ·" in head
 
 
 def letter(message_id: int, **overrides: Any) -> dict[str, Any]:

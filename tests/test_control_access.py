@@ -97,7 +97,7 @@ async def test_the_owner_is_an_operator_on_a_real_socket(
     """The daemon's own user may do everything, checked by SO_PEERCRED."""
     path = shared_dir / "rb.sock"
     refused: list[tuple[int, str | None]] = []
-    guard = Guard(AccessPolicy(), refused=lambda p, c: refused.append((p.uid, c)))
+    guard = Guard(AccessPolicy(), refused=lambda r: refused.append((r.peer.uid, r.command)))
     await nursery.start(
         lambda task_status: serve_control(path, answer, guard=guard, task_status=task_status)
     )
@@ -142,7 +142,7 @@ async def test_a_reader_reads_but_cannot_pause_and_a_stranger_is_refused(
     guard = Guard(
         AccessPolicy(readers=Principals(users=("nobody",))),
         group="nogroup",
-        refused=lambda p, c: refused.append((p.uid, c)),
+        refused=lambda r: refused.append((r.peer.uid, r.command)),
     )
     await nursery.start(
         lambda task_status: serve_control(path, answer, guard=guard, task_status=task_status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -9,14 +10,16 @@ from pathlib import Path
 import pytest
 import trio
 
-from ringbearer import _config
+from ringbearer import _config, _daemon
 from ringbearer._actor import ActorState
 from ringbearer._delivery import Delivered, Envelope, Outcome
-from ringbearer._errors import ConfigError, RequestError
+from ringbearer._errors import ConfigError, RequestError, RingbearerError
+from ringbearer._systemd import Notifier
+from ringbearer._wedding import Cause
 from ringbearer.control import MessageIn
 from ringbearer.store import MessageStatus
 
-from .harness import FAKE_CONFIG, running_core
+from .harness import FAKE_CONFIG, running_core, wall
 
 # beta goes, delta comes, alpha's breaker changes, gamma stays as it is.
 RELOADED = (
@@ -143,3 +146,56 @@ async def test_a_failed_actor_gets_a_fresh_start_on_reload(
         await daemon.wait_idle(60)
         assert daemon.actors["gamma"].state is ActorState.RUNNING
         assert core.store.rows[queued["id"]].status is MessageStatus.DELIVERED
+
+
+class RecordingNotifier(Notifier):
+    """A notifier that keeps what it would have sent to systemd."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.sent: list[dict[str, str]] = []
+
+    def send(self, **fields: str) -> None:
+        self.sent.append(fields)
+
+
+async def test_a_reload_that_fails_midway_still_tells_systemd_it_is_ready(
+    tmp_path: Path, autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELOADING=1 is always followed by READY=1, with a STATUS saying the reload failed."""
+    start = _daemon.Daemon._start
+
+    async def start_then_fail(self: _daemon.Daemon, plan: object) -> None:
+        await start(self, plan)  # type: ignore[arg-type]
+        raise RingbearerError("the store refuses writes")
+
+    async with running_core(tmp_path) as core:
+        daemon = core.daemon
+        notifier = daemon.notifier = RecordingNotifier()
+        monkeypatch.setattr(_daemon.Daemon, "_start", start_then_fail)
+        with pytest.raises(RingbearerError, match="refuses writes"):
+            await daemon.reload(_config.parse(RELOADED, daemon.config.source, kinds(core)))
+        monkeypatch.undo()
+        assert [next(iter(sent)) for sent in notifier.sent] == ["RELOADING", "READY"]
+        assert notifier.sent[-1]["STATUS"].startswith("reload failed (see the log); running on: ")
+        await daemon.reload(_config.parse(FAKE_CONFIG, daemon.config.source, kinds(core)))
+        assert notifier.sent[-1]["READY"] == "1"
+        assert "failed" not in notifier.sent[-1]["STATUS"]
+
+
+async def test_a_reload_that_adds_today_to_the_calendar_turns_the_mode_on_at_once(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """A date added by a reload applies when the reload returns, not at the next hourly look."""
+    today = dt.datetime.fromtimestamp(wall(), dt.UTC).date().isoformat()
+    text = FAKE_CONFIG.replace("weekdays = []", f'weekdays = []\ndates = ["{today}"]')
+    async with running_core(tmp_path) as core:
+        daemon = core.daemon
+        assert not daemon.mode.on
+        await daemon.reload(_config.parse(text, daemon.config.source, kinds(core)))
+        assert daemon.mode.on and daemon.mode.cause is Cause.DATE and daemon.mode.detail == today
+        assert all(a.wedding == daemon.config.wedding_day for a in daemon.actors.values())
+        assert all(d.defer_bulk for d in daemon.dispatchers.values())
+        assert [e.kind for e in core.store.event_log if e.kind.startswith("wedding_day")] == [
+            "wedding_day_on"
+        ]

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import signal
 import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trio
 
+from ringbearer import _daemon
 from ringbearer._systemd import Notifier
+from ringbearer.store import MemoryStore
 
+from .harness import running_core, wall
 from .procs import Daemon, config_for, email
 
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "ringbearer.service"
 EXTRA_SLACK = """
 [integrations.slack2]
 kind = "slack_webhook"
@@ -35,6 +44,68 @@ def test_a_notification_never_blocks_on_a_full_socket(tmp_path: Path) -> None:
     finally:
         notifier.close()
         listener.close()
+
+
+def test_the_unit_lets_a_control_group_reach_the_socket_and_be_told_apart() -> None:
+    """/run/ringbearer is searchable by all, and no private user namespace hides peers' uids."""
+    settings: dict[str, str] = {}
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings[key] = value
+    assert int(settings["RuntimeDirectoryMode"], 8) & 0o005 == 0o005
+    assert settings.get("PrivateUsers", "no") in ("no", "false", "0")
+
+
+class StallingStore(MemoryStore):
+    """An in-memory store whose writer can be made to stop answering (a wedged disk)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self.answering = trio.Event()
+        self.answering.set()
+
+    async def flush(self) -> None:
+        await self.answering.wait()
+        await super().flush()
+
+
+def received(listener: socket.socket) -> list[str]:
+    """The keys of every notification waiting on ``listener``."""
+    keys = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            data = listener.recv(4096).decode()
+            keys += [line.partition("=")[0] for line in data.splitlines()]
+    return keys
+
+
+async def test_the_watchdog_ping_is_withheld_while_the_store_does_not_answer(
+    tmp_path: Path, autojump_clock: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WATCHDOG=1 stops while the store's writer hangs and comes back when it answers again."""
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.setblocking(False)
+    store = StallingStore(wall)
+    beat = functools.partial(_daemon.heartbeat, interval=1.0, watchdog=True)
+    async with running_core(tmp_path, store=store) as core, trio.open_nursery() as nursery:
+        core.daemon.notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        await nursery.start(beat, core.daemon)
+        await trio.sleep(10.5)  # between beats: none is half done
+        assert received(listener).count("WATCHDOG") >= 9
+        store.answering = trio.Event()
+        await trio.sleep(60)
+        assert "WATCHDOG" not in received(listener)
+        store.answering.set()
+        await trio.sleep(10)
+        assert received(listener).count("WATCHDOG") >= 9
+        nursery.cancel_scope.cancel()
+    core.daemon.notifier.close()
+    listener.close()
+    stalls = [r for r in caplog.records if "did not answer the heartbeat" in r.getMessage()]
+    assert stalls and all(r.levelno == logging.ERROR for r in stalls)
 
 
 @pytest.mark.e2e

@@ -52,8 +52,8 @@ from ._systemd import Notifier, watchdog_interval
 from ._wedding import Calendar, Cause, Mode, Override
 from .control import PROTOCOL_VERSION, MessageIn, serve_control
 from .control import _protocol as proto
-from .control._access import AccessPolicy, Peer, Principals
-from .control._server import Guard, ServerLimits
+from .control._access import AccessPolicy, Principals
+from .control._server import Guard, Refusal, ServerLimits
 from .integrations import Adapter, AdapterContext, ProviderKind, provider_kinds
 from .resilience import (
     BreakerState,
@@ -357,20 +357,40 @@ class Daemon:
             plan = ReloadPlan.of(self.config, new, failed)
             settings = {n: new.integrations[n] for n in plan.rebuilt}
             built = {n: self._adapter(s) for n, s in settings.items()}  # may raise: no change yet
-            self.notifier.reloading()
-            log.info("reloading", extra=fields(**_changes(plan)))
-            for dispatcher in list(self.dispatchers.values()):
-                await dispatcher.stop()
-            old = {n: self.actors[n] for n in (*plan.removed, *plan.changed)}
-            await self._stop_actors(old.values())
-            self._switch(new, plan, built, old)
-            self._apply_mode()
-            await self._start(plan)
+            with self._telling_systemd():
+                log.info("reloading", extra=fields(**_changes(plan)))
+                for dispatcher in list(self.dispatchers.values()):
+                    await dispatcher.stop()
+                old = {n: self.actors[n] for n in (*plan.removed, *plan.changed)}
+                await self._stop_actors(old.values())
+                self._switch(new, plan, built, old)
+                self._follow_calendar()
+                await self._start(plan)
             summary = plan.summary()
             self._event("reloaded", None, **summary)
             log.info("reloaded", extra=fields(**_changes(plan)))
-            self.notifier.ready(self.summary())
             return summary
+
+    @contextlib.contextmanager
+    def _telling_systemd(self) -> Iterator[None]:
+        """RELOADING=1 now, READY=1 after, whatever happens: never a unit stuck reloading."""
+        self.notifier.reloading()
+        failed = "reload failed (see the log); running on: "
+        try:
+            yield
+            failed = ""
+        except Exception as exc:
+            log.error("reload failed", extra=fields(error=repr(exc)))
+            raise
+        finally:
+            self.notifier.ready(failed + self.summary())
+
+    def _follow_calendar(self) -> None:
+        """The new calendar applies now, not at the next hourly look; new parts get the mode."""
+        before = self.mode
+        if self.evaluate_mode() == before:
+            self._apply_mode()  # a changed mode has been applied already
+        self._mode_kick.set()  # watch_mode waits for the new calendar's next change
 
     async def _stop_actors(self, actors: Iterable[IntegrationActor]) -> None:
         assert self.supervisor is not None
@@ -456,13 +476,22 @@ class Daemon:
         )
         self._event(event.kind, event.integration, detail=event.detail, restarts=event.restarts)
 
-    def refused(self, peer: Peer, command: str | None) -> None:
-        """A control connection or request refused for its peer's credentials."""
-        what = "connection" if command is None else command
+    def refused(self, refusal: Refusal) -> None:
+        """A control connection or request refused: credentials, limits or a stalled peer."""
+        peer, reason = refusal.peer, refusal.reason.value
         log.warning(
-            "control refused", extra=fields(peer=peer.describe(), uid=peer.uid, refused=what)
+            "control refused",
+            extra=fields(
+                reason=reason,
+                refused=refusal.what,
+                peer=peer.describe(),
+                uid=peer.uid,
+                detail=refusal.message,
+            ),
         )
-        self._event("control_refused", None, uid=peer.uid, pid=peer.pid, refused=what)
+        self._event(
+            "control_refused", None, reason=reason, uid=peer.uid, pid=peer.pid, refused=refusal.what
+        )
 
     def idle_changed(self) -> None:
         if self.is_idle():

@@ -1,9 +1,13 @@
 """Logs that fit the journal: one line an event, ``key=value`` fields.
 
-Under systemd (``JOURNAL_STREAM`` set) each line starts with the sd-daemon
+When stderr is the journal's stream each line starts with the sd-daemon
 ``<N>`` priority prefix, so the journal keeps the level without timestamps of
-our own. Values are quoted when they hold spaces; secrets never reach here
-(they are ``Secret`` objects whose text is redacted).
+our own. systemd names its stream in ``JOURNAL_STREAM`` (``device:inode``);
+as systemd.exec(5) advises, the prefix is used only when stderr is that very
+file, so a stderr redirected elsewhere (a file, a pipe to another program)
+gets plain timestamped lines. Values are quoted when they hold spaces, quotes,
+``=`` or newlines (a newline is written ``\\n``: one event, one line); secrets
+never reach here (they are ``Secret`` objects whose text is redacted).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 _PRIORITY = {
     logging.DEBUG: 7,
@@ -50,10 +55,26 @@ class LineFormatter(logging.Formatter):
         return f"<{_PRIORITY.get(record.levelno, 6)}>{line}" if self.journal else line
 
 
-def setup(level: str) -> None:
-    journal = bool(os.environ.get("JOURNAL_STREAM"))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LineFormatter(journal))
+def is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Is ``stream`` the journal stream ``JOURNAL_STREAM`` names (``device:inode``)?"""
+    device, sep, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not sep:
+        return False
+    try:
+        found = os.fstat(stream.fileno())
+        return (found.st_dev, found.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):  # no file behind the stream, or a malformed variable
+        return False
+
+
+def setup(
+    level: str, *, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+) -> None:
+    """Log ``ringbearer.*`` to ``stream`` (stderr), one line an event."""
+    stream = sys.stderr if stream is None else stream
+    environ = os.environ if environ is None else environ
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LineFormatter(is_journal(stream, environ)))
     root = logging.getLogger("ringbearer")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -43,7 +43,7 @@ def format_status(status: Mapping[str, Any]) -> str:
     """``ringbearer status``: a head line, one row per integration and group, budgets."""
     head = (
         f"ringbearer {status['version']} · protocol {status['protocol']} · "
-        f"mode {status['mode']} · up {status['uptime_seconds']:.0f} s"
+        f"{_mode(status['mode'], mode_cause(status))} · up {status['uptime_seconds']:.0f} s"
     )
     if status.get("sandbox"):
         head += f" · sandbox {status['sandbox']}"
@@ -91,6 +91,28 @@ def format_status(status: Mapping[str, Any]) -> str:
             )
         )
     return "\n".join([head, "", *table(rows), *_budget_lines(status["integrations"])])
+
+
+def mode_cause(status: Mapping[str, Any]) -> str:
+    """Why wedding-day mode is as it is, from a status reply; "" if the reply does not say.
+
+    ``weekday saturday``, ``date 2027-06-12``, ``override until
+    2027-06-12T23:00+01:00``, ``override until auto`` (an override with no
+    end) or ``off`` (the calendar has nothing today).
+    """
+    wedding = status.get("wedding_day")
+    if not isinstance(wedding, Mapping):
+        return ""
+    cause, detail = wedding.get("cause"), str(wedding.get("detail") or "")
+    if cause in ("weekday", "date"):
+        return f"{cause} {detail}"
+    if cause == "operator":
+        return "override " + (detail.removeprefix("operator").strip() or "until auto")
+    return "off"
+
+
+def _mode(mode: str, cause: str) -> str:
+    return f"mode {mode}" + (f" ({cause})" if cause else "")
 
 
 def _state(i: Mapping[str, Any]) -> str:
@@ -170,6 +192,7 @@ def top_rows(
     return {
         "version": current["version"],
         "mode": current.get("mode", "normal"),
+        "mode_cause": mode_cause(current),
         "uptime_seconds": current["uptime_seconds"],
         "queued": {p: sum(e["queued"][p] for e in entries) for p in PRIORITIES},
         "in_flight": sum(e["in_flight"] for e in entries),
@@ -196,7 +219,7 @@ def render_top(
     model = top_rows(previous, current, elapsed)
     q = model["queued"]
     head = (
-        f"ringbearer {model['version']} · mode {model['mode']} · "
+        f"ringbearer {model['version']} · {_mode(model['mode'], model['mode_cause'])} · "
         f"up {_duration(model['uptime_seconds'])}"
     )
     if refresh is not None:

@@ -24,5 +24,7 @@ from ._protocol import Submit as Submit
 from ._protocol import Wait as Wait
 from ._protocol import WeddingDay as WeddingDay
 from ._server import Guard as Guard
+from ._server import Refusal as Refusal
+from ._server import RefusalReason as RefusalReason
 from ._server import ServerLimits as ServerLimits
 from ._server import serve_control as serve_control

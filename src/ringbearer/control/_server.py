@@ -7,11 +7,19 @@ a handler's unexpected exception becomes an ``internal`` error reply.
 
 Each connection is identified by its peer credentials and given a role
 (see ``_access``): a peer with none is refused at once, a request beyond the
-role gets a ``forbidden`` reply; both are reported to ``Guard.refused``.
+role gets a ``forbidden`` reply.
+
+Connections are bounded: past ``max_connections`` a new one gets ``busy``; a
+connection that sends nothing for ``idle_seconds`` gets ``idle``; a reply the
+peer does not take within ``idle_seconds`` closes the connection (a peer that
+writes requests and never reads would otherwise hold its slot for ever).
+Every refusal is reported to ``Guard.refused`` as a :class:`Refusal`, and
+gets an error reply wherever the connection can still carry one.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
 import grp
 import logging
@@ -41,13 +49,41 @@ class ServerLimits:
     max_line: int = MAX_LINE
 
 
+class RefusalReason(enum.Enum):
+    """Why a connection or request was turned away; also its error reply's code."""
+
+    FORBIDDEN = "forbidden"  # the peer's credentials give no role, or not this one
+    BUSY = "busy"  # max_connections already open
+    LINE_TOO_LONG = "line_too_long"
+    IDLE = "idle"  # nothing sent for idle_seconds
+    STALLED = "stalled"  # a reply not taken for idle_seconds: no reply can reach it
+
+
+@attrs.frozen
+class Refusal:
+    """One refused connection or request, for the log and the audit trail."""
+
+    reason: RefusalReason
+    peer: Peer
+    message: str
+    command: str | None = None  # the request refused; None: the connection
+
+    @property
+    def what(self) -> str:
+        return self.command or "connection"
+
+
 @attrs.frozen
 class Guard:
-    """Who may connect and do what; ``refused(peer, command)`` hears of every refusal."""
+    """Who may connect and do what; ``refused`` hears of every refusal."""
 
     policy: AccessPolicy = attrs.Factory(AccessPolicy)
     group: str = ""  # the socket's group, by name or number; "" keeps the daemon's own
-    refused: Callable[[Peer, str | None], None] = lambda peer, command: None
+    refused: Callable[[Refusal], None] = lambda refusal: None
+
+
+class _Stalled(Exception):
+    """The peer did not take a reply within the idle limit (never leaves this module)."""
 
 
 def _gid(group: str) -> int:
@@ -128,6 +164,33 @@ async def _bind(sock: trio.socket.SocketType, path: Path, gid: int | None) -> No
         ) from exc
 
 
+@attrs.frozen
+class _Conn:
+    """One connection: its stream, who is at the other end, and the limits it lives under."""
+
+    stream: trio.SocketStream
+    peer: Peer
+    limits: ServerLimits
+    guard: Guard
+
+    async def send(self, data: bytes) -> None:
+        """Send within the idle limit; a peer that does not read loses the connection."""
+        with trio.move_on_after(self.limits.idle_seconds) as late:
+            await self.stream.send_all(data)
+        if late.cancelled_caught:
+            raise _Stalled
+
+    def report(self, reason: RefusalReason, message: str, command: str | None = None) -> None:
+        self.guard.refused(Refusal(reason, self.peer, message, command))
+
+    async def refuse(self, reason: RefusalReason, message: str, *, drain: bool) -> None:
+        """Report, answer with the error, then (``drain``) let the client's input in."""
+        self.report(reason, message)
+        await self.send(_protocol.error(None, reason.value, message))
+        if drain:
+            await _drain(self.stream)
+
+
 async def _connection(
     stream: trio.SocketStream,
     handle: Handle,
@@ -136,25 +199,33 @@ async def _connection(
     guard: Guard,
 ) -> None:
     async with stream:
+        conn = _Conn(stream, Peer.of(stream.socket), limits, guard)  # type: ignore[arg-type]
         try:
-            slots.acquire_nowait()
-        except trio.WouldBlock:
-            await _send(stream, _protocol.error(None, "busy", "too many control connections"))
-            return
-        try:
-            peer = Peer.of(stream.socket)  # type: ignore[arg-type]
-            role = guard.policy.role(peer)
-            if role is None:
-                guard.refused(peer, None)
-                message = f"{peer.describe()} may not use this socket"
-                await _send(stream, _protocol.error(None, "forbidden", message))
-                await _drain(stream)  # let the client's request in, so it reads the refusal
-                return
-            await _serve_lines(stream, _Checked(handle, peer, role, guard), limits)
+            await _admit(conn, handle, slots)
+        except _Stalled:
+            seconds = f"{limits.idle_seconds:g}"
+            conn.report(RefusalReason.STALLED, f"a reply was not read within {seconds} s")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
-        finally:
-            slots.release()
+
+
+async def _admit(conn: _Conn, handle: Handle, slots: trio.Semaphore) -> None:
+    """Take a slot and serve, or refuse: too many connections, or no role."""
+    try:
+        slots.acquire_nowait()
+    except trio.WouldBlock:
+        await conn.refuse(RefusalReason.BUSY, "too many control connections", drain=False)
+        return
+    try:
+        role = conn.guard.policy.role(conn.peer)
+        if role is None:
+            message = f"{conn.peer.describe()} may not use this socket"
+            # Drained: let the client's request in, so it reads the refusal.
+            await conn.refuse(RefusalReason.FORBIDDEN, message, drain=True)
+            return
+        await _serve_lines(conn, _Checked(handle, conn, role))
+    finally:
+        slots.release()
 
 
 @attrs.frozen
@@ -162,43 +233,37 @@ class _Checked:
     """The handler, behind the connection's role."""
 
     handle: Handle
-    peer: Peer
+    conn: _Conn
     role: Role
-    guard: Guard
 
     async def __call__(self, request: Request) -> Any:
         if needed(request) > self.role:
             command = _protocol.command_name(request)
-            self.guard.refused(self.peer, command)
-            raise RequestError(
-                "forbidden",
+            message = (
                 f"{command!r} needs the {needed(request).name.lower()} role; "
-                f"{self.peer.describe()} has {self.role.name.lower()}",
+                f"{self.conn.peer.describe()} has {self.role.name.lower()}"
             )
+            self.conn.report(RefusalReason.FORBIDDEN, message, command)
+            raise RequestError("forbidden", message)
         return await self.handle(request)
 
 
-async def _serve_lines(stream: trio.SocketStream, handle: Handle, limits: ServerLimits) -> None:
+async def _serve_lines(conn: _Conn, handle: Handle) -> None:
     converter = _protocol.converter()
+    limits = conn.limits
     buffer = bytearray()
     while True:
         newline = buffer.find(b"\n")
         if newline < 0:
             if len(buffer) > limits.max_line:
-                await _send(
-                    stream,
-                    _protocol.error(
-                        None,
-                        "line_too_long",
-                        f"a request line is limited to {limits.max_line} bytes",
-                    ),
-                )
-                await _drain(stream)
+                message = f"a request line is limited to {limits.max_line} bytes"
+                await conn.refuse(RefusalReason.LINE_TOO_LONG, message, drain=True)
                 return
             with trio.move_on_after(limits.idle_seconds) as idle:
-                chunk = await stream.receive_some(65536)
+                chunk = await conn.stream.receive_some(65536)
             if idle.cancelled_caught:
-                await _send(stream, _protocol.error(None, "idle", "closed after idle time"))
+                message = f"closed after {limits.idle_seconds:g} s with no request"
+                await conn.refuse(RefusalReason.IDLE, message, drain=False)
                 return
             if not chunk:
                 return
@@ -207,7 +272,7 @@ async def _serve_lines(stream: trio.SocketStream, handle: Handle, limits: Server
         line = bytes(buffer[:newline])
         del buffer[: newline + 1]
         if line.strip():
-            await _send(stream, await _answer(line, handle, converter))
+            await conn.send(await _answer(line, handle, converter))
 
 
 async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:
@@ -225,10 +290,6 @@ async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:
     except Exception:
         log.exception("control request failed")
         return _protocol.error(request_id, "internal", "internal error; see the daemon's log")
-
-
-async def _send(stream: trio.SocketStream, data: bytes) -> None:
-    await stream.send_all(data)
 
 
 async def _drain(stream: trio.SocketStream) -> None:
