@@ -239,12 +239,10 @@ def test_secrets_never_reach_logs_status_or_the_database(tmp_path: Path, sim: Si
     """Every secret of the shipped config, set from the environment, appears in no log line,
     reply or stored byte, while every integration is used, on success and error paths."""
     config = _config.load(SHIPPED_CONFIG)
-    names = {
-        ref.env
-        for settings in config.integrations.values()
-        for _, ref in _config.secret_refs(settings.provider)
-        if ref.env is not None
-    }
+    refs = [ref for s in config.integrations.values() for _, ref in _config.secret_refs(s.provider)]
+    refs += [ref for _, ref in _config.secret_refs(config.alerting)]
+    names = {ref.env for ref in refs if ref.env is not None}
+    assert "PAGERDUTY_WEBHOOK_SECRET" in names
     canaries = {
         name: f"canary-{n:02d}-{name.lower()}-7f3a91" for n, name in enumerate(sorted(names))
     }

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .procs import ROOT, config_for, email, ringbearer, running
+from .procs import ROOT, Daemon, Simulator, config_for, email, ringbearer, running
+
+SIGNATURE = "X-PagerDuty-Signature"
 
 pytestmark = pytest.mark.e2e
 
@@ -78,3 +83,48 @@ def test_examples_file_is_where_the_tests_expect_it() -> None:
     """The example messages the README points at exist, one JSON object a line."""
     lines = (ROOT / "examples" / "every-integration.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_a_pagerduty_acknowledgement_reaches_the_daemon_over_its_webhook(tmp_path: Path) -> None:
+    """A dead letter pages PagerDuty; PagerDuty's signed webhook acks it; a forged one cannot."""
+    sim = Simulator(tmp_path / "simulator.log")
+    extra_alerting = 'chain = ["pagerduty", "phone"]\ntick_seconds = 0.2'
+    text = config_for(tmp_path, sim).replace('chain = ["slack", "sms", "phone"]', extra_alerting)
+    secret = "whsec_e2e_canary"
+    daemon = Daemon(tmp_path, text, env={"PAGERDUTY_WEBHOOK_SECRET": secret}).start()
+    try:
+        sim.fault("resend", permanent_rate=1.0)  # refused: a dead letter, and so an alert
+        daemon.call("submit", {"messages": [email(1)]})
+        daemon.wait_idle()
+        waited = sim.http.get("/_sim/wait", params={"provider": "pagerduty", "accepted": 1})
+        assert waited.status_code == 200, waited.text
+        (alert,) = json.loads(daemon.cli("alerts", "--json").stdout)["alerts"]
+        assert alert["channels"] == ["pagerduty"] and not alert["acked"]
+        (sent,) = sim.http.get("/_sim/requests", params={"provider": "pagerduty"}).json()[
+            "pagerduty"
+        ]
+        assert json.loads(sent["body"])["dedup_key"] == alert["key"]
+
+        body = json.dumps(
+            {
+                "event": {
+                    "event_type": "incident.acknowledged",
+                    "agent": {"summary": "On-call Photographer"},
+                    "data": {"type": "incident", "incident_key": alert["key"]},
+                }
+            }
+        ).encode()
+        url = daemon.status()["metrics"].rsplit("/", 1)[0] + "/pagerduty/webhook"
+        forged = "v1=" + hmac.new(b"a guess", body, hashlib.sha256).hexdigest()
+        assert httpx.post(url, content=body, headers={SIGNATURE: forged}).status_code == 401
+        assert not json.loads(daemon.cli("alerts", "--json").stdout)["alerts"][0]["acked"]
+        good = "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert httpx.post(url, content=body, headers={SIGNATURE: good}).status_code == 200
+        (acked,) = json.loads(daemon.cli("alerts", "--json").stdout)["alerts"]
+        assert acked["acked"] is True
+        audit = daemon.cli("audit", "--kind", "alert_acked", "--json")
+        assert "pagerduty (On-call Photographer)" in audit.stdout
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+        sim.stop()
+    assert secret not in daemon.log_text()

@@ -334,7 +334,7 @@ async def test_an_alert_goes_to_slack_then_sms_when_slack_is_down_then_a_phone_u
         with trio.fail_after(60):
             while not called():  # noqa: ASYNC110
                 await trio.sleep(1)
-        daemon.alerts.ack(alert["id"])
+        await daemon.alerts.ack(alert["id"])
 
         def sent_for_it() -> int:
             return sum(
@@ -375,7 +375,7 @@ async def test_a_deadline_whose_whole_group_is_down_raises_an_alert_before_it_pa
 
         def deadline_alert() -> bool:
             return any(
-                e.kind == "alert_raised" and (e.detail or {}).get("key") == f"deadline:{a['id']}"
+                e.kind == "alert_raised" and (e.detail or {}).get("key") == "deadline:email"
                 for e in core.store.event_log
             )
 
@@ -388,7 +388,7 @@ async def test_a_deadline_whose_whole_group_is_down_raises_an_alert_before_it_pa
             while not core.adapters["slack"].calls:  # noqa: ASYNC110
                 await trio.sleep(1)
         texts = [c.payload["text"] for c in core.adapters["slack"].calls]
-        assert any(f"message {a['id']} to email" in t for t in texts)
+        assert any("email: 1 message(s)" in t and f"nearest: message {a['id']}" in t for t in texts)
 
 
 async def test_the_change_freeze_needs_force_and_logs_it(

@@ -18,10 +18,17 @@ through the same actors as any other message, then:
   channel too, until the end of the chain;
 * unacknowledged, it repeats every ``repeat_seconds``;
 * it resolves when its cause clears (a notice goes to the channels it
-  reached); ``ringbearer alerts ack ID`` stops escalation and repeats.
+  reached); ``ringbearer alerts ack ID``, or an acknowledgement in PagerDuty
+  (its webhook, see ``_pagerduty_webhook``), stops escalation and repeats; an
+  operator's ack is passed on to the PagerDuty channels the alert reached.
 
 On a wedding day the chain is the (shorter) wedding-day chain, which should
-reach a phone, and the thresholds are shorter.
+reach a phone, and the thresholds are shorter. An alert follows the chain in
+force when it was raised, to its end, even if the mode changes meanwhile.
+
+Deadlines are one alert per target (``deadline:email``), naming how many
+messages are at risk and the nearest deadline: a group that is down with a
+hundred deadlines pages once, not a hundred times.
 
 Alert messages carry keys starting ``alert:``; their own dead letters never
 raise a dead-letter alert (no alert storm about alerts).
@@ -77,6 +84,7 @@ class Alert:
     summary: str
     opened_at: float
     escalated_at: float
+    chain: tuple[str, ...]  # the escalation chain in force when it was raised
     level: int = 0  # the furthest channel of the chain notified
     sent: dict[int, int] = attrs.Factory(dict)  # chain index -> message id
     sent_at: dict[int, float] = attrs.Factory(dict)
@@ -92,7 +100,7 @@ class Alert:
             "summary": self.summary,
             "opened_at": self.opened_at,
             "level": self.level,
-            "channels": sorted(self.sent),
+            "channels": [self.chain[level] for level in sorted(self.sent)],
             "acked": self.acked,
             "resolved": self.resolved,
         }
@@ -119,14 +127,42 @@ class AlertManager:
             if s.kind is SettleKind.DEAD_LETTERED and s.message_id not in self._own:
                 self._dead.append((now, s.target))
 
-    def ack(self, alert_id: int, by: str = "operator") -> dict[str, Any]:
+    async def ack(self, alert_id: int, by: str = "operator") -> dict[str, Any]:
+        """Acknowledge by id (the CLI); tell the PagerDuty channels it reached. KeyError if none."""
         for alert in self.alerts.values():
             if alert.id == alert_id:
-                alert.acked = True
-                self.host.audit("alert_acked", alert=alert.id, key=alert.key, by=by)
-                log.warning("alert acknowledged", extra=fields(alert=alert.id, by=by))
+                if not alert.acked:
+                    self._acknowledge(alert, by)
+                    await self._pass_on_ack(alert)
                 return alert.view()
         raise KeyError(alert_id)
+
+    async def ack_key(self, key: str, by: str) -> bool:
+        """Acknowledge by cause (PagerDuty's ``incident_key``); was an open alert acked?"""
+        alert = self.alerts.get(key)
+        if alert is None or alert.acked:
+            return False
+        self._acknowledge(alert, by)
+        return True
+
+    def _acknowledge(self, alert: Alert, by: str) -> None:
+        alert.acked = True
+        self.host.audit("alert_acked", alert=alert.id, key=alert.key, by=by)
+        log.warning("alert acknowledged", extra=fields(alert=alert.id, by=by))
+
+    async def _pass_on_ack(self, alert: Alert) -> None:
+        """PagerDuty pages on its own until told: acknowledge its incident too."""
+        for level in sorted(alert.sent):
+            target = alert.chain[level]
+            if self.host.kind_of(target) != "pagerduty":
+                continue
+            message = MessageIn(
+                target=target,
+                payload={"event_action": "acknowledge", "dedup_key": alert.key},
+                priority="critical",
+                key=f"{ALERT_KEY_PREFIX}{alert.id}:acknowledged:{level}",
+            )
+            await self._send(alert, message)
 
     def views(self) -> list[dict[str, Any]]:
         return [a.view() for a in sorted(self.alerts.values(), key=lambda a: a.id)]
@@ -189,18 +225,28 @@ class AlertManager:
         ]
 
     async def _deadline_conditions(self, now: float) -> list[tuple[str, str, str]]:
+        """One alert per target whose deadlines are missed or endangered."""
         horizon = self.settings.deadline_warning_seconds
-        found = []
+        at_risk: dict[str, list[tuple[float, int]]] = {}
         for message_id, target, deliver_by in await self.host.deadlines_before(now + horizon):
             left = deliver_by - now
-            if left <= 0:
-                summary = f"message {message_id} to {target} missed its deadline by {-left:.0f} s"
-            elif not self.host.can_deliver(target) or left <= horizon / 4:
-                why = "cannot deliver now" if not self.host.can_deliver(target) else "still queued"
-                summary = f"message {message_id} to {target}: {why}; deadline in {left:.0f} s"
-            else:
-                continue
-            found.append((f"deadline:{message_id}", "critical", summary))
+            if left <= 0 or not self.host.can_deliver(target) or left <= horizon / 4:
+                at_risk.setdefault(target, []).append((deliver_by, message_id))
+        found = []
+        for target, risks in sorted(at_risk.items()):
+            deliver_by, first = min(risks)
+            missed = sum(1 for d, _ in risks if d <= now)
+            why = "cannot deliver now" if not self.host.can_deliver(target) else "still queued"
+            summary = (
+                f"{target}: {len(risks)} message(s) with a deadline at risk ({why}), "
+                f"{missed} missed; nearest: message {first}, "
+                + (
+                    f"deadline in {deliver_by - now:.0f} s"
+                    if deliver_by > now
+                    else f"missed by {now - deliver_by:.0f} s"
+                )
+            )
+            found.append((f"deadline:{target}", "critical", summary))
         return found
 
     # -- one alert -----------------------------------------------------------------------
@@ -210,30 +256,32 @@ class AlertManager:
         if alert is not None:
             alert.summary = summary  # the same cause: one alert, kept current
             return
-        alert = self.alerts[key] = Alert(next(self._ids), key, severity, summary, now, now)
+        alert = self.alerts[key] = Alert(
+            next(self._ids), key, severity, summary, now, now, chain=self.chain
+        )
         log.warning("alert", extra=fields(alert=alert.id, key=key, summary=summary))
         self.host.audit("alert_raised", alert=alert.id, key=key, summary=summary)
-        await self._notify(alert, self._first_usable(0), now)
+        await self._notify(alert, self._first_usable(alert, 0), now)
 
     async def _follow_up(self, alert: Alert, now: float) -> None:
-        chain = self.chain
+        chain = alert.chain
         s = self.settings
         escalate_after = (
             s.wedding_day_escalate_after_seconds if self.wedding_day() else s.escalate_after_seconds
         )
         if alert.level < len(chain) - 1 and await self._channel_failed(alert, now):
             self.host.audit("alert_channel_failed", alert=alert.id, channel=chain[alert.level])
-            await self._notify(alert, self._first_usable(alert.level + 1), now)
+            await self._notify(alert, self._first_usable(alert, alert.level + 1), now)
         elif alert.level < len(chain) - 1 and now - alert.escalated_at >= escalate_after:
             alert.escalated_at = now
             self.host.audit("alert_escalated", alert=alert.id, to=chain[alert.level + 1])
-            await self._notify(alert, self._first_usable(alert.level + 1), now)
+            await self._notify(alert, self._first_usable(alert, alert.level + 1), now)
         elif now - alert.last_sent_at >= s.repeat_seconds:
             await self._notify(alert, alert.level, now)
 
     async def _channel_failed(self, alert: Alert, now: float) -> bool:
         """The current channel cannot deliver, or has not delivered within its time."""
-        chain = self.chain
+        chain = alert.chain
         message_id = alert.sent.get(alert.level)
         if message_id is None or not self.host.can_deliver(chain[alert.level]):
             return True
@@ -243,16 +291,16 @@ class AlertManager:
         late = now - alert.sent_at[alert.level] >= self.settings.channel_timeout_seconds
         return state == "dead" or late
 
-    def _first_usable(self, start: int) -> int:
+    def _first_usable(self, alert: Alert, start: int) -> int:
         """The first channel from ``start`` whose target can deliver now (else the last)."""
-        chain = self.chain
+        chain = alert.chain
         for index in range(start, len(chain)):
             if self.host.can_deliver(chain[index]):
                 return index
         return max(0, len(chain) - 1)
 
     async def _notify(self, alert: Alert, level: int, now: float) -> None:
-        chain = self.chain
+        chain = alert.chain
         if not chain:
             return
         level = min(level, len(chain) - 1)
@@ -265,33 +313,34 @@ class AlertManager:
             priority="critical",
             key=f"{ALERT_KEY_PREFIX}{alert.id}:{level}:{n}:{now:.0f}",
         )
+        message_id = await self._send(alert, message)
+        if message_id is None:
+            return
+        alert.sent[level], alert.sent_at[level], alert.last_sent_at = message_id, now, now
+        self.host.audit("alert_sent", alert=alert.id, channel=target, message=message_id)
+
+    async def _send(self, alert: Alert, message: MessageIn) -> int | None:
         try:
             message_id = await self.host.send_alert(message)
         except Exception as exc:  # a channel refusing the payload must not stop alerting
             log.error("alert not sent", extra=fields(alert=alert.id, error=str(exc)))
-            return
+            return None
         self._own.add(message_id)
-        alert.sent[level], alert.sent_at[level], alert.last_sent_at = message_id, now, now
-        self.host.audit("alert_sent", alert=alert.id, channel=target, message=message_id)
+        return message_id
 
     async def _resolve(self, alert: Alert) -> None:
         alert.resolved = True
         self.host.audit("alert_resolved", alert=alert.id, key=alert.key)
         log.info("alert resolved", extra=fields(alert=alert.id, key=alert.key))
         for level in sorted(alert.sent):
-            target = self.chain[min(level, len(self.chain) - 1)] if self.chain else ""
-            if not target:
-                continue
+            target = alert.chain[level]
             message = MessageIn(
                 target=target,
                 payload=self.payload(self.host.kind_of(target), alert, resolved=True),
                 priority="critical",
                 key=f"{ALERT_KEY_PREFIX}{alert.id}:resolved:{level}",
             )
-            try:
-                self._own.add(await self.host.send_alert(message))
-            except Exception as exc:
-                log.error("resolution not sent", extra=fields(alert=alert.id, error=str(exc)))
+            await self._send(alert, message)
 
     # -- payloads ------------------------------------------------------------------------
 

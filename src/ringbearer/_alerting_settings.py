@@ -5,6 +5,9 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
+from ._converter import HttpPath
+from ._secrets import SecretRef
+
 
 @attrs.frozen
 class AlertingSettings:
@@ -26,3 +29,7 @@ class AlertingSettings:
     phone: str = ""  # SMS and calls, E.164
     email_to: str = ""
     email_from: str = ""
+    # PagerDuty's acknowledgements, posted by a V3 webhook subscription to this
+    # path on the [metrics] listener and signed with this secret; unset: off.
+    pagerduty_webhook_secret: SecretRef | None = None
+    pagerduty_webhook_path: HttpPath = HttpPath("/pagerduty/webhook")

@@ -482,16 +482,17 @@ def unresolved_secrets(
     config: Config, environ: Mapping[str, str] | None = None
 ) -> list[ConfigProblem]:
     """Secrets whose source does not have them (env var unset, credential missing)."""
-    problems = []
-    for name, integration in config.integrations.items():
-        for path, ref in secret_refs(integration.provider):
-            if ref.resolve(environ) is None:
-                problems.append(
-                    ConfigProblem(
-                        f"integrations.{name}.{path}", f"secret not found ({ref.describe()})"
-                    )
-                )
-    return problems
+    refs = [
+        (f"integrations.{name}.{path}", ref)
+        for name, integration in config.integrations.items()
+        for path, ref in secret_refs(integration.provider)
+    ]
+    refs += [(f"alerting.{path}", ref) for path, ref in secret_refs(config.alerting)]
+    return [
+        ConfigProblem(path, f"secret not found ({ref.describe()})")
+        for path, ref in refs
+        if ref.resolve(environ) is None
+    ]
 
 
 def resolve_secret(

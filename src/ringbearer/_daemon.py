@@ -26,7 +26,7 @@ import attrs
 import trio
 import trio_asyncio
 
-from . import __version__
+from . import __version__, _pagerduty_webhook
 from ._actor import ActorSnapshot, ActorState, IntegrationActor
 from ._alerting import AlertManager
 from ._config import (
@@ -900,7 +900,7 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             return {"alerts": daemon.alerts.views()}
         case proto.AlertsAck(id=alert_id):
             try:
-                return daemon.alerts.ack(alert_id)
+                return await daemon.alerts.ack(alert_id)
             except KeyError:
                 raise RequestError("not_found", f"no open alert {alert_id}") from None
 
@@ -937,11 +937,16 @@ async def _start_sandbox(config: Config, nursery: trio.Nursery) -> Sandbox | Non
 
 
 def _metrics_handler(daemon: Daemon) -> Handler:
+    """``/metrics``, and PagerDuty's acknowledgements where a webhook secret is configured."""
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
     path = daemon.config.metrics.path
+    alerting = daemon.config.alerting
+    webhook = _webhook_handler(daemon)
 
     async def answer(request: HttpRequest) -> HttpResponse:
+        if webhook is not None and request.path == alerting.pagerduty_webhook_path:
+            return await webhook(request)
         if request.path != path:
             return HttpResponse.text(404, "not found\n")
         if request.method not in ("GET", "HEAD"):
@@ -950,6 +955,14 @@ def _metrics_handler(daemon: Daemon) -> Handler:
         return HttpResponse(200, body, (("Content-Type", CONTENT_TYPE_LATEST),))
 
     return answer
+
+
+def _webhook_handler(daemon: Daemon) -> Handler | None:
+    ref = daemon.config.alerting.pagerduty_webhook_secret
+    if ref is None:
+        return None
+    secret = resolve_secret(ref, sandbox=daemon.sandbox is not None)
+    return _pagerduty_webhook.handler(secret, daemon.alerts.ack_key)
 
 
 async def run(
