@@ -1,9 +1,12 @@
 """Throughput and latency: the daemon against a bare httpx loop, in one run.
 
 Both deliver to the same simulator process (Resend's endpoint) with the same
-number of lanes, each lane with its own httpx.AsyncClient:
+number of lanes, each lane with one kept-alive connection of its own:
 
-* bare loop: N tasks POSTing the adapter's request as fast as they can, no store;
+* bare loops: N tasks POSTing the adapter's request as fast as they can, no
+  store, in two forms: through an ``httpx.AsyncClient`` per lane (the plain
+  way to use httpx), and straight through an httpx transport per lane (as the
+  daemon's lanes send, without the client's auth, redirect and cookie layers);
 * daemon: the real ``ringbearer run`` process, messages submitted over the
   control socket while the integration is paused, then resumed; the rate is
   messages / (resume -> the last one delivered and committed).
@@ -64,26 +67,82 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
     return proc, found.group(1)
 
 
-async def bare_loop(url: str, lanes: int, total: int) -> float:
+class ClientLane:
+    """One lane of the plain baseline: an ``httpx.AsyncClient`` with one connection."""
+
+    def __init__(self, url: str) -> None:
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), trust_env=False
+        )
+        self.url = f"{url}/resend/emails"
+        self.payload = json.dumps(BODY).encode()
+
+    async def post(self) -> None:
+        response = await self.client.post(
+            self.url,
+            content=self.payload,
+            headers={
+                "Authorization": "Bearer re_bench",
+                "Content-Type": "application/json",
+                "Idempotency-Key": os.urandom(8).hex(),
+            },
+        )
+        assert response.status_code == 200, response.text
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class TransportLane:
+    """One lane of the lean baseline: the daemon's request, sent as its lanes send it."""
+
+    def __init__(self, url: str) -> None:
+        self.transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), trust_env=False
+        )
+        self.url = httpx.URL(f"{url}/resend/emails")
+        self.payload = json.dumps(BODY).encode()
+        self.timeout = httpx.Timeout(10.0).as_dict()
+
+    async def post(self) -> None:
+        request = httpx.Request(
+            "POST",
+            self.url,
+            content=self.payload,
+            headers={
+                "Authorization": "Bearer re_bench",
+                "Content-Type": "application/json",
+                "Idempotency-Key": os.urandom(8).hex(),
+            },
+            extensions={"timeout": self.timeout},
+        )
+        response = await self.transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        assert response.status_code == 200, response.text
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+BARE = {"client": ClientLane, "transport": TransportLane}
+
+
+async def bare_loop(url: str, lanes: int, total: int, via: str = "transport") -> float:
     """The baseline: the same requests, the same lanes, no store, no actors."""
     remaining = total
-    payload = json.dumps(BODY).encode()
 
     async def lane() -> None:
         nonlocal remaining
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as client:
+        bare = BARE[via](url)
+        try:
             while remaining > 0:
                 remaining -= 1
-                response = await client.post(
-                    f"{url}/resend/emails",
-                    content=payload,
-                    headers={
-                        "Authorization": "Bearer re_bench",
-                        "Content-Type": "application/json",
-                        "Idempotency-Key": os.urandom(8).hex(),
-                    },
-                )
-                assert response.status_code == 200, response.text
+                await bare.post()
+        finally:
+            await bare.aclose()
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -95,29 +154,19 @@ async def bare_loop(url: str, lanes: int, total: int) -> float:
 async def bare_latency(url: str, lanes: int, rate: float, seconds: float) -> dict[str, float]:
     """The bare loop offered ``rate`` requests a second: scheduled start to answer."""
     count = int(rate * seconds)
-    payload = json.dumps(BODY).encode()
     latencies: list[float] = []
-    send, receive = trio.open_memory_channel[httpx.AsyncClient](lanes)
-    clients = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) for _ in range(lanes)]
-    for client in clients:
-        send.send_nowait(client)
+    send, receive = trio.open_memory_channel[TransportLane](lanes)
+    pool = [TransportLane(url) for _ in range(lanes)]
+    for bare in pool:
+        send.send_nowait(bare)
 
     async def one(due: float) -> None:
-        client = await receive.receive()
+        bare = await receive.receive()
         try:
-            response = await client.post(
-                f"{url}/resend/emails",
-                content=payload,
-                headers={
-                    "Authorization": "Bearer re_bench",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": os.urandom(8).hex(),
-                },
-            )
-            assert response.status_code == 200, response.text
+            await bare.post()
             latencies.append(trio.current_time() - due)
         finally:
-            send.send_nowait(client)
+            send.send_nowait(bare)
 
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -125,8 +174,8 @@ async def bare_latency(url: str, lanes: int, rate: float, seconds: float) -> dic
             due = start + i / rate
             await trio.sleep_until(due)
             nursery.start_soon(one, due)
-    for client in clients:
-        await client.aclose()
+    for bare in pool:
+        await bare.aclose()
     return _summary(rate, count / (trio.current_time() - start), latencies)
 
 
@@ -300,14 +349,16 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
     sim, url = start_simulator()
-    bare: list[float] = []
+    bare: dict[str, list[float]] = {via: [] for via in BARE}
     daemon: list[float] = []
     submits: list[float] = []
     latencies: list[tuple[float, dict[str, float], dict[str, float]]] = []
     try:
         for _ in range(args.rounds):
             reset(url)
-            bare.append(trio.run(bare_loop, url, args.lanes, args.messages))
+            for via, rates in bare.items():
+                rates.append(trio.run(bare_loop, url, args.lanes, args.messages, via))
+                reset(url)
             reset(url)
             rate, submit_rate = daemon_round(url, args.lanes, args.messages)
             daemon.append(rate)
@@ -328,7 +379,7 @@ def main() -> None:
 
 def report(
     args: argparse.Namespace,
-    bare: list[float],
+    bare: dict[str, list[float]],
     daemon: list[float],
     submits: list[float],
     latencies: list[tuple[float, dict[str, float], dict[str, float]]],
@@ -341,7 +392,12 @@ def report(
         f"cores={os.cpu_count()} python={sys.version.split()[0]}"
     )
     print(f"{'':<34}{'median/s':>10}   runs")
-    print(f"{'bare httpx loop (no store)':<34}{statistics.median(bare):>10.0f}   {runs(bare)}")
+    names = {
+        "client": "bare loop, AsyncClient per lane",
+        "transport": "bare loop, transport per lane",
+    }
+    for via, rates in bare.items():
+        print(f"{names[via]:<34}{statistics.median(rates):>10.0f}   {runs(rates)}")
     print(
         f"{'daemon: submit (1000 a request)':<34}{statistics.median(submits):>10.0f}   "
         f"{runs(submits)}"
@@ -350,8 +406,9 @@ def report(
         f"{'daemon: deliver (store, actors)':<34}{statistics.median(daemon):>10.0f}   "
         f"{runs(daemon)}"
     )
-    ratio = statistics.median(daemon) / statistics.median(bare)
-    print(f"{'ratio daemon / bare (medians)':<34}{ratio:>10.2f}")
+    for via, rates in bare.items():
+        ratio = statistics.median(daemon) / statistics.median(rates)
+        print(f"{'ratio daemon / ' + names[via]:<50}{ratio:>6.2f}")
     if not latencies:
         return
     print()

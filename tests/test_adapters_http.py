@@ -173,13 +173,29 @@ def test_settings_reject_bad_config(kind: str, raw: dict[str, Any]) -> None:
         _converter.make().structure(raw, provider_kinds()[kind].settings_type)
 
 
-async def test_each_lane_has_its_own_client() -> None:
-    """Every lane opens its own client and closes it when the lane closes."""
-    adapter = provider_kinds()["resend"].build(RESEND, context(KEYS, answer(200, {"id": "x"})))
+async def test_each_lane_has_its_own_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every lane opens its own one-connection transport and closes it when the lane closes."""
+    opened: list[Any] = []
+
+    class Recording(httpx.AsyncBaseTransport):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    def new_transport(ssl_context: object) -> Recording:
+        opened.append(Recording())
+        return opened[-1]
+
+    monkeypatch.setattr(_base, "new_transport", new_transport)
+    ctx = attrs.evolve(context(KEYS, answer(200, {"id": "x"})), transport=None)
+    adapter = provider_kinds()["resend"].build(RESEND, ctx)
     async with adapter.open_lane() as first, adapter.open_lane() as second:
         assert isinstance(first, _base.HttpLane) and isinstance(second, _base.HttpLane)
-        assert first.client is not second.client
-    assert first.client.is_closed and second.client.is_closed
+        assert first.connection.transport is opened[0]
+        assert second.connection.transport is opened[1]
+        assert not any(t.closed for t in opened)
+    assert [t.closed for t in opened] == [True, True]
 
 
 # --- Resend --------------------------------------------------------------------
