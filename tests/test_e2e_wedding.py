@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -128,3 +130,50 @@ def test_a_pagerduty_acknowledgement_reaches_the_daemon_over_its_webhook(tmp_pat
         assert daemon.stop() == 0, daemon.log_text()
         sim.stop()
     assert secret not in daemon.log_text()
+
+
+def test_a_wedding_day_on_the_real_daemon_with_resend_down_and_mailgun_slow(
+    tmp_path: Path,
+) -> None:
+    """The real daemon, store and simulator, the mode on for a few seconds: every critical
+    email goes out before its deadline by Mailgun; bulk waits in the store, untouched, and
+    all of it goes out once the mode ends; each email reaches a provider exactly once."""
+    sim = Simulator(tmp_path / "simulator.log")
+    try:
+        with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+            sim.fault("resend", outage=True)
+            sim.fault("mailgun", latency_ms=300)
+            on = daemon.cli("wedding-day", "on", "--until", "6s")
+            assert on.returncode == 0, on.stderr
+            deliver_by = time.time() + 60
+            critical = [email(n, priority="critical", deliver_by=deliver_by) for n in range(10)]
+            bulk = [email(100 + n, priority="bulk") for n in range(30)]
+            accepted = daemon.call("submit", {"messages": bulk + critical})["accepted"]
+            daemon.wait_idle(120)  # deferred bulk counts as queued: idle means all of it went
+        db = sqlite3.connect(tmp_path / "state" / "ringbearer.db")
+        (on_at,) = db.execute("SELECT at FROM events WHERE kind = 'wedding_day_on'").fetchone()
+        (off_at,) = db.execute("SELECT at FROM events WHERE kind = 'wedding_day_off'").fetchone()
+        ours = ",".join(str(a["id"]) for a in accepted)  # not the alerts the outage raised
+        rows = db.execute(
+            "SELECT id, priority, status, delivered_at, deliver_by FROM messages"
+            f" WHERE id IN ({ours})"
+        ).fetchall()
+        bulk_ids = {a["id"] for a in accepted[:30]}
+        first_bulk_try = db.execute(
+            f"SELECT MIN(at) FROM events WHERE kind = 'attempted' "
+            f"AND message_id IN ({','.join(map(str, bulk_ids))})"
+        ).fetchone()[0]
+        db.close()
+        assert len(rows) == 40 and {r[2] for r in rows} == {"delivered"}
+        for _, _, _, delivered_at, due in (r for r in rows if r[0] not in bulk_ids):
+            assert on_at <= delivered_at <= off_at and delivered_at <= due
+        assert first_bulk_try >= off_at  # nothing of the bulk was tried during the day
+        keys = {a["key"] for a in accepted}
+        seen: dict[str, int] = {}
+        for provider in ("resend", "mailgun", "smtp"):
+            counts = sim.http.get("/_sim/keys", params={"provider": provider}).json()[provider]
+            for key, count in counts.items():
+                seen[key] = seen.get(key, 0) + count
+        assert seen == dict.fromkeys(keys, 1)
+    finally:
+        sim.stop()
