@@ -654,33 +654,43 @@ async def test_linkedin_duplicate_names_the_original_post_on_a_retry(sim: Sim) -
     assert await deliver_to(sim, "linkedin", attempts=2) == first
 
 
-async def test_linkedin_first_429s_back_off_on_the_policy(sim: Sim) -> None:
-    """A 429 on a message's first two attempts asks no wait: the retry policy backs off."""
+async def test_linkedin_spent_daily_limit_waits_until_midnight_utc(sim: Sim) -> None:
+    """A 429 naming the DAY limit waits until 00:00 UTC at once: nothing passes before."""
     logic = sim.logic("linkedin")
     logic.daily_limit, logic.clock = 1, lambda: T0
     assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
+    outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=0)
+    assert retry(Taken.NO, after=86_400 - T0 % 86_400)(outcome)  # 6,400 s: 22:13:20 to 00:00
+    assert outcome.status == 429  # type: ignore[union-attr]
+
+
+def throttled(date: str, message: str = "Too many requests") -> httpx.Response:
+    return httpx.Response(429, headers={"date": date}, json={"message": message, "status": 429})
+
+
+async def test_linkedin_first_other_429s_back_off_on_the_policy() -> None:
+    """A 429 that names no daily limit asks no wait on a message's first two attempts."""
+    date = email.utils.formatdate(T0, usegmt=True)
     for attempts in (0, 1):
-        outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=attempts)
-        assert retry(Taken.NO, after=None)(outcome) and outcome.status == 429  # type: ignore[union-attr]
+        run = await mock("linkedin", [throttled(date)], attempts=attempts)
+        assert retry(Taken.NO, after=None)(run.outcome)
 
 
-async def test_linkedin_first_429_is_not_dead_lettered_by_max_age() -> None:
-    """With max_age shorter than the time to midnight, a first 429 is still retried."""
+async def test_linkedin_first_other_429_is_not_dead_lettered_by_max_age() -> None:
+    """With max_age shorter than the time to midnight, a first such 429 is still retried."""
     date = email.utils.formatdate(T0, usegmt=True)  # 22:13:20 UTC, 6,400 s before midnight
-    run = await mock("linkedin", [httpx.Response(429, headers={"date": date})])
+    run = await mock("linkedin", [throttled(date)])
     assert isinstance(run.outcome, Retry)
     policy = RetryPolicy(RetrySettings(max_age_seconds=3600.0))
     assert policy.next_delay(attempts=1, age=0.0, provider_wait=run.outcome.after) is not None
 
 
-async def test_linkedin_persisting_429_waits_until_midnight_utc(sim: Sim) -> None:
-    """Once the backoff attempts are spent, a 429 without Retry-After waits until 00:00 UTC."""
-    logic = sim.logic("linkedin")
-    logic.daily_limit, logic.clock = 1, lambda: T0
-    assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
+async def test_linkedin_persisting_429_waits_until_midnight_utc() -> None:
+    """Once the backoff attempts are spent, any 429 without Retry-After waits until 00:00 UTC."""
+    date = email.utils.formatdate(T0, usegmt=True)
     attempts = social.LINKEDIN_BACKOFF_ATTEMPTS
-    outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=attempts)
-    assert retry(Taken.NO, after=86_400 - T0 % 86_400)(outcome)  # 6,400 s: 22:13:20 to 00:00
+    run = await mock("linkedin", [throttled(date)], attempts=attempts)
+    assert retry(Taken.NO, after=86_400 - T0 % 86_400)(run.outcome)
 
 
 @pytest.mark.parametrize(

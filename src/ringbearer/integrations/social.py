@@ -361,9 +361,10 @@ def _ig_error(response: httpx.Response, *, taken: Taken) -> Outcome:
 LINKEDIN_MAX_TEXT = 3000
 LINKEDIN_VISIBILITY = ("PUBLIC", "CONNECTIONS")
 _DAY = 86_400.0
-# Attempts whose 429 backs off on the retry policy; a 429 after them waits for
-# the daily reset (providers.md: back off first, the reset only when 429s persist).
+# Attempts whose 429 (one that names no daily limit) backs off on the retry
+# policy; a 429 after them waits for the daily reset.
 LINKEDIN_BACKOFF_ATTEMPTS = 2
+_DAY_LIMIT = re.compile(r"\bDAY limit\b", re.IGNORECASE)
 # The commentary is LinkedIn's "little" text format, where these characters
 # are markup; unescaped, LinkedIn cuts the post at the first one and still
 # answers 201. A '#' that starts a hashtag stays markup, so it still links.
@@ -455,7 +456,7 @@ class LinkedIn:
             reason = status_reason(response, words)
             return _duplicate(envelope, response, reason, found.group(1) if found else None)
         if status == 429:
-            after = _linkedin_wait(envelope, response.headers)
+            after = _linkedin_wait(envelope, response)
             return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
         return classify_status(response, words, any_5xx_maybe_taken=True)
 
@@ -470,22 +471,26 @@ def _linkedin_delivered(response: httpx.Response) -> Outcome:
     return malformed(response, "the new post's URN in an 'x-restli-id' header")
 
 
-def _linkedin_wait(envelope: Envelope, headers: httpx.Headers) -> float | None:
-    """After a 429: ``Retry-After`` if sent; else the policy's backoff (None) on a
-    message's first attempts, and after them until 00:00 UTC, when the daily limits reset.
+def _linkedin_wait(envelope: Envelope, response: httpx.Response) -> float | None:
+    """After a 429: ``Retry-After`` if sent; until 00:00 UTC, when the daily limits
+    reset, if LinkedIn says a DAY limit is reached; else the policy's backoff (None)
+    on a message's first attempts, and until 00:00 UTC once the 429s persist.
 
-    A 429 does not say which limit it is: a short burst backs off and passes,
-    while a spent daily quota refuses every attempt until midnight. Waiting
-    for midnight on the first 429 could be most of a day, and a retry policy
-    whose ``max_age`` is shorter would dead-letter the message at once.
+    LinkedIn names a spent daily quota ("Resource level throttle APPLICATION DAY
+    limit ... is reached", or MEMBER DAY): every attempt fails until midnight.
+    Any other 429 (LinkedIn also throttles to protect its infrastructure) may
+    pass after a short backoff.
     """
-    after = retry_after(headers)
+    after = retry_after(response.headers)
     if after is not None:
         return after
-    if envelope.attempts < LINKEDIN_BACKOFF_ATTEMPTS:
+    body = json_object(response) or {}
+    message = body.get("message")
+    spent = isinstance(message, str) and _DAY_LIMIT.search(message) is not None
+    if not spent and envelope.attempts < LINKEDIN_BACKOFF_ATTEMPTS:
         return None
     # POSIX time has no leap seconds: UTC midnights are the multiples of a day.
-    return _DAY - server_time(headers) % _DAY
+    return _DAY - server_time(response.headers) % _DAY
 
 
 # --- X -------------------------------------------------------------------------
