@@ -67,6 +67,15 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
     return proc, found.group(1)
 
 
+def request_headers() -> dict[str, str]:
+    """Resend's request headers, with a fresh idempotency key."""
+    return {
+        "Authorization": "Bearer re_bench",
+        "Content-Type": "application/json",
+        "Idempotency-Key": os.urandom(8).hex(),
+    }
+
+
 class ClientLane:
     """One lane of the plain baseline: an ``httpx.AsyncClient`` with one connection."""
 
@@ -81,11 +90,7 @@ class ClientLane:
         response = await self.client.post(
             self.url,
             content=self.payload,
-            headers={
-                "Authorization": "Bearer re_bench",
-                "Content-Type": "application/json",
-                "Idempotency-Key": os.urandom(8).hex(),
-            },
+            headers=request_headers(),
         )
         assert response.status_code == 200, response.text
 
@@ -109,11 +114,7 @@ class TransportLane:
             "POST",
             self.url,
             content=self.payload,
-            headers={
-                "Authorization": "Bearer re_bench",
-                "Content-Type": "application/json",
-                "Idempotency-Key": os.urandom(8).hex(),
-            },
+            headers=request_headers(),
             extensions={"timeout": self.timeout},
         )
         response = await self.transport.handle_async_request(request)
