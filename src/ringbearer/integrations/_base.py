@@ -712,7 +712,11 @@ def wait_hint(headers: httpx.Headers) -> float | None:
 
 
 def classify_status(
-    response: httpx.Response, words: str, *, any_5xx_maybe_taken: bool = False
+    response: httpx.Response,
+    words: str,
+    *,
+    any_5xx_maybe_taken: bool = False,
+    wait_429: float | None = None,
 ) -> Outcome:
     """The default table: 2xx delivered; 408/429/503 retry (not taken); other 5xx retry
     (maybe taken); other 4xx permanent; a redirect permanent (see :func:`redirected`).
@@ -721,13 +725,19 @@ def classify_status(
     before the work was done, so every 5xx is retried as maybe taken (a group
     then does not fail over on it, which would double a message the provider
     may have taken).
+
+    ``wait_429``: the wait a provider documents for a 429 that carries no
+    header saying how long (else the retry policy's own backoff applies).
     """
     status = response.status_code
     reason = status_reason(response, words)
     if 200 <= status < 300:
         return Delivered()
     if status in (408, 429) or (status == 503 and not any_5xx_maybe_taken):
-        return Retry(reason, taken=Taken.NO, after=wait_hint(response.headers), status=status)
+        after = wait_hint(response.headers)
+        if after is None and status == 429:
+            after = wait_429
+        return Retry(reason, taken=Taken.NO, after=after, status=status)
     if status >= 500:
         return Retry(reason, taken=Taken.MAYBE, after=wait_hint(response.headers), status=status)
     if status >= 400:

@@ -48,7 +48,6 @@ from ._base import (
     retry_after,
     secret_url,
     status_reason,
-    wait_hint,
 )
 
 # --- Slack incoming webhook --------------------------------------------------
@@ -330,14 +329,10 @@ class PagerDuty:
         if status == 400:
             words = detail(response, "message", "errors")
             return Permanent(status_reason(response, words), status=400)
-        if status == 429:
-            # The event was not ingested. The Events API sends no wait, and
-            # the policy's seconds of backoff would only spend attempts.
-            hint = wait_hint(response.headers)
-            after = PAGERDUTY_RATE_LIMIT_WAIT if hint is None else hint
-            reason = status_reason(response, detail(response, "message"))
-            return Retry(reason, taken=Taken.NO, after=after, status=429)
-        return classify_status(response, detail(response, "message"))
+        # A 429 was not ingested. The Events API sends no wait, and the
+        # policy's seconds of backoff would only spend attempts.
+        words = detail(response, "message")
+        return classify_status(response, words, wait_429=PAGERDUTY_RATE_LIMIT_WAIT)
 
 
 KINDS: tuple[ProviderKind, ...] = (

@@ -105,7 +105,6 @@ from ._base import (
     parse_all,
     required_str,
     status_reason,
-    wait_hint,
 )
 
 T = TypeVar("T")
@@ -161,9 +160,9 @@ def _too_large(sent: Sequence[Envelope], response: httpx.Response, cap: SizeCap)
     return [retry] * len(sent)
 
 
-def _whole_request(response: httpx.Response, words: str) -> Outcome:
+def _whole_request(response: httpx.Response, words: str, wait_429: float | None = None) -> Outcome:
     """The default table, but any 5xx may have been ingested: the insert ids make resending safe."""
-    return classify_status(response, words, any_5xx_maybe_taken=True)
+    return classify_status(response, words, any_5xx_maybe_taken=True, wait_429=wait_429)
 
 
 def _number(value: object) -> float | None:
@@ -597,10 +596,9 @@ class Amplitude:
             return _amplitude_refused(sent, response, body)
         if status == 429 and _indexes(body.get("throttled_events")):
             return self._throttled(sent, response, body)
+        # A 429 that names no event: the whole integration pauses as a throttled user would.
         words = detail(response, "error")
-        if status == 429:
-            return [_amplitude_paused(response, words)] * len(sent)
-        return [_whole_request(response, words)] * len(sent)
+        return [_whole_request(response, words, wait_429=PAUSE_SECONDS)] * len(sent)
 
     def _ingested(self, sent: Sequence[Envelope], response: httpx.Response) -> list[Outcome]:
         body = json_object(response) or {}
@@ -641,13 +639,6 @@ class Amplitude:
 
 def _amplitude_delivered(envelope: Envelope) -> Delivered:
     return Delivered(provider_id=amplitude_insert_id(envelope.idempotency_key))
-
-
-def _amplitude_paused(response: httpx.Response, words: str) -> Retry:
-    """A 429 that names no event: the whole integration pauses as a throttled user would."""
-    hint = wait_hint(response.headers)
-    after = PAUSE_SECONDS if hint is None else hint
-    return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
 
 
 def _bystander(response: httpx.Response) -> Retry:
