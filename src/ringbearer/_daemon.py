@@ -41,7 +41,7 @@ from ._config import (
 from ._converter import parse_host_port
 from ._delivery import Priority
 from ._dispatcher import Dispatcher
-from ._errors import ConfigError, InvalidPayload, RequestError, RingbearerError
+from ._errors import ConfigError, ErrorCode, InvalidPayload, RequestError, RingbearerError
 from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._metrics import DaemonGauges, Metrics
@@ -286,9 +286,11 @@ class Daemon:
     async def set_override(self, state: str, until: float | None) -> dict[str, Any]:
         """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``."""
         if state not in ("on", "off", "auto"):
-            raise RequestError("bad_args", f"wedding-day takes on, off or auto, not {state!r}")
+            raise RequestError(
+                ErrorCode.BAD_ARGS, f"wedding-day takes on, off or auto, not {state!r}"
+            )
         if until is not None and until <= self.wall():
-            raise RequestError("bad_args", "--until must be in the future")
+            raise RequestError(ErrorCode.BAD_ARGS, "--until must be in the future")
         self.override = None if state == "auto" else Override(state == "on", until)
         self._event("wedding_day_override", None, state=state, until=until, by="operator")
         mode = self.evaluate_mode()
@@ -506,10 +508,10 @@ class Daemon:
 
     async def submit(self, messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
         if not messages:
-            raise RequestError("bad_args", "submit needs at least one message")
+            raise RequestError(ErrorCode.BAD_ARGS, "submit needs at least one message")
         if len(messages) > proto.MAX_MESSAGES_PER_SUBMIT:
             raise RequestError(
-                "too_many", f"at most {proto.MAX_MESSAGES_PER_SUBMIT} messages a request"
+                ErrorCode.TOO_MANY, f"at most {proto.MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
         checked = [self._check(i, m) for i, m in enumerate(messages)]
         accepted = await self.store.submit(checked)
@@ -521,14 +523,15 @@ class Daemon:
         if members is None:
             known = ", ".join(sorted(self.config.targets()))
             raise RequestError(
-                "unknown_target", f"{where}: unknown target {message.target!r}; known: {known}"
+                ErrorCode.UNKNOWN_TARGET,
+                f"{where}: unknown target {message.target!r}; known: {known}",
             )
         try:
             priority = Priority.parse(message.priority)
         except ValueError as exc:
-            raise RequestError("bad_args", f"{where}: {exc}") from None
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {exc}") from None
         if message.key is not None and not 1 <= len(message.key) <= 256:
-            raise RequestError("bad_args", f"{where}: key must be 1 to 256 characters")
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: key must be 1 to 256 characters")
         for member in members:
             adapter = self.adapters.get(member)
             if adapter is None:
@@ -538,7 +541,7 @@ class Daemon:
             except InvalidPayload as exc:
                 raise InvalidPayload(f"{where}: {exc.message}") from None
         if message.deliver_by is not None and not math.isfinite(message.deliver_by):
-            raise RequestError("bad_args", f"{where}: deliver_by must be a Unix time")
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: deliver_by must be a Unix time")
         return NewMessage(
             target=message.target,
             payload=message.payload,
@@ -550,7 +553,9 @@ class Daemon:
     def actor(self, name: str) -> IntegrationActor:
         actor = self.actors.get(name)
         if actor is None:
-            raise RequestError("unknown_integration", f"no running integration named {name!r}")
+            raise RequestError(
+                ErrorCode.UNKNOWN_INTEGRATION, f"no running integration named {name!r}"
+            )
         return actor
 
     def check_freeze(self, command: str, force: bool) -> None:
@@ -559,7 +564,7 @@ class Daemon:
             return
         if not force:
             raise RequestError(
-                "frozen",
+                ErrorCode.FROZEN,
                 f"wedding-day change freeze (mode {self.mode.describe()}): {command} needs --force",
             )
         log.warning("forced during the wedding-day freeze", extra=fields(command=command))
@@ -567,7 +572,7 @@ class Daemon:
 
     async def set_paused(self, name: str, paused: bool, *, force: bool = False) -> dict[str, Any]:
         if name not in self.actors and name not in self.dispatchers:
-            raise RequestError("unknown_target", f"no integration or group named {name!r}")
+            raise RequestError(ErrorCode.UNKNOWN_TARGET, f"no integration or group named {name!r}")
         self.check_freeze("pause" if paused else "resume", force)
         if name in self.actors:
             self.actors[name].paused = paused
@@ -598,7 +603,8 @@ class Daemon:
                 actor.breaker.reset()
             case _:
                 raise RequestError(
-                    "bad_args", f"breaker action must be open, close or reset, not {action!r}"
+                    ErrorCode.BAD_ARGS,
+                    f"breaker action must be open, close or reset, not {action!r}",
                 )
         self._event("breaker_command", name, action=action, by="operator")
         state, forced, remaining = actor.breaker.export()
@@ -615,7 +621,7 @@ class Daemon:
         states = {s.value for s in BreakerState}
         if not sep or wanted not in states:
             raise RequestError(
-                "bad_args",
+                ErrorCode.BAD_ARGS,
                 f"breaker condition is NAME=STATE with STATE one of "
                 f"{', '.join(sorted(states))}, not {condition!r}",
             )
@@ -635,7 +641,7 @@ class Daemon:
 
     def inject_crash(self, name: str) -> dict[str, Any]:
         if self.sandbox is None or not self.config.sandbox.fault_injection:
-            raise RequestError("forbidden", "crash injection works only in the sandbox")
+            raise RequestError(ErrorCode.FORBIDDEN, "crash injection works only in the sandbox")
         self.actor(name).request_crash()
         self._event("crash_injected", name, by="operator")
         return {"name": name, "armed": True}
@@ -842,7 +848,9 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
         case proto.DeadLetter(id=message_id):
             letter = await daemon.store.dead_letter(message_id)
             if letter is None:
-                raise RequestError("not_found", f"message {message_id} is not a dead letter")
+                raise RequestError(
+                    ErrorCode.NOT_FOUND, f"message {message_id} is not a dead letter"
+                )
             events = await daemon.store.events(message_id=message_id, limit=100_000)
             return {
                 **attrs.asdict(letter),
@@ -880,7 +888,7 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
         case proto.Message(id=message_id):
             found = await daemon.store.message(message_id)
             if found is None:
-                raise RequestError("not_found", f"no message {message_id}")
+                raise RequestError(ErrorCode.NOT_FOUND, f"no message {message_id}")
             found["events"] = [
                 attrs.asdict(e) for e in await daemon.store.events(message_id=message_id)
             ]
@@ -891,7 +899,9 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             try:
                 return await daemon.reload_file(force=force)
             except ConfigError as exc:
-                raise RequestError("invalid_config", f"{exc}\nthe running config stays") from None
+                raise RequestError(
+                    ErrorCode.INVALID_CONFIG, f"{exc}\nthe running config stays"
+                ) from None
         case proto.WeddingDay(state=state, until=until):
             if state is None:
                 return daemon.mode_status()
@@ -902,7 +912,7 @@ async def handle(daemon: Daemon, request: proto.Request) -> Any:
             try:
                 return await daemon.alerts.ack(alert_id)
             except KeyError:
-                raise RequestError("not_found", f"no open alert {alert_id}") from None
+                raise RequestError(ErrorCode.NOT_FOUND, f"no open alert {alert_id}") from None
 
 
 @contextlib.contextmanager

@@ -17,7 +17,31 @@ enter, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import enum
+
 import attrs
+
+
+class ErrorCode(enum.StrEnum):
+    """The machine-readable code of an error reply; scripts may rely on these."""
+
+    BAD_JSON = "bad_json"  # the request line is not strict JSON
+    BAD_REQUEST = "bad_request"  # not a request object, or unknown fields
+    UNKNOWN_COMMAND = "unknown_command"
+    BAD_ARGS = "bad_args"  # the command's arguments are wrong; the message names the field
+    TOO_MANY = "too_many"  # more messages or ids than one request may carry
+    INVALID_PAYLOAD = "invalid_payload"  # a payload does not fit its target's provider
+    UNKNOWN_TARGET = "unknown_target"
+    UNKNOWN_INTEGRATION = "unknown_integration"
+    KEY_REUSED = "key_reused"  # an idempotency key already used for a different message
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"  # the peer's role does not allow this
+    FROZEN = "frozen"  # the wedding-day change freeze: give --force
+    INVALID_CONFIG = "invalid_config"  # a reload found the config file invalid
+    BUSY = "busy"  # every connection slot is taken
+    LINE_TOO_LONG = "line_too_long"
+    STORE_UNAVAILABLE = "store_unavailable"  # the store refused the write; nothing was accepted
+    INTERNAL = "internal"  # a bug: see the daemon's log
 
 
 class RingbearerError(Exception):
@@ -56,7 +80,7 @@ class StoreFullError(StoreError):
 class RequestError(RingbearerError):
     """A control request was malformed or refused; ``code`` is machine-readable."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
@@ -66,7 +90,7 @@ class InvalidPayload(RequestError):
     """A message's payload does not fit what its target's provider needs."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("invalid_payload", message)
+        super().__init__(ErrorCode.INVALID_PAYLOAD, message)
 
 
 class ControlError(RingbearerError):

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from .._errors import ControlError, RequestError
+from .._errors import ControlError, ErrorCode, RequestError
 from . import _protocol
 
 
@@ -61,4 +61,12 @@ class Client:
         if reply.get("ok"):
             return reply.get("result")
         err = reply.get("error") or {}
-        raise RequestError(str(err.get("code", "error")), str(err.get("message", "")))
+        raise RequestError(_code(err.get("code")), str(err.get("message", "")))
+
+
+def _code(text: object) -> ErrorCode:
+    """A code this client does not know (a newer daemon's) reads as internal."""
+    try:
+        return ErrorCode(str(text))
+    except ValueError:
+        return ErrorCode.INTERNAL

@@ -15,7 +15,7 @@ import attrs
 import cattrs
 
 from .._config import make_converter
-from .._errors import RequestError
+from .._errors import ErrorCode, RequestError
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 1 << 20  # one request line, bytes
@@ -135,7 +135,7 @@ class PurgeDead:
 
     def check(self) -> None:
         if self.older_than is not None and self.older_than < 0:
-            raise RequestError("bad_args", "older_than must not be negative")
+            raise RequestError(ErrorCode.BAD_ARGS, "older_than must not be negative")
         _check_selection(
             self.ids, self.all, self.limit, target=self.target, older_than=self.older_than
         )
@@ -154,14 +154,14 @@ def _selection_reply(
 def _check_selection(ids: list[int], every: bool, limit: int, **only_with_all: object) -> None:
     """Exactly one of ``ids`` or ``all``; filters only with ``all``; sizes within bounds."""
     if bool(ids) == every:
-        raise RequestError("bad_args", "give either ids or all, not both and not neither")
+        raise RequestError(ErrorCode.BAD_ARGS, "give either ids or all, not both and not neither")
     given = [name for name, value in only_with_all.items() if value is not None]
     if ids and given:
-        raise RequestError("bad_args", f"{', '.join(given)} only go with all")
+        raise RequestError(ErrorCode.BAD_ARGS, f"{', '.join(given)} only go with all")
     if len(ids) > MAX_IDS_PER_REQUEST:
-        raise RequestError("too_many", f"at most {MAX_IDS_PER_REQUEST} ids a request")
+        raise RequestError(ErrorCode.TOO_MANY, f"at most {MAX_IDS_PER_REQUEST} ids a request")
     if not 1 <= limit <= MAX_IDS_PER_REQUEST:
-        raise RequestError("bad_args", f"limit must be between 1 and {MAX_IDS_PER_REQUEST}")
+        raise RequestError(ErrorCode.BAD_ARGS, f"limit must be between 1 and {MAX_IDS_PER_REQUEST}")
 
 
 @attrs.frozen
@@ -260,21 +260,23 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and UnicodeDecodeError, and also
         # numbers too long to convert (over 4300 digits); RecursionError: nesting.
-        raise RequestError("bad_json", f"not valid JSON: {exc}") from exc
+        raise RequestError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise RequestError("bad_request", "a request is a JSON object")
+        raise RequestError(ErrorCode.BAD_REQUEST, "a request is a JSON object")
     request_id = raw.get("id")
     unknown = set(raw) - {"id", "cmd", "args"}
     if unknown:
         raise _with_id(
-            RequestError("bad_request", f"unknown fields: {', '.join(sorted(unknown))}"), request_id
+            RequestError(ErrorCode.BAD_REQUEST, f"unknown fields: {', '.join(sorted(unknown))}"),
+            request_id,
         )
     cmd = raw.get("cmd")
     kind = COMMANDS.get(cmd) if isinstance(cmd, str) else None
     if kind is None:
         known = ", ".join(sorted(COMMANDS))
         raise _with_id(
-            RequestError("unknown_command", f"unknown command {cmd!r}; known: {known}"), request_id
+            RequestError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {cmd!r}; known: {known}"),
+            request_id,
         )
     args = raw.get("args", {})
     if args is None:
@@ -283,7 +285,7 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
         request = converter.structure(args, kind)
     except Exception as exc:
         lines = cattrs.transform_error(exc, path="args")
-        raise _with_id(RequestError("bad_args", "; ".join(lines)), request_id) from exc
+        raise _with_id(RequestError(ErrorCode.BAD_ARGS, "; ".join(lines)), request_id) from exc
     return Envelope(request_id, request)
 
 

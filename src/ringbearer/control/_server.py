@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._errors import RequestError, RingbearerError
+from .._errors import ErrorCode, RequestError, RingbearerError
 from . import _protocol
 from ._access import AccessPolicy, Peer, Role, needed
 from ._protocol import MAX_LINE, Request
@@ -244,7 +244,7 @@ class _Checked:
                 f"{self.conn.peer.describe()} has {self.role.name.lower()}"
             )
             self.conn.report(RefusalReason.FORBIDDEN, message, command)
-            raise RequestError("forbidden", message)
+            raise RequestError(ErrorCode.FORBIDDEN, message)
         return await self.handle(request)
 
 
@@ -286,10 +286,12 @@ async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:
     except RequestError as exc:
         return _protocol.error(request_id, exc.code, exc.message)
     except RingbearerError as exc:
-        return _protocol.error(request_id, "failed", str(exc))
+        return _protocol.error(request_id, ErrorCode.STORE_UNAVAILABLE, str(exc))
     except Exception:
         log.exception("control request failed")
-        return _protocol.error(request_id, "internal", "internal error; see the daemon's log")
+        return _protocol.error(
+            request_id, ErrorCode.INTERNAL, "internal error; see the daemon's log"
+        )
 
 
 async def _drain(stream: trio.SocketStream) -> None:

@@ -10,6 +10,7 @@ from ._model import Claimed as Claimed
 from ._model import Counters as Counters
 from ._model import DeadLetter as DeadLetter
 from ._model import Event as Event
+from ._model import EventKind as EventKind
 from ._model import MessageStatus as MessageStatus
 from ._model import NewMessage as NewMessage
 from ._model import QueueCounts as QueueCounts
