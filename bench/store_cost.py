@@ -35,9 +35,11 @@ import trio
 import trio_asyncio
 
 from ringbearer._delivery import Priority
+from ringbearer.store import SqliteStore
 from ringbearer.store._model import Attempt, NewMessage, Settle, SettleKind
-from ringbearer.store._schema import MIGRATIONS
-from ringbearer.store._sqlite import _SETTLE, SqliteStore, _dumps, _settle_row, _statements
+from ringbearer.store._schema import MIGRATIONS, statements
+from ringbearer.store._sqlite._db import dumps
+from ringbearer.store._sqlite._rows import SETTLE, settle_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import BODY
@@ -126,7 +128,7 @@ def plain_connect(path: Path, sync: str) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA foreign_keys = ON")
     for number, script in enumerate(MIGRATIONS, 1):
-        for statement in _statements(script):
+        for statement in statements(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
     return conn
@@ -144,7 +146,7 @@ async def plain_run(path: Path, total: int, batch: int, sync: str) -> tuple[floa
     async def submit(first: int, count: int) -> None:
         now = time.time()
         rows = [
-            (i + 1, TARGET, int(Priority.NORMAL), _dumps(BODY), f"bench-{i}", now, now, now, None)
+            (i + 1, TARGET, int(Priority.NORMAL), dumps(BODY), f"bench-{i}", now, now, now, None)
             for i in range(first, first + count)
         ]
         async with lock:
@@ -154,7 +156,7 @@ async def plain_run(path: Path, total: int, batch: int, sync: str) -> tuple[floa
         def work() -> None:
             now = time.time()
             claimed = conn.execute(_CLAIM, (now, TARGET, 0, 9, now, count)).fetchall()
-            conn.executemany(_SETTLE, [_settle_row(delivered(i, c, now), now) for i, c in claimed])
+            conn.executemany(SETTLE, [settle_row(delivered(i, c, now), now) for i, c in claimed])
 
         async with lock:
             await trio.to_thread.run_sync(transaction, work)

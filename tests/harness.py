@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from ringbearer import _config, _daemon
+from ringbearer._actor import IntegrationActor
+from ringbearer._alerting import AlertManager
+from ringbearer._dispatcher import Dispatcher
 from ringbearer._metrics import Metrics
+from ringbearer._systemd import Notifier
+from ringbearer._wedding import Mode, Override
+from ringbearer.control import (
+    Breaker,
+    BreakerAction,
+    MessageIn,
+    Pause,
+    Resume,
+    Submit,
+    Wait,
+    WeddingDay,
+)
+from ringbearer.control import _protocol
+from ringbearer.control._protocol import Asks
+from ringbearer.handlers import answer
 from ringbearer.integrations import FakeAdapter, fake_kinds
 from ringbearer.store import MemoryStore
+
+R = TypeVar("R")
+CONVERTER = _protocol.converter()
 
 EPOCH = 1_800_000_000.0  # the wall clock's start in virtual-time tests
 
@@ -56,12 +78,91 @@ def wall() -> float:
     return EPOCH + trio.current_time()
 
 
+def wire(value: Any) -> Any:
+    """A reply as it crosses the wire (plain JSON values)."""
+    return CONVERTER.unstructure(value)
+
+
+@attrs.define
+class Driver:
+    """Drives the running parts as the control socket would: each call goes through the
+    handler table and returns the wire's JSON, so tests assert on what clients see."""
+
+    parts: _daemon.Parts
+
+    async def handle(self, request: Asks[R]) -> R:
+        """The typed reply to one request."""
+        reply: R = await answer(self.parts.table, request)  # type: ignore[arg-type]
+        return reply
+
+    async def submit(self, messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
+        return list(wire((await self.handle(Submit(list(messages)))).accepted))
+
+    async def wait_idle(self, seconds: float) -> dict[str, Any]:
+        return dict(wire(await self.handle(Wait(timeout=seconds))))
+
+    def status(self) -> dict[str, Any]:
+        handler = self.parts.table[_protocol.Status]
+        return dict(wire(handler.status()))  # type: ignore[attr-defined]
+
+    async def set_paused(self, name: str, paused: bool, *, force: bool = False) -> dict[str, Any]:
+        request = Pause(name, force) if paused else Resume(name, force)
+        return dict(wire(await self.handle(request)))
+
+    async def breaker(self, name: str, action: str, *, force: bool = False) -> dict[str, Any]:
+        return dict(wire(await self.handle(Breaker(name, BreakerAction(action), force))))
+
+    async def set_override(self, state: str, until: float | None) -> dict[str, Any]:
+        """As a client sends it: through the wire's parser, which checks the state."""
+        line = _protocol.request_line(1, "wedding-day", {"state": state, "until": until})
+        request = _protocol.parse(line, CONVERTER).request
+        assert isinstance(request, WeddingDay)
+        return dict(wire(await self.handle(request)))
+
+    async def reload(self, new: _config.Config) -> dict[str, Any]:
+        return dict(wire(await self.parts.reloader.reload(new)))
+
+    async def reload_file(self, *, force: bool = False) -> dict[str, Any]:
+        return dict(wire(await self.parts.reloader.reload_file(force=force)))
+
+    def is_idle(self) -> bool:
+        return self.parts.wakeups.is_idle()
+
+    @property
+    def config(self) -> _config.Config:
+        return self.parts.current.value
+
+    @property
+    def actors(self) -> dict[str, IntegrationActor]:
+        return self.parts.fleet.actors
+
+    @property
+    def dispatchers(self) -> dict[str, Dispatcher]:
+        return self.parts.fleet.dispatchers
+
+    @property
+    def mode(self) -> Mode:
+        return self.parts.mode.mode
+
+    @property
+    def override(self) -> Override | None:
+        return self.parts.mode.override
+
+    @property
+    def alerts(self) -> AlertManager:
+        return self.parts.alerts
+
+
 @attrs.define
 class Core:
-    daemon: _daemon.Daemon
+    daemon: Driver
     store: MemoryStore
     adapters: dict[str, FakeAdapter]
     stop: trio.Event
+
+    @property
+    def parts(self) -> _daemon.Parts:
+        return self.daemon.parts
 
 
 @asynccontextmanager
@@ -70,19 +171,28 @@ async def running_core(
     text: str = FAKE_CONFIG,
     setup: Callable[[dict[str, FakeAdapter]], None] = lambda a: None,
     store: MemoryStore | None = None,
+    notifier: Notifier | None = None,
 ) -> AsyncIterator[Core]:
     """The actors, dispatchers and supervisor of a daemon, on fakes, under trio's clock."""
     adapters: dict[str, FakeAdapter] = {}
     kinds = fake_kinds(adapters)
     config = _config.parse(text, tmp_path / "config.toml", kinds)
     store = MemoryStore(wall) if store is None else store  # reuse one: a restart
-    daemon = _daemon.Daemon(config=config, store=store, wall=wall, metrics=Metrics(), sandbox=None)
-    daemon.build(ssl.create_default_context(), kinds)
-    setup(adapters)
+    base = _daemon.Base(
+        config, store, wall, Metrics(), None, kinds, ssl.create_default_context(),
+        notifier=notifier or Notifier({}),
+    )  # fmt: skip
+    started: list[_daemon.Parts] = []
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         ready = trio.Event()
-        nursery.start_soon(lambda: _daemon.run_core(daemon, stop, lambda d: ready.set()))
+
+        def on_ready(parts: _daemon.Parts) -> None:
+            setup(adapters)
+            started.append(parts)
+            ready.set()
+
+        nursery.start_soon(lambda: _daemon.run_core(base, stop, on_ready))
         await ready.wait()
-        yield Core(daemon, store, adapters, stop)
+        yield Core(Driver(started[0]), store, adapters, stop)
         stop.set()

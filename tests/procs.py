@@ -122,7 +122,7 @@ class Daemon:
 
     def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> Any:
         with self.client(timeout) as client:
-            return client.call(cmd, args)
+            return client.raw(cmd, args)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -129,7 +129,7 @@ async def test_a_spent_budget_is_remembered_across_a_restart(
         assert alpha["budgets"] == [
             {"limit": 5, "per": "minute", "used": 3, "left_for_critical": 2, "left_for_others": 0}
         ]
-        scrape = generate_latest(core.daemon.metrics.registry).decode()
+        scrape = generate_latest(core.parts.base.metrics.registry).decode()
         assert (
             'ringbearer_budget_remaining{integration="alpha",per="minute",work="critical"} 2.0'
             in scrape

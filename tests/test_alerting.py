@@ -18,6 +18,8 @@ from ringbearer._alerting_settings import AlertingSettings
 from ringbearer._httpserver import HttpRequest
 from ringbearer._secrets import Secret
 from ringbearer.control import MessageIn
+from ringbearer.control._replies import Severity
+from ringbearer.store import EventKind
 
 KINDS = {"slack": "slack_webhook", "sms": "twilio_sms", "phone": "twilio_call", "pd": "pagerduty"}
 SECRET = Secret("whsec_test")
@@ -57,7 +59,7 @@ class Host:
     async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
         return [d for d in self.deadlines if d[2] <= wall]
 
-    def audit(self, kind: str, **detail: Any) -> None:
+    def audit(self, kind: EventKind, **detail: object) -> None:
         self.events.append((kind, detail))
 
     def to(self, target: str) -> list[MessageIn]:
@@ -89,14 +91,14 @@ async def test_an_alert_repeats_then_resolves_on_every_channel_it_reached() -> N
     """Unacknowledged, an alert repeats; when its cause clears, every channel it reached hears."""
     host = Host()
     alerts = manager(host, chain=("slack", "sms"), escalate_after_seconds=10_000.0)
-    alerts.external["boom"] = ("critical", "the boiler is on fire")
+    alerts.found("boom", Severity.CRITICAL, "the boiler is on fire")
     await alerts.tick()
     assert [m.target for m in host.sent] == ["slack"]
     assert host.sent[0].priority == "critical"
     await run_for(alerts, host, 3 * 1800)
     assert len(host.to("slack")) == 4  # the first, then one every repeat_seconds
     assert host.to("sms") == []  # escalation not due yet
-    del alerts.external["boom"]
+    alerts.cleared("boom")
     await alerts.tick()
     assert alerts.views() == []
     assert sum("RESOLVED" in m.payload["text"] for m in host.to("slack")) == 1
@@ -107,7 +109,7 @@ async def test_on_a_wedding_day_the_shorter_chain_reaches_the_phone() -> None:
     """Saturday: slack, then straight to a phone call after the shorter escalation time."""
     host = Host()
     alerts = manager(host, wedding=[True])
-    alerts.external["boom"] = ("critical", "resend is down")
+    alerts.found("boom", Severity.CRITICAL, "resend is down")
     await alerts.tick()
     await run_for(alerts, host, 125)
     assert [m.target for m in host.sent] == ["slack", "phone"]
@@ -120,12 +122,12 @@ async def test_an_alert_keeps_the_chain_it_was_raised_with() -> None:
     host = Host()
     wedding = [False]
     alerts = manager(host, wedding=wedding)
-    alerts.external["boom"] = ("critical", "down")
+    alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
     wedding[0] = True  # midnight: the wedding-day chain (slack, phone) is now in force
     await run_for(alerts, host, 125)  # the wedding day's shorter escalation time
     assert [m.target for m in host.sent] == ["slack", "sms"]  # its own chain's next step
-    assert alerts.views()[0]["channels"] == ["slack", "sms"]
+    assert alerts.views()[0].channels == ["slack", "sms"]
 
 
 async def test_deadlines_of_one_target_are_one_alert() -> None:
@@ -135,12 +137,12 @@ async def test_deadlines_of_one_target_are_one_alert() -> None:
     host.deadlines += [(9, "sms", host.now + 100)]  # sms can deliver, but its time is short
     alerts = manager(host, deadline_warning_seconds=600.0)
     await alerts.tick()
-    keys = sorted(a["key"] for a in alerts.views())
+    keys = sorted(a.key for a in alerts.views())
     assert keys == ["deadline:email", "deadline:sms"]
-    (email,) = [a for a in alerts.views() if a["key"] == "deadline:email"]
-    assert "2 message(s)" in email["summary"]
-    assert "nearest: message 3" in email["summary"]
-    assert "cannot deliver now" in email["summary"]
+    (email,) = [a for a in alerts.views() if a.key == "deadline:email"]
+    assert "2 message(s)" in email.summary
+    assert "nearest: message 3" in email.summary
+    assert "cannot deliver now" in email.summary
 
 
 def webhook_request(body: bytes, signature: str | None) -> HttpRequest:
@@ -180,7 +182,7 @@ async def test_a_pagerduty_acknowledgement_stops_escalation() -> None:
     """A signed incident.acknowledged webhook acks the alert whose dedup key it names."""
     host = Host()
     alerts = manager(host, chain=("pd", "phone"))
-    alerts.external["breaker_open:resend"] = ("critical", "resend: breaker open for 300 s")
+    alerts.found("breaker_open:resend", Severity.CRITICAL, "resend: breaker open for 300 s")
     await alerts.tick()
     (trigger,) = host.sent
     assert trigger.payload["dedup_key"] == "breaker_open:resend"
@@ -189,7 +191,7 @@ async def test_a_pagerduty_acknowledgement_stops_escalation() -> None:
     other = sign(body, Secret("an old secret"))
     response = await answer(webhook_request(body, f"{other},{sign(body)}"))  # rotation: two
     assert response.status == 200
-    assert alerts.views()[0]["acked"] is True
+    assert alerts.views()[0].acked is True
     assert (
         "alert_acked",
         {"alert": 1, "key": "breaker_open:resend", "by": "pagerduty (Tenex Engineer)"},
@@ -208,21 +210,21 @@ async def test_a_webhook_without_a_valid_signature_changes_nothing(signature: st
     """No matching v1 signature: 401, and the alert stays unacknowledged."""
     host = Host()
     alerts = manager(host, chain=("pd",))
-    alerts.external["boom"] = ("critical", "down")
+    alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
     answer = _pagerduty_webhook.handler(SECRET, alerts.ack_key)
     response = await answer(
         webhook_request(incident_event("incident.acknowledged", "boom"), signature)
     )
     assert response.status == 401
-    assert alerts.views()[0]["acked"] is False
+    assert alerts.views()[0].acked is False
 
 
 async def test_signed_webhooks_that_ack_nothing_still_answer_2xx() -> None:
     """Other event types, unknown incidents and pings are taken (PagerDuty retries failures)."""
     host = Host()
     alerts = manager(host, chain=("pd",))
-    alerts.external["boom"] = ("critical", "down")
+    alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
     answer = _pagerduty_webhook.handler(SECRET, alerts.ack_key)
     for body in (
@@ -231,7 +233,7 @@ async def test_signed_webhooks_that_ack_nothing_still_answer_2xx() -> None:
         json.dumps({"event": {"event_type": "pagey.ping", "data": None}}).encode(),
     ):
         assert (await answer(webhook_request(body, sign(body)))).status == 200
-    assert alerts.views()[0]["acked"] is False
+    assert alerts.views()[0].acked is False
     bad = b'{"event": [1, 2]}'
     assert (await answer(webhook_request(bad, sign(bad)))).status == 400
     assert (await answer(webhook_request(b"not json", sign(b"not json")))).status == 400
@@ -241,12 +243,12 @@ async def test_an_operator_ack_acknowledges_the_pagerduty_incident_too() -> None
     """`alerts ack` stops our escalation and tells PagerDuty, which pages on its own otherwise."""
     host = Host()
     alerts = manager(host, chain=("slack", "pd"), escalate_after_seconds=60.0)
-    alerts.external["boom"] = ("critical", "down")
+    alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
     await run_for(alerts, host, 65)
     assert [m.target for m in host.sent] == ["slack", "pd"]
     view = await alerts.ack(1)
-    assert view["acked"] is True
+    assert view.acked is True
     (ack,) = [m for m in host.sent if m.payload.get("event_action") == "acknowledge"]
     assert ack.target == "pd"
     assert ack.payload == {"event_action": "acknowledge", "dedup_key": "boom"}

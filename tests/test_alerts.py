@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import attrs
@@ -14,10 +15,18 @@ import httpx
 import pytest
 
 from ringbearer import _converter
+from ringbearer._alerting import Alert, AlertManager
+from ringbearer._alerting_settings import AlertingSettings
 from ringbearer._delivery import Delivered, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
-from ringbearer.integrations import AdapterContext, provider_kinds
+from ringbearer.integrations import (
+    AdapterContext,
+    MailgunSettings,
+    ResendSettings,
+    SmtpSettings,
+    provider_kinds,
+)
 from ringbearer.integrations._twilio import TwilioCallSettings, TwilioSmsSettings, twiml
 from ringbearer.integrations.alerts import SlackChatSettings
 
@@ -43,6 +52,8 @@ KEYS = {
     "TWILIO": "5ecret-twilio-auth-token",
     "TWILIO_KEY": "5ecret-twilio-key-secret",
     "BAD": "invalid",
+    "RESEND": "re_5ecret_key",
+    "MAILGUN": "5ecret-mailgun-key",
 }
 SLACK = SlackChatSettings(token=SecretRef(env="SLACK"), channel="C0ALERTS01")
 SMS = TwilioSmsSettings(
@@ -564,3 +575,54 @@ def test_alert_kinds_in_the_table() -> None:
         "twilio_sms",
         "twilio_call",
     }
+
+
+# --- email alerts: the resend, mailgun and smtp channels ----------------------------------
+
+ONCALL = "oncall@example.com"
+EMAIL_SETTINGS: dict[str, Any] = {
+    "resend": ResendSettings(api_key=SecretRef(env="RESEND")),
+    "mailgun": MailgunSettings(api_key=SecretRef(env="MAILGUN"), domain="mg.example.com"),
+    "smtp": SmtpSettings(host="smtp.invalid"),
+}
+
+
+def email_alert(kind: str) -> Mapping[str, Any]:
+    """The payload the alert manager sends an email channel of ``kind`` for a dead letter."""
+    settings = AlertingSettings(chain=(kind,), email_to=ONCALL, email_from="rb@example.com")
+    alert = Alert(
+        7, "dead_letters:slack", "warning", "slack: 1 dead letter(s) in 900 s", 0, 0, (kind,)
+    )
+    # payload() reads only the settings: no daemon is needed behind it.
+    alerts = AlertManager(settings, cast(Any, None), lambda: False)
+    return alerts.payload(kind, alert, resolved=False)
+
+
+@pytest.mark.parametrize("kind", ["resend", "mailgun", "smtp"])
+def test_an_email_alert_fits_each_email_kind(kind: str) -> None:
+    """The alert manager's email is a valid payload for every email provider it may go to."""
+    payload = email_alert(kind)
+    assert payload["to"] == ONCALL
+    assert payload["subject"] == "[ringbearer WARNING] slack: 1 dead letter(s) in 900 s"
+    assert "ringbearer alerts ack 7" in payload["text"]
+    adapter = provider_kinds()[kind].build(EMAIL_SETTINGS[kind], context(KEYS, name=kind))
+    adapter.validate(payload)
+
+
+def email_sent(kind: str, seen: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The recipients and subject of an email as the simulated provider received it."""
+    if kind == "resend":
+        body = json.loads(seen["body"])
+        return body["to"], body["subject"]
+    form = parse_qs(seen["body"])
+    return form["to"], form["subject"][0]
+
+
+@pytest.mark.parametrize("kind", ["resend", "mailgun"])
+async def test_an_email_alert_reaches_the_simulated_provider(sim: Sim, kind: str) -> None:
+    """Delivered to the simulator, the alert goes to email_to with the alert in its subject."""
+    outcome = await deliver_to(sim, kind, email_alert(kind), EMAIL_SETTINGS[kind])
+    assert isinstance(outcome, Delivered)
+    [seen] = await sim.requests(kind)
+    to, subject = email_sent(kind, seen)
+    assert (to, subject) == ([ONCALL], "[ringbearer WARNING] slack: 1 dead letter(s) in 900 s")

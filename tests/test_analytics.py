@@ -42,6 +42,7 @@ from ringbearer.integrations.analytics import (
     mixpanel_insert_id,
 )
 from ringbearer.simulator._amplitude import Amplitude as AmplitudeSim
+from ringbearer.simulator._mixpanel import Geolocation, GeoSource
 from ringbearer.simulator._mixpanel import Mixpanel as MixpanelSim
 
 from . import kit
@@ -228,7 +229,7 @@ def test_settings_reject_bad_config(tmp_path: Path, section: str, words: str) ->
 
 
 async def test_mixpanel_token_request(rig_for: Any) -> None:
-    """POST /import?strict=1, the token as Basic user, a JSON array with the derived fields."""
+    """POST /import?strict=1&ip=0, the token as Basic user, a JSON array with derived fields."""
     rig = await rig_for("mixpanel", MIXPANEL, MP_OK)
     outcomes = await rig.deliver(
         envelope(1, SIGNUP), envelope(2, {**SIGNUP, "time": 1_650_000_000.25})
@@ -237,7 +238,7 @@ async def test_mixpanel_token_request(rig_for: Any) -> None:
     [request] = rig.sent
     assert (request.method, str(request.url)) == (
         "POST",
-        "https://api.mixpanel.com/import?strict=1",
+        "https://api.mixpanel.com/import?strict=1&ip=0",
     )
     assert basic(request) == "mp-5ecret-token:"
     assert request.headers["content-type"] == "application/json"
@@ -268,7 +269,7 @@ async def test_mixpanel_service_account_request(rig_for: Any) -> None:
     rig = await rig_for("mixpanel", MIXPANEL_SA, MP_OK)
     await rig.deliver(envelope(1, SIGNUP))
     [request] = rig.sent
-    assert str(request.url) == "https://api.mixpanel.com/import?strict=1&project_id=12345"
+    assert str(request.url) == "https://api.mixpanel.com/import?strict=1&ip=0&project_id=12345"
     assert basic(request) == "sa.user:mp-5ecret-sa"
 
 
@@ -278,12 +279,24 @@ async def test_mixpanel_region_and_sandbox_hosts(rig_for: Any) -> None:
         "mixpanel", attrs.evolve(MIXPANEL, base_url="https://api-eu.mixpanel.com"), MP_OK
     )
     await eu.deliver(envelope(1, SIGNUP))
-    assert str(eu.sent[0].url) == "https://api-eu.mixpanel.com/import?strict=1"
+    assert str(eu.sent[0].url) == "https://api-eu.mixpanel.com/import?strict=1&ip=0"
     adapter = provider_kinds()["mixpanel"].build(
         MIXPANEL, context(KEYS, MP_OK, base_url_override="http://sim:1/mixpanel")
     )
     provider = adapter.provider  # type: ignore[attr-defined]
-    assert provider.url == "http://sim:1/mixpanel/import?strict=1"
+    assert provider.url == "http://sim:1/mixpanel/import?strict=1&ip=0"
+
+
+async def test_mixpanel_events_are_not_geolocated_to_the_daemon(rig_for: Any) -> None:
+    """Every request says ip=0 (not by the sender's address); an event's own ip is kept."""
+    rig = await rig_for("mixpanel", MIXPANEL_SA, MP_OK)
+    located = {**SIGNUP, "properties": {"plan": "pro", "ip": "203.0.113.7"}}
+    await rig.deliver(envelope(1, SIGNUP), envelope(2, located))
+    [request] = rig.sent
+    assert request.url.params.get_list("ip") == ["0"]
+    plain, own = rig.bodies()[0]
+    assert "ip" not in plain["properties"]
+    assert own["properties"]["ip"] == "203.0.113.7"
 
 
 @pytest.mark.parametrize(
@@ -678,11 +691,47 @@ async def test_mixpanel_against_the_simulator(sim: Sim, rig_for: Any) -> None:
     request = seen["mixpanel"][0]
     assert (request["path"], request["query"], request["auth"]) == (
         "/import",
-        "strict=1&project_id=12345",
+        "strict=1&ip=0&project_id=12345",
         "Basic sa.user",
     )
     stats = (await sim.client.get("/_sim/stats", params={"provider": "mixpanel"})).json()
     assert stats["mixpanel"]["status_counts"] == {"400": 1, "200": 1}
+    # Nothing the adapter sent would carry this host's city.
+    assert len(logic.located) == 2 and logic.sender_located == 0
+    assert logic.location("key-0001") == Geolocation(GeoSource.NONE)
+
+
+async def test_mixpanel_simulator_geolocates_as_mixpanel_would(sim: Sim, rig_for: Any) -> None:
+    """Without ip=0 an event gets the sender's location; an event's own ip beats both."""
+    auth = ("token", "")
+
+    def event(insert_id: str, **properties: Any) -> dict[str, Any]:
+        return {
+            **MP_EVENT,
+            "properties": {**MP_EVENT["properties"], "$insert_id": insert_id, **properties},
+        }
+
+    await sim.client.post("/mixpanel/import?strict=1", json=[event("bare")], auth=auth)
+    await sim.client.post("/mixpanel/import?strict=1&ip=0", json=[event("off")], auth=auth)
+    form = {"data": json.dumps(event("sdk")), "verbose": "1", "ip": "0"}
+    await sim.client.post("/mixpanel/import", data=form, auth=auth)
+    own = [event("own", ip="203.0.113.7"), event("zero", ip="0")]
+    await sim.client.post("/mixpanel/import?strict=1", json=own, auth=auth)
+    logic = mixpanel_sim(sim)
+    assert logic.location("bare") == Geolocation(GeoSource.SENDER)
+    assert logic.location("off") == logic.location("sdk") == Geolocation(GeoSource.NONE)
+    assert logic.location("own") == Geolocation(GeoSource.EVENT, "203.0.113.7")
+    assert logic.location("zero") == Geolocation(GeoSource.NONE)
+    assert logic.sender_located == 1
+    rig = await rig_for("mixpanel", MIXPANEL, base_url=sim.prefix("mixpanel"))
+    located = {**SIGNUP, "properties": {"ip": "203.0.113.7"}}
+    assert await rig.deliver(envelope(1, SIGNUP), envelope(2, located)) == [
+        Delivered("key-0001"),
+        Delivered("key-0002"),
+    ]
+    assert logic.location("key-0001") == Geolocation(GeoSource.NONE)
+    assert logic.location("key-0002") == Geolocation(GeoSource.EVENT, "203.0.113.7")
+    assert logic.sender_located == 1  # still only the bare request's
 
 
 async def test_mixpanel_simulator_refuses_bad_credentials(

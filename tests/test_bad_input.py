@@ -511,11 +511,17 @@ def bad_messages() -> st.SearchStrategy[tuple[MessageIn, str]]:
     )
 
 
+def good_message(target: str, priority: str, key: str | None) -> MessageIn:
+    # A key names one message (target and payload): reused elsewhere it is refused
+    # (key_reused), so a good message's key carries its target.
+    return message(target, priority=priority, key=None if key is None else f"{target}:{key}")
+
+
 good_messages = st.builds(
-    message,
+    good_message,
     target=st.sampled_from(["alpha", "beta", "gamma", "trio"]),
     priority=st.sampled_from(["critical", "normal", "bulk"]),
-    key=st.none() | st.text(alphabet="abc", min_size=1, max_size=256),
+    key=st.none() | st.text(alphabet="abc", min_size=1, max_size=200),
 )
 steps = st.one_of(
     st.tuples(st.just("good"), st.lists(good_messages, min_size=1, max_size=3)),
@@ -537,9 +543,9 @@ async def run_steps(tmp_path: Path, plan: list[Any]) -> None:
             before = snapshot(core)
             match step:
                 case ("good", messages):
-                    result = await _daemon.handle(core.daemon, Submit(messages))
-                    for m, a in zip(messages, result["accepted"], strict=True):
-                        accepted.setdefault(a["id"], m)
+                    result = await core.daemon.handle(Submit(messages))
+                    for m, a in zip(messages, result.accepted, strict=True):
+                        accepted.setdefault(a.id, m)
                     continue
                 case ("bad", messages, (bad, code)):
                     request = Submit([*messages, bad])
@@ -549,7 +555,7 @@ async def run_steps(tmp_path: Path, plan: list[Any]) -> None:
                     many = [message()] * (_protocol.MAX_MESSAGES_PER_SUBMIT + 1)
                     request, code = Submit(many), "too_many"
             with pytest.raises(RequestError) as caught:
-                await _daemon.handle(core.daemon, request)
+                await core.daemon.handle(request)
             assert caught.value.code == code
             assert isinstance(caught.value, InvalidPayload) == (code == "invalid_payload")
             await trio.testing.wait_all_tasks_blocked()

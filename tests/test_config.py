@@ -154,3 +154,86 @@ def test_config_check_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
         timeout=60,
     )
     assert good.returncode == 0, good.stderr
+
+
+EMAIL_ALERTS = """
+[integrations.resend]
+kind = "resend"
+api_key = { env = "R" }
+[integrations.mailgun]
+kind = "mailgun"
+api_key = { env = "M" }
+domain = "mg.example.com"
+[integrations.pd]
+kind = "pagerduty"
+routing_key = { env = "P" }
+[groups]
+email = ["resend", "mailgun"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("alerting", "needs"),
+    [
+        ('chain = ["email", "pd"]', "alerting.chain[0] = 'email' (mailgun, resend)"),
+        (
+            'chain = ["pd"]\nwedding_day_chain = ["pd", "resend"]',
+            "alerting.wedding_day_chain[1] = 'resend' (resend)",
+        ),
+    ],
+)
+def test_an_email_channel_in_a_chain_needs_the_alert_addresses(
+    tmp_path: Path, alerting: str, needs: str
+) -> None:
+    """A chain reaching an email target (integration or group) needs email_to and email_from."""
+    found = problems(f"{EMAIL_ALERTS}[alerting]\n{alerting}\n", tmp_path)
+    why = f"required: alerts go by email through {needs}"
+    assert found == [f"alerting.email_to: {why}", f"alerting.email_from: {why}"]
+    with_from = f'{EMAIL_ALERTS}[alerting]\n{alerting}\nemail_from = "rb@example.com"\n'
+    assert problems(with_from, tmp_path) == [f"alerting.email_to: {why}"]
+
+
+def test_every_chain_entry_needing_email_is_named(tmp_path: Path) -> None:
+    """Both chains' email entries are named in the one problem for each missing key."""
+    alerting = """
+[alerting]
+chain = ["email"]
+wedding_day_chain = ["pd", "resend"]
+email_from = "rb@example.com"
+"""
+    (found,) = problems(EMAIL_ALERTS + alerting, tmp_path)
+    assert found == (
+        "alerting.email_to: required: alerts go by email through "
+        "alerting.chain[0] = 'email' (mailgun, resend), "
+        "alerting.wedding_day_chain[1] = 'resend' (resend)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("alerting", "chain"),
+    [
+        ('chain = ["pd"]\nwedding_day_chain = ["pd"]', ("pd",)),  # no email: no address
+        ('chain = ["email"]\nemail_to = "oncall@example.com"\nemail_from = "rb@x.com"', ("email",)),
+    ],
+)
+def test_a_chain_without_email_or_with_addresses_needs_nothing(
+    tmp_path: Path, alerting: str, chain: tuple[str, ...]
+) -> None:
+    """A chain without email targets needs no addresses; with them set, email is fine."""
+    config = parse(f"{EMAIL_ALERTS}[alerting]\n{alerting}\n", tmp_path / "config.toml")
+    assert config.alerting.chain == chain
+
+
+def test_config_check_refuses_an_email_chain_without_email_to(tmp_path: Path) -> None:
+    """`ringbearer config check` exits 2 naming alerting.email_to and the chain entry."""
+    bad = tmp_path / "config.toml"
+    bad.write_text(f'{EMAIL_ALERTS}[alerting]\nchain = ["email"]\nemail_from = "rb@example.com"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "ringbearer", "config", "check", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "alerting.email_to: required" in run.stderr
+    assert "alerting.chain[0] = 'email'" in run.stderr

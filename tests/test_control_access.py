@@ -103,7 +103,7 @@ async def test_the_owner_is_an_operator_on_a_real_socket(
     )
     assert stat.S_IMODE(path.stat().st_mode) == 0o660
     with Client(path, timeout=5) as client:
-        result = await trio.to_thread.run_sync(client.call, "pause", {"name": "alpha"})
+        result = await trio.to_thread.run_sync(client.raw, "pause", {"name": "alpha"})
     assert result == {"answered": "Pause"} and refused == []
 
 

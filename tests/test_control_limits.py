@@ -160,11 +160,11 @@ async def test_every_refusal_is_an_error_reply_a_log_line_and_an_audit_event(
         daemon = core.daemon
 
         async def handle(request: Request) -> Any:
-            return await _daemon.handle(daemon, request)
+            return await daemon.handle(request)
 
         path, closed_path = tmp_path / "rb.sock", tmp_path / "closed.sock"
-        await serve(nursery, path, Guard(reader, refused=daemon.refused), limits, handle)
-        await serve(nursery, closed_path, Guard(stranger, refused=daemon.refused), limits, handle)
+        await serve(nursery, path, Guard(reader, refused=core.parts.journal.refused), limits, handle)
+        await serve(nursery, closed_path, Guard(stranger, refused=core.parts.journal.refused), limits, handle)
         with log_records("ringbearer.daemon") as records:
             codes = await refuse_each_way(path, closed_path)
         nursery.cancel_scope.cancel()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ringbearer import RequestError, _config
+from ringbearer.control import PROTOCOL_VERSION
 
 from .procs import ROOT, SHIPPED_CONFIG, Daemon, Simulator, config_for, email, running, write_jsonl
 
@@ -82,7 +83,8 @@ half_open_probes = 2
         assert closed["reached"], closed
         daemon.wait_idle()
         assert sim.stats()["resend"]["accepted"] >= 2
-        events = daemon.call("audit", {"limit": 100000})["events"]
+        # The audit log lists newest first: read it in the order things happened.
+        events = daemon.call("audit", {"limit": 100000})["events"][::-1]
         changes = [
             e["detail"]["new"]
             for e in events
@@ -106,7 +108,7 @@ def test_kill_9_mid_run_loses_nothing_acknowledged(tmp_path: Path, sim: Simulato
     with daemon.client(timeout=120) as client:
         for first in range(0, 10_000, 1000):
             batch = [email(i) for i in range(first, first + 1000)]
-            result = client.call("submit", {"messages": batch})
+            result = client.raw("submit", {"messages": batch})
             keys |= {a["key"] for a in result["accepted"]}
     assert len(keys) == 10_000
     reached = httpx.get(
@@ -187,7 +189,7 @@ def test_bad_requests_get_errors_and_the_daemon_stays_up(tmp_path: Path, sim: Si
         with pytest.raises(RequestError) as refused:
             daemon.call("submit", {"messages": [{"target": "email", "payload": {"to": "x"}}]})
         assert refused.value.code == "invalid_payload"
-        assert daemon.status()["protocol"] == 1
+        assert daemon.status()["protocol"] == PROTOCOL_VERSION == 2
 
 
 def _bad_lines(sock: socket.socket, path: Path) -> None:

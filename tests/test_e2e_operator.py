@@ -32,9 +32,10 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(tmp_path: Path, sim: 
 
         listed = daemon.cli("dead-letters", "list", "--json")
         assert listed.returncode == 0, listed.stderr
+        # Newest first.
         assert [d["message_id"] for d in json.loads(listed.stdout)["dead_letters"]] == [
-            first,
             second,
+            first,
         ]
         assert str(first) in daemon.cli("dead-letters").stdout  # no action: list
         shown = daemon.cli("dead-letters", "show", str(first))
@@ -53,13 +54,13 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(tmp_path: Path, sim: 
         assert purged.returncode == 0, purged.stderr
         assert daemon.cli("dead-letters", "show", str(second)).returncode == 1
         audit = daemon.cli("audit", "--message", str(second), "--since", "1h", "--json")
-        kinds = [e["kind"] for e in json.loads(audit.stdout)["events"]]
+        kinds = [e["kind"] for e in json.loads(audit.stdout)["events"]][::-1]  # oldest first
         assert kinds[0] == "submitted" and kinds[-2:] == ["dead_lettered", "purged"]
         operator = daemon.cli("audit", "--kind", "replayed,purged", "--json")
         events = json.loads(operator.stdout)["events"]
         assert [(e["kind"], e["message_id"]) for e in events] == [
-            ("replayed", first),
             ("purged", second),
+            ("replayed", first),
         ]
         assert all("uid" in e["detail"]["by"] for e in events)
 

@@ -200,7 +200,7 @@ def messages_for(targets: list[str], scenario: str, count: int) -> list[dict[str
         for n in range(count):
             tag = f"{scenario}-{n}"
             row = shown[target]
-            out.append({**row, "payload": _vary(row["payload"], tag), "key": f"fm-{tag}"})
+            out.append({**row, "payload": _vary(row["payload"], tag), "key": f"fm-{tag}-{target}"})
     return out
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from ringbearer import _config
+from ringbearer import _config, _converter
 from ringbearer._config import Config, secret_refs
 from ringbearer._preflight import (
     IntegrationReport,
@@ -23,12 +23,13 @@ from ringbearer._preflight import (
     Stage,
     Step,
     Verdict,
-    format_report,
     preflight,
     preflight_as_configured,
-    probe_table,
 )
-from ringbearer.integrations import provider_kinds
+from ringbearer._sandbox import Sandbox
+from ringbearer._views import format_preflight
+from ringbearer.control._protocol import converter
+from ringbearer.integrations import Connect, InThread, ReadOnly, provider_kinds
 from ringbearer.simulator import Faults, SimulatorAddress, SimulatorState, serve_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,11 @@ class Sim:
 
     def requests(self, provider: str) -> int:
         return self.state.slots()[provider].stats.requests
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The simulator as a running daemon's sandbox."""
+        return Sandbox(self.address.url, self.smtp)
 
 
 @pytest.fixture
@@ -120,17 +126,20 @@ def verdicts(report: PreflightReport, stage: Stage) -> dict[str, Verdict]:
 
 
 def test_every_provider_kind_has_a_probe() -> None:
-    """The probe table covers the provider table, no more and no less."""
-    assert set(probe_table()) == set(provider_kinds())
+    """Every row of the provider table carries its probe: a read-only one where promised."""
+    rows = provider_kinds()
+    assert all(row.probe is not None for row in rows.values())
+    assert {kind for kind, row in rows.items() if isinstance(row.probe, ReadOnly)} == READ_ONLY
+    assert isinstance(rows["smtp"].probe, InThread)
+    others = set(rows) - READ_ONLY - {"smtp"}
+    assert all(isinstance(rows[kind].probe, Connect) for kind in others)
 
 
 async def test_shipped_config_in_the_sandbox_is_ready_with_warnings(
     sim: Sim, shipped: Config
 ) -> None:
     """Every integration passes; the missing secrets are the sandbox's placeholders: warnings."""
-    report = await preflight(
-        shipped, sandbox_url=sim.address.url, smtp=sim.smtp, environ={}, timeout=TIMEOUT
-    )
+    report = await preflight(shipped, sandbox=sim.sandbox, environ={}, timeout=TIMEOUT)
     enabled = [name for name, s in shipped.integrations.items() if s.enabled]
     assert [i.name for i in report.integrations] == enabled
     assert set(verdicts(report, Stage.CONFIG).values()) == {Verdict.PASS}
@@ -144,9 +153,7 @@ async def test_shipped_config_in_the_sandbox_is_ready_with_warnings(
 
 async def test_every_read_only_probe_reaches_its_simulated_route(sim: Sim, shipped: Config) -> None:
     """The read-only kinds each made one request, answered 200, and none counts as work."""
-    report = await preflight(
-        shipped, sandbox_url=sim.address.url, smtp=sim.smtp, environ={}, timeout=TIMEOUT
-    )
+    report = await preflight(shipped, sandbox=sim.sandbox, environ={}, timeout=TIMEOUT)
     for integration in report.integrations:
         reason = step(report, integration.name, Stage.REACHABILITY).reason
         if integration.kind in READ_ONLY:
@@ -167,7 +174,9 @@ def _same_kind(report: PreflightReport, of: IntegrationReport) -> list[Integrati
 async def test_every_secret_set_is_ready(sim: Sim, shipped: Config) -> None:
     """Outside the sandbox, with every secret found and accepted, everything passes."""
     config = pointed_at(shipped, sim)
-    report = await preflight(config, environ=good_environ(config, sim), timeout=TIMEOUT)
+    report = await preflight(
+        config, sandbox=None, environ=good_environ(config, sim), timeout=TIMEOUT
+    )
     assert {i.name: i.verdict for i in report.integrations} == {
         name: Verdict.PASS for name, s in config.integrations.items() if s.enabled
     }
@@ -181,17 +190,17 @@ async def test_a_refused_key_makes_it_not_ready_and_is_never_shown(
     """Resend refuses the key: it fails, the day is not ready, and the key is never shown."""
     config = pointed_at(shipped, sim)
     environ = {**good_environ(config, sim), "RESEND_API_KEY": "invalid"}
-    report = await preflight(config, environ=environ, timeout=TIMEOUT)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
     refused = step(report, "resend", Stage.REACHABILITY)
     assert refused.verdict is Verdict.FAIL
     assert refused.reason.startswith("GET /resend/domains: credentials refused (HTTP 403")
     others = {i.name: i.verdict for i in report.integrations if i.name != "resend"}
     assert set(others.values()) == {Verdict.PASS}
     assert (report.readiness, report.exit_code) == (Readiness.NOT_READY, 1)
-    text = format_report(report)
+    text = format_preflight(report.reply())
     assert "resend" in text and "credentials refused" in text
     assert "invalid" not in text
-    assert "invalid" not in json.dumps(report.to_json())
+    assert "invalid" not in json.dumps(wire(report.reply()))
 
 
 @pytest.mark.parametrize(
@@ -211,7 +220,7 @@ async def test_each_read_only_probe_reports_refused_credentials(
     """Each provider's own refusal of a credential fails its integration, in its own words."""
     config = pointed_at(shipped, sim)
     environ = {**good_environ(config, sim), variable: value}
-    report = await preflight(config, environ=environ, timeout=TIMEOUT)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
     found = step(report, integration, Stage.REACHABILITY)
     assert found.verdict is Verdict.FAIL
     assert expected in found.reason
@@ -226,7 +235,7 @@ async def test_missing_secret_outside_the_sandbox_fails_without_a_request(
     config = pointed_at(shipped, sim)
     environ = good_environ(config, sim)
     del environ["RESEND_API_KEY"]
-    report = await preflight(config, environ=environ, timeout=TIMEOUT)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
     credentials = step(report, "resend", Stage.CREDENTIALS)
     assert (credentials.verdict, credentials.reason) == (
         Verdict.FAIL,
@@ -246,7 +255,9 @@ async def test_mailgun_domain_not_found(sim: Sim, shipped: Config) -> None:
         config,
         integrations={**config.integrations, "mailgun": attrs.evolve(mailgun, provider=domain)},
     )
-    report = await preflight(config, environ=good_environ(config, sim), timeout=TIMEOUT)
+    report = await preflight(
+        config, sandbox=None, environ=good_environ(config, sim), timeout=TIMEOUT
+    )
     found = step(report, "mailgun", Stage.REACHABILITY)
     assert found.verdict is Verdict.FAIL
     assert "domain mg.example.invalid not found (HTTP 404: Domain not found)" in found.reason
@@ -256,7 +267,7 @@ async def test_a_sending_only_resend_key_passes(sim: Sim, shipped: Config) -> No
     """Resend refuses a sending-only key the domain list: the key is good, and it passes."""
     config = pointed_at(shipped, sim)
     environ = {**good_environ(config, sim), "RESEND_API_KEY": "send-only"}
-    report = await preflight(config, environ=environ, timeout=TIMEOUT)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
     found = step(report, "resend", Stage.REACHABILITY)
     assert (found.verdict, "sending-only key" in found.reason) == (Verdict.PASS, True)
 
@@ -311,7 +322,7 @@ async def test_an_unreachable_host_fails(tmp_path: Path) -> None:
     text = CLOSED.format(host=HOST, port=closed_port())
     config = _config.parse(text, tmp_path / "config.toml")
     environ = {"RESEND_API_KEY": "re_test", "PAGERDUTY_ROUTING_KEY": "k"}
-    report = await preflight(config, environ=environ, timeout=TIMEOUT)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
     for name in ("resend", "pagerduty", "smtp"):
         found = step(report, name, Stage.REACHABILITY)
         assert (found.verdict, "unreachable" in found.reason) == (Verdict.FAIL, True), found
@@ -334,7 +345,9 @@ async def test_a_failed_tls_handshake_fails(
     https = attrs.evolve(pagerduty.provider, base_url=f"https://{HOST}:{port}")
     integrations = {**config.integrations, "pagerduty": attrs.evolve(pagerduty, provider=https)}
     config = attrs.evolve(config, integrations=integrations)
-    report = await preflight(config, environ=good_environ(config, sim), timeout=TIMEOUT)
+    report = await preflight(
+        config, sandbox=None, environ=good_environ(config, sim), timeout=TIMEOUT
+    )
     found = step(report, "pagerduty", Stage.REACHABILITY)
     assert found.verdict is Verdict.FAIL
     assert found.reason.startswith(f"TLS failed with {HOST}:{port}: "), found.reason
@@ -345,9 +358,7 @@ async def test_a_provider_that_never_answers_fails_within_the_timeout(
 ) -> None:
     """A hanging provider is given up on after the timeout, and fails."""
     sim.state.endpoints["resend"].slot.faults = Faults(hang_rate=1.0)
-    report = await preflight(
-        shipped, sandbox_url=sim.address.url, smtp=sim.smtp, environ={}, timeout=0.2
-    )
+    report = await preflight(shipped, sandbox=sim.sandbox, environ={}, timeout=0.2)
     found = step(report, "resend", Stage.REACHABILITY)
     assert found.verdict is Verdict.FAIL
     assert "no answer" in found.reason
@@ -356,7 +367,9 @@ async def test_a_provider_that_never_answers_fails_within_the_timeout(
 async def test_smtp_probe_sends_no_message(sim: Sim, shipped: Config) -> None:
     """The SMTP probe logs in and quits before MAIL FROM: the server counts no message."""
     config = pointed_at(shipped, sim)
-    report = await preflight(config, environ=good_environ(config, sim), timeout=TIMEOUT)
+    report = await preflight(
+        config, sandbox=None, environ=good_environ(config, sim), timeout=TIMEOUT
+    )
     found = step(report, "smtp", Stage.REACHABILITY)
     assert found.verdict is Verdict.PASS
     assert found.reason.endswith("EHLO, AUTH accepted; QUIT before MAIL FROM")
@@ -369,6 +382,45 @@ async def test_preflight_as_configured_starts_its_own_sandbox(shipped: Config) -
     report = await preflight_as_configured(shipped, environ={}, timeout=TIMEOUT)
     assert report.sandbox is not None and report.sandbox.startswith("http://127.0.0.1:")
     assert report.readiness is Readiness.READY_WITH_WARNINGS
+    assert report.checked == f"a simulator started for this check at {report.sandbox}" + (
+        ", from the config alone"
+    )
+
+
+async def test_the_report_says_what_was_checked(sim: Sim, shipped: Config) -> None:
+    """A running daemon's sandbox, its providers, or the config alone and why."""
+    report = await preflight(shipped, sandbox=sim.sandbox, environ={}, timeout=TIMEOUT)
+    assert report.checked == f"the running daemon's sandbox at {sim.address.url}"
+    assert format_preflight(report.reply()).splitlines()[0] == f"preflight against {report.checked}"
+    config = pointed_at(shipped, sim)
+    environ = good_environ(config, sim)
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
+    assert (report.checked, report.sandbox) == ("the providers of the running daemon", None)
+    why = "no daemon answered at /run/ringbearer/ringbearer.sock"
+    report = await preflight_as_configured(config, environ=environ, timeout=TIMEOUT, reason=why)
+    assert report.checked == f"the providers, from the config alone ({why})"
+    assert wire(report.reply())["checked"] == report.checked
+    external = attrs.evolve(shipped.sandbox, url=sim.address.url, smtp=f"{HOST}:{sim.smtp[1]}")
+    config = attrs.evolve(shipped, sandbox=external)
+    report = await preflight_as_configured(config, environ={}, timeout=TIMEOUT)
+    assert report.checked == f"the sandbox at {sim.address.url}, from the config alone"
+    assert report.readiness is Readiness.READY_WITH_WARNINGS
+
+
+async def test_the_report_crosses_the_wire_through_the_converter(sim: Sim, shipped: Config) -> None:
+    """Unstructured to JSON by the project's converter and structured back, it is the same."""
+    config = pointed_at(shipped, sim)
+    environ = {**good_environ(config, sim), "RESEND_API_KEY": "invalid"}
+    del environ["MAILGUN_API_KEY"]
+    report = await preflight(config, sandbox=None, environ=environ, timeout=TIMEOUT)
+    converter = _converter.make()
+    wire = json.loads(json.dumps(converter.unstructure(report)))
+    assert wire["integrations"][0]["steps"][0]["verdict"] in {"pass", "warn", "fail", "skip"}
+    assert set(wire) == {"integrations", "sandbox", "checked"}
+    back = converter.structure(wire, PreflightReport)
+    assert back == report
+    assert (back.readiness, back.exit_code) == (Readiness.NOT_READY, 1)
+    assert _config.make_converter().structure(wire, PreflightReport) == report
 
 
 def _report(*steps: tuple[str, Verdict]) -> PreflightReport:
@@ -407,16 +459,22 @@ def test_format_report_is_a_table_with_a_verdict() -> None:
         Step(Stage.REACHABILITY, Verdict.SKIP, "not checked: an earlier step failed"),
     )
     report = PreflightReport((IntegrationReport("resend", "resend", "email", steps),))
-    lines = format_report(report).splitlines()
+    lines = format_preflight(report.reply()).splitlines()
     assert lines[0] == "preflight against the providers"
     assert lines[2].split() == ["INTEGRATION", "KIND", "STEP", "RESULT", "REASON"]
     assert lines[3].split()[:4] == ["resend", "resend", "config", "pass"]
     assert lines[4].split()[:3] == ["credentials", "fail", "not"]
-    assert lines[-1] == "not ready: 1 integrations (0 pass, 0 warn, 1 fail)"
-    as_json: dict[str, Any] = report.to_json()
+    # "1 integration": plurals are right now.
+    assert lines[-1] == "not ready: 1 integration (0 pass, 0 warn, 1 fail)"
+    as_json: dict[str, Any] = wire(report.reply())
     assert as_json["verdict"] == "not ready" and as_json["exit_code"] == 1
     assert as_json["integrations"][0]["steps"][1] == {
         "step": "credentials",
         "verdict": "fail",
         "reason": "not found: env RESEND_API_KEY",
     }
+
+
+def wire(value: Any) -> Any:
+    """A reply as it crosses the wire."""
+    return converter().unstructure(value)

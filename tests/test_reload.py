@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from ringbearer import _config, _daemon
+from ringbearer import _config
+from ringbearer._reload import ReloadPlan, Reloader
 from ringbearer._actor import ActorState
 from ringbearer._delivery import Delivered, Envelope, Outcome
 from ringbearer._errors import ConfigError, RequestError, RingbearerError
@@ -114,9 +115,11 @@ async def test_an_invalid_config_file_changes_nothing(
         source = daemon.config.source
         source.write_text(FAKE_CONFIG.replace("lanes = 2", "lanes = -1") + "\n[bogus]\n")
         before = daemon.config
-        with pytest.raises(ConfigError) as caught:
+        with pytest.raises(RequestError, match="invalid_config") as caught:
             await daemon.reload_file()
-        assert {p.path for p in caught.value.problems} >= {"defaults.lanes", "bogus"}
+        problems = caught.value.__cause__
+        assert isinstance(problems, ConfigError)
+        assert {p.path for p in problems.problems} >= {"defaults.lanes", "bogus"}
         assert daemon.config is before
         refused = [e for e in core.store.event_log if e.kind == "reload_refused"]
         assert len(refused) == 1
@@ -163,16 +166,16 @@ async def test_a_reload_that_fails_midway_still_tells_systemd_it_is_ready(
     tmp_path: Path, autojump_clock: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RELOADING=1 is always followed by READY=1, with a STATUS saying the reload failed."""
-    start = _daemon.Daemon._start
+    start = Reloader._start
 
-    async def start_then_fail(self: _daemon.Daemon, plan: object) -> None:
-        await start(self, plan)  # type: ignore[arg-type]
+    async def start_then_fail(self: Reloader, plan: ReloadPlan) -> None:
+        await start(self, plan)
         raise RingbearerError("the store refuses writes")
 
-    async with running_core(tmp_path) as core:
+    notifier = RecordingNotifier()
+    async with running_core(tmp_path, notifier=notifier) as core:
         daemon = core.daemon
-        notifier = daemon.notifier = RecordingNotifier()
-        monkeypatch.setattr(_daemon.Daemon, "_start", start_then_fail)
+        monkeypatch.setattr(Reloader, "_start", start_then_fail)
         with pytest.raises(RingbearerError, match="refuses writes"):
             await daemon.reload(_config.parse(RELOADED, daemon.config.source, kinds(core)))
         monkeypatch.undo()

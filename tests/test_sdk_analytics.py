@@ -11,7 +11,9 @@ Documented exceptions, where the SDK uses an older form than our adapters:
   ``strict=1``; we post the documented JSON array with ``?strict=1``. So the
   decoded events are compared, and ``time`` is compared as an instant (the
   SDK sends the seconds it was given, we send milliseconds). The SDK also
-  adds ``token``, ``mp_lib`` and ``$lib_version`` properties.
+  adds ``token``, ``mp_lib`` and ``$lib_version`` properties. Both say
+  ``ip=0`` (do not geolocate by the sender's address): the SDK as a form
+  field beside ``data``, we in the query string, as a JSON body has no fields.
 * Amplitude's SDK labels its JSON ``charset=UTF-8`` and adds ``library`` to
   each event.
 """
@@ -32,6 +34,7 @@ from ringbearer._secrets import SecretRef
 from ringbearer.integrations import _base, provider_kinds
 from ringbearer.integrations.analytics import AmplitudeSettings, MixpanelSettings
 from ringbearer.simulator._amplitude import Amplitude as AmplitudeSim
+from ringbearer.simulator._mixpanel import Geolocation, GeoSource
 from ringbearer.simulator._mixpanel import Mixpanel as MixpanelSim
 
 from .kit import Sim, context, envelope, in_thread
@@ -102,6 +105,9 @@ async def test_mixpanel_sdk_and_adapter_send_the_same_import(sim: Sim) -> None:
     """The SDK's import is accepted, and ours matches it but for the documented exceptions."""
     base = sim.prefix("mixpanel")
     await in_thread(lambda: mixpanel_sdk_import(base), BOUND)
+    logic = sim.logic("mixpanel")
+    assert isinstance(logic, MixpanelSim)
+    assert logic.location(KEY) == Geolocation(GeoSource.NONE)  # the SDK's ip=0
     settings = MixpanelSettings(
         service_account_username="sa.user",
         service_account_secret=SecretRef(env="MP_SA"),
@@ -119,19 +125,22 @@ async def test_mixpanel_sdk_and_adapter_send_the_same_import(sim: Sim) -> None:
         assert sdk[part] == ours[part], part
     assert (ours["method"], ours["path"], ours["auth"]) == ("POST", "/import", "Basic sa.user")
     assert parse_qs(sdk["query"]) == {"project_id": ["12345"]}
-    assert parse_qs(ours["query"]) == {"project_id": ["12345"], "strict": ["1"]}
+    assert parse_qs(ours["query"]) == {"project_id": ["12345"], "strict": ["1"], "ip": ["0"]}
     assert media(sdk["content_type"]) == "application/x-www-form-urlencoded"
     assert media(ours["content_type"]) == "application/json"
+    sdk_form = parse_qs(sdk["body"])
+    assert set(sdk_form) == {"data", "verbose", "ip"}  # no api_key: a service account
+    assert sdk_form["ip"] == parse_qs(ours["query"])["ip"] == ["0"]
     [sdk_event], [our_event] = mixpanel_events(sdk), mixpanel_events(ours)
     sdk_only = {"token", "mp_lib", "$lib_version"}
     assert set(sdk_event["properties"]) - set(our_event["properties"]) == sdk_only
     for name in sdk_only:
         del sdk_event["properties"][name]
     assert as_instant(sdk_event) == as_instant(our_event)
-    logic = sim.logic("mixpanel")
-    assert isinstance(logic, MixpanelSim)
     # Both were accepted, and Mixpanel would see the second as the same event.
     assert (logic.copies(KEY), logic.duplicates) == (2, 1)
+    assert logic.location(KEY) == Geolocation(GeoSource.NONE)  # ours: ip=0 too
+    assert logic.sender_located == 0
 
 
 def mixpanel_sdk_track(base: str) -> None:

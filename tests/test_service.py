@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import signal
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ringbearer import _daemon
+from ringbearer._heartbeat import Heartbeat
 from ringbearer._systemd import Notifier
 from ringbearer.store import MemoryStore
 
@@ -89,10 +88,13 @@ async def test_the_watchdog_ping_is_withheld_while_the_store_does_not_answer(
     listener.bind(str(path))
     listener.setblocking(False)
     store = StallingStore(wall)
-    beat = functools.partial(_daemon.heartbeat, interval=1.0, watchdog=True)
+    notifier = Notifier({"NOTIFY_SOCKET": str(path)})
     async with running_core(tmp_path, store=store) as core, trio.open_nursery() as nursery:
-        core.daemon.notifier = Notifier({"NOTIFY_SOCKET": str(path)})
-        await nursery.start(beat, core.daemon)
+        parts = core.parts
+        beat = Heartbeat(
+            store, store, notifier, parts.summary, wall, interval=1.0, watchdog=True
+        )
+        await nursery.start(beat.run)
         await trio.sleep(10.5)  # between beats: none is half done
         assert received(listener).count("WATCHDOG") >= 9
         store.answering = trio.Event()
@@ -102,7 +104,7 @@ async def test_the_watchdog_ping_is_withheld_while_the_store_does_not_answer(
         await trio.sleep(10)
         assert received(listener).count("WATCHDOG") >= 9
         nursery.cancel_scope.cancel()
-    core.daemon.notifier.close()
+    notifier.close()
     listener.close()
     stalls = [r for r in caplog.records if "did not answer the heartbeat" in r.getMessage()]
     assert stalls and all(r.levelno == logging.ERROR for r in stalls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from typing import Any
 
@@ -17,8 +18,10 @@ from ringbearer.simulator import (
     Faults,
     SimulatorAddress,
     SimulatorState,
+    kind_of,
     provider_specs,
     run_simulator,
+    serve_simulator,
 )
 from ringbearer.simulator._app import make_handler
 from ringbearer.simulator._pagerduty import AlertStatus, PagerDuty
@@ -175,6 +178,7 @@ def test_public_surface() -> None:
         "SimulatorAddress",
         "SimulatorState",
         "StatsSnapshot",
+        "kind_of",
         "provider_specs",
         "run_simulator",
         "serve_simulator",
@@ -188,12 +192,17 @@ def test_provider_table_names() -> None:
 
 
 def test_every_http_kind_has_its_simulated_provider() -> None:
-    """The sandbox sends kind foo_bar to /foo-bar: each kind but SMTP has that provider."""
+    """Each kind but SMTP has its simulated provider, at /foo-bar and at its kind foo_bar."""
     from ringbearer.integrations import provider_kinds
 
     names = {spec.name for spec in provider_specs()}
-    kinds = {kind.replace("_", "-") for kind in provider_kinds() if kind != "smtp"}
-    assert kinds == names
+    kinds = {kind for kind in provider_kinds() if kind != "smtp"}
+    assert {kind.replace("_", "-") for kind in kinds} == names
+    assert {spec.kind for spec in provider_specs()} == kinds
+    state = SimulatorState()
+    assert all(state.name_of(kind) == state.name_of(kind_of(kind)) for kind in kinds)
+    assert (state.name_of("slack_webhook"), state.name_of("smtp")) == ("slack-webhook", "smtp")
+    assert state.name_of("slack webhook") is None
 
 
 def test_address_url() -> None:
@@ -753,6 +762,7 @@ async def test_fault_api_shows_sets_and_clears(sim: Sim) -> None:
         ({"provider": "resend", "outage": "yes"}, "outage"),
         ({"provider": "resend", "retry_after": 1.5}, "retry_after"),
         ({"provider": "resend", "latency_ms": -1}, "latency_ms"),
+        ({"provider": "resend", "outage": True, "count": 0}, "count"),
         ({"provider": "resend", "error_rate": 0.6, "reset_rate": 0.6}, "add up to more than 1"),
         ([1], "JSON object"),
     ],
@@ -764,6 +774,58 @@ async def test_fault_api_rejects_bad_requests_naming_the_problem(
     response = await sim.client.post("/_sim/faults", json=body)
     assert response.status_code == 400
     assert named in response.json()["error"]
+
+
+async def test_a_provider_is_known_by_its_kind_too(sim: Sim) -> None:
+    """Paths, faults, stats and waits take the kind as the config spells it: one provider."""
+    by_kind = await sim.client.post(
+        **{**VALID["slack-webhook"], "url": SLACK_URL.replace("-", "_")}
+    )
+    assert by_kind.status_code == 200
+    fault = await sim.client.post("/_sim/faults", json={"provider": "twilio_sms", "outage": True})
+    assert (fault.status_code, fault.json()["twilio_sms"]["outage"]) == (200, True)
+    assert (await send(sim, "twilio-sms")).status_code == 503
+    stats = (await sim.client.get("/_sim/stats", params={"provider": "slack_webhook"})).json()
+    assert stats["slack_webhook"]["accepted"] == 1  # keyed as asked
+    assert (await sim.stats("slack-webhook"))["accepted"] == 1  # the same provider
+    waited = await sim.client.get(
+        "/_sim/wait", params={"provider": "slack_webhook", "accepted": 1, "timeout": 1}
+    )
+    assert waited.status_code == 200
+    await sim.client.delete("/_sim/faults", params={"provider": "twilio_sms"})
+    assert (await send(sim, "twilio-sms")).status_code == 201
+
+
+async def test_faults_with_a_count_last_that_many_requests(sim: Sim) -> None:
+    """A count of 2: two requests meet the outage, the faults show what is left, then healthy."""
+    await sim.faults("resend", outage=True, count=2)
+    assert (await send(sim, "resend")).status_code == 503
+    shown = (await sim.client.get("/_sim/faults", params={"provider": "resend"})).json()
+    assert (shown["resend"]["outage"], shown["resend"]["count"]) == (True, 1)
+    assert (await send(sim, "resend")).status_code == 503
+    assert sim.state.endpoints["resend"].slot.faults == Faults()
+    assert [(await send(sim, "resend")).status_code for _ in range(2)] == [200, 200]
+
+
+async def test_a_counted_rate_limit_still_answers_with_its_retry_after(sim: Sim) -> None:
+    """The last counted request is answered with the faults it met, not the healed ones."""
+    await sim.faults("resend", storm=True, retry_after=7, count=1)
+    limited = await send(sim, "resend")
+    assert (limited.status_code, limited.headers.get("retry-after")) == (429, "7")
+    assert (await send(sim, "resend")).status_code == 200
+
+
+@pytest.mark.parametrize("service", ["HTTP", "SMTP"])
+async def test_a_busy_address_is_one_oserror_naming_it(nursery: trio.Nursery, service: str) -> None:
+    """The simulator cannot listen: one OSError (no exception group) naming the address."""
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = (port, 0) if service == "HTTP" else (0, port)
+        with pytest.raises(OSError) as raised:
+            await nursery.start(serve_simulator, SimulatorState(), HOST, *ports)
+    assert raised.value.strerror.startswith(f"{HOST}:{port} ({service}): ")
 
 
 async def test_fault_api_rejects_non_json_and_unknown_providers_in_queries(sim: Sim) -> None:

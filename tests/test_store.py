@@ -1,4 +1,8 @@
-"""The SQLite store on a real file: durability, claiming, settling, audit, schema."""
+"""The SQLite store on a real file: durability, group commit, failed commits, schema.
+
+What every store does alike (claiming, settling, keys, queries, dead letters)
+is in tests/test_store_contract.py, run on this store and the in-memory one.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ from ringbearer import StoreError
 from ringbearer._delivery import Priority
 from ringbearer.store import (
     SCHEMA_VERSION,
+    Accepted,
     Attempt,
     BreakerRecord,
+    KeyReused,
     NewMessage,
     Settle,
     SettleKind,
@@ -57,36 +63,11 @@ async def test_submit_then_reopen_keeps_every_message(tmp_path: Path, loop: None
         assert store.counters.of("email").queued[Priority.NORMAL] == 50
         more = await store.submit([NewMessage("email", {"n": 99})])
         assert more[0].id == 51
-
-
-async def test_given_key_is_deduplicated(tmp_path: Path, loop: None) -> None:
-    """The same idempotency key to the same target yields the earlier message, once."""
-    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
-        first = await store.submit(
-            [
-                NewMessage("email", {}, idempotency_key="k"),
-                NewMessage("email", {}, idempotency_key="k"),
-                NewMessage("slack", {}, idempotency_key="k"),
-            ]
-        )
-        again = await store.submit([NewMessage("email", {}, idempotency_key="k")])
-        assert [a.duplicate for a in first] == [False, True, False]
-        assert first[0].id == first[1].id == again[0].id and again[0].duplicate
-        assert store.counters.of("email").total_queued == 1
-
-
-async def test_claim_orders_by_priority_and_marks_in_flight(tmp_path: Path, loop: None) -> None:
-    """Claims take critical before normal before bulk, and never the same message twice."""
-    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
-        await store.submit([NewMessage("email", {"p": "bulk"}, Priority.BULK)])
-        await store.submit([NewMessage("email", {"p": "normal"}, Priority.NORMAL)])
-        await store.submit([NewMessage("email", {"p": "crit"}, Priority.CRITICAL)])
-        claimed = await store.claim("email", 2)
-        assert [c.payload["p"] for c in claimed] == ["crit", "normal"]
-        rest = await store.claim("email", 10)
-        assert [c.payload["p"] for c in rest] == ["bulk"]
-        assert await store.claim("email", 10) == []
-        assert store.counters.of("email").inflight == 3
+        key = accepted[7].idempotency_key
+        (again,) = await store.submit([NewMessage("email", {"n": 7}, idempotency_key=key)])
+        assert again == Accepted(8, key, duplicate=True)  # keys are held across a restart
+        with pytest.raises(KeyReused):
+            await store.submit([NewMessage("email", {"n": 8}, idempotency_key=key)])
 
 
 async def test_in_flight_messages_return_to_the_queue_on_restart(
@@ -106,10 +87,10 @@ async def test_in_flight_messages_return_to_the_queue_on_restart(
         assert sum(1 for e in events if e.kind == "recovered") == 2
 
 
-async def test_settles_update_messages_and_write_the_audit_trail(
+async def test_attempts_and_dead_letters_are_views_of_the_audit_log(
     tmp_path: Path, loop: None
 ) -> None:
-    """Delivered, retried and dead-lettered outcomes land in messages, events and views."""
+    """An attempt is a row of the ``attempts`` view; a dead letter one of ``dead_letters``."""
     async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
         ids = [a.id for a in await store.submit([NewMessage("email", {}) for _ in range(3)])]
         await store.claim("email", 3)
@@ -123,17 +104,10 @@ async def test_settles_update_messages_and_write_the_audit_trail(
             ]
         )
         await store.flush()
-        delivered = await store.message(ids[0])
-        assert delivered is not None and delivered["status"] == "delivered"
-        assert delivered["provider_id"] == "re_1"
-        assert (await store.message(ids[1]) or {})["status"] == "queued"
-        assert await store.next_due("email") == pytest.approx(now + 60)
-        dead = await store.dead_letters()
-        assert [(d.message_id, d.reason) for d in dead] == [(ids[2], "422 bad from")]
-        kinds = [e.kind for e in await store.events(message_id=ids[0])]
-        assert kinds == ["submitted", "attempted", "delivered"]
         rows = await store.query("SELECT message_id, outcome, status FROM attempts")
         assert rows == [(ids[0], "delivered", 200)]
+        dead = await store.query("SELECT message_id, reason FROM dead_letters")
+        assert dead == [(ids[2], "422 bad from")]
 
 
 async def test_the_event_log_is_append_only(tmp_path: Path, loop: None) -> None:
@@ -158,6 +132,63 @@ async def test_concurrent_submits_share_commits(tmp_path: Path, loop: None) -> N
                 nursery.start_soon(store.submit, [NewMessage("email", {"n": i})])
         assert store.counters.of("email").total_queued == 200
         assert store.commits - before < 100
+
+
+async def test_a_refused_submit_fails_only_its_caller_in_a_shared_commit(
+    tmp_path: Path, loop: None
+) -> None:
+    """Submits committed together: those reusing a key are refused, the others are stored."""
+    async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
+        (held,) = await store.submit([NewMessage("email", {"to": "a"}, idempotency_key="k")])
+        gate = asyncio.Event()  # a transaction runs on the asyncio side of the bridge
+        results: dict[str, list[Accepted] | KeyReused] = {}
+
+        async def hold(tx: object) -> None:
+            await gate.wait()  # keeps the writer busy so the submits below share a batch
+
+        async def submit(name: str, messages: list[NewMessage]) -> None:
+            try:
+                results[name] = await store.submit(messages)
+            except KeyReused as exc:
+                results[name] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.run, hold)
+            await trio.testing.wait_all_tasks_blocked()
+            commits = store.commits
+            fresh = [
+                NewMessage("email", {"n": 1}),
+                NewMessage("crm", {"n": 1}, idempotency_key="j"),
+            ]
+            nursery.start_soon(submit, "fresh", fresh)
+            await trio.testing.wait_all_tasks_blocked()
+            stored_key = [
+                NewMessage("email", {"n": 2}),
+                NewMessage("slack", {"to": "a"}, idempotency_key="k"),
+            ]
+            nursery.start_soon(submit, "stored key", stored_key)
+            await trio.testing.wait_all_tasks_blocked()
+            batch_key = [NewMessage("crm", {"n": 2}, idempotency_key="j")]
+            nursery.start_soon(submit, "key of the batch", batch_key)
+            await trio.testing.wait_all_tasks_blocked()
+            repeat = [NewMessage("email", {"to": "a"}, idempotency_key="k")]
+            nursery.start_soon(submit, "repeat", repeat)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        assert store.commits == commits + 2  # the held transaction, then the four submits
+        accepted = results["fresh"]
+        assert isinstance(accepted, list)
+        assert [(a.id, a.idempotency_key, a.duplicate) for a in accepted[1:]] == [(3, "j", False)]
+        assert (accepted[0].id, accepted[0].duplicate) == (2, False)
+        refused = results["stored key"]
+        assert isinstance(refused, KeyReused)
+        assert (refused.index, refused.key, refused.earlier_id) == (1, "k", held.id)
+        refused = results["key of the batch"]
+        assert isinstance(refused, KeyReused)
+        assert (refused.index, refused.key, refused.earlier_id) == (0, "j", 3)
+        assert results["repeat"] == [Accepted(held.id, "k", duplicate=True)]
+        assert await store.states(range(1, 10)) == {1: "queued", 2: "queued", 3: "queued"}
+        assert store.counters.of("email").total_queued == 2
 
 
 async def test_a_newer_schema_is_refused_untouched(tmp_path: Path, loop: None) -> None:
@@ -218,7 +249,7 @@ async def test_settles_survive_a_failed_commit(tmp_path: Path, loop: None) -> No
 
             async def run_failing() -> None:
                 try:
-                    await store.run(fail)  # type: ignore[arg-type]
+                    await store.run(fail)
                 except StoreError as exc:
                     failed.append(exc)
 
@@ -227,7 +258,7 @@ async def test_settles_survive_a_failed_commit(tmp_path: Path, loop: None) -> No
             gate.set()
         assert failed and "refuses writes" in str(failed[0])
         await store.flush()
-        assert (await store.message(a.id) or {})["status"] == "delivered"
+        assert await store.states([a.id]) == {a.id: "delivered"}
 
 
 async def test_a_parked_claim_is_served_by_the_submit_commit(tmp_path: Path, loop: None) -> None:
@@ -235,16 +266,10 @@ async def test_a_parked_claim_is_served_by_the_submit_commit(tmp_path: Path, loo
     async with SqliteStore.open(tmp_path / "rb.db", clock=time.time) as store:
         handed: list[list[int]] = []
         store.park_claim("email", 2, lambda claimed: handed.append([c.id for c in claimed]))
-        await store.submit([NewMessage("slack", {})])  # another target: not served
-        assert handed == []
         commits = store.commits
         accepted = await store.submit([NewMessage("email", {"n": i}) for i in range(3)])
         assert store.commits == commits + 1
         assert handed == [[a.id for a in accepted[:2]]]
-        assert store.counters.of("email").inflight == 2
-        assert store.counters.of("email").total_queued == 1
-        await store.submit([NewMessage("email", {})])
-        assert len(handed) == 1  # a parked claim is served once
 
 
 async def test_progress_is_kept_per_integration_across_a_restart(
@@ -272,7 +297,7 @@ async def test_progress_is_kept_per_integration_across_a_restart(
 async def test_a_version_1_database_is_migrated_keeping_its_messages(
     tmp_path: Path, loop: None
 ) -> None:
-    """Migrations 2 and 3 bring a database made by the first schema up to date."""
+    """Migrations 2 to 4 bring a database made by the first schema up to date."""
     db = tmp_path / "rb.db"
     conn = sqlite3.connect(db)
     conn.executescript(MIGRATIONS[0])
@@ -288,12 +313,12 @@ async def test_a_version_1_database_is_migrated_keeping_its_messages(
         (claimed,) = await store.claim("email", 1)
         assert (claimed.idempotency_key, claimed.progress) == ("k", {})
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()
 
 
-async def test_deadlines_go_first_within_their_priority(tmp_path: Path, loop: None) -> None:
-    """Among ready messages of one priority, those with a deadline go first, nearest first."""
+async def test_deadlines_are_remembered_across_a_restart(tmp_path: Path, loop: None) -> None:
+    """A target with deadlines still claims by them after a restart."""
     db = tmp_path / "rb.db"
     async with SqliteStore.open(db, clock=time.time) as store:
         now = time.time()
@@ -308,9 +333,39 @@ async def test_deadlines_go_first_within_their_priority(tmp_path: Path, loop: No
         )
         claimed = await store.claim("crm", 3)
         assert [c.payload["n"] for c in claimed] == [4, 3, 2]
-        assert claimed[1].deliver_by == now + 60
-    async with SqliteStore.open(db, clock=time.time) as store:  # remembered across a restart
+    async with SqliteStore.open(db, clock=time.time) as store:
         await store.recover_inflight()
         await store.submit([NewMessage("crm", {"n": 6}, deliver_by=now + 1)])
         claimed = await store.claim("crm", 10)
         assert [c.payload["n"] for c in claimed] == [4, 6, 3, 2, 1, 5]
+
+
+async def test_a_key_held_for_two_targets_survives_migration_4(tmp_path: Path, loop: None) -> None:
+    """An older file may hold one key for two targets: it migrates, and the key is held."""
+    db = tmp_path / "rb.db"
+    conn = sqlite3.connect(db)
+    for number, script in enumerate(MIGRATIONS[:3], 1):
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {number}")
+    for target in ("email", "slack"):
+        conn.execute(
+            "INSERT INTO messages (target, priority, payload, idempotency_key, status,"
+            " next_attempt_at, created_at, updated_at) VALUES (?, 1, '{}', 'k', 'queued', 0,"
+            " 0, 0)",
+            (target,),
+        )
+    conn.commit()
+    conn.close()
+    async with SqliteStore.open(db, clock=time.time) as store:
+        assert await store.submit([NewMessage("email", {}, idempotency_key="k")]) == [
+            Accepted(1, "k", duplicate=True)
+        ]
+        with pytest.raises(KeyReused) as refused:
+            await store.submit([NewMessage("crm", {}, idempotency_key="k")])
+        assert refused.value.earlier_id == 1
+        plan = await store.query(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages"
+            " WHERE idempotency_key IN (SELECT value FROM json_each(?))",
+            ('["k"]',),
+        )
+        assert "messages_idempotency_key" in str(plan)  # a submit's key lookup is indexed

@@ -313,7 +313,7 @@ async def test_an_alert_goes_to_slack_then_sms_when_slack_is_down_then_a_phone_u
         await daemon.submit([MessageIn("resend", {"n": n}) for n in range(4)])
         await core.store.wait_for_event("alert_raised")
         raised = trio.current_time()
-        (alert,) = [a for a in daemon.alerts.views() if a["key"] == "breaker_open:resend"]
+        (alert,) = [a for a in daemon.alerts.views() if a.key == "breaker_open:resend"]
         await core.store.wait_for_event("alert_channel_failed")
         sms = core.adapters["sms"].calls
 
@@ -329,19 +329,19 @@ async def test_an_alert_goes_to_slack_then_sms_when_slack_is_down_then_a_phone_u
         phone = core.adapters["phone"].calls
 
         def called() -> list[Envelope]:
-            return [c for c in phone if f"alerts ack {alert['id']}" in c.payload["text"]]
+            return [c for c in phone if f"alerts ack {alert.id}" in c.payload["text"]]
 
         with trio.fail_after(60):
             while not called():  # noqa: ASYNC110
                 await trio.sleep(1)
-        await daemon.alerts.ack(alert["id"])
+        await daemon.alerts.ack(alert.id)
 
         def sent_for_it() -> int:
             return sum(
                 1
                 for e in core.store.event_log
                 if e.kind in ("alert_sent", "alert_escalated")
-                and (e.detail or {}).get("alert") == alert["id"]
+                and (e.detail or {}).get("alert") == alert.id
             )
 
         before = sent_for_it()
@@ -403,12 +403,12 @@ async def test_the_change_freeze_needs_force_and_logs_it(
         with pytest.raises(RequestError, match=r"freeze.*pause needs --force"):
             await daemon.set_paused("slack", True)
         with pytest.raises(RequestError, match="breaker open needs --force"):
-            daemon.breaker("slack", "open")
+            await daemon.breaker("slack", "open")
         with pytest.raises(RequestError, match="reload needs --force"):
             await daemon.reload_file()
         assert not daemon.actors["slack"].paused
         await daemon.set_paused("slack", True, force=True)
-        daemon.breaker("slack", "open", force=True)
+        await daemon.breaker("slack", "open", force=True)
         await daemon.reload_file(force=True)
         forced = [
             (e.detail or {}).get("command") for e in core.store.event_log if e.kind == "forced"

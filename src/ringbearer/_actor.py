@@ -11,13 +11,14 @@ whatever was in a lane at the crash is handed back to the supervisor.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, cast
 
 import attrs
 import trio
 
 from . import _lifecycle
+from ._actor_wedding import WeddingRules
 from ._config import IntegrationSettings
 from ._delivery import Envelope, Outcome, Permanent, Priority, Retry, Scope, Taken
 from ._wedding import WeddingDaySettings
@@ -29,7 +30,6 @@ from .resilience import (
     BudgetSnapshot,
     CircuitBreaker,
     Health,
-    HealthSettings,
     HealthState,
     RetryPolicy,
     TokenBucket,
@@ -131,14 +131,7 @@ class IntegrationActor:
     _receive: trio.MemoryReceiveChannel[Envelope] = attrs.field(init=False)
     _reserved: int = 0
     _reserved_others: int = 0  # of those, not critical
-    # Wedding-day mode (set by the daemon): its policy, and the probes an open
-    # breaker may still spend on critical work (envelope ids handed over so).
-    wedding: WeddingDaySettings | None = None
-    _bypass_left: int = 0
-    _bypass: set[int] = attrs.Factory(set)
-    _wedding_retry: RetryPolicy | None = None
-    _base_open_seconds: float = attrs.field(init=False)
-    _base_health: HealthSettings = attrs.field(init=False)
+    _day: WeddingRules = attrs.field(init=False)  # wedding-day mode, as the mode controller sets
     _stopping: bool = False
     _crash_requested: bool = False
     _tally: _Tally = attrs.Factory(_Tally)
@@ -149,8 +142,7 @@ class IntegrationActor:
         self.health = Health(s.health, on_change=self._health_changed)
         self.limiter = TokenBucket(s.rate_limit) if s.rate_limit is not None else None
         self.budgets = Budgets.of(s.budgets, self.wall)
-        self._base_open_seconds = s.breaker.open_seconds
-        self._base_health = s.health
+        self._day = WeddingRules(self.retry, s.breaker.open_seconds, s.health)
         self._send, self._receive = trio.open_memory_channel[Envelope](self._mailbox_size)
 
     @property
@@ -169,35 +161,18 @@ class IntegrationActor:
         return self._mailbox_size + self.settings.lanes
 
     def _breaker_changed(self, transition: BreakerTransition) -> None:
-        if transition.new is BreakerState.OPEN and self.wedding is not None:
-            self._bypass_left = self.wedding.bypass_probes  # a fresh budget each open spell
+        if transition.new is BreakerState.OPEN:
+            self._day.breaker_opened()
         self.on_breaker(self.name, transition)
+
+    @property
+    def wedding(self) -> WeddingDaySettings | None:
+        """Wedding-day mode's policy in force (None: the mode is off)."""
+        return self._day.settings
 
     def set_wedding(self, wedding: WeddingDaySettings | None) -> None:
         """Apply wedding-day mode's policy (None: back to the integration's own settings)."""
-        self.wedding = wedding
-        if wedding is None:
-            self.breaker.set_open_seconds(self._base_open_seconds)
-            self.health.settings = self._base_health
-            self._bypass_left = 0
-            self._wedding_retry = None
-            return
-        own = self.retry.settings
-        self._wedding_retry = RetryPolicy(
-            attrs.evolve(
-                own,
-                max_attempts=max(own.max_attempts, wedding.retry_max_attempts),
-                max_age_seconds=max(own.max_age_seconds, wedding.retry_max_age_seconds),
-            )
-        )
-        self.breaker.set_open_seconds(min(self._base_open_seconds, wedding.breaker_open_seconds))
-        base = self._base_health
-        self.health.settings = attrs.evolve(
-            base,
-            degraded_below=max(base.degraded_below, wedding.health_degraded_below),
-            down_below=max(base.down_below, wedding.health_down_below),
-        )
-        self._bypass_left = wedding.bypass_probes
+        self._day.apply(wedding, self.breaker, self.health)
 
     def _health_changed(self, old: HealthState, new: HealthState, reason: str) -> None:
         self.on_health(self.name, old, new, reason)
@@ -235,10 +210,9 @@ class IntegrationActor:
     def free_slots_for_others(self) -> int:
         """Slots normal and bulk work may take: on a wedding day, some lanes stay critical's."""
         free = self.free_slots()
-        if self.wedding is None or self.wedding.critical_lanes == 0:
+        held = self._day.held_lanes(self.settings.lanes)
+        if held <= 0:
             return free
-        # At least one lane is left for other work, however the mode is set.
-        held = min(self.wedding.critical_lanes, self.settings.lanes - 1)
         return max(0, min(free, self.settings.lanes - held - self._reserved_others))
 
     def bypass_slots(self) -> int:
@@ -252,7 +226,7 @@ class IntegrationActor:
             or self._stopping
         ):
             return 0
-        return max(0, min(self._bypass_left, self.capacity - self._reserved))
+        return max(0, min(self._day.bypass_left, self.capacity - self._reserved))
 
     def wants_work(self) -> bool:
         """Refill in chunks, not one message a commit, unless the lanes are starving."""
@@ -268,9 +242,7 @@ class IntegrationActor:
         self._reserved += 1
         if envelope.priority is not Priority.CRITICAL:
             self._reserved_others += 1
-        elif self.breaker.state is BreakerState.OPEN and self._bypass_left > 0:
-            self._bypass_left -= 1
-            self._bypass.add(envelope.id)
+        self._day.handed(envelope.id, envelope.priority, self.breaker.state is BreakerState.OPEN)
         try:
             self._send.send_nowait(envelope)  # room was reserved: usually no wait
         except trio.WouldBlock:
@@ -291,66 +263,20 @@ class IntegrationActor:
         async with self.adapter.open_lane() as lane:
             task_status.started()
             held: list[Envelope] = []  # one that must go alone, met while gathering
-            while batch := await self._gather(self.adapter.batching, held):
+            while batch := await gather(self._receive, self.adapter.batching, held, self.in_flight):
                 await self._handle(lane, batch)
-
-    async def _gather(self, limits: BatchLimits | None, held: list[Envelope]) -> list[Envelope]:
-        """The next envelope; for a batching adapter, up to ``max_size`` within ``max_wait``.
-
-        Empty once the mailbox is closed and drained. Each envelope is in
-        flight from the moment it leaves the mailbox, so a crash while a batch
-        gathers still hands it back. One that must go alone ends the batch
-        and is the next batch, by itself.
-        """
-        if held:
-            return [held.pop()]
-        try:
-            batch = [await self._receive.receive()]
-        except trio.EndOfChannel:
-            return []
-        self.in_flight[batch[0].id] = batch[0]
-        if limits is None or limits.alone(batch[0]):
-            return batch
-        with trio.move_on_after(limits.max_wait):
-            while len(batch) < limits.max_size:
-                try:
-                    envelope = await self._receive.receive()
-                except trio.EndOfChannel:
-                    break
-                self.in_flight[envelope.id] = envelope
-                if limits.alone(envelope):
-                    held.append(envelope)
-                    break
-                batch.append(envelope)
-        return batch
 
     async def _handle(self, lane: Lane, batch: list[Envelope]) -> None:
         if self._stopping:
-            settles = [
-                _lifecycle.returned(
-                    envelope,
-                    route_index=envelope.route_index,
-                    next_attempt_at=self.wall(),
-                    reason="the daemon is stopping",
-                )
-                for envelope in batch
-            ]
+            settles = [_stopping(envelope, self.wall()) for envelope in batch]
         elif self.breaker.try_acquire():
             settles = await self._attempt(lane, batch)
-        elif self._bypassing(batch):
+        elif self._day.bypassing({envelope.id for envelope in batch}):
             settles = await self._attempt(lane, batch, bypass=True)
         else:
             wait = self._breaker_wait()
             settles = [self._returned(envelope, "breaker open", wait) for envelope in batch]
         await self._finish(batch, settles)
-
-    def _bypassing(self, batch: list[Envelope]) -> bool:
-        """Critical work handed over under the wedding-day bypass goes despite the breaker."""
-        ids = {envelope.id for envelope in batch}
-        if not ids <= self._bypass:
-            return False
-        self._bypass -= ids
-        return True
 
     def _spend_budgets(self, batch: list[Envelope]) -> tuple[list[Envelope], list[Settle]]:
         """The envelopes every quota budget lets through now; the others go back to wait."""
@@ -409,9 +335,7 @@ class IntegrationActor:
         return await cast(BatchingLane, lane).deliver_batch(envelopes)
 
     def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
-        retry = self.retry
-        if self._wedding_retry is not None and envelope.priority is Priority.CRITICAL:
-            retry = self._wedding_retry  # critical work keeps trying for longer
+        retry = self._day.retry_for(envelope.priority)
         rules = _lifecycle.Rules(
             self.routes.get(envelope.target, 1), retry, self.settings.failover_after
         )
@@ -441,9 +365,12 @@ class IntegrationActor:
             self._tally.count(settle)
         for envelope in batch:
             self.in_flight.pop(envelope.id, None)
-        self._reserved -= len(batch)
-        self._reserved_others -= sum(e.priority is not Priority.CRITICAL for e in batch)
+        self._unreserve(batch)
         self.on_slot_freed(self.name)
+
+    def _unreserve(self, envelopes: Collection[Envelope]) -> None:
+        self._reserved -= len(envelopes)
+        self._reserved_others -= sum(e.priority is not Priority.CRITICAL for e in envelopes)
 
     # -- what the supervisor does -------------------------------------------------------
 
@@ -452,10 +379,7 @@ class IntegrationActor:
         self.last_error = f"actor crashed: {error!r}"
         outcome = Retry(reason=self.last_error, taken=Taken.MAYBE)
         settles = [self.decide(env, outcome, None) for env in self.in_flight.values()]
-        self._reserved -= len(self.in_flight)
-        self._reserved_others -= sum(
-            e.priority is not Priority.CRITICAL for e in self.in_flight.values()
-        )
+        self._unreserve(list(self.in_flight.values()))
         self.in_flight.clear()
         return settles
 
@@ -480,34 +404,84 @@ class IntegrationActor:
         self.on_slot_freed(self.name)
 
     def statistics(self) -> ActorSnapshot:
-        breaker = self.breaker.snapshot()
-        health = self.health.snapshot()
-        state = self.health.state_with(breaker_open=breaker.state is BreakerState.OPEN)
-        return ActorSnapshot(
-            name=self.name,
-            kind=self.settings.kind,
-            state=self.state,
-            paused=self.paused,
-            breaker=breaker.state,
-            breaker_forced=breaker.forced,
-            breaker_failure_rate=breaker.failure_rate,
-            health=state,
-            success_rate=health.success_rate,
-            p50=health.p50,
-            p95=health.p95,
-            p99=health.p99,
-            lanes=self.settings.lanes,
-            in_flight=len(self.in_flight),
-            mailbox=self._receive.statistics().current_buffer_used,
-            budgets=self.budgets.snapshot(),
-            restarts=self.restarts,
-            delivered=self._tally.delivered,
-            retried=self._tally.retried,
-            dead=self._tally.dead,
-            last_error=self.last_error,
-        )
+        return _snapshot(self, self._receive.statistics().current_buffer_used, self._tally)
+
+
+def _stopping(envelope: Envelope, now: float) -> Settle:
+    """Back to the queue unattempted, where it stood on its route: the daemon is stopping."""
+    return _lifecycle.returned(
+        envelope,
+        route_index=envelope.route_index,
+        next_attempt_at=now,
+        reason="the daemon is stopping",
+    )
 
 
 def _status(outcome: Outcome) -> int | None:
     status: Any = getattr(outcome, "status", None)
     return status if isinstance(status, int) else None
+
+
+async def gather(
+    receive: trio.MemoryReceiveChannel[Envelope],
+    limits: BatchLimits | None,
+    held: list[Envelope],
+    in_flight: dict[int, Envelope],
+) -> list[Envelope]:
+    """The next envelope; for a batching adapter, up to ``max_size`` within ``max_wait``.
+
+    Empty once the mailbox is closed and drained. Each envelope is in
+    flight from the moment it leaves the mailbox, so a crash while a batch
+    gathers still hands it back. One that must go alone ends the batch
+    and is the next batch, by itself.
+    """
+    if held:
+        return [held.pop()]
+    try:
+        batch = [await receive.receive()]
+    except trio.EndOfChannel:
+        return []
+    in_flight[batch[0].id] = batch[0]
+    if limits is None or limits.alone(batch[0]):
+        return batch
+    with trio.move_on_after(limits.max_wait):
+        while len(batch) < limits.max_size:
+            try:
+                envelope = await receive.receive()
+            except trio.EndOfChannel:
+                break
+            in_flight[envelope.id] = envelope
+            if limits.alone(envelope):
+                held.append(envelope)
+                break
+            batch.append(envelope)
+    return batch
+
+
+def _snapshot(actor: IntegrationActor, mailbox: int, tally: _Tally) -> ActorSnapshot:
+    breaker = actor.breaker.snapshot()
+    health = actor.health.snapshot()
+    state = actor.health.state_with(breaker_open=breaker.state is BreakerState.OPEN)
+    return ActorSnapshot(
+        name=actor.name,
+        kind=actor.settings.kind,
+        state=actor.state,
+        paused=actor.paused,
+        breaker=breaker.state,
+        breaker_forced=breaker.forced,
+        breaker_failure_rate=breaker.failure_rate,
+        health=state,
+        success_rate=health.success_rate,
+        p50=health.p50,
+        p95=health.p95,
+        p99=health.p99,
+        lanes=actor.settings.lanes,
+        in_flight=len(actor.in_flight),
+        mailbox=mailbox,
+        budgets=actor.budgets.snapshot(),
+        restarts=actor.restarts,
+        delivered=tally.delivered,
+        retried=tally.retried,
+        dead=tally.dead,
+        last_error=actor.last_error,
+    )

@@ -43,15 +43,20 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
+import trio
 
 from ._actor import ActorSnapshot, ActorState
 from ._alerting_settings import AlertingSettings
+from ._errors import RingbearerError
 from ._logging import fields
 from .control import MessageIn
+from .control._replies import AlertView, Severity
 from .resilience import BreakerState, HealthState
-from .store import Settle, SettleKind
+from .store import EventKind, Settle, SettleKind
 
 log = logging.getLogger("ringbearer.alerts")
+
+Condition = tuple[str, Severity, str]  # (the cause's key, severity, summary)
 
 ALERT_KEY_PREFIX = "alert:"
 
@@ -73,14 +78,14 @@ class Host(Protocol):
 
     async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]: ...
 
-    def audit(self, kind: str, **detail: Any) -> None: ...
+    def audit(self, kind: EventKind, **detail: object) -> None: ...
 
 
 @attrs.define
 class Alert:
     id: int
     key: str
-    severity: str  # critical | warning
+    severity: Severity
     summary: str
     opened_at: float
     escalated_at: float
@@ -92,18 +97,24 @@ class Alert:
     acked: bool = False
     resolved: bool = False
 
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "severity": self.severity,
-            "summary": self.summary,
-            "opened_at": self.opened_at,
-            "level": self.level,
-            "channels": [self.chain[level] for level in sorted(self.sent)],
-            "acked": self.acked,
-            "resolved": self.resolved,
-        }
+    @property
+    def key_prefix(self) -> str:
+        """Its messages' idempotency keys start so: ids start again at 1 after a restart,
+        the time it opened tells two alerts with one id apart."""
+        return f"{ALERT_KEY_PREFIX}{self.id}:{self.opened_at:.3f}"
+
+    def view(self) -> AlertView:
+        return AlertView(
+            id=self.id,
+            key=self.key,
+            severity=self.severity,
+            summary=self.summary,
+            opened_at=self.opened_at,
+            level=self.level,
+            channels=[self.chain[level] for level in sorted(self.sent)],
+            acked=self.acked,
+            resolved=self.resolved,
+        )
 
 
 @attrs.define
@@ -117,7 +128,7 @@ class AlertManager:
     _dead: deque[tuple[float, str]] = attrs.Factory(deque)  # (wall, target) of dead letters
     _own: set[int] = attrs.Factory(set)  # ids of the alert messages we sent
     # Conditions found elsewhere (a failed preflight): key -> (severity, summary).
-    external: dict[str, tuple[str, str]] = attrs.Factory(dict)
+    external: dict[str, tuple[Severity, str]] = attrs.Factory(dict)
 
     # -- what the daemon tells it ------------------------------------------------------
 
@@ -127,7 +138,7 @@ class AlertManager:
             if s.kind is SettleKind.DEAD_LETTERED and s.message_id not in self._own:
                 self._dead.append((now, s.target))
 
-    async def ack(self, alert_id: int, by: str = "operator") -> dict[str, Any]:
+    async def ack(self, alert_id: int, by: str = "operator") -> AlertView:
         """Acknowledge by id (the CLI); tell the PagerDuty channels it reached. KeyError if none."""
         for alert in self.alerts.values():
             if alert.id == alert_id:
@@ -147,7 +158,7 @@ class AlertManager:
 
     def _acknowledge(self, alert: Alert, by: str) -> None:
         alert.acked = True
-        self.host.audit("alert_acked", alert=alert.id, key=alert.key, by=by)
+        self.host.audit(EventKind.ALERT_ACKED, alert=alert.id, key=alert.key, by=by)
         log.warning("alert acknowledged", extra=fields(alert=alert.id, by=by))
 
     async def _pass_on_ack(self, alert: Alert) -> None:
@@ -160,14 +171,35 @@ class AlertManager:
                 target=target,
                 payload={"event_action": "acknowledge", "dedup_key": alert.key},
                 priority="critical",
-                key=f"{ALERT_KEY_PREFIX}{alert.id}:acknowledged:{level}",
+                key=f"{alert.key_prefix}:acknowledged:{level}",
             )
             await self._send(alert, message)
 
-    def views(self) -> list[dict[str, Any]]:
+    def views(self) -> list[AlertView]:
         return [a.view() for a in sorted(self.alerts.values(), key=lambda a: a.id)]
 
+    def found(self, key: str, severity: Severity, summary: str) -> None:
+        """A condition found elsewhere (a failed preflight): alerted until :meth:`cleared`."""
+        self.external[key] = (severity, summary)
+
+    def cleared(self, key: str) -> None:
+        self.external.pop(key, None)
+
+    def use(self, settings: AlertingSettings) -> None:
+        """Settings from a reload: for every tick from now on."""
+        self.settings = settings
+
     # -- the periodic work -----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Turn conditions into alerts, and follow them up, every ``tick_seconds``."""
+        task_status.started()
+        while self.settings.enabled:
+            await trio.sleep(self.settings.tick_seconds)
+            try:
+                await self.tick()
+            except RingbearerError as exc:  # the store refused: try again next tick
+                log.error("alerting tick failed", extra=fields(error=str(exc)))
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -187,14 +219,14 @@ class AlertManager:
             if not alert.acked:
                 await self._follow_up(alert, now)
 
-    def _conditions(self, now: float) -> list[tuple[str, str, str]]:
+    def _conditions(self, now: float) -> list[Condition]:
         wedding = self.wedding_day()
         limit = (
             self.settings.wedding_day_breaker_open_seconds
             if wedding
             else self.settings.breaker_open_seconds
         )
-        found: list[tuple[str, str, str]] = []
+        found: list[Condition] = []
         for s in self.host.snapshots():
             if s.breaker is BreakerState.CLOSED:
                 self._not_closed_since.pop(s.name, None)
@@ -202,29 +234,29 @@ class AlertManager:
                 since = self._not_closed_since.setdefault(s.name, now)
                 if now - since >= limit and not s.breaker_forced:
                     summary = f"{s.name}: breaker {s.breaker.value} for {now - since:.0f} s"
-                    found.append((f"breaker_open:{s.name}", "critical", summary))
+                    found.append((f"breaker_open:{s.name}", Severity.CRITICAL, summary))
             if s.health is HealthState.DOWN:
-                found.append((f"health_down:{s.name}", "critical", f"{s.name} is down"))
+                found.append((f"health_down:{s.name}", Severity.CRITICAL, f"{s.name} is down"))
             if s.state is ActorState.FAILED:
                 summary = f"{s.name}: crashed too often; the supervisor gave up ({s.last_error})"
-                found.append((f"actor_failed:{s.name}", "critical", summary))
+                found.append((f"actor_failed:{s.name}", Severity.CRITICAL, summary))
         found.extend(self._dead_letter_conditions(now, wedding))
         return found
 
-    def _dead_letter_conditions(self, now: float, wedding: bool) -> list[tuple[str, str, str]]:
+    def _dead_letter_conditions(self, now: float, wedding: bool) -> list[Condition]:
         window = self.settings.dead_letter_window_seconds
         while self._dead and self._dead[0][0] < now - window:
             self._dead.popleft()
         counts: dict[str, int] = {}
         for _, target in self._dead:
             counts[target] = counts.get(target, 0) + 1
-        severity = "critical" if wedding else "warning"
+        severity = Severity.CRITICAL if wedding else Severity.WARNING
         return [
             (f"dead_letters:{t}", severity, f"{t}: {n} dead letter(s) in {window:.0f} s")
             for t, n in sorted(counts.items())
         ]
 
-    async def _deadline_conditions(self, now: float) -> list[tuple[str, str, str]]:
+    async def _deadline_conditions(self, now: float) -> list[Condition]:
         """One alert per target whose deadlines are missed or endangered."""
         horizon = self.settings.deadline_warning_seconds
         at_risk: dict[str, list[tuple[float, int]]] = {}
@@ -246,12 +278,12 @@ class AlertManager:
                     else f"missed by {now - deliver_by:.0f} s"
                 )
             )
-            found.append((f"deadline:{target}", "critical", summary))
+            found.append((f"deadline:{target}", Severity.CRITICAL, summary))
         return found
 
     # -- one alert -----------------------------------------------------------------------
 
-    async def _raise(self, key: str, severity: str, summary: str, now: float) -> None:
+    async def _raise(self, key: str, severity: Severity, summary: str, now: float) -> None:
         alert = self.alerts.get(key)
         if alert is not None:
             alert.summary = summary  # the same cause: one alert, kept current
@@ -260,7 +292,7 @@ class AlertManager:
             next(self._ids), key, severity, summary, now, now, chain=self.chain
         )
         log.warning("alert", extra=fields(alert=alert.id, key=key, summary=summary))
-        self.host.audit("alert_raised", alert=alert.id, key=key, summary=summary)
+        self.host.audit(EventKind.ALERT_RAISED, alert=alert.id, key=key, summary=summary)
         await self._notify(alert, self._first_usable(alert, 0), now)
 
     async def _follow_up(self, alert: Alert, now: float) -> None:
@@ -270,11 +302,13 @@ class AlertManager:
             s.wedding_day_escalate_after_seconds if self.wedding_day() else s.escalate_after_seconds
         )
         if alert.level < len(chain) - 1 and await self._channel_failed(alert, now):
-            self.host.audit("alert_channel_failed", alert=alert.id, channel=chain[alert.level])
+            self.host.audit(
+                EventKind.ALERT_CHANNEL_FAILED, alert=alert.id, channel=chain[alert.level]
+            )
             await self._notify(alert, self._first_usable(alert, alert.level + 1), now)
         elif alert.level < len(chain) - 1 and now - alert.escalated_at >= escalate_after:
             alert.escalated_at = now
-            self.host.audit("alert_escalated", alert=alert.id, to=chain[alert.level + 1])
+            self.host.audit(EventKind.ALERT_ESCALATED, alert=alert.id, to=chain[alert.level + 1])
             await self._notify(alert, self._first_usable(alert, alert.level + 1), now)
         elif now - alert.last_sent_at >= s.repeat_seconds:
             await self._notify(alert, alert.level, now)
@@ -311,13 +345,13 @@ class AlertManager:
             target=target,
             payload=self.payload(self.host.kind_of(target), alert, resolved=False),
             priority="critical",
-            key=f"{ALERT_KEY_PREFIX}{alert.id}:{level}:{n}:{now:.0f}",
+            key=f"{alert.key_prefix}:{level}:{n}:{now:.0f}",
         )
         message_id = await self._send(alert, message)
         if message_id is None:
             return
         alert.sent[level], alert.sent_at[level], alert.last_sent_at = message_id, now, now
-        self.host.audit("alert_sent", alert=alert.id, channel=target, message=message_id)
+        self.host.audit(EventKind.ALERT_SENT, alert=alert.id, channel=target, message=message_id)
 
     async def _send(self, alert: Alert, message: MessageIn) -> int | None:
         try:
@@ -330,7 +364,7 @@ class AlertManager:
 
     async def _resolve(self, alert: Alert) -> None:
         alert.resolved = True
-        self.host.audit("alert_resolved", alert=alert.id, key=alert.key)
+        self.host.audit(EventKind.ALERT_RESOLVED, alert=alert.id, key=alert.key)
         log.info("alert resolved", extra=fields(alert=alert.id, key=alert.key))
         for level in sorted(alert.sent):
             target = alert.chain[level]
@@ -338,7 +372,7 @@ class AlertManager:
                 target=target,
                 payload=self.payload(self.host.kind_of(target), alert, resolved=True),
                 priority="critical",
-                key=f"{ALERT_KEY_PREFIX}{alert.id}:resolved:{level}",
+                key=f"{alert.key_prefix}:resolved:{level}",
             )
             await self._send(alert, message)
 
@@ -359,7 +393,7 @@ class AlertManager:
             case "pagerduty":
                 if resolved:
                     return {"event_action": "resolve", "dedup_key": alert.key}
-                severity = "critical" if alert.severity == "critical" else "warning"
+                severity = alert.severity.value
                 return {"summary": alert.summary, "severity": severity, "dedup_key": alert.key}
             case "resend" | "mailgun" | "smtp":
                 subject = f"[ringbearer {state}] {alert.summary}"[:200]

@@ -8,6 +8,11 @@ from attrs import validators as v
 from ._converter import HttpPath
 from ._secrets import SecretRef
 
+# The kinds whose alerts are emails (``AlertManager.payload``): a chain that
+# reaches one needs email_to and email_from, or every alert it sends is refused.
+EMAIL_KINDS = frozenset({"resend", "mailgun", "smtp"})
+EMAIL_KEYS = ("email_to", "email_from")
+
 
 @attrs.frozen
 class AlertingSettings:
@@ -33,3 +38,15 @@ class AlertingSettings:
     # path on the [metrics] listener and signed with this secret; unset: off.
     pagerduty_webhook_secret: SecretRef | None = None
     pagerduty_webhook_path: HttpPath = HttpPath("/pagerduty/webhook")
+
+    def chain_entries(self) -> list[tuple[str, str]]:
+        """Every entry of both chains, as ``(key path, target)``: ``("chain[0]", "slack")``."""
+        return [
+            (f"{key}[{index}]", name)
+            for key in ("chain", "wedding_day_chain")
+            for index, name in enumerate(getattr(self, key))
+        ]
+
+    def unset_email_keys(self) -> tuple[str, ...]:
+        """The addresses an email alert needs (``EMAIL_KEYS``) that are left empty."""
+        return tuple(key for key in EMAIL_KEYS if not getattr(self, key).strip())

@@ -16,11 +16,14 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
-from cattrs.v import format_exception
 
 from . import _converter
-from ._alerting_settings import AlertingSettings
+from ._alerting_settings import EMAIL_KINDS, AlertingSettings
 from ._converter import HostPort, HttpPath, PositiveFloat, PositiveInt
+from ._daemon_settings import DaemonSettings as DaemonSettings
+from ._daemon_settings import relative as _relative
+from ._daemon_settings import socket_path as _socket_path
+from ._daemon_settings import socket_path_of as socket_path_of
 from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
 from ._wedding import WeddingDaySettings
@@ -38,25 +41,14 @@ SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
 
 @attrs.frozen
-class DaemonSettings:
-    state_dir: str = "state"
-    socket: str = ""  # default: <state_dir>/ringbearer.sock
-    grace_seconds: PositiveFloat = PositiveFloat(10.0)
-    heartbeat_seconds: PositiveFloat = PositiveFloat(1.0)
-    log_level: str = attrs.field(default="info")
-
-    @log_level.validator
-    def _check_level(self, _: Any, value: str) -> None:
-        if value not in {"debug", "info", "warning", "error"}:
-            raise ValueError(f"log_level must be debug, info, warning or error, got {value!r}")
-
-
-@attrs.frozen
 class StoreSettings:
     path: str = ""  # default: <state_dir>/ringbearer.db
     synchronous: str = attrs.field(default="full")
     batch_max: PositiveInt = PositiveInt(1024)
     claim_batch: PositiveInt = PositiveInt(256)
+    # The state holds message payloads: its folder is 0700 and the database 0600, the
+    # daemon's user's alone; a group named here may read them (0750 / 0640), for backups.
+    group: str = ""
 
     @synchronous.validator
     def _check_sync(self, _: Any, value: str) -> None:
@@ -215,35 +207,6 @@ class _TopLevel:
     groups: dict[str, list[str]] = attrs.Factory(dict)
 
 
-def _socket_path(source: Path, daemon: DaemonSettings) -> Path:
-    if daemon.socket:
-        return _relative(source, daemon.socket)
-    return _relative(source, daemon.state_dir) / "ringbearer.sock"
-
-
-def _relative(source: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else source.parent / path
-
-
-def _format(exc: BaseException, type_: type | None) -> str:
-    # Our hooks and validators say precisely what is wrong; keep their words.
-    if isinstance(exc, ValueError | TypeError) and str(exc):
-        return str(exc)
-    return format_exception(exc, type_)
-
-
-def _problems(exc: Exception, prefix: str) -> list[ConfigProblem]:
-    found = []
-    for line in cattrs.transform_error(exc, path="$", format_exception=_format):
-        message, _, where = line.rpartition(" @ ")
-        path = where.removeprefix("$").lstrip(".")
-        path = re.sub(r"\['([^']*)'\]", r".\1", path).lstrip(".")
-        full = ".".join(p for p in (prefix, path) if p)
-        found.append(ConfigProblem(full, message))
-    return found
-
-
 def _wrap_init_errors(converter: cattrs.Converter) -> None:
     """Report attrs validator errors at the class's key path instead of crashing."""
 
@@ -296,7 +259,7 @@ class _Loader:
         try:
             return self.converter.structure(raw, type_)
         except Exception as exc:
-            self.problems.extend(_problems(exc, prefix))
+            self.problems.extend(_converter.problems(exc, prefix))
             return None
 
     def integration(
@@ -412,12 +375,27 @@ class _Loader:
 
     def check_alerting(self, config: Config) -> None:
         targets = config.targets()
+        for entry, name in config.alerting.chain_entries():
+            if name not in targets:
+                where = f"alerting.{entry}"
+                self.problems.append(ConfigProblem(where, f"no integration or group {name!r}"))
+        self.check_email_alerts(config, targets)
+
+    def check_email_alerts(self, config: Config, targets: Mapping[str, tuple[str, ...]]) -> None:
+        """A chain that reaches an email channel needs the addresses an email alert goes by."""
         alerting = config.alerting
-        for key in ("chain", "wedding_day_chain"):
-            for index, name in enumerate(getattr(alerting, key)):
-                if name not in targets:
-                    where = f"alerting.{key}[{index}]"
-                    self.problems.append(ConfigProblem(where, f"no integration or group {name!r}"))
+        unset = alerting.unset_email_keys()
+        if not unset:
+            return
+        needs = []
+        for entry, name in alerting.chain_entries():
+            members = [config.integrations.get(m) for m in targets.get(name, ())]
+            kinds = sorted({m.kind for m in members if m is not None} & EMAIL_KINDS)
+            if kinds:
+                needs.append(f"alerting.{entry} = {name!r} ({', '.join(kinds)})")
+        if needs:
+            why = f"required: alerts go by email through {', '.join(needs)}"
+            self.problems.extend(ConfigProblem(f"alerting.{key}", why) for key in unset)
 
     def check_paths(self, config: Config, any_integration: bool) -> None:
         if len(str(config.socket_path).encode()) > SOCKET_PATH_MAX:
@@ -438,24 +416,6 @@ def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = No
     except (tomllib.TOMLDecodeError, RecursionError) as exc:  # tomllib recurses on nesting
         raise ConfigError(str(source), [ConfigProblem("", f"not valid TOML: {exc}")]) from exc
     return _Loader(source, kinds if kinds is not None else provider_kinds()).load(raw)
-
-
-def socket_path_of(path: str | Path) -> Path:
-    """Where the daemon of a config file listens, reading only its ``[daemon]`` section.
-
-    A file broken elsewhere still leads to its daemon, which can then say
-    what is wrong with it (``ringbearer reload``).
-    """
-    source = Path(path).absolute()
-    try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(source), [ConfigProblem("", f"cannot read: {exc}")]) from exc
-    loader = _Loader(source, {})
-    daemon = loader.section(raw, "daemon", DaemonSettings)
-    if loader.problems:
-        raise ConfigError(str(source), loader.problems)
-    return _socket_path(source, daemon)
 
 
 def load(path: str | Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:

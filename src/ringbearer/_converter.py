@@ -7,14 +7,20 @@ is reported at its key path like a wrong type is.
 from __future__ import annotations
 
 import collections.abc
+import enum
+import re
 import typing
 from collections.abc import Callable
 from typing import Any, NewType
 
+import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
+from ._errors import ConfigProblem
 from ._secrets import SecretRef
 
 PositiveInt = NewType("PositiveInt", int)
@@ -90,7 +96,10 @@ def _http_path(value: Any, _: Any) -> HttpPath:
     return HttpPath(value)
 
 
-def _strict_str(value: Any, _: Any) -> str:
+def _strict_str(value: Any, type_: Any) -> str:
+    if _is_enum(type_):  # a StrEnum reaches the str hook first
+        member: str = _enum_value(value, type_)  # type: ignore[assignment]
+        return member
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
     return value
@@ -137,7 +146,72 @@ def make() -> cattrs.Converter:
     converter.register_structure_hook_factory(
         _is_tuple, _no_strings(homogenous_tuple_structure_factory)
     )
+    converter.register_structure_hook_func(lambda t: t is object, _json_value)
+    converter.register_structure_hook_func(_is_enum, _enum_value)
+    converter.register_structure_hook_factory(attrs.has, _reported_init_errors(converter))
     return converter
+
+
+def describe_error(exc: BaseException, type_: type | None) -> str:
+    """For ``cattrs.transform_error``: our hooks and validators say precisely what is wrong;
+    keep their words."""
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def problems(exc: Exception, prefix: str) -> list[ConfigProblem]:
+    """A structuring error as config problems, each at its key path under ``prefix``."""
+    found = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=describe_error):
+        message, _, where = line.rpartition(" @ ")
+        path = where.removeprefix("$").lstrip(".")
+        path = re.sub(r"\['([^']*)'\]", r".\1", path).lstrip(".")
+        full = ".".join(p for p in (prefix, path) if p)
+        found.append(ConfigProblem(full, message))
+    return found
+
+
+def _is_enum(type_: Any) -> bool:
+    return isinstance(type_, type) and issubclass(type_, enum.Enum)
+
+
+def _enum_value(value: Any, type_: type[enum.Enum]) -> enum.Enum:
+    """An enum member by its value; a wrong one names those allowed."""
+    try:
+        return type_(value)
+    except ValueError:
+        names = [str(m.value) for m in type_]
+        allowed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise ValueError(f"expected {allowed}, not {value!r}") from None
+
+
+def _json_value(value: Any, _: Any) -> object:
+    """A free-form JSON value (a payload, an event's detail): kept as it came."""
+    return value
+
+
+def _reported_init_errors(converter: cattrs.Converter) -> Factory1:
+    """Report attrs validator errors at the class's key path instead of crashing."""
+
+    def factory(cl: type) -> Callable[[Any, Any], Any]:
+        base: Callable[[Any, Any], Any] = make_dict_structure_fn(
+            cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+        )
+
+        def hook(value: Any, type_: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected a table, got {type(value).__name__} {value!r}")
+            try:
+                return base(value, type_)
+            except cattrs.BaseValidationError:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise cattrs.ClassValidationError(cl.__name__, [exc], cl) from None
+
+        return hook
+
+    return factory
 
 
 def _is_list(type_: Any) -> bool:
@@ -150,6 +224,7 @@ def _is_tuple(type_: Any) -> bool:
 
 
 Factory = Callable[[Any, cattrs.Converter], Callable[[Any, Any], Any]]
+Factory1 = Callable[[Any], Callable[[Any, Any], Any]]
 
 
 def _no_strings(make_hook: Factory) -> Factory:

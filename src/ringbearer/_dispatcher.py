@@ -21,7 +21,7 @@ import trio
 from . import _lifecycle
 from ._actor import IntegrationActor
 from ._delivery import Envelope, Priority
-from .resilience import TokenBucket
+from .resilience import RateLimitSettings, TokenBucket
 from .store import ALL_PRIORITIES, Claimed, Span, Store
 
 WallClock = Callable[[], float]
@@ -51,6 +51,19 @@ class Dispatcher:
 
     def kick(self) -> None:
         self._kicked.set()
+
+    def follow_mode(self, *, defer_bulk: bool, release_per_second: float, released: bool) -> None:
+        """Wedding-day policy: bulk waits in the store while deferred, then goes at a set rate.
+
+        ``released``: the mode has just ended, so what waited is let out at
+        ``release_per_second`` rather than all at once.
+        """
+        deferring, self.defer_bulk = self.defer_bulk, defer_bulk
+        if (released or deferring) and not defer_bulk:
+            burst = max(1, math.ceil(release_per_second))
+            self.release = TokenBucket(
+                RateLimitSettings(per_second=release_per_second, burst=burst)
+            )
 
     def note_due(self, at: float) -> None:
         """A message of this target becomes due at wall time ``at``."""

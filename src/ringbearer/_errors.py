@@ -17,7 +17,9 @@ enter, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
 import attrs
 
@@ -95,3 +97,12 @@ class InvalidPayload(RequestError):
 
 class ControlError(RingbearerError):
     """The client could not reach the daemon or understand its reply."""
+
+
+@contextlib.contextmanager
+def cannot(what: str) -> Iterator[None]:
+    """Turn an OSError (at start-up: a busy port, a folder we may not write) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise RingbearerError(f"cannot {what}: {exc.strerror or exc}") from exc

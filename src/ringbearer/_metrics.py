@@ -196,6 +196,10 @@ class Metrics:
     ) -> None:
         self.registry.register(_Snapshots(actors, queues, gauges))
 
+    def submitted_to(self, target: str) -> None:
+        """One message accepted (committed) for ``target``."""
+        self.submitted.labels(target).inc()
+
     def observe(self, settles: Sequence[Settle], now: float) -> None:
         for s in settles:
             children = self._children(s.integration)

@@ -11,6 +11,7 @@ that crashes its actor every time ends as a dead letter, not a crash loop).
 from __future__ import annotations
 
 import collections
+import enum
 import random
 from collections.abc import Callable
 
@@ -21,11 +22,19 @@ from ._actor import ActorState, IntegrationActor
 from ._config import SupervisorSettings
 
 
+class SupervisorEventKind(enum.StrEnum):
+    """What the supervisor did; each is also the name of the audit event it writes."""
+
+    CRASHED = "actor_crashed"
+    RESTARTED = "actor_restarted"
+    FAILED = "actor_failed"  # restart intensity exceeded: given up on
+
+
 @attrs.frozen
 class SupervisorEvent:
     """What the supervisor did, handed to its hook (audit log, metrics, alerts)."""
 
-    kind: str  # actor_crashed | actor_restarted | actor_failed
+    kind: SupervisorEventKind
     integration: str
     detail: str
     restarts: int
@@ -103,12 +112,14 @@ class Supervisor:
         """Settle the interrupted work; wait the backoff; False when giving up."""
         await actor.release(actor.crashed(exc))
         actor.restarts += 1
-        self.on_event(SupervisorEvent("actor_crashed", actor.name, repr(exc), actor.restarts))
+        self.on_event(
+            SupervisorEvent(SupervisorEventKind.CRASHED, actor.name, repr(exc), actor.restarts)
+        )
         if intensity.crash(trio.current_time()):
             actor.state = ActorState.FAILED
             self.on_event(
                 SupervisorEvent(
-                    "actor_failed",
+                    SupervisorEventKind.FAILED,
                     actor.name,
                     f"{intensity.recent} crashes within {self.settings.within_seconds:g} s",
                     actor.restarts,
@@ -119,8 +130,14 @@ class Supervisor:
         actor.state = ActorState.RESTARTING
         self.on_state(actor.name)
         await trio.sleep(backoff_seconds(self.settings, intensity.recent, self.rng))
-        self.on_event(SupervisorEvent("actor_restarted", actor.name, "", actor.restarts))
+        self.on_event(
+            SupervisorEvent(SupervisorEventKind.RESTARTED, actor.name, "", actor.restarts)
+        )
         return True
+
+    def use(self, settings: SupervisorSettings) -> None:
+        """Settings from a reload: for crashes from now on."""
+        self.settings = settings
 
     async def wait_stopped(self, name: str) -> None:
         done = self._done.get(name)

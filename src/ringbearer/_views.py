@@ -1,23 +1,66 @@
-"""What the CLI prints: pure functions from the daemon's replies (or a config) to text.
+"""What the CLI prints: pure functions from the daemon's typed replies to text.
 
 Nothing here talks to the daemon, reads a clock or writes to a terminal, so
-each view is tested on plain dicts.
+each view is tested on replies built in the test.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from .control._replies import (
+    AlertsReply,
+    AuditReply,
+    DeadLetterReply,
+    DeadLettersReply,
+    EventView,
+    GroupStatus,
+    IntegrationStatus,
+    ModeReply,
+    PreflightReply,
+    QueueDepth,
+    ReloadReply,
+    StatusReply,
+)
 
 PRIORITIES = ("critical", "normal", "bulk")
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+LAST_ERROR_WIDTH = 60
+FORCED = "*"  # after a breaker's state: an operator forced it
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 group``, ``2 groups``, ``0 duplicates``."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def utc(at: float) -> str:
     """A wall time as ISO 8601 UTC, to the second."""
     return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration(seconds: float) -> str:
+    """An uptime or an age, the same way everywhere: ``42s``, ``13m11s``, ``5h02m``, ``3d04h``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, marked with ``…``."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def table(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
@@ -39,102 +82,110 @@ def table(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> list[str]
 # -- status ---------------------------------------------------------------------------
 
 
-def format_status(status: Mapping[str, Any]) -> str:
+STATUS_HEAD = (
+    "INTEGRATION",
+    "STATE",
+    "BREAKER",
+    "HEALTH",
+    "CRIT",
+    "NORM",
+    "BULK",
+    "FLIGHT",
+    "RESTARTS",
+    "DELIVERED",
+    "LAST ERROR",
+)
+
+
+def format_status(status: StatusReply) -> str:
     """``ringbearer status``: a head line, one row per integration and group, budgets."""
     head = (
-        f"ringbearer {status['version']} · protocol {status['protocol']} · "
-        f"{_mode(status['mode'], mode_cause(status))} · up {status['uptime_seconds']:.0f} s"
+        f"ringbearer {status.version} · protocol {status.protocol} · "
+        f"{mode_line(status.mode, status.wedding_day)} · up {duration(status.uptime_seconds)}"
     )
-    if status.get("sandbox"):
-        head += f" · sandbox {status['sandbox']}"
-    rows = [
-        (
-            "INTEGRATION",
-            "STATE",
-            "BREAKER",
-            "HEALTH",
-            "CRIT",
-            "NORM",
-            "BULK",
-            "FLIGHT",
-            "RESTARTS",
-            "DELIVERED",
-            "LAST ERROR",
-        )
-    ]
-    for i in status["integrations"]:
-        rows.append(
-            (
-                i["name"],
-                _state(i),
-                _breaker(i),
-                i["health"],
-                *_queued(i),
-                str(i["in_flight"]),
-                str(i["restarts"]),
-                str(i["delivered"]),
-                (i["last_error"] or "-")[:60],
-            )
-        )
-    for name, g in status["groups"].items():
-        rows.append(
-            (
-                f"{name} (group)",
-                "paused" if g["paused"] else "-",
-                "-",
-                "-",
-                *_queued(g),
-                str(g["in_flight"]),
-                "-",
-                "-",
-                " → ".join(g["members"]),
-            )
-        )
-    return "\n".join([head, "", *table(rows), *_budget_lines(status["integrations"])])
+    if status.sandbox:
+        head += f" · sandbox {status.sandbox}"
+    rows: list[tuple[str, ...]] = [STATUS_HEAD]
+    rows += [_integration_row(i) for i in status.integrations]
+    rows += [_group_row(name, g) for name, g in status.groups.items()]
+    lines = [head, "", *table(rows), *_legend(status.integrations)]
+    return "\n".join(lines + _budget_lines(status.integrations))
 
 
-def mode_cause(status: Mapping[str, Any]) -> str:
-    """Why wedding-day mode is as it is, from a status reply; "" if the reply does not say.
+def _integration_row(i: IntegrationStatus) -> tuple[str, ...]:
+    return (
+        i.name,
+        _state(i),
+        _breaker(i),
+        i.health,
+        *_queued(i.queued),
+        str(i.in_flight),
+        str(i.restarts),
+        str(i.delivered),
+        shorten(i.last_error or "-", LAST_ERROR_WIDTH),
+    )
+
+
+def _group_row(name: str, g: GroupStatus) -> tuple[str, ...]:
+    state = "paused" if g.paused else "-"
+    members = " → ".join(g.members)
+    return (
+        f"{name} (group)",
+        state,
+        "-",
+        "-",
+        *_queued(g.queued),
+        str(g.in_flight),
+        "-",
+        "-",
+        members,
+    )
+
+
+def _legend(integrations: Iterable[IntegrationStatus]) -> list[str]:
+    if any(i.breaker_forced for i in integrations):
+        return ["", f"{FORCED} forced by an operator (ringbearer breaker NAME reset lets it move)"]
+    return []
+
+
+def mode_cause(wedding: ModeReply) -> str:
+    """Why wedding-day mode is as it is.
 
     ``weekday saturday``, ``date 2027-06-12``, ``override until
-    2027-06-12T23:00+01:00``, ``override until auto`` (an override with no
-    end) or ``off`` (the calendar has nothing today).
+    2027-06-12T23:00+01:00``, ``override until set back to auto`` (an
+    override with no end) or ``off`` (the calendar has nothing today).
     """
-    wedding = status.get("wedding_day")
-    if not isinstance(wedding, Mapping):
-        return ""
-    cause, detail = wedding.get("cause"), str(wedding.get("detail") or "")
-    if cause in ("weekday", "date"):
-        return f"{cause} {detail}"
-    if cause == "operator":
-        return "override " + (detail.removeprefix("operator").strip() or "until auto")
+    if wedding.cause in ("weekday", "date"):
+        return f"{wedding.cause} {wedding.detail}"
+    if wedding.cause == "operator":
+        until = wedding.detail.removeprefix("operator").strip()
+        return "override " + (until or "until set back to auto")
     return "off"
 
 
-def _mode(mode: str, cause: str) -> str:
-    return f"mode {mode}" + (f" ({cause})" if cause else "")
+def mode_line(mode: str, wedding: ModeReply) -> str:
+    return f"mode {mode} ({mode_cause(wedding)})"
 
 
-def _state(i: Mapping[str, Any]) -> str:
-    return str(i["state"]) + (" (paused)" if i["paused"] else "")
+def _state(i: IntegrationStatus) -> str:
+    return i.state + (" (paused)" if i.paused else "")
 
 
-def _breaker(i: Mapping[str, Any]) -> str:
-    return str(i["breaker"]) + ("*" if i["breaker_forced"] else "")
+def _breaker(i: IntegrationStatus) -> str:
+    return i.breaker + (FORCED if i.breaker_forced else "")
 
 
-def _queued(entry: Mapping[str, Any]) -> tuple[str, str, str]:
-    q = entry["queued"]
-    return str(q["critical"]), str(q["normal"]), str(q["bulk"])
+def _queued(q: QueueDepth) -> tuple[str, str, str]:
+    return str(q.critical), str(q.normal), str(q.bulk)
 
 
-def _budget_lines(integrations: Iterable[Mapping[str, Any]]) -> list[str]:
+def _budget_lines(integrations: Iterable[IntegrationStatus]) -> list[str]:
     """Quota budgets below the table, one line each (most integrations have none)."""
     lines = [
-        f"  {i['name']}: {b['used']} of {b['limit']} a {b['per']} used; "
-        f"{b['left_for_critical']} left for critical work, {b['left_for_others']} for the rest"
+        f"  {i.name}: {b.used} of {b.limit} a {b.per} used; "
+        f"{b.left_for_critical} left for critical work, {b.left_for_others} for the rest"
         for i in integrations
-        for b in i.get("budgets", ())
+        for b in i.budgets
     ]
     return ["", "BUDGETS", *lines] if lines else []
 
@@ -142,58 +193,28 @@ def _budget_lines(integrations: Iterable[Mapping[str, Any]]) -> list[str]:
 # -- top ------------------------------------------------------------------------------
 
 
-def top_rows(
-    previous: Mapping[str, Any] | None, current: Mapping[str, Any], elapsed: float
-) -> dict[str, Any]:
-    """The numbers ``top`` shows: the current snapshot, with rates over ``elapsed`` seconds.
+def top_rows(previous: StatusReply | None, current: StatusReply, elapsed: float) -> dict[str, Any]:
+    """The numbers ``top`` shows (``top --json``): the snapshot, with rates over ``elapsed`` s.
 
     Rates need two snapshots of the same run: with no previous one, or one
     from before a restart of the daemon, they are None.
     """
     same_run = (
-        previous is not None
-        and elapsed > 0
-        and previous["uptime_seconds"] <= current["uptime_seconds"]
+        previous is not None and elapsed > 0 and previous.uptime_seconds <= current.uptime_seconds
     )
-    before = {i["name"]: i for i in previous["integrations"]} if previous and same_run else {}
-
-    def rate(i: Mapping[str, Any], key: str) -> float | None:
-        old = before.get(i["name"])
-        if old is None:
-            return None
-        return max(0.0, float(i[key] - old[key])) / elapsed  # a rebuilt actor starts at 0
-
-    integrations = [
-        {
-            "name": i["name"],
-            "state": _state(i),
-            "breaker": _breaker(i),
-            "health": i["health"],
-            "queued": dict(i["queued"]),
-            "in_flight": i["in_flight"],
-            "delivered_per_second": rate(i, "delivered"),
-            "retried_per_second": rate(i, "retried"),
-            "dead_per_second": rate(i, "dead"),
-            "restarts": i["restarts"],
-        }
-        for i in current["integrations"]
-    ]
+    before = {i.name: i for i in previous.integrations} if previous and same_run else {}
+    integrations = [_top_integration(i, before.get(i.name), elapsed) for i in current.integrations]
     groups = [
-        {
-            "name": name,
-            "paused": g["paused"],
-            "queued": dict(g["queued"]),
-            "in_flight": g["in_flight"],
-        }
-        for name, g in current["groups"].items()
+        {"name": name, "paused": g.paused, "queued": _depth(g.queued), "in_flight": g.in_flight}
+        for name, g in current.groups.items()
     ]
     entries = [*integrations, *groups]
     rates = [i["delivered_per_second"] for i in integrations]
     return {
-        "version": current["version"],
-        "mode": current.get("mode", "normal"),
-        "mode_cause": mode_cause(current),
-        "uptime_seconds": current["uptime_seconds"],
+        "version": current.version,
+        "mode": current.mode,
+        "mode_cause": mode_cause(current.wedding_day),
+        "uptime_seconds": current.uptime_seconds,
         "queued": {p: sum(e["queued"][p] for e in entries) for p in PRIORITIES},
         "in_flight": sum(e["in_flight"] for e in entries),
         # An integration added by a reload has no rate yet; the others still count.
@@ -205,9 +226,50 @@ def top_rows(
     }
 
 
+def _depth(q: QueueDepth) -> dict[str, int]:
+    return {"critical": q.critical, "normal": q.normal, "bulk": q.bulk}
+
+
+def _top_integration(
+    i: IntegrationStatus, old: IntegrationStatus | None, elapsed: float
+) -> dict[str, Any]:
+    def rate(now: int, then: int | None) -> float | None:
+        # A rebuilt actor starts at 0: never a negative rate.
+        return None if then is None else max(0.0, float(now - then)) / elapsed
+
+    return {
+        "name": i.name,
+        "state": _state(i),
+        "breaker": _breaker(i),
+        "health": i.health,
+        "queued": _depth(i.queued),
+        "in_flight": i.in_flight,
+        "delivered_per_second": rate(i.delivered, None if old is None else old.delivered),
+        "retried_per_second": rate(i.retried, None if old is None else old.retried),
+        "dead_per_second": rate(i.dead, None if old is None else old.dead),
+        "restarts": i.restarts,
+    }
+
+
+TOP_HEAD = (
+    "INTEGRATION",
+    "STATE",
+    "BREAKER",
+    "HEALTH",
+    "CRIT",
+    "NORM",
+    "BULK",
+    "FLIGHT",
+    "DELIV/S",
+    "RETRY/S",
+    "DEAD/S",
+    "RESTARTS",
+)
+
+
 def render_top(
-    previous: Mapping[str, Any] | None,
-    current: Mapping[str, Any],
+    previous: StatusReply | None,
+    current: StatusReply,
     elapsed: float,
     *,
     refresh: float | None = None,
@@ -219,8 +281,8 @@ def render_top(
     model = top_rows(previous, current, elapsed)
     q = model["queued"]
     head = (
-        f"ringbearer {model['version']} · {_mode(model['mode'], model['mode_cause'])} · "
-        f"up {_duration(model['uptime_seconds'])}"
+        f"ringbearer {model['version']} · {mode_line(current.mode, current.wedding_day)} · "
+        f"up {duration(model['uptime_seconds'])}"
     )
     if refresh is not None:
         head += f" · every {refresh:g} s · Ctrl-C quits"
@@ -228,129 +290,99 @@ def render_top(
         f"queued {q['critical']} critical, {q['normal']} normal, {q['bulk']} bulk · "
         f"in flight {model['in_flight']} · delivered {_rate(model['delivered_per_second'])}/s"
     )
-    rows = [
-        (
-            "INTEGRATION",
-            "STATE",
-            "BREAKER",
-            "HEALTH",
-            "CRIT",
-            "NORM",
-            "BULK",
-            "FLIGHT",
-            "DELIV/S",
-            "RETRY/S",
-            "DEAD/S",
-            "RESTARTS",
-        )
-    ]
-    for i in model["integrations"]:
-        rows.append(
-            (
-                i["name"],
-                i["state"],
-                i["breaker"],
-                i["health"],
-                *_queued(i),
-                str(i["in_flight"]),
-                _rate(i["delivered_per_second"]),
-                _rate(i["retried_per_second"]),
-                _rate(i["dead_per_second"]),
-                str(i["restarts"]),
-            )
-        )
-    for g in model["groups"]:
-        state = "paused" if g["paused"] else "-"
-        rows.append(
-            (
-                f"{g['name']} (group)",
-                state,
-                "-",
-                "-",
-                *_queued(g),
-                str(g["in_flight"]),
-                "-",
-                "-",
-                "-",
-                "-",
-            )
-        )
-    return "\n".join([head, totals, "", *table(rows, right=range(4, 12))])
+    rows = [TOP_HEAD, *map(_top_row, model["integrations"]), *map(_top_group, model["groups"])]
+    legend = _legend(current.integrations)
+    return "\n".join([head, totals, "", *table(rows, right=range(4, 12)), *legend])
+
+
+def _top_row(i: dict[str, Any]) -> tuple[str, ...]:
+    rates = (i["delivered_per_second"], i["retried_per_second"], i["dead_per_second"])
+    queued = tuple(str(i["queued"][p]) for p in PRIORITIES)
+    return (
+        i["name"], i["state"], i["breaker"], i["health"], *queued, str(i["in_flight"]),
+        *(_rate(r) for r in rates), str(i["restarts"]),
+    )  # fmt: skip
+
+
+def _top_group(g: dict[str, Any]) -> tuple[str, ...]:
+    queued = tuple(str(g["queued"][p]) for p in PRIORITIES)
+    state = "paused" if g["paused"] else "-"
+    name, flight = f"{g['name']} (group)", str(g["in_flight"])
+    return (name, state, "-", "-", *queued, flight, "-", "-", "-", "-")
 
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 # -- dead letters and the audit log -----------------------------------------------------
 
 
-def format_dead_letters(letters: Sequence[Mapping[str, Any]]) -> str:
-    if not letters:
+def format_dead_letters(reply: DeadLettersReply, command: str) -> str:
+    """Dead letters newest first; when more are left, how to see the next page."""
+    if not reply.dead_letters:
         return "no dead letters"
     rows = [("ID", "TARGET", "INTEGRATION", "DEAD SINCE", "ATTEMPTS", "REASON")]
     rows += [
         (
-            str(d["message_id"]),
-            d["target"],
-            d["integration"] or "-",
-            utc(d["at"]) if d["at"] else "-",
-            str(d["attempts"]),
-            d["reason"] or "-",
+            str(d.message_id),
+            d.target,
+            d.integration or "-",
+            utc(d.at) if d.at else "-",
+            str(d.attempts),
+            d.reason or "-",
         )
-        for d in letters
+        for d in reply.dead_letters
     ]
-    return "\n".join(table(rows, right=(0, 4)))
+    return "\n".join(table(rows, right=(0, 4)) + _more(reply.before, command))
 
 
-def format_dead_letter(d: Mapping[str, Any]) -> str:
+def _more(before: int | None, command: str) -> list[str]:
+    if before is None:
+        return []
+    return ["", f"more, older ones: {command} --before {before}"]
+
+
+def format_dead_letter(d: DeadLetterReply) -> str:
     """``dead-letters show``: the message, its payload, its reason and its history."""
-    message = d.get("message") or {}
-    priority = message.get("priority")
-    if isinstance(priority, int) and 0 <= priority < len(PRIORITIES):
-        priority = PRIORITIES[priority]
+    message = d.message
     fields = [
-        ("target", d["target"]),
-        ("integration", d["integration"] or "-"),
-        ("priority", priority if priority is not None else "-"),
-        ("key", message.get("idempotency_key", "-")),
-        ("submitted", utc(message["created_at"]) if message.get("created_at") else "-"),
-        ("dead since", utc(d["at"]) if d["at"] else "-"),
-        ("attempts", str(d["attempts"])),
-        ("reason", d["reason"] or "-"),
+        ("target", d.target),
+        ("integration", d.integration or "-"),
+        ("priority", message.priority if message else "-"),
+        ("key", message.idempotency_key if message else "-"),
+        ("submitted", utc(message.created_at) if message else "-"),
+        ("dead since", utc(d.at) if d.at else "-"),
+        ("attempts", str(d.attempts)),
+        ("reason", d.reason or "-"),
     ]
     width = max(len(name) for name, _ in fields)
-    lines = [f"dead letter {d['message_id']}", ""]
+    lines = [f"dead letter {d.message_id}", ""]
     lines += [f"  {name.ljust(width)}  {value}" for name, value in fields]
-    payload = json.dumps(d["payload"], indent=2, ensure_ascii=False)
+    payload = json.dumps(d.payload, indent=2, ensure_ascii=False)
     lines += ["", "payload", *(f"  {line}" for line in payload.splitlines())]
-    lines += ["", "history", *(f"  {event_line(e)}" for e in d.get("events", ()))]
+    lines += ["", "history", *(f"  {event_line(e)}" for e in d.events)]
     return "\n".join(lines)
 
 
-def event_line(e: Mapping[str, Any]) -> str:
-    at = datetime.datetime.fromtimestamp(e["at"], datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    who = f" msg={e['message_id']}" if e["message_id"] is not None else ""
-    where = f" {e['integration']}" if e["integration"] else ""
-    detail = f" {json.dumps(e['detail'], separators=(',', ':'))}" if e["detail"] else ""
-    return f"{at} {e['kind']}{where}{who}{detail}"
+def event_line(e: EventView) -> str:
+    at = datetime.datetime.fromtimestamp(e.at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    who = f" msg={e.message_id}" if e.message_id is not None else ""
+    where = f" {e.integration}" if e.integration else ""
+    detail = f" {json.dumps(e.detail, separators=(',', ':'))}" if e.detail else ""
+    return f"{at} {e.kind}{where}{who}{detail}"
+
+
+def format_audit(reply: AuditReply, command: str) -> str:
+    """Events newest first; when more are left, how to see the next page."""
+    if not reply.events:
+        return "no events"
+    return "\n".join([event_line(e) for e in reply.events] + _more(reply.before, command))
 
 
 def format_changed(verb: str, done: Sequence[int], skipped: Sequence[int]) -> str:
     """The summary of a replay or a purge."""
-    noun = "dead letter" if len(done) == 1 else "dead letters"
-    line = f"{verb} {len(done)} {noun}"
+    line = f"{verb} {plural(len(done), 'dead letter')}"
     if skipped:
         shown = ", ".join(str(i) for i in skipped[:20]) + (", ..." if len(skipped) > 20 else "")
         were = "was not a dead letter" if len(skipped) == 1 else "were not dead letters"
@@ -364,139 +396,49 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total}"
 
 
-# -- the config as TOML -------------------------------------------------------------------
+# -- the rest ------------------------------------------------------------------------------
 
 
-def config_document(config: Any) -> dict[str, Any]:
-    """A loaded config as plain data, every default filled in, secrets as their references.
+def format_mode(r: ModeReply) -> str:
+    line = "wedding-day mode " + ("on" if r.wedding_day else "off")
+    if r.detail:
+        line += f" ({r.detail})"
+    if r.override is None:
+        line += "; following the calendar"
+    return line
 
-    Integrations are written out whole (what ``[defaults]`` gave them is in
-    each), so the document has no ``[defaults]`` of its own.
-    """
-    import attrs
 
-    from ._config import make_converter
+def format_alerts(r: AlertsReply) -> str:
+    rows = [
+        f"{a.id:>4}  {a.severity.value:<8}  {'acked' if a.acked else 'open':<5}  {a.summary}"
+        for a in r.alerts
+    ]
+    return "\n".join(rows) or "no open alerts"
 
-    converter = make_converter()
-    document: dict[str, Any] = {
-        f.name: converter.unstructure(getattr(config, f.name))
-        for f in attrs.fields(type(config))
-        if attrs.has(type(getattr(config, f.name)))  # the sections; not source, not the maps
+
+def format_reload(r: ReloadReply) -> str:
+    lines = [
+        f"{label}: {', '.join(names)}"
+        for names, label in ((r.added, "added"), (r.removed, "removed"), (r.changed, "re-tuned"))
+        if names
+    ]
+    if r.groups_changed:
+        lines.append("groups: changed")
+    if r.needs_restart:
+        lines.append(f"kept until a restart: [{'], ['.join(r.needs_restart)}]")
+    return "\n".join(lines) or "reloaded: nothing changed"
+
+
+def format_preflight(report: PreflightReply) -> str:
+    """A table: one row per step, the integration named on its first row; a verdict line."""
+    rows = [("INTEGRATION", "KIND", "STEP", "RESULT", "REASON")]
+    for i in report.integrations:
+        for n, step in enumerate(i.steps):
+            name, kind = (i.name, i.kind) if n == 0 else ("", "")
+            rows.append((name, kind, step.step, step.verdict, step.reason))
+    counts = {
+        v: sum(1 for i in report.integrations if i.verdict == v) for v in ("pass", "warn", "fail")
     }
-    document["integrations"] = {
-        name: _integration(converter, settings) for name, settings in config.integrations.items()
-    }
-    document["groups"] = {name: list(members) for name, members in config.groups.items()}
-    cleaned: dict[str, Any] = _without_none(document)
-    return cleaned
-
-
-def _integration(converter: Any, settings: Any) -> dict[str, Any]:
-    import attrs
-
-    shared = {
-        f.name: converter.unstructure(getattr(settings, f.name))
-        for f in attrs.fields(type(settings))
-        if f.name not in ("name", "family", "provider")
-    }
-    return {**shared, **converter.unstructure(settings.provider)}
-
-
-STARTER_SECRETS = {
-    "resend": {"api_key": {"env": "RESEND_API_KEY"}},
-    "mailgun": {"api_key": {"env": "MAILGUN_API_KEY"}, "domain": "mg.example.com"},
-    "smtp": {
-        "host": "smtp.example.com",
-        "username": {"env": "SMTP_USERNAME"},
-        "password": {"env": "SMTP_PASSWORD"},
-    },
-}
-
-
-def starter_document() -> dict[str, Any]:
-    """``config init``: every section at its defaults, the sandbox on, one email group."""
-    import attrs
-
-    from ._config import _Defaults, _TopLevel, make_converter
-    from .integrations import provider_kinds
-
-    converter, kinds = make_converter(), provider_kinds()
-    top = _TopLevel()
-    document: dict[str, Any] = {
-        f.name: converter.unstructure(getattr(top, f.name))
-        for f in attrs.fields(_TopLevel)
-        if attrs.has(type(getattr(top, f.name)))
-    }
-    document["sandbox"]["enabled"] = True
-    document["defaults"] = converter.unstructure(_Defaults())
-    document["integrations"] = {
-        name: {
-            "kind": name,
-            # Structured then unstructured: the provider's own defaults filled in.
-            **converter.unstructure(converter.structure(raw, kinds[name].settings_type)),
-        }
-        for name, raw in STARTER_SECRETS.items()
-    }
-    document["groups"] = {"email": list(STARTER_SECRETS)}
-    cleaned: dict[str, Any] = _without_none(document)
-    return cleaned
-
-
-def _without_none(value: Any) -> Any:
-    """TOML has no null: a key whose value is None is left out (None is then its default)."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_without_none(v) for v in value]
-    return value
-
-
-def to_toml(document: Mapping[str, Any], header: str = "") -> str:
-    """TOML by tomli-w; small leaf tables (secret references, principals) written inline."""
-    import tomli_w
-
-    inline: dict[str, str] = {}
-    text = tomli_w.dumps(_inline_small(document, inline, depth=0))
-    for token, rendered in inline.items():
-        text = text.replace(tomli_w.dumps({"v": token})[4:-1], rendered)
-    comments = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
-    return comments + ("\n" if comments else "") + text
-
-
-def _inline_small(value: Any, inline: dict[str, str], depth: int) -> Any:
-    """Replace short arrays and small leaf tables by tokens for their one-line forms.
-
-    tomli-w writes every table as a ``[section]`` and every array over several
-    lines; ``api_key = { env = "NAME" }`` and ``weekdays = ["saturday"]`` read
-    better. Sections (the top two levels) stay sections.
-    """
-    small = isinstance(value, list) or (isinstance(value, dict) and depth >= 2 and len(value) <= 2)
-    rendered = _one_line(value) if small else None
-    if rendered is not None and len(rendered) <= INLINE_WIDTH:
-        token = f"@@ringbearer-inline-{len(inline)}@@"
-        inline[token] = rendered
-        return token
-    if isinstance(value, dict):
-        return {k: _inline_small(v, inline, depth + 1) for k, v in value.items()}
-    return value
-
-
-INLINE_WIDTH = 80
-
-
-def _one_line(value: Any) -> str | None:
-    """``value`` as one line of TOML, or None when it holds a table of tables."""
-    import tomli_w
-
-    if isinstance(value, list):
-        items = [_one_line(v) for v in value]
-        return None if None in items else "[" + ", ".join(str(i) for i in items) + "]"
-    if isinstance(value, dict):
-        parts = []
-        for k, v in value.items():
-            one = None if isinstance(v, dict) else _one_line(v)
-            if one is None:
-                return None
-            parts.append(f"{tomli_w.dumps({k: 0}).rstrip()[: -len(' = 0')]} = {one}")
-        return "{ " + ", ".join(parts) + " }" if parts else "{}"
-    return str(tomli_w.dumps({"v": value})[4:-1])
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
+    summary = f"{report.verdict}: {plural(len(report.integrations), 'integration')} ({tally})"
+    return "\n".join([f"preflight against {report.checked}", "", *table(rows), "", summary])

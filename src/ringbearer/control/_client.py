@@ -1,4 +1,8 @@
-"""A small blocking client for the control socket, used by the CLI."""
+"""A small blocking client for the control socket, used by the CLI.
+
+``call`` sends a typed request and returns its typed reply; ``raw`` speaks
+the wire's dicts (for scripts and tests of the wire itself).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import itertools
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .._errors import ControlError, ErrorCode, RequestError
 from . import _protocol
+
+R = TypeVar("R")
 
 
 class Client:
@@ -29,6 +35,7 @@ class Client:
                 " (is it running? is --socket right?)"
             ) from exc
         self._file = self._sock.makefile("rb")
+        self._converter = _protocol.converter()
 
     def __enter__(self) -> Client:
         return self
@@ -40,10 +47,21 @@ class Client:
         self._file.close()
         self._sock.close()
 
-    def call(
+    def call(self, request: _protocol.Asks[R], *, timeout: float | None = None) -> R:
+        """Send one typed request and return its typed reply; RequestError on an error reply."""
+        args = self._converter.unstructure(request)
+        result = self.raw(
+            _protocol.command_name(cast(_protocol.Request, request)), args, timeout=timeout
+        )
+        try:
+            return cast(R, self._converter.structure(result, type(request).reply))
+        except Exception as exc:
+            raise ControlError(f"unreadable reply to {type(request).__name__}: {exc}") from exc
+
+    def raw(
         self, cmd: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
-        """Send one request and return its result; raise RequestError on an error reply."""
+        """Send one request as wire dicts and return its result; RequestError on an error reply."""
         request_id = next(self._ids)
         if timeout is not None:
             self._sock.settimeout(timeout)

@@ -8,19 +8,45 @@ only ever sees a well-typed request; anything else gets an error reply.
 
 from __future__ import annotations
 
+import enum
 import json
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 import cattrs
 
-from .._config import make_converter
+from .. import _converter
+from .._audit_kinds import EventKind
 from .._errors import ErrorCode, RequestError
+from . import _replies as r
 
-PROTOCOL_VERSION = 1
+# 2: typed replies; audit and dead-letters newest first with a ``before`` cursor;
+# key_reused; breaker actions and override states checked as enums.
+PROTOCOL_VERSION = 2
 MAX_LINE = 1 << 20  # one request line, bytes
 MAX_MESSAGES_PER_SUBMIT = 10_000
 MAX_IDS_PER_REQUEST = 10_000  # dead-letter replay and purge: the CLI sends chunks of 1,000
+
+
+R = TypeVar("R", covariant=True)
+
+
+class Asks(Generic[R]):
+    """A request whose result is an ``R`` (its class is ``reply``)."""
+
+    reply: ClassVar[type[Any]]
+
+
+class BreakerAction(enum.StrEnum):
+    OPEN = "open"
+    CLOSE = "close"
+    RESET = "reset"
+
+
+class OverrideState(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+    AUTO = "auto"  # back to the calendar
 
 
 @attrs.frozen
@@ -33,68 +59,90 @@ class MessageIn:
 
 
 @attrs.frozen
-class Submit:
+class Submit(Asks[r.SubmitReply]):
     messages: list[MessageIn] = attrs.Factory(list)
+
+    reply = r.SubmitReply
 
 
 @attrs.frozen
-class Status:
-    pass
+class Status(Asks[r.StatusReply]):
+    reply = r.StatusReply
 
 
 # ``force``: a change during the wedding-day freeze (logged as forced).
 
 
 @attrs.frozen
-class Pause:
+class Pause(Asks[r.PauseReply]):
     name: str
     force: bool = False
 
+    reply = r.PauseReply
+
 
 @attrs.frozen
-class Resume:
+class Resume(Asks[r.PauseReply]):
     name: str
     force: bool = False
 
+    reply = r.PauseReply
+
 
 @attrs.frozen
-class Breaker:
+class Breaker(Asks[r.BreakerReply]):
     name: str
-    action: str  # open | close | reset
+    action: BreakerAction
     force: bool = False
 
+    reply = r.BreakerReply
+
 
 @attrs.frozen
-class Wait:
+class Wait(Asks[r.WaitReply]):
     """Wait until nothing is queued or in flight, or until a breaker is in a state."""
 
     timeout: float = 60.0
     breaker: str | None = None  # "NAME=STATE", e.g. "resend=closed"
 
+    reply = r.WaitReply
+
 
 @attrs.frozen
-class Audit:
+class Audit(Asks[r.AuditReply]):
+    """Audit events, newest first; ``before`` (an event id) pages back."""
+
     since: float | None = None
     message: int | None = None
     limit: int = 1000
-    kinds: list[str] = attrs.Factory(list)  # only events of these kinds; empty: every kind
+    kinds: list[EventKind] = attrs.Factory(list)  # only events of these kinds; empty: every kind
+    before: int | None = None
+
+    reply = r.AuditReply
 
 
 @attrs.frozen
-class DeadLetters:
+class DeadLetters(Asks[r.DeadLettersReply]):
+    """Dead letters, newest first; ``before`` (a message id) pages back."""
+
     limit: int = 1000
     target: str | None = None  # only those sent to this integration or group
+    before: int | None = None
+
+    reply = r.DeadLettersReply
 
 
 @attrs.frozen
-class DeadLetter:
+class DeadLetter(Asks[r.DeadLetterReply]):
     """One dead letter: the message, its payload, its reason and its history."""
 
     id: int
 
+    reply = r.DeadLetterReply
+
 
 @attrs.frozen
-class ReplayDead:
+class ReplayDead(Asks[r.ReplayReply]):
     """Put dead letters back in the queue as fresh work: ``ids``, or ``all`` (of ``target``).
 
     With ``all``, one request takes at most ``limit`` of them, those with an
@@ -110,15 +158,17 @@ class ReplayDead:
     limit: int = 1000
     by: str = "operator"
 
+    reply = r.ReplayReply
+
     def check(self) -> None:
         _check_selection(self.ids, self.all, self.limit, target=self.target)
 
-    def reply(self, done: list[int], remaining: int) -> dict[str, Any]:
-        return _selection_reply("replayed", self.ids, done, remaining)
+    def skipped(self, done: list[int]) -> list[int]:
+        return sorted(set(self.ids) - set(done))
 
 
 @attrs.frozen
-class PurgeDead:
+class PurgeDead(Asks[r.PurgeReply]):
     """Remove dead letters from the messages table (their audit history stays).
 
     As :class:`ReplayDead`; ``older_than`` (seconds, with ``all``) takes only
@@ -133,6 +183,8 @@ class PurgeDead:
     limit: int = 1000
     by: str = "operator"
 
+    reply = r.PurgeReply
+
     def check(self) -> None:
         if self.older_than is not None and self.older_than < 0:
             raise RequestError(ErrorCode.BAD_ARGS, "older_than must not be negative")
@@ -140,15 +192,8 @@ class PurgeDead:
             self.ids, self.all, self.limit, target=self.target, older_than=self.older_than
         )
 
-    def reply(self, done: list[int], remaining: int) -> dict[str, Any]:
-        return _selection_reply("purged", self.ids, done, remaining)
-
-
-def _selection_reply(
-    verb: str, asked: list[int], done: list[int], remaining: int
-) -> dict[str, Any]:
-    """The ids done; the ids asked for that were not dead letters; how many more match ``all``."""
-    return {verb: done, "skipped": sorted(set(asked) - set(done)), "remaining": remaining}
+    def skipped(self, done: list[int]) -> list[int]:
+        return sorted(set(self.ids) - set(done))
 
 
 def _check_selection(ids: list[int], every: bool, limit: int, **only_with_all: object) -> None:
@@ -165,38 +210,59 @@ def _check_selection(ids: list[int], every: bool, limit: int, **only_with_all: o
 
 
 @attrs.frozen
-class Message:
+class Message(Asks[r.MessageReply]):
     id: int
 
+    reply = r.MessageReply
+
 
 @attrs.frozen
-class InjectCrash:
+class InjectCrash(Asks[r.CrashReply]):
     name: str
 
+    reply = r.CrashReply
+
 
 @attrs.frozen
-class Reload:
+class Reload(Asks[r.ReloadReply]):
     """Read the config file again and apply it."""
 
     force: bool = False
 
+    reply = r.ReloadReply
+
 
 @attrs.frozen
-class WeddingDay:
+class WeddingDay(Asks[r.ModeReply]):
     """Show the mode (``state`` None), or set it: on / off (until a Unix time), or auto."""
 
-    state: str | None = None
+    state: OverrideState | None = None
     until: float | None = None
 
+    reply = r.ModeReply
+
 
 @attrs.frozen
-class Alerts:
+class Preflight(Asks[r.PreflightReply]):
+    """Check every integration where the daemon sends (its sandbox, or its providers)."""
+
+    timeout: float = 10.0  # each probe's bound, seconds
+
+    reply = r.PreflightReply
+
+
+@attrs.frozen
+class Alerts(Asks[r.AlertsReply]):
     """The open alerts."""
 
+    reply = r.AlertsReply
+
 
 @attrs.frozen
-class AlertsAck:
+class AlertsAck(Asks[r.AlertView]):
     id: int
+
+    reply = r.AlertView
 
 
 Request = (
@@ -217,6 +283,7 @@ Request = (
     | WeddingDay
     | Alerts
     | AlertsAck
+    | Preflight
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -237,6 +304,7 @@ COMMANDS: dict[str, type[Any]] = {
     "wedding-day": WeddingDay,
     "alerts": Alerts,
     "alerts-ack": AlertsAck,
+    "preflight": Preflight,
 }
 
 
@@ -284,7 +352,7 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
     try:
         request = converter.structure(args, kind)
     except Exception as exc:
-        lines = cattrs.transform_error(exc, path="args")
+        lines = cattrs.transform_error(exc, path="args", format_exception=_converter.describe_error)
         raise _with_id(RequestError(ErrorCode.BAD_ARGS, "; ".join(lines)), request_id) from exc
     return Envelope(request_id, request)
 
@@ -316,4 +384,5 @@ def request_line(request_id: Any, cmd: str, args: dict[str, Any]) -> bytes:
 
 
 def converter() -> cattrs.Converter:
-    return make_converter()
+    """The project's one converter: requests and replies cross the wire through it."""
+    return _converter.make()

@@ -280,7 +280,7 @@ async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:
     try:
         envelope = _protocol.parse(line, converter)
         request_id = envelope.id
-        return _protocol.ok(request_id, await handle(envelope.request))
+        return _protocol.ok(request_id, converter.unstructure(await handle(envelope.request)))
     except _protocol.IdentifiedError as exc:
         return _protocol.error(exc.request_id, exc.code, exc.message)
     except RequestError as exc:

@@ -1,7 +1,9 @@
 """Integrations: one module per family, each provider a row of one table.
 
 A provider is its settings class, a payload check, how to build its request
-and how to classify its answer. Each family module lists its rows in
+and how to classify its answer, and the probe preflight runs to check it
+sending nothing (:class:`ReadOnly`, :class:`Connect` or :class:`InThread`,
+each coming to a :class:`Finding`). Each family module lists its rows in
 ``KINDS``; :func:`provider_kinds` gathers them; the daemon builds an
 :class:`Adapter` from a row, and each actor lane opens a :class:`Lane` from
 the adapter.
@@ -14,11 +16,17 @@ from ._base import Adapter as Adapter
 from ._base import AdapterContext as AdapterContext
 from ._base import BatchingLane as BatchingLane
 from ._base import BatchLimits as BatchLimits
+from ._base import Connect as Connect
+from ._base import Finding as Finding
 from ._base import HttpAdapter as HttpAdapter
 from ._base import HttpCall as HttpCall
 from ._base import HttpProvider as HttpProvider
+from ._base import InThread as InThread
 from ._base import Lane as Lane
+from ._base import Probe as Probe
 from ._base import ProviderKind as ProviderKind
+from ._base import ReadOnly as ReadOnly
+from ._base import Verdict as Verdict
 from ._fake import FakeAdapter as FakeAdapter
 from ._fake import FakeSettings as FakeSettings
 from ._fake import fake_kinds as fake_kinds

@@ -34,12 +34,19 @@ The translation of httpx's exceptions::
 The response helpers below (wait hints, a safe JSON reader, the default
 status table), the payload field readers and :func:`conforming_id` (a
 provider's id from an idempotency key) are what providers build on.
+
+Each row of the table also carries its preflight probe, a description that
+preflight runs without sending anything: a :class:`ReadOnly` request built
+as the adapter builds its own (base URL, credentials), a :class:`Connect`
+to the adapter's host where the provider offers no read-only call, or a
+blocking check :class:`InThread` (SMTP). Each comes to a :class:`Finding`.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import enum
 import functools
 import hashlib
 import math
@@ -144,6 +151,72 @@ class ProviderKind:
     settings_type: type  # frozen attrs class of the provider's own config keys
     build: Callable[[Any, AdapterContext], Adapter]
     family: str  # "email" | "alerts" | ...
+    probe: Probe | None = None  # preflight's check; None: not checked (a test's fake row)
+
+
+# --- preflight probes: what each row lets preflight check, sending nothing -------
+
+
+class Verdict(enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"  # not run, because an earlier step failed
+
+
+@attrs.frozen
+class Finding:
+    """What one check found, in one line that holds no secret."""
+
+    verdict: Verdict
+    reason: str
+
+
+@attrs.frozen
+class ReadOnly:
+    """A request that reads and changes nothing, made as the adapter makes its own.
+
+    ``call`` builds it from the settings and the context (the adapter's base
+    URL and credentials); ``read`` judges the answer.
+    """
+
+    call: Callable[[Any, AdapterContext], HttpCall]
+    read: Callable[[Any, httpx.Response], Finding]
+
+
+@attrs.frozen
+class Connect:
+    """No read-only call: a TCP connection to the URL's host (and TLS for https)."""
+
+    url: Callable[[Any, AdapterContext], str]
+
+
+@attrs.frozen
+class InThread:
+    """A blocking check run on a worker thread, bounded by its own socket timeout."""
+
+    check: Callable[[Any, AdapterContext], Finding]
+
+
+Probe = ReadOnly | Connect | InThread
+
+
+def _base_url(settings: Any, ctx: AdapterContext) -> str:
+    return ctx.base_url(settings.base_url)
+
+
+# The adapter's own base URL (the sandbox prefix there): for rows with a ``base_url``.
+CONNECT_TO_BASE_URL = Connect(_base_url)
+
+
+def refused(response: httpx.Response, words: str) -> Finding:
+    """The common reading of a failed read-only request."""
+    status = response.status_code
+    if status in (401, 403):
+        return Finding(Verdict.FAIL, f"credentials refused (HTTP {status}: {words})")
+    if status == 429:
+        return Finding(Verdict.WARN, f"rate limited (HTTP 429: {words}); credentials unchecked")
+    return Finding(Verdict.FAIL, f"HTTP {status}: {words}")
 
 
 # --- secrets -----------------------------------------------------------------
@@ -502,13 +575,16 @@ def _kind(
     settings_type: type[S],
     provider: Callable[[S, AdapterContext], Any],
     adapter: Callable[[Any, AdapterContext, Redactor], HttpAdapter],
+    probe: Probe | None,
 ) -> ProviderKind:
     def build(settings: Any, ctx: AdapterContext) -> Adapter:
         ledger = SecretLedger(ctx.secrets)
         made = provider(settings, attrs.evolve(ctx, secrets=ledger))
         return adapter(made, ctx, ledger.redactor())
 
-    return ProviderKind(kind=kind, settings_type=settings_type, build=build, family=family)
+    return ProviderKind(
+        kind=kind, settings_type=settings_type, build=build, family=family, probe=probe
+    )
 
 
 def http_kind(
@@ -516,10 +592,17 @@ def http_kind(
     family: str,
     settings_type: type[S],
     provider: Callable[[S, AdapterContext], HttpProvider],
+    *,
+    probe: Probe | None = None,
 ) -> ProviderKind:
     """A table row for a one-request provider: ``provider`` makes it from settings and context."""
     return _kind(
-        kind, family, settings_type, provider, lambda made, ctx, r: HttpAdapter(kind, made, ctx, r)
+        kind,
+        family,
+        settings_type,
+        provider,
+        lambda made, ctx, r: HttpAdapter(kind, made, ctx, r),
+        probe,
     )
 
 
@@ -528,6 +611,8 @@ def steps_kind(
     family: str,
     settings_type: type[S],
     provider: Callable[[S, AdapterContext], StepProvider],
+    *,
+    probe: Probe | None = None,
 ) -> ProviderKind:
     """A table row for a multi-step provider (see :class:`StepProvider`)."""
 
@@ -541,6 +626,7 @@ def steps_kind(
         settings_type,
         provider,
         lambda made, ctx, r: HttpAdapter(kind, made, ctx, r, make_lane=lane),
+        probe,
     )
 
 
@@ -549,6 +635,8 @@ def batch_kind(
     family: str,
     settings_type: type[S],
     provider: Callable[[S, AdapterContext], BatchProvider],
+    *,
+    probe: Probe | None = None,
 ) -> ProviderKind:
     """A table row for a batching provider (see :class:`BatchProvider`)."""
 
@@ -561,6 +649,7 @@ def batch_kind(
         settings_type,
         provider,
         lambda made, ctx, r: HttpAdapter(kind, made, ctx, r, make_lane=lane, batching=made.limits),
+        probe,
     )
 
 

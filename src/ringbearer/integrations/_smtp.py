@@ -41,10 +41,13 @@ from .._secrets import Secret, SecretRef
 from ._base import (
     AdapterContext,
     BatchLimits,
+    Finding,
+    InThread,
     Lane,
     ProviderKind,
     Redactor,
     SecretLedger,
+    Verdict,
     conforming_id,
     shorten,
 )
@@ -348,4 +351,46 @@ def build_smtp(settings: SmtpSettings, ctx: AdapterContext) -> SmtpAdapter:
     return SmtpAdapter(endpoint, ledger.redactor())
 
 
-KIND = ProviderKind(kind="smtp", settings_type=SmtpSettings, build=build_smtp, family="email")
+# --- preflight ---------------------------------------------------------------------
+
+
+def _session(settings: SmtpSettings, ctx: AdapterContext) -> Finding:
+    """Blocking: open a session as the adapter does, and QUIT before any transaction."""
+    endpoint = build_smtp(settings, ctx).endpoint
+    where = str(endpoint)
+    try:
+        conn = endpoint.connect()
+    except smtplib.SMTPAuthenticationError as exc:
+        return Finding(Verdict.FAIL, f"{where}: credentials refused ({_reply_words(exc)})")
+    except smtplib.SMTPResponseException as exc:
+        return Finding(Verdict.FAIL, f"{where}: {_reply_words(exc)}")
+    except smtplib.SMTPException as exc:
+        return Finding(Verdict.FAIL, f"{where}: {exc}")
+    except ssl.SSLError as exc:
+        return Finding(Verdict.FAIL, f"TLS failed with {where}: {exc}")
+    except OSError as exc:
+        return Finding(Verdict.FAIL, f"unreachable: {where}: {exc.strerror or exc}")
+    done = ["EHLO", *{"starttls": ["STARTTLS"], "tls": ["TLS"]}.get(endpoint.security, [])]
+    # The adapter's rule: the simulator's server may not offer AUTH; a real one must.
+    if endpoint.credentials is not None and (conn.has_extn("auth") or not endpoint.sandbox):
+        done.append("AUTH")
+    try:
+        conn.quit()
+    except (smtplib.SMTPException, OSError):
+        conn.close()
+    return Finding(Verdict.PASS, f"{where}: {', '.join(done)} accepted; QUIT before MAIL FROM")
+
+
+def _reply_words(exc: smtplib.SMTPResponseException) -> str:
+    error = exc.smtp_error
+    text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+    return f"SMTP {exc.smtp_code}: {shorten(text)}"
+
+
+KIND = ProviderKind(
+    kind="smtp",
+    settings_type=SmtpSettings,
+    build=build_smtp,
+    family="email",
+    probe=InThread(_session),
+)

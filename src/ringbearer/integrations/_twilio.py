@@ -37,8 +37,11 @@ from .._secrets import Secret, SecretRef
 from ._base import (
     E164,
     AdapterContext,
+    Finding,
     HttpCall,
     ProviderKind,
+    ReadOnly,
+    Verdict,
     basic_auth,
     check_text,
     classify_status,
@@ -48,6 +51,7 @@ from ._base import (
     http_kind,
     json_object,
     optional_str,
+    refused,
     required_str,
     retry_after,
     status_reason,
@@ -98,8 +102,9 @@ class TwilioAccount:
             raise ValueError("give either 'auth_token' or an API key, not both or neither")
 
     def endpoint(self, ctx: AdapterContext, resource: str) -> _Endpoint:
-        base = ctx.base_url(self.base_url)
-        url = f"{base}/2010-04-01/Accounts/{self.account_sid}/{resource}.json"
+        """Where ``resource`` is created, and who may create it; ``""``: the account itself."""
+        account = f"{ctx.base_url(self.base_url)}/2010-04-01/Accounts/{self.account_sid}"
+        url = f"{account}/{resource}.json" if resource else f"{account}.json"
         if self.api_key_sid is not None and self.api_key_secret is not None:
             return _Endpoint(url, self.api_key_sid, ctx.secrets(self.api_key_secret))
         assert self.auth_token is not None  # __attrs_post_init__ saw to it
@@ -285,7 +290,35 @@ def _loop(payload: Mapping[str, Any]) -> int:
     return loop
 
 
+# --- preflight ---------------------------------------------------------------------
+
+
+def _account(settings: TwilioAccount, ctx: AdapterContext) -> HttpCall:
+    """``GET /2010-04-01/Accounts/{AccountSid}.json``, as the adapter authenticates."""
+    endpoint = settings.endpoint(ctx, "")
+    headers = {"Authorization": basic_auth(endpoint.user, endpoint.password)}
+    return HttpCall("GET", endpoint.url, headers=headers)
+
+
+def _read_account(settings: TwilioAccount, response: httpx.Response) -> Finding:
+    words = detail(response, "code", "message")
+    if response.status_code == 404:
+        return Finding(Verdict.FAIL, f"account {settings.account_sid} not found ({words})")
+    if not response.is_success:
+        return refused(response, words)
+    body = json_object(response) or {}
+    status, kind = body.get("status"), body.get("type")
+    if status in ("suspended", "closed"):
+        return Finding(Verdict.FAIL, f"credentials accepted, but the account is {status}")
+    if kind == "Trial":
+        words = "credentials accepted; a trial account texts and calls verified numbers only"
+        return Finding(Verdict.WARN, words)
+    return Finding(Verdict.PASS, f"credentials accepted; the account is {status or 'found'}")
+
+
+_PROBE = ReadOnly(_account, _read_account)
+
 KINDS: tuple[ProviderKind, ...] = (
-    http_kind("twilio_sms", "alerts", TwilioSmsSettings, TwilioSms.from_settings),
-    http_kind("twilio_call", "alerts", TwilioCallSettings, TwilioCall.from_settings),
+    http_kind("twilio_sms", "alerts", TwilioSmsSettings, TwilioSms.from_settings, probe=_PROBE),
+    http_kind("twilio_call", "alerts", TwilioCallSettings, TwilioCall.from_settings, probe=_PROBE),
 )

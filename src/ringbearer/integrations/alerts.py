@@ -29,9 +29,14 @@ from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from . import _twilio
 from ._base import (
+    CONNECT_TO_BASE_URL,
     AdapterContext,
+    Connect,
+    Finding,
     HttpCall,
     ProviderKind,
+    ReadOnly,
+    Verdict,
     bearer,
     choice,
     classify_status,
@@ -44,6 +49,7 @@ from ._base import (
     optional_list,
     optional_mapping,
     optional_str,
+    refused,
     required_str,
     retry_after,
     secret_url,
@@ -140,6 +146,13 @@ class SlackChatSettings:
     base_url: str = "https://slack.com/api"
 
 
+def _slack_api(settings: SlackChatSettings, ctx: AdapterContext) -> str:
+    # The simulator serves the real path, /api/chat.postMessage, under its
+    # prefix; the setting is the API root, /api included, as Slack's SDKs take it.
+    api = ctx.base_url("") + "/api" if ctx.base_url_override else settings.base_url
+    return api.rstrip("/")
+
+
 @attrs.frozen
 class SlackChat:
     """``POST {api}/chat.postMessage`` with a bearer token; errors are words in a 200."""
@@ -150,10 +163,7 @@ class SlackChat:
 
     @classmethod
     def from_settings(cls, settings: SlackChatSettings, ctx: AdapterContext) -> SlackChat:
-        # The simulator serves the real path, /api/chat.postMessage, under its
-        # prefix; the setting is the API root, /api included, as Slack's SDKs take it.
-        api = ctx.base_url("") + "/api" if ctx.base_url_override else settings.base_url
-        url = f"{api.rstrip('/')}/chat.postMessage"
+        url = f"{_slack_api(settings, ctx)}/chat.postMessage"
         return cls(ctx.secrets(settings.token), url, settings.channel)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
@@ -335,9 +345,65 @@ class PagerDuty:
         return classify_status(response, words, wait_429=PAGERDUTY_RATE_LIMIT_WAIT)
 
 
+# --- preflight ---------------------------------------------------------------------
+
+
+def _webhook_url(settings: SlackWebhookSettings, ctx: AdapterContext) -> str:
+    """The adapter's own webhook URL: a webhook has no read-only call."""
+    return SlackWebhook.from_settings(settings, ctx).url.reveal()
+
+
+def _slack_auth_test(settings: SlackChatSettings, ctx: AdapterContext) -> HttpCall:
+    """``POST auth.test``, with the adapter's own token and API root."""
+    token = SlackChat.from_settings(settings, ctx).token
+    headers = {"Authorization": bearer(token)}
+    return HttpCall("POST", f"{_slack_api(settings, ctx)}/auth.test", headers=headers)
+
+
+_SLACK_AUTH_WORDS = frozenset(
+    {"not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired"}
+)
+
+
+def _read_slack(settings: SlackChatSettings, response: httpx.Response) -> Finding:
+    if not response.is_success:
+        return refused(response, detail(response, "error"))
+    body = json_object(response)
+    if body is None or not isinstance(body.get("ok"), bool):
+        return Finding(Verdict.FAIL, "malformed answer: expected a JSON object with 'ok'")
+    if not body["ok"]:
+        error = str(body.get("error") or "no error word")
+        words = "credentials refused" if error in _SLACK_AUTH_WORDS else "refused"
+        return Finding(Verdict.FAIL, f"{words}: {error}")
+    who = f"token accepted: {body.get('user', '?')} in {body.get('team', '?')}"
+    # Slack lists a token's scopes in this header; posting needs chat:write.
+    scopes = response.headers.get("x-oauth-scopes")
+    if scopes is not None and "chat:write" not in {s.strip() for s in scopes.split(",")}:
+        return Finding(Verdict.WARN, f"{who}, but it lacks the chat:write scope")
+    return Finding(Verdict.PASS, who)
+
+
 KINDS: tuple[ProviderKind, ...] = (
-    http_kind("slack_webhook", "alerts", SlackWebhookSettings, SlackWebhook.from_settings),
-    http_kind("slack_chat", "alerts", SlackChatSettings, SlackChat.from_settings),
-    http_kind("pagerduty", "alerts", PagerDutySettings, PagerDuty.from_settings),
+    http_kind(
+        "slack_webhook",
+        "alerts",
+        SlackWebhookSettings,
+        SlackWebhook.from_settings,
+        probe=Connect(_webhook_url),
+    ),
+    http_kind(
+        "slack_chat",
+        "alerts",
+        SlackChatSettings,
+        SlackChat.from_settings,
+        probe=ReadOnly(_slack_auth_test, _read_slack),
+    ),
+    http_kind(
+        "pagerduty",
+        "alerts",
+        PagerDutySettings,
+        PagerDuty.from_settings,
+        probe=CONNECT_TO_BASE_URL,
+    ),
     *_twilio.KINDS,
 )

@@ -4,11 +4,13 @@ The actor gathers messages into batches (``batch_size`` events or
 ``batch_wait_ms``); each provider sends a batch as one request and still
 answers one outcome per message.
 
-Mixpanel (``POST {base_url}/import?strict=1[&project_id=…]``, a JSON array,
-HTTP Basic: a service account with ``project_id``, or the project token as
-user name with an empty password). Hosts: ``https://api.mixpanel.com`` (US),
+Mixpanel (``POST {base_url}/import?strict=1&ip=0[&project_id=…]``, a JSON
+array, HTTP Basic: a service account with ``project_id``, or the project token
+as user name with an empty password). Hosts: ``https://api.mixpanel.com`` (US),
 ``https://api-eu.mixpanel.com`` (EU residency), ``https://api-in.mixpanel.com``
-(India residency, which such projects must use). The payload::
+(India residency, which such projects must use). ``ip=0``: events are not
+geolocated to the daemon's host; an event's own ``ip`` property (the end
+user's address) is sent as given and still geolocates it. The payload::
 
     {"event": str (<= 255), "distinct_id": str (<= 255),
      "properties"?: {str: any} (<= 251 keys; not time, distinct_id or $insert_id),
@@ -87,6 +89,7 @@ from .._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Scope, T
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (
+    CONNECT_TO_BASE_URL,
     AdapterContext,
     BatchCall,
     BatchLimits,
@@ -308,7 +311,7 @@ def _epoch_seconds(payload: Mapping[str, Any]) -> float | None:
 
 @attrs.define
 class Mixpanel:
-    """``POST /import?strict=1``: a JSON array of events, HTTP Basic auth."""
+    """``POST /import?strict=1&ip=0``: a JSON array of events, HTTP Basic auth."""
 
     authorization: Secret  # the whole header value: it holds the token or secret
     url: str
@@ -317,7 +320,13 @@ class Mixpanel:
 
     @classmethod
     def from_settings(cls, settings: MixpanelSettings, ctx: AdapterContext) -> Mixpanel:
-        url = f"{ctx.base_url(settings.base_url)}/import?strict=1"
+        # Mixpanel geolocates an event by the IP address that sent the request
+        # unless told otherwise: without ip=0 every event would get this host's
+        # city. An event's own "ip" property still wins (Mixpanel geolocates by
+        # it when present; "0" there means none), so a producer that knows the
+        # end user's address sets it. The SDK sends ip=0 as a form field beside
+        # its data; our body is JSON, so it goes in the query string.
+        url = f"{ctx.base_url(settings.base_url)}/import?strict=1&ip=0"
         match settings.auth():
             case ProjectToken(token=token):
                 authorization = basic_auth(ctx.secrets(token).reveal(), Secret(""))
@@ -691,6 +700,18 @@ def _who(body: Mapping[str, Any], key: str, kind: str) -> set[Who]:
 
 
 KINDS: tuple[ProviderKind, ...] = (
-    batch_kind("mixpanel", "analytics", MixpanelSettings, Mixpanel.from_settings),
-    batch_kind("amplitude", "analytics", AmplitudeSettings, Amplitude.from_settings),
+    batch_kind(
+        "mixpanel",
+        "analytics",
+        MixpanelSettings,
+        Mixpanel.from_settings,
+        probe=CONNECT_TO_BASE_URL,
+    ),
+    batch_kind(
+        "amplitude",
+        "analytics",
+        AmplitudeSettings,
+        Amplitude.from_settings,
+        probe=CONNECT_TO_BASE_URL,
+    ),
 )

@@ -80,8 +80,10 @@ from .._delivery import Delivered, Envelope, Outcome, Permanent
 from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from ._base import (
+    CONNECT_TO_BASE_URL,
     E164,
     AdapterContext,
+    Connect,
     HttpCall,
     ProviderKind,
     classify_status,
@@ -555,8 +557,21 @@ class HoneyBook:
         return classify_status(response, detail(response, "status", "message"))
 
 
+def _hook_url(settings: HoneyBookSettings, ctx: AdapterContext) -> str:
+    """The adapter's own catch-hook URL: a Zapier hook has no read-only call."""
+    return HoneyBook.from_settings(settings, ctx).hook_url.reveal()
+
+
 KINDS: tuple[ProviderKind, ...] = (
-    steps_kind("tave", "crm", TaveSettings, Tave.from_settings),
-    http_kind("light_blue", "crm", LightBlueSettings, LightBlue.from_settings),
-    http_kind("honeybook", "crm", HoneyBookSettings, HoneyBook.from_settings),
+    steps_kind("tave", "crm", TaveSettings, Tave.from_settings, probe=CONNECT_TO_BASE_URL),
+    http_kind(
+        "light_blue",
+        "crm",
+        LightBlueSettings,
+        LightBlue.from_settings,
+        probe=CONNECT_TO_BASE_URL,
+    ),
+    http_kind(
+        "honeybook", "crm", HoneyBookSettings, HoneyBook.from_settings, probe=Connect(_hook_url)
+    ),
 )

@@ -57,8 +57,11 @@ from ._base import (
     AdapterContext,
     BatchCall,
     BatchLimits,
+    Finding,
     HttpCall,
     ProviderKind,
+    ReadOnly,
+    Verdict,
     basic_auth,
     batch_kind,
     bearer,
@@ -74,6 +77,7 @@ from ._base import (
     optional_mapping,
     optional_str,
     parse_all,
+    refused,
     required_str,
     shorten,
     status_reason,
@@ -382,6 +386,10 @@ class MailgunSettings:
     base_url: str | None = None  # overrides the region's host
 
 
+def _mailgun_base(settings: MailgunSettings, ctx: AdapterContext) -> str:
+    return ctx.base_url(settings.base_url or _MAILGUN_REGIONS[settings.region])
+
+
 @attrs.frozen
 class Mailgun:
     """``POST /v3/{domain}/messages``, form fields, Basic ``api:<key>``."""
@@ -391,8 +399,7 @@ class Mailgun:
 
     @classmethod
     def from_settings(cls, settings: MailgunSettings, ctx: AdapterContext) -> Mailgun:
-        base = ctx.base_url(settings.base_url or _MAILGUN_REGIONS[settings.region])
-        url = f"{base}/v3/{quote(settings.domain)}/messages"
+        url = f"{_mailgun_base(settings, ctx)}/v3/{quote(settings.domain)}/messages"
         return cls(ctx.secrets(settings.api_key), url)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
@@ -431,10 +438,56 @@ def _mailgun(mail: EmailPayload, envelope: Envelope) -> dict[str, str | list[str
     return form
 
 
+# --- preflight: read-only requests ----------------------------------------------
+
+
+def _resend_domains(settings: ResendSettings, ctx: AdapterContext) -> HttpCall:
+    """``GET /domains``, with the adapter's own key and base URL."""
+    resend = Resend.from_settings(settings, ctx)
+    headers = {"Authorization": bearer(resend.api_key)}
+    return HttpCall("GET", f"{resend.base_url}/domains", headers=headers)
+
+
+def _read_resend(settings: ResendSettings, response: httpx.Response) -> Finding:
+    body = json_object(response) or {}
+    if response.status_code == 401 and body.get("name") == "restricted_api_key":
+        return Finding(Verdict.PASS, "key accepted (a sending-only key: it may not list domains)")
+    if not response.is_success:
+        return refused(response, detail(response, "name", "message"))
+    data = body.get("data")
+    domains = [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+    verified = [str(d.get("name")) for d in domains if d.get("status") == "verified"]
+    if not verified:
+        words = f"key accepted, but none of its {len(domains)} domain(s) is verified"
+        return Finding(Verdict.WARN, words)
+    return Finding(Verdict.PASS, shorten(f"key accepted; verified: {', '.join(verified)}", 120))
+
+
+def _mailgun_domain(settings: MailgunSettings, ctx: AdapterContext) -> HttpCall:
+    """``GET /v3/domains/{domain}``, with the adapter's own key and region."""
+    key = Mailgun.from_settings(settings, ctx).api_key
+    url = f"{_mailgun_base(settings, ctx)}/v3/domains/{quote(settings.domain)}"
+    return HttpCall("GET", url, headers={"Authorization": basic_auth("api", key)})
+
+
+def _read_mailgun(settings: MailgunSettings, response: httpx.Response) -> Finding:
+    words = detail(response, "message")
+    if response.status_code == 404:
+        return Finding(Verdict.FAIL, f"domain {settings.domain} not found (HTTP 404: {words})")
+    if not response.is_success:
+        return refused(response, words)
+    domain = (json_object(response) or {}).get("domain")
+    state = domain.get("state") if isinstance(domain, dict) else None
+    if state is not None and state != "active":
+        return Finding(Verdict.WARN, f"key accepted, but domain {settings.domain} is {state}")
+    return Finding(Verdict.PASS, f"key accepted; domain {settings.domain} is {state or 'found'}")
+
+
 def _resend_kind() -> ProviderKind:
     """One row, two shapes: at ``batch_size`` 1 the one-request adapter, unchanged."""
-    one = http_kind("resend", "email", ResendSettings, Resend.from_settings)
-    many = batch_kind("resend", "email", ResendSettings, Resend.from_settings)
+    probe = ReadOnly(_resend_domains, _read_resend)
+    one = http_kind("resend", "email", ResendSettings, Resend.from_settings, probe=probe)
+    many = batch_kind("resend", "email", ResendSettings, Resend.from_settings, probe=probe)
 
     def build(settings: ResendSettings, ctx: AdapterContext) -> Any:
         return (one if settings.batch_size == 1 else many).build(settings, ctx)
@@ -444,5 +497,11 @@ def _resend_kind() -> ProviderKind:
 
 KINDS: tuple[ProviderKind, ...] = (
     _resend_kind(),
-    http_kind("mailgun", "email", MailgunSettings, Mailgun.from_settings),
+    http_kind(
+        "mailgun",
+        "email",
+        MailgunSettings,
+        Mailgun.from_settings,
+        probe=ReadOnly(_mailgun_domain, _read_mailgun),
+    ),
 )

@@ -29,7 +29,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 import httpx
@@ -40,10 +40,14 @@ from .._errors import InvalidPayload
 from .._secrets import Secret, SecretRef
 from . import _graph, _oauth1
 from ._base import (
+    CONNECT_TO_BASE_URL,
     AdapterContext,
+    Finding,
     HttpCall,
     ProviderKind,
+    ReadOnly,
     StepProvider,
+    Verdict,
     bearer,
     check_text,
     choice,
@@ -55,13 +59,14 @@ from ._base import (
     json_object,
     malformed,
     optional_str,
+    refused,
     required_str,
     retry_after,
     server_time,
     status_reason,
     steps_kind,
 )
-from ._graph import GraphError
+from ._graph import THROTTLING, GraphError
 
 S = TypeVar("S")
 FAMILY = "social"
@@ -673,11 +678,88 @@ def _x_wait(headers: httpx.Headers) -> float | None:
     return max(waits) if waits else epoch_reset(headers, "x-rate-limit-reset")
 
 
+# --- preflight: read-only requests ----------------------------------------------
+
+
+def _publishing_limit(settings: InstagramSettings, ctx: AdapterContext) -> HttpCall:
+    """``GET /{ig-user-id}/content_publishing_limit``, with the adapter's own token."""
+    ig = Instagram.from_settings(settings, ctx)
+    # The documented way to pass the token is the access_token parameter.
+    query = urlencode({"fields": "quota_usage,config", "access_token": ig.token.reveal()})
+    return HttpCall("GET", f"{ig.base}/{ig.user_id}/content_publishing_limit?{query}")
+
+
+_GRAPH_AUTH_CODES = frozenset({102, 104, 190})
+
+
+def _read_publishing_limit(settings: InstagramSettings, response: httpx.Response) -> Finding:
+    if not response.is_success:
+        return _graph_refused(response)
+    data = (json_object(response) or {}).get("data")
+    usage = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    used, config = usage.get("quota_usage"), usage.get("config")
+    total = config.get("quota_total") if isinstance(config, dict) else None
+    if not isinstance(used, int) or not isinstance(total, int):
+        return Finding(Verdict.PASS, "token accepted")
+    if used >= total:
+        words = f"token accepted, but the publishing cap is reached ({used} of {total} in 24 h)"
+        return Finding(Verdict.WARN, words)
+    return Finding(Verdict.PASS, f"token accepted; {used} of {total} posts used in 24 h")
+
+
+def _graph_refused(response: httpx.Response) -> Finding:
+    error = GraphError.of(response)
+    if error is None:
+        return refused(response, detail(response))
+    if error.code in _GRAPH_AUTH_CODES:
+        return Finding(Verdict.FAIL, f"credentials refused {error.words}")
+    if error.code in THROTTLING:
+        return Finding(Verdict.WARN, f"rate limited {error.words}; credentials unchecked")
+    return Finding(Verdict.FAIL, f"HTTP {response.status_code}: {error.words}")
+
+
+def _users_me(settings: XSettings, ctx: AdapterContext) -> HttpCall:
+    """``GET /2/users/me``, signed by the adapter's own signer (OAuth 1.0a signs it anew)."""
+    url = f"{ctx.base_url(settings.base_url)}/2/users/me"
+    authorization = X.from_settings(settings, ctx).auth.authorization("GET", url)
+    return HttpCall("GET", url, headers={"Authorization": authorization})
+
+
+def _read_users_me(settings: XSettings, response: httpx.Response) -> Finding:
+    if not response.is_success:
+        return refused(response, detail(response, "title", "detail"))
+    data = (json_object(response) or {}).get("data")
+    username = data.get("username") if isinstance(data, dict) else None
+    return Finding(Verdict.PASS, f"authenticated as @{username}" if username else "authenticated")
+
+
 KINDS: tuple[ProviderKind, ...] = (
     steps_kind(
-        "facebook_page", FAMILY, FacebookPageSettings, _one_step(FacebookPage.from_settings)
+        "facebook_page",
+        FAMILY,
+        FacebookPageSettings,
+        _one_step(FacebookPage.from_settings),
+        probe=CONNECT_TO_BASE_URL,
     ),
-    steps_kind("instagram", FAMILY, InstagramSettings, Instagram.from_settings),
-    steps_kind("linkedin", FAMILY, LinkedInSettings, _one_step(LinkedIn.from_settings)),
-    steps_kind("x", FAMILY, XSettings, _one_step(X.from_settings)),
+    steps_kind(
+        "instagram",
+        FAMILY,
+        InstagramSettings,
+        Instagram.from_settings,
+        probe=ReadOnly(_publishing_limit, _read_publishing_limit),
+    ),
+    steps_kind(
+        "linkedin",
+        FAMILY,
+        LinkedInSettings,
+        _one_step(LinkedIn.from_settings),
+        probe=CONNECT_TO_BASE_URL,
+    ),
+    steps_kind(
+        "x",
+        FAMILY,
+        XSettings,
+        _one_step(X.from_settings),
+        probe=ReadOnly(_users_me, _read_users_me),
+    ),
 )

@@ -1,13 +1,16 @@
 """A provider simulator: a real network server that answers like the real providers.
 
 ``/<provider>/<the provider's real path>`` over HTTP — ``resend``,
-``mailgun``, ``slack-webhook``, ``pagerduty`` — plus an SMTP server, each with
+``mailgun``, ``slack_webhook``, ``pagerduty`` — plus an SMTP server, each with
 its own success bodies, errors, rate-limit signals and idempotency rules, and
 with faults that can be switched on at run time through ``/_sim/faults``.
+A provider is named by its kind as the config spells it, or by its path
+segment (``slack-webhook``): the same provider either way.
 """
 
 from ._faults import FaultKind as FaultKind
 from ._faults import Faults as Faults
+from ._provider import kind_of as kind_of
 from ._server import SimulatorAddress as SimulatorAddress
 from ._server import run_simulator as run_simulator
 from ._server import serve_simulator as serve_simulator
@@ -21,6 +24,7 @@ __all__ = [
     "SimulatorAddress",
     "SimulatorState",
     "StatsSnapshot",
+    "kind_of",
     "provider_specs",
     "run_simulator",
     "serve_simulator",

@@ -12,7 +12,10 @@ _CONTROL = "_sim"
 
 
 def make_handler(state: SimulatorState) -> Handler:
-    """``/<provider>/<the provider's real path>``, and ``/_sim/...`` for the simulator itself."""
+    """``/<provider>/<the provider's real path>``, and ``/_sim/...`` for the simulator itself.
+
+    ``<provider>`` is a provider's name (``slack-webhook``) or its kind (``slack_webhook``).
+    """
     control = ControlApi(state)
 
     async def handle(request: HttpRequest) -> HttpResponse:
@@ -21,7 +24,7 @@ def make_handler(state: SimulatorState) -> Handler:
             return await _wait(state, request)
         if kind == _CONTROL:
             return control.handle(request, "/" + rest)
-        endpoint = state.endpoints.get(kind)
+        endpoint = state.endpoint(kind)
         if endpoint is None:
             known = sorted(state.endpoints)
             return HttpResponse.json(
@@ -40,7 +43,7 @@ async def _wait(state: SimulatorState, request: HttpRequest) -> HttpResponse:
     """
     params = request.query_params()
     try:
-        slot = state.slots()[params["provider"][0]]
+        slot = state.slots()[state.name_of(params["provider"][0]) or ""]
         count = int(params["accepted"][0])
         timeout = float(params.get("timeout", ["30"])[0])
     except (KeyError, IndexError, ValueError):

@@ -14,6 +14,10 @@
   credentials reduced to their form (``"Basic api"``, ``"Bearer"``).
 * ``POST /_sim/reset`` — clears stats, idempotency and dedup tables, and faults.
 
+A provider is named by its kind as the config spells it (``slack_webhook``,
+``twilio_sms``) or by its path segment (``slack-webhook``); an answer is
+keyed by the names as asked, or, when none is asked, by path segment.
+
 Errors are ``400 {"error": "..."}`` naming the bad provider or field; an
 HTTP request is first parsed into one of the command types below, then run.
 """
@@ -29,6 +33,7 @@ from cattrs.v import format_exception
 from .. import _converter
 from .._httpserver import HttpRequest, HttpResponse
 from ._faults import Faults
+from ._provider import kind_of
 from ._slot import ProviderSlot
 from ._state import SimulatorState
 
@@ -96,26 +101,30 @@ class ControlApi:
             return HttpResponse.json(refused.status, {"error": str(refused)})
 
     def run(self, command: Command) -> HttpResponse:
-        slots = self.state.slots()
+        slot = self._slot
         match command:
             case ShowFaults(providers):
-                return self._show({name: slots[name].faults for name in providers})
+                return self._show({name: slot(name).faults for name in providers})
             case SetFaults(provider, faults):
-                slots[provider].faults = faults
+                slot(provider).faults = faults
                 return self._show({provider: faults})
             case ClearFaults(providers):
                 for name in providers:
-                    slots[name].faults = Faults()
-                return self._show({name: slots[name].faults for name in providers})
+                    slot(name).faults = Faults()
+                return self._show({name: slot(name).faults for name in providers})
             case ShowStats(providers):
-                return self._show({name: slots[name].stats.snapshot() for name in providers})
+                return self._show({name: slot(name).stats.snapshot() for name in providers})
             case ShowKeys(providers):
-                return self._show({name: dict(slots[name].stats.keys) for name in providers})
+                return self._show({name: dict(slot(name).stats.keys) for name in providers})
             case ShowRequests(providers):
-                return self._show({name: list(slots[name].stats.seen) for name in providers})
+                return self._show({name: list(slot(name).stats.seen) for name in providers})
             case Reset():
                 self.state.reset()
                 return HttpResponse.json(200, {"reset": True})
+
+    def _slot(self, name: str) -> ProviderSlot:
+        """The slot of a provider named by ``_known``: by its name or its kind."""
+        return self.state.slots()[self.state.name_of(name) or name]
 
     def parse(self, request: HttpRequest, path: str) -> Command:
         """The command an HTTP request asks for; _Refused if it asks for none."""
@@ -167,9 +176,9 @@ class ControlApi:
             raise _Refused(400, "; ".join(problems)) from exc
 
     def _known(self, name: str) -> str:
-        slots: dict[str, ProviderSlot] = self.state.slots()
-        if name not in slots:
-            raise _Refused(400, f"unknown provider {name!r}; known: {', '.join(sorted(slots))}")
+        if self.state.name_of(name) is None:
+            kinds = sorted(kind_of(known) for known in self.state.slots())
+            raise _Refused(400, f"unknown provider {name!r}; known: {', '.join(kinds)}")
         return name
 
 

@@ -6,7 +6,7 @@ import attrs
 import trio
 
 from .._httpserver import Action, HttpRequest, HttpResponse
-from ._faults import FaultKind
+from ._faults import FaultKind, Faults
 from ._provider import HttpProvider, Outcome, ProviderSpec
 from ._slot import ProviderSlot
 from ._stats import SeenRequest
@@ -33,18 +33,18 @@ class Endpoint:
     async def answer(self, request: HttpRequest, path: str) -> HttpResponse:
         """The provider's answer to ``request``, after its faults have had their say."""
         self.slot.stats.seen.append(SeenRequest.of(request, path))
-        outcome = self._decide(request, path)
+        faults = self.slot.faults  # as they stand for this request: a count may end them
+        outcome = self._decide(request, path, faults)
         response = outcome.response
         label = _NOT_SENT.get(response.action) or str(response.status)
         self.slot.stats.record(label, outcome.accepted, outcome.key)
         # The delay comes after the work, as with a slow provider: a client
         # that gives up early has still caused the send.
-        latency = self.slot.faults.latency_ms
-        if latency:
-            await trio.sleep(latency / 1000)
+        if faults.latency_ms:
+            await trio.sleep(faults.latency_ms / 1000)
         return response
 
-    def _decide(self, request: HttpRequest, path: str) -> Outcome:
+    def _decide(self, request: HttpRequest, path: str, faults: Faults) -> Outcome:
         fault = self.slot.draw()
         replies = self.spec.replies
         match fault:
@@ -67,7 +67,7 @@ class Endpoint:
             case FaultKind.PERMANENT:
                 return Outcome(replies.permanent, accepted=False)
             case FaultKind.RATE_LIMIT:
-                return Outcome(replies.rate_limited(self.slot.faults.retry_after), accepted=False)
+                return Outcome(replies.rate_limited(faults.retry_after), accepted=False)
 
 
 def _garble(outcome: Outcome) -> Outcome:

@@ -3,7 +3,9 @@
 Every request draws one number from its provider's seeded random stream; the
 ``*_rate`` fields are consecutive bands of that number, so each rate is the
 share of requests that get that fault, and they may add up to at most 1.
-``outage`` and ``storm`` need no draw: they strike every request.
+``outage`` and ``storm`` need no draw: they strike every request. With a
+``count`` the faults last that many requests (for SMTP: messages, and
+connections refused by an outage), then the provider is healthy again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _seconds(_instance: object, attribute: attrs.Attribute[int], value: int) -> 
         raise ValueError(f"{attribute.name} must be between 0 and 86400 seconds, got {value}")
 
 
+def _count(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1 (or null: until cleared)")
+
+
 @attrs.frozen(kw_only=True)
 class Faults:
     """One provider's faults; the defaults are a healthy provider."""
@@ -60,6 +67,7 @@ class Faults:
     outage: bool = False
     storm: bool = False
     retry_after: int = attrs.field(default=1, validator=_seconds)
+    count: int | None = attrs.field(default=None, validator=_count)  # None: until cleared
 
     def __attrs_post_init__(self) -> None:
         if sum(rate for rate, _ in self._bands) > 1.0 + 1e-9:

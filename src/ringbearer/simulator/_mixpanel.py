@@ -13,12 +13,21 @@ Events are deduplicated as Mixpanel does, on (event, time, distinct_id,
 ``$insert_id``); :meth:`Mixpanel.copies` counts how often one insert id was
 accepted. A batch request names no single idempotency key, so the stats'
 per-request key is None: duplicates are counted per event here.
+
+Mixpanel geolocates each event it takes (``$city``, ``$region``,
+``mp_country_code``): by the event's own ``ip`` property when it has one
+(``"0"`` there: not at all), else by the address that sent the request,
+unless the request says ``ip=0`` (query string, or the SDK's form field).
+Nothing is refused for it, so :attr:`Mixpanel.located` records, per stored
+event, where its location would come from; :attr:`Mixpanel.sender_located`
+counts the events that would get the sending host's city.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import gzip
 import json
 import random
@@ -70,6 +79,22 @@ REPLIES = FaultReplies(
 DedupKey = tuple[str, int, str, str]  # event, time in ms, distinct_id, $insert_id
 
 
+class GeoSource(enum.Enum):
+    """Where Mixpanel would take an event's location from."""
+
+    SENDER = "the sender's address"  # the request's own IP: the sending host's city
+    EVENT = "the event's ip"  # the event's ``ip`` property (the end user's address)
+    NONE = "none"  # not geolocated
+
+
+@attrs.frozen
+class Geolocation:
+    """The location Mixpanel would give one event; ``ip`` is the event's own, if used."""
+
+    source: GeoSource
+    ip: str | None = None
+
+
 @attrs.frozen
 class _Batch:
     """A request's events, and how it wants its answer."""
@@ -78,6 +103,7 @@ class _Batch:
     legacy: bool  # the SDK's form-encoded post
     verbose: bool
     strict: bool
+    ip: str | None = None  # the request's ``ip`` parameter ("0": not by the sender's address)
 
 
 @attrs.define
@@ -85,6 +111,9 @@ class Mixpanel:
     """Mixpanel's ingestion endpoints, with its dedup table."""
 
     stored: dict[DedupKey, int] = attrs.Factory(dict)  # event -> copies accepted
+    # Event -> where its location would come from (the latest copy's, as
+    # Mixpanel surfaces the latest of duplicates).
+    located: dict[DedupKey, Geolocation] = attrs.Factory(dict)
     clock: Callable[[], float] = time.time  # wall clock: times over an hour ahead are refused
 
     def copies(self, insert_id: str) -> int:
@@ -94,6 +123,16 @@ class Mixpanel:
     @property
     def duplicates(self) -> int:
         return sum(count - 1 for count in self.stored.values())
+
+    def location(self, insert_id: str) -> Geolocation | None:
+        """Where the stored event with this ``$insert_id`` would be located; None if none is."""
+        found = [where for key, where in self.located.items() if key[3] == insert_id]
+        return found[-1] if found else None
+
+    @property
+    def sender_located(self) -> int:
+        """Stored events Mixpanel would geolocate to whoever sent them (the sending host)."""
+        return sum(1 for where in self.located.values() if where.source is GeoSource.SENDER)
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
         if path not in _ROUTES:
@@ -121,7 +160,7 @@ class Mixpanel:
         for index, event in enumerate(batch.events):
             problem = _problem(event, required, self.clock())
             if problem is None:
-                self._store(event)
+                self._store(event, batch.ip)
                 imported += 1
             elif batch.strict:
                 failed.append(_failed_record(index, event, *problem))
@@ -143,7 +182,7 @@ class Mixpanel:
         for event in batch.events:
             problem = _problem(event, required, self.clock())
             if problem is None:
-                self._store(event)
+                self._store(event, batch.ip)
             else:
                 problems.append(problem[1])
         if len(problems) == len(batch.events):
@@ -155,7 +194,7 @@ class Mixpanel:
             return Outcome(HttpResponse.json(200, {"status": 1, "error": None}))
         return Outcome(HttpResponse.text(200, "1"))
 
-    def _store(self, event: dict[str, Any]) -> None:
+    def _store(self, event: dict[str, Any], ip: str | None) -> None:
         properties = event["properties"]
         when = properties.get("time", self.clock())
         key = (
@@ -165,6 +204,20 @@ class Mixpanel:
             str(properties.get("$insert_id", "")),
         )
         self.stored[key] = self.stored.get(key, 0) + 1
+        self.located[key] = _geolocation(properties, ip)
+
+
+def _geolocation(properties: dict[str, Any], ip: str | None) -> Geolocation:
+    """As Mixpanel decides: the event's own ``ip`` wins; else the sender's, unless ``ip=0``."""
+    if "ip" in properties:
+        own = properties["ip"]
+        # "0" is the documented way to turn geolocation off for one event.
+        if own is None or str(own) in ("", "0"):
+            return Geolocation(GeoSource.NONE)
+        return Geolocation(GeoSource.EVENT, str(own))
+    if ip == "0":
+        return Geolocation(GeoSource.NONE)
+    return Geolocation(GeoSource.SENDER)
 
 
 class _TooLarge(Exception):
@@ -193,7 +246,8 @@ def _batch(request: HttpRequest) -> _Batch:
         form = attrs.evolve(request, body=body).form()
         events = _decode_data(form.get("data", [""])[0])
         verbose = _flag(form, "verbose") or _flag(query, "verbose")
-        batch = _Batch(events, legacy=True, verbose=verbose, strict=False)
+        ip = _param(form, "ip")  # the SDK's place for it; the query string's is read below
+        batch = _Batch(events, legacy=True, verbose=verbose, strict=False, ip=ip)
     elif media == "application/x-ndjson":
         lines = body.decode("utf-8", "replace").splitlines()
         batch = _Batch([_json(line) for line in lines if line.strip()], False, False, True)
@@ -201,7 +255,8 @@ def _batch(request: HttpRequest) -> _Batch:
         batch = _Batch(_as_list(_json(body)), legacy=False, verbose=False, strict=True)
     if len(batch.events) > MAX_EVENTS:
         raise _TooLarge
-    return attrs.evolve(batch, strict=batch.strict and _flag(query, "strict"))
+    strict = batch.strict and _flag(query, "strict")
+    return attrs.evolve(batch, strict=strict, ip=batch.ip or _param(query, "ip"))
 
 
 def _inflate(request: HttpRequest) -> bytes:
@@ -238,6 +293,11 @@ def _as_list(value: Any) -> list[Any]:
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
     return params.get(name, ["0"])[0] == "1"
+
+
+def _param(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
 
 
 def _problem(event: Any, required: Collection[str], now: float) -> tuple[str, str] | None:

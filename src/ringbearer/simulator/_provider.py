@@ -50,10 +50,22 @@ class HttpProvider(Protocol):
         ...
 
 
+def kind_of(name: str) -> str:
+    """The config's kind a simulated provider stands for (``slack-webhook``: ``slack_webhook``)."""
+    return name.replace("-", "_")
+
+
 @attrs.frozen
 class ProviderSpec:
-    """One row of the provider table: a name (the first path segment) and its parts."""
+    """One row of the provider table: a name (the first path segment) and its parts.
+
+    The name is the kind with ``-`` for ``_``; the kind itself is served too.
+    """
 
     name: str
     make: Callable[[], HttpProvider]
     replies: FaultReplies
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.name)

@@ -29,8 +29,16 @@ class ProviderSlot:
         self.rng = _stream(self.seed, self.name)
 
     def draw(self) -> FaultKind | None:
-        """The fault for the next request, if any."""
-        return self.faults.draw(self.rng)
+        """The fault for the next request, if any; the request counts against ``count``."""
+        fault = self.faults.draw(self.rng)
+        self.spend()
+        return fault
+
+    def spend(self) -> None:
+        """One request met the faults: with a ``count``, the last one heals the provider."""
+        count = self.faults.count
+        if count is not None:
+            self.faults = Faults() if count <= 1 else attrs.evolve(self.faults, count=count - 1)
 
     def reset(self) -> None:
         """Back to a healthy provider with empty stats and a fresh random stream."""

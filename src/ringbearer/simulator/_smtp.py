@@ -140,6 +140,7 @@ class Session:
 
     async def run(self) -> None:
         if self.slot.faults.outage:
+            self.slot.spend()
             self.slot.stats.record("421", False, None)
             await self.reply("421 4.3.2 Service not available, closing transmission channel")
             return
@@ -289,12 +290,13 @@ class Session:
 
     async def deliver(self, message: bytes) -> None:
         slot = self.slot
+        faults = slot.faults  # as they stand for this message: a count may end them
         queue_id = f"{slot.rng.getrandbits(40):010X}"
-        result = verdict(slot.draw(), queue_id, slot.faults.retry_after)
+        result = verdict(slot.draw(), queue_id, faults.retry_after)
         key = message_id(message) if result.accepted else None
         slot.stats.record(result.label, result.accepted, key)
-        if slot.faults.latency_ms:
-            await trio.sleep(slot.faults.latency_ms / 1000)
+        if faults.latency_ms:
+            await trio.sleep(faults.latency_ms / 1000)
         await self.finish(result)
 
     async def finish(self, result: Verdict) -> None:

@@ -15,7 +15,9 @@ SMTP = "smtp"
 def provider_specs() -> tuple[ProviderSpec, ...]:
     """Every simulated HTTP provider, named as its integration kind with ``-`` for ``_``.
 
-    Adding one is a module and a line here (or in its family's ``SPECS``).
+    Each is found by that name or by its kind as the config spells it
+    (:meth:`SimulatorState.name_of`). Adding one is a module and a line here
+    (or in its family's ``SPECS``).
     """
     return (
         _resend.SPEC,
@@ -41,10 +43,24 @@ class SimulatorState:
     seed: int = 0
     endpoints: dict[str, Endpoint] = attrs.field(init=False)
     smtp: ProviderSlot = attrs.field(init=False)
+    _names: dict[str, str] = attrs.field(init=False)  # name or kind -> name
 
     def __attrs_post_init__(self) -> None:
         self.endpoints = _endpoints(self.seed)
         self.smtp = ProviderSlot(SMTP, self.seed)
+        self._names = {SMTP: SMTP}
+        for endpoint in self.endpoints.values():
+            spec = endpoint.spec
+            self._names[spec.name] = self._names[spec.kind] = spec.name
+
+    def name_of(self, name: str) -> str | None:
+        """A provider's name, given it (``slack-webhook``) or its kind (``slack_webhook``)."""
+        return self._names.get(name)
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        """The HTTP provider of that name or kind, if there is one."""
+        found = self.name_of(name)
+        return None if found is None else self.endpoints.get(found)
 
     def slots(self) -> dict[str, ProviderSlot]:
         """Every provider's faults and stats, SMTP included, by provider name."""

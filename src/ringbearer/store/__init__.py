@@ -1,6 +1,13 @@
-"""The durable outbox: messages, attempts, the audit log and dead letters."""
+"""The durable outbox: messages, attempts, the audit log and dead letters.
 
-from ._memory import MemoryStore as MemoryStore
+The stores themselves (``SqliteStore``, ``MemoryStore``) are imported on first
+use: the values and protocols here are what a CLI call needs, and it should not
+pay for trio, asyncio and aiosqlite.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._keys import KeyReused as KeyReused
 from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
 from ._model import Accepted as Accepted
@@ -11,6 +18,7 @@ from ._model import Counters as Counters
 from ._model import DeadLetter as DeadLetter
 from ._model import Event as Event
 from ._model import EventKind as EventKind
+from ._model import MessageRecord as MessageRecord
 from ._model import MessageStatus as MessageStatus
 from ._model import NewMessage as NewMessage
 from ._model import QueueCounts as QueueCounts
@@ -18,8 +26,30 @@ from ._model import Settle as Settle
 from ._model import SettleKind as SettleKind
 from ._model import Span as Span
 from ._model import check_transition as check_transition
+from ._protocol import AuditLog as AuditLog
+from ._protocol import Controls as Controls
+from ._protocol import DeadLetterOps as DeadLetterOps
+from ._protocol import Dispatch as Dispatch
+from ._protocol import Intake as Intake
+from ._protocol import Lifecycle as Lifecycle
+from ._protocol import Queries as Queries
+from ._protocol import Settling as Settling
 from ._protocol import Store as Store
 from ._protocol import StoreListener as StoreListener
 from ._protocol import StoreStatistics as StoreStatistics
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
-from ._sqlite import SqliteStore as SqliteStore
+
+if TYPE_CHECKING:
+    from ._memory import MemoryStore as MemoryStore
+    from ._sqlite import SqliteStore as SqliteStore
+
+_STORES = {"MemoryStore": "._memory", "SqliteStore": "._sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _STORES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from .._audit_kinds import EventKind as EventKind
 from .._delivery import Priority
 
 
@@ -129,51 +130,6 @@ class Settle:
     priority: Priority = Priority.NORMAL
 
 
-class EventKind(enum.StrEnum):
-    """Every kind of audit event; ``ringbearer audit --kind`` takes these."""
-
-    # A message's life (written by the store, most by its triggers).
-    SUBMITTED = "submitted"
-    ATTEMPTED = "attempted"
-    PROGRESSED = "progressed"  # a step of a multi-step delivery was done
-    DELIVERED = "delivered"
-    RETRIED = "retried"
-    FAILED_OVER = "failed_over"
-    DEAD_LETTERED = "dead_lettered"
-    RETURNED = "returned"
-    REPLAYED = "replayed"
-    PURGED = "purged"
-    # Integrations.
-    BREAKER_CHANGED = "breaker_changed"
-    BREAKER_COMMAND = "breaker_command"
-    HEALTH_CHANGED = "health_changed"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    CRASH_INJECTED = "crash_injected"
-    ACTOR_CRASHED = "actor_crashed"
-    ACTOR_RESTARTED = "actor_restarted"
-    ACTOR_FAILED = "actor_failed"
-    # The daemon.
-    DAEMON_STARTED = "daemon_started"
-    DAEMON_STOPPED = "daemon_stopped"
-    RELOADED = "reloaded"
-    RELOAD_REFUSED = "reload_refused"
-    FORCED = "forced"  # a change made during the wedding-day freeze with --force
-    CONTROL_REFUSED = "control_refused"
-    PREFLIGHT = "preflight"
-    # Wedding-day mode.
-    WEDDING_DAY_ON = "wedding_day_on"
-    WEDDING_DAY_OFF = "wedding_day_off"
-    WEDDING_DAY_OVERRIDE = "wedding_day_override"
-    # Alerts.
-    ALERT_RAISED = "alert_raised"
-    ALERT_SENT = "alert_sent"
-    ALERT_CHANNEL_FAILED = "alert_channel_failed"
-    ALERT_ESCALATED = "alert_escalated"
-    ALERT_ACKED = "alert_acked"
-    ALERT_RESOLVED = "alert_resolved"
-
-
 @attrs.frozen
 class Event:
     """One line of the append-only audit log."""
@@ -188,6 +144,8 @@ class Event:
 
 @attrs.frozen
 class DeadLetter:
+    """A message given up on: why, when (wall clock), after how many attempts."""
+
     message_id: int
     target: str
     integration: str | None
@@ -195,6 +153,25 @@ class DeadLetter:
     at: float
     attempts: int
     payload: dict[str, Any]
+
+
+@attrs.frozen
+class MessageRecord:
+    """One message as the store keeps it (its payload and delivery progress aside)."""
+
+    id: int
+    target: str
+    integration: str | None  # the member of the target that last had it
+    priority: str  # a Priority's label: "critical", "normal" or "bulk"
+    idempotency_key: str
+    status: str  # a MessageStatus's value
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    provider_id: str | None
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
 
 
 @attrs.frozen

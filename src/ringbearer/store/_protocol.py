@@ -1,4 +1,11 @@
-"""The ``Store`` protocol: what the daemon needs from a durable outbox."""
+"""The store's protocols, one per role that uses it; ``Store`` is all of them, for wiring.
+
+Each part of the daemon is handed the narrowest role it needs: the submit
+handler an :class:`Intake`, the dispatchers a :class:`Dispatch`, the operator's
+commands :class:`Queries` and :class:`DeadLetterOps`. The SQLite store and the
+in-memory fake both provide :class:`Store`; tests/test_store_contract.py
+holds them to the same behaviour.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from ._model import (
     Counters,
     DeadLetter,
     Event,
+    MessageRecord,
     NewMessage,
     Settle,
     Span,
@@ -45,21 +53,20 @@ class StoreStatistics:
     pending_ops: int
 
 
-class Store(Protocol):
-    """The SQLite store and the in-memory fake both provide this."""
+class Intake(Protocol):
+    """Where producers' messages come in."""
 
-    listener: StoreListener
+    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        """Store messages durably, acknowledged after the commit; a reused key raises KeyReused."""
+
+
+class Dispatch(Protocol):
+    """What a dispatcher takes work from: claims, parked claims, due times, queue depth."""
+
     counters: Counters
 
-    def statistics(self) -> StoreStatistics: ...
-
-    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]: ...
-
-    async def claim(
-        self, target: str, limit: int, span: Span = ALL_PRIORITIES
-    ) -> list[Claimed]: ...
-
-    async def record(self, settles: Sequence[Settle]) -> None: ...
+    async def claim(self, target: str, limit: int, span: Span = ALL_PRIORITIES) -> list[Claimed]:
+        """Mark up to ``limit`` due messages of ``target`` in flight: priority, deadline, id."""
 
     def park_claim(
         self,
@@ -67,9 +74,78 @@ class Store(Protocol):
         limit: int,
         handoff: Callable[[list[Claimed]], None],
         span: Span = ALL_PRIORITIES,
-    ) -> None: ...
+    ) -> None:
+        """Claim with ``target``'s next submit, in its commit, and hand the claim to ``handoff``."""
 
-    def unpark_claim(self, target: str) -> None: ...
+    def unpark_claim(self, target: str) -> None:
+        """Withdraw ``target``'s parked claim, if it has one."""
+
+    async def next_due(self, target: str) -> float | None:
+        """The earliest ``next_attempt_at`` among ``target``'s queued messages."""
+
+
+class Settling(Protocol):
+    """Where the end of each claim, and a multi-step delivery's progress, are kept."""
+
+    async def record(self, settles: Sequence[Settle]) -> None:
+        """Settle claimed messages; committed with the next batch (``flush`` waits for it)."""
+
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        """Durably keep a multi-step delivery's completed steps; return after the commit."""
+
+
+class Controls(Protocol):
+    """Durable operator and resilience state: breakers, pauses, recent attempts."""
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        """Persist a breaker's state with the next batch (callable from a sync hook)."""
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        """Every persisted breaker state, by integration."""
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        """Durably pause or resume a target or integration; return after the commit."""
+
+    async def paused(self) -> set[str]:
+        """The names that are paused."""
+
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        """When ``integration``'s latest attempts (at most ``limit``) since ``since`` started."""
+
+
+class AuditLog(Protocol):
+    """The append-only audit log, as everything but the store writes to it."""
+
+    def append_event(self, event: Event) -> None:
+        """Append an audit event; it is committed with the next batch."""
+
+
+class Queries(Protocol):
+    """Reads for operators and the daemon's duties."""
+
+    async def events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        before: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """Audit events, newest first; ``before`` (an event id) is a cursor to older ones."""
+
+    async def dead_letters(
+        self, *, target: str | None = None, before: int | None = None, limit: int = 1000
+    ) -> list[DeadLetter]:
+        """Dead letters, newest (highest id) first; ``before`` (a message id) is a cursor."""
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        """The message ``message_id`` if it is a dead letter, else None."""
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        """The message ``message_id`` as stored, or None."""
 
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         """The status of each of these messages (those that exist)."""
@@ -80,55 +156,9 @@ class Store(Protocol):
     async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
         """When the oldest message still queued was submitted, by target and priority."""
 
-    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
-        """When ``integration``'s latest attempts (at most ``limit``) since ``since`` started."""
 
-    async def save_progress(
-        self, message_id: int, integration: str, progress: Mapping[str, Any]
-    ) -> None:
-        """Durably keep a multi-step delivery's completed steps; return after the commit."""
-
-    async def next_due(self, target: str) -> float | None: ...
-
-    async def recover_inflight(self) -> int: ...
-
-    async def flush(self) -> None: ...
-
-    def append_event(self, event: Event) -> None: ...
-
-    def save_breaker(self, record: BreakerRecord) -> None: ...
-
-    async def breakers(self) -> dict[str, BreakerRecord]: ...
-
-    async def set_paused(self, name: str, paused: bool) -> None: ...
-
-    async def paused(self) -> set[str]: ...
-
-    async def events(
-        self, *, since: float | None = None, message_id: int | None = None, limit: int = 1000
-    ) -> list[Event]: ...
-
-    async def dead_letters(self, *, limit: int = 1000) -> list[DeadLetter]: ...
-
-    async def message(self, message_id: int) -> dict[str, Any] | None: ...
-
-    # -- operators' tools: the audit log by kind, dead letters by target, replay, purge ---
-
-    async def find_events(
-        self,
-        *,
-        since: float | None = None,
-        message_id: int | None = None,
-        kinds: Sequence[str] = (),
-        limit: int = 1000,
-    ) -> list[Event]:
-        """As :meth:`events`, and only events of ``kinds`` when any are given."""
-
-    async def dead_letter(self, message_id: int) -> DeadLetter | None:
-        """The message ``message_id`` if it is a dead letter, else None."""
-
-    async def find_dead(self, *, target: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        """Dead letters by id, only those sent to ``target`` when it is given."""
+class DeadLetterOps(Protocol):
+    """The operator's tools for dead letters: count, replay, purge."""
 
     async def count_dead(
         self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
@@ -169,3 +199,24 @@ class Store(Protocol):
         ``dead_before`` (wall time) keeps those dead-lettered later. The audit
         log keeps their history and gains a ``purged`` event for each.
         """
+
+
+class Lifecycle(Protocol):
+    """Start-up, shutdown and the listener told of each commit."""
+
+    listener: StoreListener
+
+    def statistics(self) -> StoreStatistics:
+        """Commits made so far and operations waiting for one."""
+
+    async def recover_inflight(self) -> int:
+        """Queue again what an earlier run left in flight, each an ambiguous attempt; how many."""
+
+    async def flush(self) -> None:
+        """Wait until everything handed to the store so far is committed."""
+
+
+class Store(
+    Intake, Dispatch, Settling, Controls, AuditLog, Queries, DeadLetterOps, Lifecycle, Protocol
+):
+    """Every role: what the daemon wires; the SQLite store and the in-memory fake provide it."""

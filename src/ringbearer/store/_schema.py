@@ -7,6 +7,8 @@ touched.
 
 from __future__ import annotations
 
+import sqlite3
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the outbox, the audit log (with attempts and dead letters as views),
     # durable breaker states and pauses.
@@ -121,6 +123,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_deadlines_open ON messages (deliver_by)
         WHERE deliver_by IS NOT NULL AND status IN ('queued', 'inflight');
     """,
+    # 4: an idempotency key names one message whatever its target: a submit
+    # looks its keys up by key alone. Not unique: an older database may hold
+    # one key for two targets, and is not refused for it.
+    """
+    CREATE INDEX messages_idempotency_key ON messages (idempotency_key);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their inner ';')."""
+    found, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            found.append(text)
+            current = []
+    if "\n".join(current).strip():
+        found.append("\n".join(current))
+    return found

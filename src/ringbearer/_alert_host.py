@@ -1,0 +1,51 @@
+"""What the alert manager asks of the daemon, answered from the fleet, the config and the store."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+
+from ._actor import ActorSnapshot
+from ._fleet import Fleet
+from ._journal import Journal
+from ._reload import CurrentConfig
+from .control import MessageIn
+from .store import EventKind, Queries
+
+
+@attrs.frozen
+class AlertHost:
+    """The alert manager's :class:`~ringbearer._alerting.Host`."""
+
+    current: CurrentConfig
+    fleet: Fleet
+    queries: Queries
+    journal: Journal
+    submit: Callable[[MessageIn], Awaitable[int]]  # through the intake, as any message
+
+    def wall(self) -> float:
+        return self.journal.wall()
+
+    def snapshots(self) -> list[ActorSnapshot]:
+        return self.fleet.snapshots()
+
+    def can_deliver(self, target: str) -> bool:
+        return self.fleet.can_deliver(self.current.value.targets().get(target, ()))
+
+    def kind_of(self, target: str) -> str:
+        config = self.current.value
+        members = config.targets().get(target, ())
+        return config.integrations[members[0]].kind if members else ""
+
+    async def send_alert(self, message: MessageIn) -> int:
+        return await self.submit(message)
+
+    async def message_states(self, ids: Sequence[int]) -> dict[int, str]:
+        return await self.queries.states(ids)
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        return await self.queries.deadlines_before(wall)
+
+    def audit(self, kind: EventKind, **detail: object) -> None:
+        self.journal.event(kind, None, **detail)

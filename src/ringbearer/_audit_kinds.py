@@ -1,0 +1,52 @@
+"""The kinds of audit events: the audit log's vocabulary, shared by the store that
+writes it, the parts that report into it and the clients that filter it."""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventKind(enum.StrEnum):
+    """Every kind of audit event; ``ringbearer audit --kind`` takes these."""
+
+    # A message's life (written by the store, most by its triggers).
+    SUBMITTED = "submitted"
+    ATTEMPTED = "attempted"
+    PROGRESSED = "progressed"  # a step of a multi-step delivery was done
+    DELIVERED = "delivered"
+    RETRIED = "retried"
+    FAILED_OVER = "failed_over"
+    DEAD_LETTERED = "dead_lettered"
+    RETURNED = "returned"
+    RECOVERED = "recovered"  # in flight at the last stop: queued again at start-up
+    REPLAYED = "replayed"
+    PURGED = "purged"
+    # Integrations.
+    BREAKER_CHANGED = "breaker_changed"
+    BREAKER_COMMAND = "breaker_command"
+    HEALTH_CHANGED = "health_changed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CRASH_INJECTED = "crash_injected"
+    ACTOR_CRASHED = "actor_crashed"
+    ACTOR_RESTARTED = "actor_restarted"
+    ACTOR_FAILED = "actor_failed"
+    # The daemon.
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPED = "daemon_stopped"
+    RELOADED = "reloaded"
+    RELOAD_REFUSED = "reload_refused"
+    FORCED = "forced"  # a change made during the wedding-day freeze with --force
+    CONTROL_REFUSED = "control_refused"
+    PREFLIGHT = "preflight"
+    # Wedding-day mode.
+    WEDDING_DAY_ON = "wedding_day_on"
+    WEDDING_DAY_OFF = "wedding_day_off"
+    WEDDING_DAY_OVERRIDE = "wedding_day_override"
+    # Alerts.
+    ALERT_RAISED = "alert_raised"
+    ALERT_SENT = "alert_sent"
+    ALERT_CHANNEL_FAILED = "alert_channel_failed"
+    ALERT_ESCALATED = "alert_escalated"
+    ALERT_ACKED = "alert_acked"
+    ALERT_RESOLVED = "alert_resolved"

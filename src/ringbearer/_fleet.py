@@ -1,0 +1,178 @@
+"""The fleet: an adapter and an actor per enabled integration, a dispatcher per target.
+
+:class:`PartsFactory` builds them from settings (at start and on a reload);
+:class:`Fleet` holds those running and answers questions about them. Neither
+starts anything: the daemon starts the first set, the reloader later ones.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+
+from ._actor import ActorSnapshot, IntegrationActor
+from ._config import Config, IntegrationSettings, resolve_secret
+from ._dispatcher import Dispatcher
+from ._errors import ErrorCode, RequestError
+from ._sandbox import Sandbox
+from .integrations import Adapter, AdapterContext, ProviderKind
+from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
+from .store import BreakerRecord, Controls, Store
+
+WallClock = Callable[[], float]
+
+
+@attrs.frozen
+class Hooks:
+    """What actors report, and to whom (the daemon's wiring decides)."""
+
+    on_breaker: Callable[[str, BreakerTransition], None]
+    on_health: Callable[[str, HealthState, HealthState, str], None]
+    on_slot_freed: Callable[[str], None]
+
+
+@attrs.frozen
+class PartsFactory:
+    """Builds adapters, actors and dispatchers from settings."""
+
+    store: Store
+    wall: WallClock
+    ssl_context: ssl.SSLContext
+    kinds: Mapping[str, ProviderKind]
+    sandbox: Sandbox | None
+    hooks: Hooks
+
+    def adapter(self, settings: IntegrationSettings) -> Adapter:
+        """Build one adapter; raises (secrets, settings) before anything runs."""
+        return self.kinds[settings.kind].build(settings.provider, self._context(settings))
+
+    def _context(self, settings: IntegrationSettings) -> AdapterContext:
+        sandbox, store = self.sandbox, self.store
+        return AdapterContext(
+            name=settings.name,
+            timeout=settings.timeout_seconds,
+            ssl_context=self.ssl_context,
+            secrets=lambda ref: resolve_secret(ref, sandbox=sandbox is not None),
+            base_url_override=sandbox.prefix(settings.kind) if sandbox else None,
+            smtp_override=sandbox.smtp if sandbox else None,
+            checkpoint=lambda message_id, steps: store.save_progress(
+                message_id, settings.name, steps
+            ),
+        )
+
+    def actor(
+        self, settings: IntegrationSettings, adapter: Adapter, config: Config
+    ) -> IntegrationActor:
+        return IntegrationActor(
+            settings=settings,
+            adapter=adapter,
+            sink=self.store.record,
+            wall=self.wall,
+            retry=RetryPolicy(settings.retry),
+            routes=route_lengths(config, settings.name),
+            on_breaker=self.hooks.on_breaker,
+            on_health=self.hooks.on_health,
+            on_slot_freed=self.hooks.on_slot_freed,
+        )
+
+    def dispatchers(
+        self, config: Config, actors: Mapping[str, IntegrationActor], paused: Iterable[str]
+    ) -> dict[str, Dispatcher]:
+        """A dispatcher per target with a running member; groups in ``paused`` start paused."""
+        held = set(paused)
+        built = {}
+        for target, members in config.targets().items():
+            present = [actors[m] for m in members if m in actors]
+            if present:
+                built[target] = Dispatcher(
+                    target=target,
+                    members=present,
+                    store=self.store,
+                    wall=self.wall,
+                    claim_batch=config.store.claim_batch,
+                    # Only a group's pause is the dispatcher's: an integration's is its actor's.
+                    paused=target in held and target not in actors,
+                )
+        return built
+
+
+def route_lengths(config: Config, name: str) -> dict[str, int]:
+    """The length of each route ``name`` is on: its own, and each group's it belongs to."""
+    return {t: len(m) for t, m in config.targets().items() if name in m}
+
+
+@attrs.define(eq=False)
+class Fleet:
+    """The running integrations and the dispatchers that feed them."""
+
+    adapters: dict[str, Adapter] = attrs.Factory(dict)
+    actors: dict[str, IntegrationActor] = attrs.Factory(dict)
+    dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
+
+    def fill(self, config: Config, factory: PartsFactory) -> None:
+        """Build every enabled integration of ``config`` (nothing runs yet)."""
+        for name, settings in config.integrations.items():
+            if settings.enabled:
+                adapter = self.adapters[name] = factory.adapter(settings)
+                self.actors[name] = factory.actor(settings, adapter, config)
+        self.dispatchers = factory.dispatchers(config, self.actors, ())
+
+    def actor(self, name: str) -> IntegrationActor:
+        actor = self.actors.get(name)
+        if actor is None:
+            raise RequestError(
+                ErrorCode.UNKNOWN_INTEGRATION, f"no running integration named {name!r}"
+            )
+        return actor
+
+    def feeding(self, name: str) -> list[Dispatcher]:
+        """The dispatchers whose route includes the integration ``name``."""
+        return [d for d in self.dispatchers.values() if any(m.name == name for m in d.members)]
+
+    def touching(self, name: str) -> list[Dispatcher]:
+        """The dispatchers of target ``name`` and those feeding integration ``name``."""
+        own = self.dispatchers.get(name)
+        return [*self.feeding(name), *([own] if own is not None else [])]
+
+    def snapshots(self) -> list[ActorSnapshot]:
+        return [a.statistics() for a in self.actors.values()]
+
+    def breaker_record(self, name: str, now: float) -> BreakerRecord:
+        state, forced, remaining = self.actors[name].breaker.export()
+        return BreakerRecord(name, state.value, forced, now + remaining)
+
+    def can_deliver(self, members: Iterable[str]) -> bool:
+        """Could a message be attempted now by one of ``members`` (one admits it)?"""
+        actors = [self.actors[m] for m in members if m in self.actors]
+        return any(a.admits() or a.bypass_slots() > 0 for a in actors)
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        """Pause an integration (its actor) or a group (its dispatcher)."""
+        if name in self.actors:
+            self.actors[name].paused = paused
+        elif name in self.dispatchers:
+            self.dispatchers[name].paused = paused
+
+    async def restore(self, controls: Controls, wall: WallClock) -> None:
+        """Breaker states, pauses and spent quota budgets survive a restart."""
+        for actor in self.actors.values():
+            await restore_budgets(actor, controls, wall)
+        now = wall()
+        for name, record in (await controls.breakers()).items():
+            if name in self.actors:
+                self.actors[name].breaker.restore(
+                    BreakerState(record.state), record.forced, max(0.0, record.open_until - now)
+                )
+        for name in await controls.paused():
+            self.set_paused(name, True)
+
+
+async def restore_budgets(actor: IntegrationActor, controls: Controls, wall: WallClock) -> None:
+    """What the actor's longest quota window has spent already, from the attempts kept."""
+    longest = actor.budgets.longest
+    if longest is not None:
+        since = wall() - longest.window
+        sent = await controls.attempt_times(actor.name, since=since, limit=longest.limit)
+        actor.budgets.restore(sent)

@@ -1,0 +1,154 @@
+"""The wedding-day mode controller: the calendar, the operator's override, the policy.
+
+It keeps the mode current (at each local midnight, when an override ends, or
+when told), and applies the mode's policy through the actors' and the
+dispatchers' own methods: shorter breaker waits and more retries for the
+actors, bulk deferred by the dispatchers, and released at a controlled rate
+when the mode ends. During the mode, changes may be frozen (``check_freeze``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ._errors import ErrorCode, RequestError
+from ._fleet import Fleet
+from ._journal import Journal
+from ._logging import fields
+from ._wakeups import Wakeups
+from ._wedding import Calendar, Cause, Mode, Override, WeddingDaySettings
+from .control import OverrideState
+from .control import _replies as r
+from .store import Dispatch, EventKind
+
+log = logging.getLogger("ringbearer.mode")
+
+LOOK_AT_LEAST_EVERY = 3600.0  # seconds: the calendar is re-read at least this often
+
+
+@attrs.define(eq=False)
+class ModeController:
+    settings: WeddingDaySettings
+    fleet: Fleet
+    dispatch: Dispatch
+    wakeups: Wakeups
+    journal: Journal
+    wall: Callable[[], float]
+    override: Override | None = None
+    mode: Mode = Mode(False, Cause.NONE, "")
+    _kick: trio.Event = attrs.Factory(trio.Event)
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar(self.settings)
+
+    def evaluate(self) -> Mode:
+        """Bring the mode up to date with the calendar, the override and the clock."""
+        until = self.override.until if self.override is not None else None
+        if until is not None and self.wall() >= until:
+            self.override = None  # expired: back to the calendar
+        mode = self.calendar.mode_at(self.wall(), self.override)
+        if mode != self.mode:
+            old, self.mode = self.mode, mode
+            self._changed(old, mode)
+        return mode
+
+    def _changed(self, old: Mode, new: Mode) -> None:
+        log.warning(
+            "wedding-day mode " + ("on" if new.on else "off"),
+            extra=fields(cause=new.cause.value, detail=new.detail, was=old.describe()),
+        )
+        self.journal.event(
+            EventKind.WEDDING_DAY_ON if new.on else EventKind.WEDDING_DAY_OFF,
+            cause=new.cause.value,
+            detail=new.detail,
+            was=old.describe(),
+        )
+        self.apply(released=old.on and not new.on)
+
+    def apply(self, *, released: bool = False) -> None:
+        """Hand the mode's policy to every actor and dispatcher (new ones too, after a reload)."""
+        policy = self.settings if self.mode.on else None
+        for actor in self.fleet.actors.values():
+            if actor.wedding != policy:
+                actor.set_wedding(policy)
+        for dispatcher in self.fleet.dispatchers.values():
+            # A claim parked under the old rules would take any priority.
+            self.dispatch.unpark_claim(dispatcher.target)
+            dispatcher.follow_mode(
+                defer_bulk=policy is not None and policy.defer_bulk,
+                release_per_second=self.settings.release_per_second,
+                released=released,
+            )
+        self.wakeups.everyone()
+
+    def use(self, settings: WeddingDaySettings) -> None:
+        """New settings (a reload): the new calendar applies now, and to the new parts."""
+        self.settings = settings
+        before = self.mode
+        if self.evaluate() == before:
+            self.apply()  # a changed mode has been applied already
+        self._kick.set()  # the watcher waits for the new calendar's next change
+
+    def set_override(self, state: OverrideState, until: float | None) -> r.ModeReply:
+        """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``."""
+        if until is not None:
+            self._check_until(until)
+        self.override = (
+            None if state is OverrideState.AUTO else Override(state is OverrideState.ON, until)
+        )
+        self.journal.event(
+            EventKind.WEDDING_DAY_OVERRIDE, state=state.value, until=until, by="operator"
+        )
+        self.evaluate()
+        self._kick.set()
+        return self.reply()
+
+    def _check_until(self, until: float) -> None:
+        if not math.isfinite(until) or until <= self.wall():
+            raise RequestError(ErrorCode.BAD_ARGS, "until must be a time in the future")
+        try:
+            dt.datetime.fromtimestamp(until, self.calendar.zone)
+        except (OverflowError, OSError, ValueError):
+            raise RequestError(
+                ErrorCode.BAD_ARGS, f"until {until!r} is not a time this calendar can show"
+            ) from None
+
+    def reply(self) -> r.ModeReply:
+        override = self.override
+        return r.ModeReply(
+            wedding_day=self.mode.on,
+            cause=self.mode.cause.value,
+            detail=self.mode.detail,
+            override=None if override is None else r.OverrideView(override.on, override.until),
+        )
+
+    def check_freeze(self, command: str, force: bool) -> None:
+        """The wedding-day change freeze: changes need ``force``, and are logged as forced."""
+        if not (self.mode.on and self.settings.freeze):
+            return
+        if not force:
+            raise RequestError(
+                ErrorCode.FROZEN,
+                f"wedding-day change freeze (mode {self.mode.describe()}): {command} needs --force",
+            )
+        log.warning("forced during the wedding-day freeze", extra=fields(command=command))
+        self.journal.event(EventKind.FORCED, command=command, mode=self.mode.describe())
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the mode current: at each local midnight, an override's end, or when told."""
+        self.evaluate()
+        task_status.started()
+        while True:
+            wall = self.wall()
+            wait = self.calendar.next_change(wall, self.override) - wall
+            with trio.move_on_after(max(0.0, min(wait, LOOK_AT_LEAST_EVERY))):
+                await self._kick.wait()
+            self._kick = trio.Event()
+            self.evaluate()

@@ -1,0 +1,90 @@
+"""Submit: check each message against its target, then hand the lot to the store's intake.
+
+A submit is all or nothing: one bad message refuses the request, naming it
+(``messages[3]: ...``), and nothing of it is stored. The reply comes after
+the commit, so an accepted message is a durable one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from .._delivery import Priority
+from .._errors import ErrorCode, InvalidPayload, RequestError
+from .._fleet import Fleet
+from .._metrics import Metrics
+from .._reload import CurrentConfig
+from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
+from ..control import _replies as r
+from ..store import Intake, NewMessage
+
+MAX_KEY_LENGTH = 256
+
+
+@attrs.frozen
+class SubmitHandler:
+    current: CurrentConfig
+    fleet: Fleet
+    intake: Intake
+    metrics: Metrics
+
+    async def __call__(self, request: Submit) -> r.SubmitReply:
+        messages = request.messages
+        if not messages:
+            raise RequestError(ErrorCode.BAD_ARGS, "submit needs at least one message")
+        if len(messages) > MAX_MESSAGES_PER_SUBMIT:
+            raise RequestError(
+                ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
+            )
+        checked = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        accepted = await self.intake.submit(checked)
+        for message, a in zip(checked, accepted, strict=True):
+            if not a.duplicate:
+                self.metrics.submitted_to(message.target)
+        return r.SubmitReply(
+            [r.AcceptedMessage(a.id, a.idempotency_key, a.duplicate) for a in accepted]
+        )
+
+    async def one(self, message: MessageIn) -> int:
+        """Submit one message (an alert's); its id."""
+        (accepted,) = (await self(Submit([message]))).accepted
+        return accepted.id
+
+    def _check(self, where: str, message: MessageIn) -> NewMessage:
+        members = self.current.value.targets().get(message.target)
+        if members is None:
+            known = ", ".join(sorted(self.current.value.targets()))
+            raise RequestError(
+                ErrorCode.UNKNOWN_TARGET,
+                f"{where}: unknown target {message.target!r}; known: {known}",
+            )
+        try:
+            priority = Priority.parse(message.priority)
+        except ValueError as exc:
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {exc}") from None
+        if message.key is not None and not 1 <= len(message.key) <= MAX_KEY_LENGTH:
+            raise RequestError(
+                ErrorCode.BAD_ARGS, f"{where}: key must be 1 to {MAX_KEY_LENGTH} characters"
+            )
+        if message.deliver_by is not None and not math.isfinite(message.deliver_by):
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: deliver_by must be a Unix time")
+        self._validate(where, members, message)
+        return NewMessage(
+            target=message.target,
+            payload=message.payload,
+            priority=priority,
+            idempotency_key=message.key,
+            deliver_by=message.deliver_by,
+        )
+
+    def _validate(self, where: str, members: tuple[str, ...], message: MessageIn) -> None:
+        """Each running member's adapter checks the payload as its provider needs it."""
+        for member in members:
+            adapter = self.fleet.adapters.get(member)
+            if adapter is not None:
+                try:
+                    adapter.validate(message.payload)
+                except InvalidPayload as exc:
+                    raise InvalidPayload(f"{where}: {exc.message}") from None

@@ -1,0 +1,46 @@
+"""Durable controls: breaker states and pauses, kept across restarts."""
+
+from __future__ import annotations
+
+from .._model import BreakerRecord
+from ._db import Tx
+from ._writer import Op, OpKind, Writer
+
+
+class Controls:
+    """Writes go through the writer; reads use its connection, which sees its commits."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        """Persist a breaker's state with the next batch (called from a sync hook)."""
+        row = (record.integration, record.state, int(record.forced), record.open_until)
+
+        async def save(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT OR REPLACE INTO breakers (integration, state, forced, open_until)"
+                " VALUES (?,?,?,?)",
+                row,
+            )
+
+        self._writer.push(Op(OpKind.CUSTOM, save))
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        rows = await self._writer.read(
+            "SELECT integration, state, forced, open_until FROM breakers"
+        )
+        return {r[0]: BreakerRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows}
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await self._writer.run(
+            lambda tx: tx.execute(
+                "INSERT INTO controls (name, paused) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (name, int(paused)),
+            )
+        )
+
+    async def paused(self) -> set[str]:
+        rows = await self._writer.read("SELECT name FROM controls WHERE paused = 1")
+        return {r[0] for r in rows}

@@ -1,0 +1,119 @@
+"""Reads on the reader connection, which never waits for the writer (WAL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from ..._delivery import Priority
+from .._model import DeadLetter, Event, MessageRecord
+from ._db import Row, dumps, fetch
+from ._rows import SELECT_DEAD, SELECT_EVENTS, SELECT_MESSAGE, dead_letter, event, message_record
+
+
+class Reads:
+    """The store's queries: the audit log, dead letters, messages, and the daemon's duties."""
+
+    def __init__(self, reader: aiosqlite.Connection) -> None:
+        self._reader = reader
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Any read, for tests and benchmarks."""
+        return await fetch(self._reader, sql, params)
+
+    async def events(
+        self,
+        *,
+        since: float | None,
+        message_id: int | None,
+        kinds: Sequence[str],
+        before: int | None,
+        limit: int,
+    ) -> list[Event]:
+        clauses: list[str] = ["1"]
+        params: list[Any] = []
+        for clause, value in (
+            ("at >= ?", since),
+            ("message_id = ?", message_id),
+            ("kind IN (SELECT value FROM json_each(?))", dumps(list(kinds)) if kinds else None),
+            ("id < ?", before),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = await self.query(
+            f"{SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [event(r) for r in rows]
+
+    async def dead_letters(
+        self, *, target: str | None, before: int | None, limit: int
+    ) -> list[DeadLetter]:
+        clauses: list[str] = ["1"]
+        params: list[Any] = []
+        if target is not None:
+            clauses.append("target = ?")
+            params.append(target)
+        if before is not None:
+            clauses.append("id < ?")
+            params.append(before)
+        rows = await self.query(
+            f"{SELECT_DEAD} AND {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [dead_letter(r) for r in rows]
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        rows = await self.query(f"{SELECT_DEAD} AND id = ?", (message_id,))
+        return dead_letter(rows[0]) if rows else None
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        rows = await self.query(f"{SELECT_MESSAGE} WHERE id = ?", (message_id,))
+        return message_record(rows[0]) if rows else None
+
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        rows = await self.query(
+            "SELECT id, status FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+            (dumps(list(ids)),),
+        )
+        return {message_id: status for message_id, status in rows}
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        rows = await self.query(
+            "SELECT id, target, deliver_by FROM messages WHERE deliver_by IS NOT NULL"
+            " AND status IN ('queued', 'inflight') AND deliver_by < ? ORDER BY deliver_by, id",
+            (wall,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        rows = await self.query(
+            "SELECT target, priority, MIN(created_at) FROM messages WHERE status = 'queued'"
+            " GROUP BY target, priority"
+        )
+        return {(target, Priority(priority)): at for target, priority, at in rows}
+
+    async def next_due(self, target: str) -> float | None:
+        # One query per priority: each uses the ready index; one over all of them would not.
+        found: list[float] = []
+        for priority in Priority:
+            rows = await self.query(
+                "SELECT next_attempt_at FROM messages WHERE status = 'queued' AND target = ?"
+                " AND priority = ? ORDER BY next_attempt_at LIMIT 1",
+                (target, int(priority)),
+            )
+            found.extend(r[0] for r in rows)
+        return min(found) if found else None
+
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        rows = await self.query(
+            "SELECT at FROM events WHERE kind = 'attempted' AND integration = ? AND at >= ?"
+            " ORDER BY at DESC LIMIT ?",
+            (integration, since, limit),
+        )
+        return [r[0] for r in rows]

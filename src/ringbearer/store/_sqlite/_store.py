@@ -1,0 +1,256 @@
+"""``SqliteStore``: the durable outbox, one object presenting every role of the ``Store``.
+
+It composes the parts and delegates to them; each method says where its work
+is done: the writer (group commit), the queue, the reads, the dead-letter
+tools, the controls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import trio
+
+from ..._delivery import Priority
+from .._model import (
+    ALL_PRIORITIES,
+    Accepted,
+    BreakerRecord,
+    Claimed,
+    DeadLetter,
+    Event,
+    MessageRecord,
+    NewMessage,
+    Settle,
+    Span,
+)
+from .._protocol import StoreListener, StoreStatistics
+from ._batch import Handoff, Parked, QueueBatch
+from ._controls import Controls
+from ._db import Row, Tx, WallClock
+from ._dead import DeadLetters
+from ._open import Start, connections, load_start
+from ._queue import Queue
+from ._reads import Reads
+from ._rows import event_row
+from ._shared import Shared
+from ._writer import Op, OpKind, Writer
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        *,
+        clock: WallClock,
+        batch_max: int,
+        start: Start,
+    ) -> None:
+        self._shared = Shared(clock, start.counters)
+        self.counters = self._shared.counters
+        self._batch = QueueBatch(
+            self._shared, next_id=start.next_id, deadline_targets=start.deadline_targets
+        )
+        self._writer = Writer(
+            writer, clock=clock, batch_max=batch_max, write_batch=self._batch.write
+        )
+        self._queue = Queue(self._writer, self._shared)
+        self._reads = Reads(reader)
+        self._dead = DeadLetters(self._writer, self._reads, self._shared)
+        self._controls = Controls(self._writer)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: WallClock,
+        synchronous: str = "full",
+        batch_max: int = 1024,
+    ) -> AsyncIterator[SqliteStore]:
+        """Open (creating or migrating) the database and run its writer."""
+        async with connections(path, synchronous) as (writer, reader):
+            start = await load_start(writer)
+            store = cls(writer, reader, clock=clock, batch_max=batch_max, start=start)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store._writer.write_loop)
+                try:
+                    yield store
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(30):
+                        await store.flush()
+                    nursery.cancel_scope.cancel()
+
+    # -- Lifecycle ------------------------------------------------------------------------
+
+    @property
+    def listener(self) -> StoreListener:
+        return self._shared.listener
+
+    @listener.setter
+    def listener(self, listener: StoreListener) -> None:
+        self._shared.listener = listener
+
+    def statistics(self) -> StoreStatistics:
+        return self._writer.statistics()
+
+    async def recover_inflight(self) -> int:
+        return await self._queue.recover_inflight()
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far."""
+        return self._writer.commits
+
+    @property
+    def committed_ops(self) -> int:
+        """Ops committed so far."""
+        return self._writer.committed_ops
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last failed transaction failed."""
+        return self._writer.last_error
+
+    # -- Intake, Dispatch, Settling -------------------------------------------------------
+
+    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        return await self._queue.submit(messages)
+
+    async def claim(self, target: str, limit: int, span: Span = ALL_PRIORITIES) -> list[Claimed]:
+        return await self._queue.claim(target, limit, span)
+
+    def park_claim(
+        self, target: str, limit: int, handoff: Handoff, span: Span = ALL_PRIORITIES
+    ) -> None:
+        """Claim up to ``limit`` messages of ``target`` with its next submit, for ``handoff``.
+
+        An idle dispatcher parks a claim instead of waiting for the submit's
+        commit and then claiming in a transaction of its own: a message then
+        waits for two commits (submit, settle), not three.
+        """
+        self._batch.park(target, Parked(limit, handoff, span))
+
+    def unpark_claim(self, target: str) -> None:
+        self._batch.unpark(target)
+
+    async def next_due(self, target: str) -> float | None:
+        return await self._reads.next_due(target)
+
+    async def record(self, settles: Sequence[Settle]) -> None:
+        await self._queue.record(settles)
+
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        await self._queue.save_progress(message_id, integration, progress)
+
+    # -- Controls, AuditLog ---------------------------------------------------------------
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        self._controls.save_breaker(record)
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        return await self._controls.breakers()
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await self._controls.set_paused(name, paused)
+
+    async def paused(self) -> set[str]:
+        return await self._controls.paused()
+
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        return await self._reads.attempt_times(integration, since=since, limit=limit)
+
+    def append_event(self, event: Event) -> None:
+        self._writer.push(Op(OpKind.EVENT, event_row(event)))
+
+    # -- Queries --------------------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        before: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        return await self._reads.events(
+            since=since, message_id=message_id, kinds=kinds, before=before, limit=limit
+        )
+
+    async def dead_letters(
+        self, *, target: str | None = None, before: int | None = None, limit: int = 1000
+    ) -> list[DeadLetter]:
+        return await self._reads.dead_letters(target=target, before=before, limit=limit)
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        return await self._reads.dead_letter(message_id)
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        return await self._reads.message(message_id)
+
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        return await self._reads.states(ids)
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        return await self._reads.deadlines_before(wall)
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        return await self._reads.oldest_queued()
+
+    # -- DeadLetterOps --------------------------------------------------------------------
+
+    async def count_dead(
+        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
+    ) -> int:
+        return await self._dead.count_dead(target=target, after=after, dead_before=dead_before)
+
+    async def replay_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        return await self._dead.replay_dead(ids, target=target, after=after, limit=limit, by=by)
+
+    async def purge_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        dead_before: float | None = None,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        return await self._dead.purge_dead(
+            ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
+        )
+
+    # -- SQLite only: SQL for tests and benchmarks ----------------------------------------
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read on the reader connection, which never waits for the writer."""
+        return await self._reads.query(sql, params)
+
+    async def run(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` inside the writer's next transaction and return its result."""
+        return await self._writer.run(fn)
