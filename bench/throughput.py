@@ -20,6 +20,12 @@ start to its answer, the floor that the daemon's store and actors add to.
 
     python bench/throughput.py [--messages 20000] [--lanes 64] [--loads 0.25 0.5 0.75]
 
+A change is measured against another checkout in the same sitting with
+``--against PATH`` (a work tree, e.g. ``git worktree add /tmp/before HEAD~1``):
+each round then runs this checkout's daemon and PATH's, alternating, on one
+simulator, and the ratio of their medians is printed. Only the wire's
+submit/pause/resume/wait are used, so the two need not share a protocol version.
+
 It prints a table; it does not pass or fail.
 """
 
@@ -215,12 +221,14 @@ mailbox = {lanes * 2}
 
 
 class DaemonProcess:
-    def __init__(self, workdir: Path, config: Path) -> None:
+    def __init__(self, workdir: Path, config: Path, src: Path | None = None) -> None:
         notify = workdir / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify))
         self.notify.settimeout(60)
         env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+        if src is not None:  # another checkout's daemon (its src/ first on the path)
+            env["PYTHONPATH"] = str(src / "src")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ringbearer", "run", "-c", str(config)],
             env=env,
@@ -248,14 +256,14 @@ def message(i: int) -> dict[str, Any]:
 
 def daemon_throughput(daemon: DaemonProcess, total: int) -> tuple[float, float]:
     with daemon.client() as client:
-        client.call("pause", {"name": "resend"})
+        client.raw("pause", {"name": "resend"})
         start = time.perf_counter()
         for first in range(0, total, 1000):
-            client.call("submit", {"messages": [message(i) for i in range(first, first + 1000)]})
+            client.raw("submit", {"messages": [message(i) for i in range(first, first + 1000)]})
         submit_rate = total / (time.perf_counter() - start)
         start = time.perf_counter()
-        client.call("resume", {"name": "resend"})
-        result = client.call("wait", {"timeout": 600})
+        client.raw("resume", {"name": "resend"})
+        result = client.raw("wait", {"timeout": 600})
         elapsed = time.perf_counter() - start
     assert result["idle"], result
     return total / elapsed, submit_rate
@@ -296,7 +304,7 @@ def daemon_latency(daemon: DaemonProcess, rate: float, seconds: float) -> dict[s
     (first_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()
     achieved = trio.run(_paced_submits, daemon.socket, rate, count, 16)
     with daemon.client() as client:
-        client.call("wait", {"timeout": 600})
+        client.raw("wait", {"timeout": 600})
     rows = db.execute(
         "SELECT delivered_at - created_at FROM messages WHERE id >= ? AND status = 'delivered'",
         (first_id,),
@@ -310,11 +318,13 @@ def reset(url: str) -> None:
     httpx.post(f"{url}/_sim/reset").raise_for_status()
 
 
-def daemon_round(url: str, lanes: int, messages: int) -> tuple[float, float]:
+def daemon_round(
+    url: str, lanes: int, messages: int, src: Path | None = None
+) -> tuple[float, float]:
     """One throughput run on a fresh daemon (fresh state folder)."""
     with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
         workdir = Path(tmp)
-        daemon = DaemonProcess(workdir, daemon_config(workdir, url, lanes))
+        daemon = DaemonProcess(workdir, daemon_config(workdir, url, lanes), src)
         try:
             return daemon_throughput(daemon, messages)
         finally:
@@ -341,6 +351,12 @@ def main() -> None:
     )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="PATH",
+        help="also run PATH's daemon each round, alternating, and compare (skips the bare loops)",
+    )
+    parser.add_argument(
         "--loads",
         type=float,
         nargs="*",
@@ -349,6 +365,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
+    if args.against is not None:
+        compare(args)
+        return
     sim, url = start_simulator()
     bare: dict[str, list[float]] = {via: [] for via in BARE}
     daemon: list[float] = []
@@ -376,6 +395,28 @@ def main() -> None:
         sim.terminate()
         sim.wait(10)
     report(args, bare, daemon, submits, latencies)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This checkout's daemon against ``args.against``'s, alternating rounds on one simulator."""
+    sim, url = start_simulator()
+    rates: dict[str, list[float]] = {"this": [], "other": []}
+    try:
+        for n in range(args.rounds):
+            order = ("this", "other") if n % 2 == 0 else ("other", "this")
+            for which in order:
+                reset(url)
+                src = None if which == "this" else args.against
+                rates[which].append(daemon_round(url, args.lanes, args.messages, src)[0])
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    print(f"messages={args.messages} lanes={args.lanes} rounds={args.rounds}")
+    for which, label in (("other", f"{args.against}"), ("this", "this checkout")):
+        runs = " ".join(f"{v:.0f}" for v in rates[which])
+        print(f"{label:<40}{statistics.median(rates[which]):>10.0f}/s   {runs}")
+    ratio = statistics.median(rates["this"]) / statistics.median(rates["other"])
+    print(f"{'ratio this / other (medians)':<40}{ratio:>10.2f}")
 
 
 def report(

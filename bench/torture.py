@@ -99,7 +99,7 @@ class Submitter(threading.Thread):
             with self.daemon_proc.client(timeout=30) as client:
                 for start in range(self.first, self.first + self.count, BATCH):
                     end = min(start + BATCH, self.first + self.count)
-                    result = client.call(
+                    result = client.raw(
                         "submit", {"messages": [email(i) for i in range(start, end)]}
                     )
                     now = time.monotonic()

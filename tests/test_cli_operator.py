@@ -1,19 +1,23 @@
 """The operator CLI: its views, its argument parsing, and dead-letter replay and purge.
 
-Views and parsing are pure and tested on plain data; replay and purge are
-tested on the in-memory store under the virtual-time harness (and the SQLite
-store on a real file), through the same ``handle`` the control socket uses.
+Views and parsing are pure and tested on typed replies built in the test;
+replay and purge are tested on the in-memory store under the virtual-time
+harness (and the SQLite store on a real file), through the same handler table
+the control socket uses.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import io
 import json
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import pytest
@@ -21,16 +25,36 @@ import trio
 import trio.testing
 import trio_asyncio
 
-from ringbearer import RequestError, _cli, _config, _daemon, _views
+from ringbearer import (
+    RequestError,
+    _cli,
+    _cli_messages,
+    _cli_operate,
+    _cli_times,
+    _config,
+    _config_doc,
+    _views,
+)
+from ringbearer._cli_base import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority
-from ringbearer._errors import ControlError
-from ringbearer.control import MessageIn
+from ringbearer._errors import ControlError, ErrorCode
+from ringbearer.control import PROTOCOL_VERSION, MessageIn
 from ringbearer.control import _protocol as proto
 from ringbearer.control._access import Role, needed
+from ringbearer.control._replies import (
+    AuditReply,
+    DeadLetterReply,
+    DeadLettersReply,
+    PurgeReply,
+    ReplayReply,
+    StatusReply,
+)
 from ringbearer.integrations import FakeAdapter
-from ringbearer.store import MessageStatus, NewMessage, SqliteStore
+from ringbearer.store import EventKind, MessageStatus, NewMessage, SqliteStore
 
-from .harness import EPOCH, Core, running_core
+from .harness import EPOCH, Core, running_core, wall
+
+CONVERTER = proto.converter()
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -40,6 +64,12 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config.toml"
 
 def parse(*argv: str) -> Any:
     return _cli.build_parser().parse_args(list(argv))
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """A parser's commands (or a command's actions), by name."""
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
 
 
 @pytest.mark.parametrize(
@@ -58,13 +88,13 @@ def parse(*argv: str) -> Any:
 )
 def test_since_takes_unix_iso_and_durations(text: str, expected: float) -> None:
     """--since: a Unix time, an ISO 8601 time with a zone, or a duration back from now."""
-    assert _cli.parse_since(text, now=1_000_000.0) == expected
+    assert _cli_times.back(text, now=1_000_000.0) == expected
 
 
 def test_since_without_a_zone_is_local_time() -> None:
     """An ISO time with no zone is read in the local time zone."""
     local = datetime.datetime(2026, 11, 28, 14, 0).timestamp()  # naive: local
-    assert _cli.parse_since("2026-11-28T14:00", now=0.0) == local
+    assert _cli_times.back("2026-11-28T14:00", now=0.0) == local
 
 
 @pytest.mark.parametrize("text", ["yesterday", "15x", "", "nan", "inf", "2026-13-01"])
@@ -74,7 +104,7 @@ def test_a_bad_since_is_a_usage_error_naming_the_forms(
     """A --since that is no time exits 2 and says which forms are accepted."""
     with pytest.raises(SystemExit) as exited:
         _cli.main(["audit", "--since", text, "--socket", "/nonexistent"])
-    assert exited.value.code == _cli.EXIT_USAGE
+    assert exited.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert "Unix time" in err and "ISO 8601" in err and "90s, 15m, 2h, 1d" in err
 
@@ -82,9 +112,9 @@ def test_a_bad_since_is_a_usage_error_naming_the_forms(
 def test_bare_dead_letters_lists_and_nested_options_keep_parent_values() -> None:
     """`dead-letters` alone lists; options before `list` are not reset by it."""
     bare = parse("dead-letters")
-    assert bare.fn is _cli.cmd_dead_letters and bare.limit == 1000 and bare.target is None
+    assert bare.fn is _cli_messages.cmd_dead_letters and bare.limit == 1000 and bare.target is None
     nested = parse("dead-letters", "--limit", "5", "--json", "list")
-    assert nested.fn is _cli.cmd_dead_letters and nested.limit == 5 and nested.json
+    assert nested.fn is _cli_messages.cmd_dead_letters and nested.limit == 5 and nested.json
     after = parse("dead-letters", "list", "--target", "email", "--limit", "7")
     assert (after.target, after.limit) == ("email", 7)
 
@@ -92,7 +122,7 @@ def test_bare_dead_letters_lists_and_nested_options_keep_parent_values() -> None
 def test_replay_and_purge_arguments() -> None:
     """IDs, --all, --target and --older-than (seconds or a duration) are parsed."""
     replay = parse("dead-letters", "replay", "3", "1", "2")
-    assert replay.fn is _cli.cmd_dead_letters_replay and replay.ids == [3, 1, 2]
+    assert replay.fn is _cli_messages.cmd_dead_letters_replay and replay.ids == [3, 1, 2]
     purge = parse("dead-letters", "purge", "--all", "--target", "email", "--older-than", "7d")
     assert purge.all and purge.target == "email" and purge.older_than == 7 * 86400
     assert parse("dead-letters", "purge", "--all", "--older-than", "3600").older_than == 3600
@@ -117,7 +147,7 @@ def test_a_replay_or_purge_that_names_nothing_or_too_much_exits_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """IDs xor --all, and the filters only with --all: checked before any request."""
-    assert _cli.main([*argv, "--socket", "/nonexistent"]) == _cli.EXIT_USAGE
+    assert _cli.main([*argv, "--socket", "/nonexistent"]) == EXIT_USAGE
     assert "ringbearer:" in capsys.readouterr().err
 
 
@@ -134,7 +164,7 @@ def test_bad_numbers_exit_2(argv: list[str]) -> None:
     """A duration or interval that is no positive number is a usage error."""
     with pytest.raises(SystemExit) as exited:
         _cli.main([*argv, "--socket", "/nonexistent"])
-    assert exited.value.code == _cli.EXIT_USAGE
+    assert exited.value.code == EXIT_USAGE
 
 
 @pytest.mark.parametrize(
@@ -150,20 +180,20 @@ def test_bad_numbers_exit_2(argv: list[str]) -> None:
 )
 def test_an_unreachable_daemon_exits_3(tmp_path: Path, argv: list[str]) -> None:
     """Every new command that talks to the daemon exits 3 when there is none."""
-    assert _cli.main([*argv, "--socket", str(tmp_path / "none.sock")]) == _cli.EXIT_UNREACHABLE
+    assert _cli.main([*argv, "--socket", str(tmp_path / "none.sock")]) == EXIT_UNREACHABLE
 
 
 def test_new_commands_document_their_exit_codes() -> None:
     """Each new command's --help lists its exit codes."""
     parser = _cli.build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = subcommands(parser)
     for name in ("top", "audit", "dead-letters", "status"):
         assert "exit codes:" in commands[name].format_help(), name
-    dead = commands["dead-letters"]._subparsers._group_actions[0].choices
+    dead = subcommands(commands["dead-letters"])
     for name in ("list", "show", "replay", "purge"):
         assert "exit codes:" in dead[name].format_help(), name
     assert "130" in dead["replay"].format_help()
-    config = commands["config"]._subparsers._group_actions[0].choices
+    config = subcommands(commands["config"])
     for name in ("init", "show", "check"):
         assert "exit codes:" in config[name].format_help(), name
 
@@ -188,6 +218,12 @@ def integration(name: str, **overrides: Any) -> dict[str, Any]:
         "dead": 0,
         "last_error": None,
         "budgets": [],
+        "success_rate": 1.0,
+        "latency_p50": 0.0,
+        "latency_p95": 0.0,
+        "latency_p99": 0.0,
+        "lanes": 2,
+        "attempting": 0,
     }
     base.update(overrides)
     return base
@@ -197,21 +233,25 @@ CALENDAR_OFF = {"wedding_day": False, "cause": "none", "detail": "", "override":
 SATURDAY = {"wedding_day": True, "cause": "weekday", "detail": "saturday", "override": None}
 
 
-def status(
+def status_dict(
     uptime: float,
     *integrations: dict[str, Any],
     mode: str = "normal",
     wedding: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A status reply as the wire carries it."""
     if wedding is None:
         wedding = SATURDAY if mode == "wedding_day" else CALENDAR_OFF
     return {
         "version": "0.1.0",
-        "protocol": 1,
+        "protocol": PROTOCOL_VERSION,
         "mode": mode,
         "wedding_day": wedding,
         "uptime_seconds": uptime,
+        "config": "/etc/ringbearer/config.toml",
         "sandbox": None,
+        "metrics": None,
+        "store": {"path": ":memory:", "commits": 0, "committed_ops": 0, "pending_ops": 0},
         "integrations": list(integrations),
         "groups": {
             "email": {
@@ -222,6 +262,18 @@ def status(
             }
         },
     }
+
+
+def status(
+    uptime: float,
+    *integrations: dict[str, Any],
+    mode: str = "normal",
+    wedding: dict[str, Any] | None = None,
+) -> StatusReply:
+    """A typed status reply, as the client structures it."""
+    return CONVERTER.structure(
+        status_dict(uptime, *integrations, mode=mode, wedding=wedding), StatusReply
+    )
 
 
 def test_top_rates_come_from_two_snapshots() -> None:
@@ -284,9 +336,9 @@ def test_top_once_prints_one_frame_from_two_snapshots(
         ]
     )
     slept: list[float] = []
-    monkeypatch.setattr(_cli, "_call", lambda args, cmd, *a, **k: next(snapshots))
+    monkeypatch.setattr(_cli_operate, "call", lambda args, request, timeout=30.0: next(snapshots))
     monkeypatch.setattr(time, "sleep", slept.append)
-    assert _cli.main(["top", "--once", "--interval", "0.5", "--socket", "x"]) == _cli.EXIT_OK
+    assert _cli.main(["top", "--once", "--interval", "0.5", "--socket", "x"]) == EXIT_OK
     out = capsys.readouterr().out
     assert slept == [0.5] and out.count("INTEGRATION") == 1 and "delivered 10.0/s" in out
     assert _views.CLEAR not in out
@@ -306,10 +358,12 @@ def test_top_live_redraws_until_ctrl_c_and_exits_0(
 
     uptimes = iter([1.0, 2.0, 3.0])
     monkeypatch.setattr(
-        _cli, "_call", lambda args, cmd, *a, **k: status(next(uptimes), integration("resend"))
+        _cli_operate,
+        "call",
+        lambda args, request, timeout=30.0: status(next(uptimes), integration("resend")),
     )
     monkeypatch.setattr(time, "sleep", fake_sleep)
-    assert _cli.main(["top", "--json", "--socket", "x"]) == _cli.EXIT_OK
+    assert _cli.main(["top", "--json", "--socket", "x"]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3  # JSON lines, one a frame
     assert [json.loads(line)["delivered_per_second"] for line in lines] == [None, 0.0, 0.0]
@@ -331,7 +385,12 @@ def test_status_table_lists_budgets_below_when_there_are_any() -> None:
 
 
 def override(on: bool, detail: str) -> dict[str, Any]:
-    return {"wedding_day": on, "cause": "operator", "detail": detail, "override": {"on": on}}
+    return {
+        "wedding_day": on,
+        "cause": "operator",
+        "detail": detail,
+        "override": {"on": on, "until": None},
+    }
 
 
 @pytest.mark.parametrize(
@@ -346,7 +405,8 @@ def override(on: bool, detail: str) -> dict[str, Any]:
             override(True, "operator until 2027-06-12T23:00+01:00"),
             "mode wedding_day (override until 2027-06-12T23:00+01:00)",
         ),
-        (override(False, "operator"), "mode normal (override until auto)"),
+        # Reworded on purpose: "until auto" read as a time; it ends when set back to auto.
+        (override(False, "operator"), "mode normal (override until set back to auto)"),
         (CALENDAR_OFF, "mode normal (off)"),
     ],
 )
@@ -354,20 +414,45 @@ def test_status_and_top_say_why_wedding_day_mode_is_on_or_off(
     wedding: dict[str, Any], shown: str
 ) -> None:
     """Both headers name the mode's cause: a weekday, a date, an override (until when), or off."""
-    current = status(5.0, integration("resend"), wedding=wedding)
-    current["mode"] = "wedding_day" if wedding["wedding_day"] else "normal"
+    mode = "wedding_day" if wedding["wedding_day"] else "normal"
+    current = status(5.0, integration("resend"), mode=mode, wedding=wedding)
     assert f" · {shown} · " in _views.format_status(current).splitlines()[0]
     assert f" · {shown} · " in _views.render_top(None, current, 0.0).splitlines()[0]
     cause = shown.partition("(")[2].rstrip(")")
     assert _views.top_rows(None, current, 0.0)["mode_cause"] == cause
 
 
-def test_a_status_with_no_wedding_day_details_shows_the_mode_alone() -> None:
-    """A reply without the cause (an older daemon) shows the mode, not a wrong cause."""
-    current = status(5.0, integration("resend"), mode="wedding_day")
-    del current["wedding_day"]
-    assert " · mode wedding_day · " in _views.format_status(current)
-    assert " · mode wedding_day · " in _views.render_top(None, current, 0.0)
+def answer_once(path: Path, result: dict[str, Any]) -> threading.Thread:
+    """A control socket at ``path`` that answers one request with ``result``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    server.settimeout(30)  # bounded: the test fails rather than hangs
+
+    def serve() -> None:
+        with server, server.accept()[0] as conn, conn.makefile("rb") as lines:
+            request = json.loads(lines.readline())
+            conn.sendall(proto.ok(request["id"], result))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_status_with_no_wedding_day_details_is_never_shown_with_a_wrong_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reply without the cause (an older daemon's) is unreadable (exit 3), not a wrong cause."""
+    # Typed replies: a status without `wedding_day` no longer structures, so the
+    # mode cannot be shown alone; what holds is that no cause is made up.
+    old = status_dict(5.0, integration("resend"), mode="wedding_day")
+    del old["wedding_day"]
+    path = tmp_path / "s.sock"
+    server = answer_once(path, old)
+    assert _cli.main(["status", "--socket", str(path)]) == EXIT_UNREACHABLE
+    server.join(30)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unreadable reply to Status" in captured.err
 
 
 async def test_the_status_header_shows_an_override_set_on_a_running_daemon(
@@ -376,10 +461,12 @@ async def test_the_status_header_shows_an_override_set_on_a_running_daemon(
     """The view reads the cause as the daemon reports it: an override and its end."""
     async with running_core(tmp_path) as core:
         daemon = core.daemon
-        assert "· mode normal (off) ·" in _views.format_status(daemon.status())
-        end = daemon.wall() + 3600
+        now = CONVERTER.structure(daemon.status(), StatusReply)
+        assert "· mode normal (off) ·" in _views.format_status(now)
+        end = wall() + 3600
         await daemon.set_override("on", end)
-        head = _views.format_status(daemon.status()).splitlines()[0]
+        later = CONVERTER.structure(daemon.status(), StatusReply)
+        head = _views.format_status(later).splitlines()[0]
     until = datetime.datetime.fromtimestamp(end, datetime.UTC)  # the calendar's zone: UTC
     assert f"· mode wedding_day (override until {until.isoformat(timespec='minutes')}) ·" in head
 
@@ -398,22 +485,45 @@ def letter(message_id: int, **overrides: Any) -> dict[str, Any]:
     return base
 
 
+def message(message_id: int, **overrides: Any) -> dict[str, Any]:
+    """A message record as the wire carries it."""
+    base: dict[str, Any] = {
+        "id": message_id,
+        "target": "email",
+        "integration": "resend",
+        "priority": "critical",  # typed replies carry its name (the wire once had 0)
+        "idempotency_key": f"k-{message_id}",
+        "status": "dead",
+        "attempts": 1,
+        "next_attempt_at": 0.0,
+        "last_error": "HTTP 422: invalid from",
+        "provider_id": None,
+        "created_at": 1795874000.0,
+        "updated_at": 1795874400.0,
+        "delivered_at": None,
+        "events": [],
+    }
+    base.update(overrides)
+    return base
+
+
 def test_dead_letter_views() -> None:
     """The list is a table; show has the message, its payload, reason and history."""
-    listed = _views.format_dead_letters([letter(7), letter(12, integration=None)])
+    page = {"dead_letters": [letter(7), letter(12, integration=None)], "before": None}
+    command = "ringbearer dead-letters"
+    listed = _views.format_dead_letters(CONVERTER.structure(page, DeadLettersReply), command)
     header, first, second = listed.splitlines()
     assert header.split()[:3] == ["ID", "TARGET", "INTEGRATION"]
     assert first.split()[:4] == ["7", "email", "resend", "2026-11-28T14:00:00Z"]
     assert second.split()[2] == "-"
-    assert _views.format_dead_letters([]) == "no dead letters"
+    assert _views.format_dead_letters(DeadLettersReply([]), command) == "no dead letters"
     event = {"at": 1.0, "kind": "dead_lettered", "message_id": 7, "integration": "resend"}
-    shown = _views.format_dead_letter(
-        {
-            **letter(7),
-            "message": {"priority": 0, "idempotency_key": "k-7", "created_at": 1795874000.0},
-            "events": [{**event, "detail": {"reason": "HTTP 422"}}],
-        }
-    )
+    reply = {
+        **letter(7),
+        "message": message(7),
+        "events": [{**event, "detail": {"reason": "HTTP 422"}}],
+    }
+    shown = _views.format_dead_letter(CONVERTER.structure(reply, DeadLetterReply))
     for part in (
         "dead letter 7",
         "critical",
@@ -439,25 +549,29 @@ def test_summaries_and_the_progress_bar() -> None:
 # -- replay and purge through the CLI, against a scripted daemon --------------------------
 
 
+Selection: TypeAlias = proto.ReplayDead | proto.PurgeDead
+
+
 class FakeDaemon:
     """Answers replay and purge requests as the real handler does, from a set of ids."""
 
     def __init__(self, dead: range) -> None:
         self.dead = set(dead)
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[Selection] = []
 
-    def call(self, args: Any, cmd: str, cmd_args: dict[str, Any], timeout: float = 0) -> Any:
-        self.requests.append(cmd_args)
-        verb = "replayed" if cmd == "dead-letters-replay" else "purged"
-        if cmd_args.get("all"):
-            chosen = sorted(i for i in self.dead if i > cmd_args["after"])[: cmd_args["limit"]]
+    def call(self, args: Any, request: Selection, timeout: float | None = 30.0) -> Any:
+        self.requests.append(request)
+        if request.all:
+            chosen = sorted(i for i in self.dead if i > request.after)[: request.limit]
         else:
-            chosen = sorted(i for i in cmd_args["ids"] if i in self.dead)
+            chosen = sorted(i for i in request.ids if i in self.dead)
         self.dead -= set(chosen)
-        after = max(chosen, default=cmd_args.get("after", 0))
-        remaining = sum(1 for i in self.dead if i > after) if cmd_args.get("all") else 0
-        skipped = sorted(set(cmd_args.get("ids", ())) - set(chosen))
-        return {verb: chosen, "skipped": skipped, "remaining": remaining}
+        after = max(chosen, default=request.after)
+        remaining = sum(1 for i in self.dead if i > after) if request.all else 0
+        skipped = sorted(set(request.ids) - set(chosen))
+        if isinstance(request, proto.ReplayDead):
+            return ReplayReply(chosen, skipped, remaining)
+        return PurgeReply(chosen, skipped, remaining)
 
 
 class Terminal(io.StringIO):
@@ -468,7 +582,7 @@ class Terminal(io.StringIO):
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaemon]:
     daemon = FakeDaemon(range(1, 2501))
-    monkeypatch.setattr(_cli, "_call", daemon.call)
+    monkeypatch.setattr(_cli_messages, "call", daemon.call)
     yield daemon
 
 
@@ -478,9 +592,9 @@ def test_replay_all_goes_in_chunks_with_a_progress_bar(
     """--all: chunks of 1,000 moving a cursor, a bar on a terminal's stderr, one summary."""
     stderr = Terminal()
     monkeypatch.setattr("sys.stderr", stderr)
-    assert _cli.main(["dead-letters", "replay", "--all", "--socket", "x"]) == _cli.EXIT_OK
-    assert [r["after"] for r in fake.requests] == [0, 1000, 2000]
-    assert all(r["limit"] == 1000 and r["all"] and "uid" in r["by"] for r in fake.requests)
+    assert _cli.main(["dead-letters", "replay", "--all", "--socket", "x"]) == EXIT_OK
+    assert [r.after for r in fake.requests] == [0, 1000, 2000]
+    assert all(r.limit == 1000 and r.all and "uid" in r.by for r in fake.requests)
     assert stderr.getvalue() == (
         "\r[############                  ] 1000/2500"
         "\r[########################      ] 2000/2500"
@@ -496,8 +610,8 @@ def test_purge_by_ids_chunks_and_reports_ids_that_were_not_dead_letters(
     """2,600 ids go as 1,000 + 1,000 + 600; ids not dead are skipped: exit 1, all else done."""
     ids = [str(i) for i in range(1, 2601)]
     code = _cli.main(["dead-letters", "purge", *ids, "--json", "--socket", "x"])
-    assert code == _cli.EXIT_REFUSED
-    assert [len(r["ids"]) for r in fake.requests] == [1000, 1000, 600]
+    assert code == EXIT_REFUSED
+    assert [len(r.ids) for r in fake.requests] == [1000, 1000, 600]
     result = json.loads(capsys.readouterr().out)
     assert len(result["purged"]) == 2500 and result["skipped"] == list(range(2501, 2601))
 
@@ -506,7 +620,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(
     fake: FakeDaemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Piped or captured stderr gets no bar."""
-    assert _cli.main(["dead-letters", "purge", "--all", "--socket", "x"]) == _cli.EXIT_OK
+    assert _cli.main(["dead-letters", "purge", "--all", "--socket", "x"]) == EXIT_OK
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == "purged 2500 dead letters\n"
 
@@ -517,15 +631,15 @@ def test_a_refusal_midway_says_what_was_done_and_exits_1(
     """A refusal after some chunks: exit 1, and how many were already replayed."""
     calls = 0
 
-    def refuse_second(args: Any, cmd: str, cmd_args: dict[str, Any], timeout: float = 0) -> Any:
+    def refuse_second(args: Any, request: Selection, timeout: float | None = 30.0) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise RequestError("forbidden", "'dead-letters-replay' needs the operate role")
-        return fake.call(args, cmd, cmd_args)
+            raise RequestError(ErrorCode.FORBIDDEN, "'dead-letters-replay' needs the operate role")
+        return fake.call(args, request)
 
-    monkeypatch.setattr(_cli, "_call", refuse_second)
-    assert _cli.main(["dead-letters", "replay", "--all", "--socket", "x"]) == _cli.EXIT_REFUSED
+    monkeypatch.setattr(_cli_messages, "call", refuse_second)
+    assert _cli.main(["dead-letters", "replay", "--all", "--socket", "x"]) == EXIT_REFUSED
     err = capsys.readouterr().err
     assert "1000 dead letter(s) were replayed before this stopped" in err
     assert "forbidden" in err
@@ -537,14 +651,14 @@ def test_ctrl_c_midway_exits_130_saying_what_was_done(
     """Ctrl-C between chunks: exit 130 and how many were done."""
     calls = 0
 
-    def interrupt_second(args: Any, cmd: str, cmd_args: dict[str, Any], timeout: float = 0) -> Any:
+    def interrupt_second(args: Any, request: Selection, timeout: float | None = 30.0) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KeyboardInterrupt
-        return fake.call(args, cmd, cmd_args)
+        return fake.call(args, request)
 
-    monkeypatch.setattr(_cli, "_call", interrupt_second)
+    monkeypatch.setattr(_cli_messages, "call", interrupt_second)
     assert _cli.main(["dead-letters", "purge", "--all", "--socket", "x"]) == 130
     assert "1000 dead letter(s) were purged before this stopped" in capsys.readouterr().err
 
@@ -555,8 +669,8 @@ def test_unreachable_midway_exits_3(fake: FakeDaemon, monkeypatch: pytest.Monkey
     def gone(*args: Any, **kwargs: Any) -> Any:
         raise ControlError("the daemon closed the connection")
 
-    monkeypatch.setattr(_cli, "_call", gone)
-    assert _cli.main(["dead-letters", "replay", "1", "--socket", "x"]) == _cli.EXIT_UNREACHABLE
+    monkeypatch.setattr(_cli_messages, "call", gone)
+    assert _cli.main(["dead-letters", "replay", "1", "--socket", "x"]) == EXIT_UNREACHABLE
 
 
 # -- config init and show --------------------------------------------------------------------
@@ -568,7 +682,7 @@ def test_config_show_round_trips_the_shipped_config_with_secrets_as_references(
     """show's TOML loads back to the same config; secrets appear only as their references."""
     monkeypatch.setenv("RESEND_API_KEY", "re_canary_51f0")
     config = _config.load(SHIPPED)
-    text = _views.to_toml(_views.config_document(config), header="shown")
+    text = _config_doc.to_toml(_config_doc.config_document(config), header="shown")
     again = _config.parse(text, config.source)
     assert again == config
     assert 'api_key = { env = "RESEND_API_KEY" }' in text
@@ -582,16 +696,16 @@ def test_config_init_writes_a_valid_starter_and_refuses_to_overwrite(
 ) -> None:
     """init writes a file that `config check` passes; again: exit 1; --force: written."""
     path = tmp_path / "ringbearer.toml"
-    assert _cli.main(["config", "init", "-c", str(path)]) == _cli.EXIT_OK
+    assert _cli.main(["config", "init", "-c", str(path)]) == EXIT_OK
     written = path.read_text()
-    assert _cli.main(["config", "check", "-c", str(path)]) == _cli.EXIT_OK
+    assert _cli.main(["config", "check", "-c", str(path)]) == EXIT_OK
     config = _config.load(path)
     assert config.sandbox.enabled and config.groups == {"email": ("resend", "mailgun", "smtp")}
     assert "[defaults]" in written and 'api_key = { env = "RESEND_API_KEY" }' in written
     path.write_text("# mine\n")
-    assert _cli.main(["config", "init", "-c", str(path)]) == _cli.EXIT_REFUSED
+    assert _cli.main(["config", "init", "-c", str(path)]) == EXIT_REFUSED
     assert "exists" in capsys.readouterr().err and path.read_text() == "# mine\n"
-    assert _cli.main(["config", "init", "-c", str(path), "--force"]) == _cli.EXIT_OK
+    assert _cli.main(["config", "init", "-c", str(path), "--force"]) == EXIT_OK
     assert path.read_text() == written
 
 
@@ -600,16 +714,16 @@ def test_config_show_prints_toml_or_json_and_exits_2_on_a_bad_file(
 ) -> None:
     """show of the starter passes check; a broken file is exit 2 with its problems."""
     path = tmp_path / "c.toml"
-    assert _cli.main(["config", "init", "-c", str(path)]) == _cli.EXIT_OK
+    assert _cli.main(["config", "init", "-c", str(path)]) == EXIT_OK
     capsys.readouterr()
-    assert _cli.main(["config", "show", "-c", str(path)]) == _cli.EXIT_OK
+    assert _cli.main(["config", "show", "-c", str(path)]) == EXIT_OK
     shown = tmp_path / "shown.toml"
     shown.write_text(capsys.readouterr().out)
     assert _config.load(shown) == _config.parse(path.read_text(), shown)
-    assert _cli.main(["config", "show", "-c", str(path), "--json"]) == _cli.EXIT_OK
+    assert _cli.main(["config", "show", "-c", str(path), "--json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["integrations"]["resend"]["kind"] == "resend"
     path.write_text("[daemon]\nlanes = 3\n")
-    assert _cli.main(["config", "show", "-c", str(path)]) == _cli.EXIT_USAGE
+    assert _cli.main(["config", "show", "-c", str(path)]) == EXIT_USAGE
     assert "no integration is configured" in capsys.readouterr().err
 
 
@@ -715,10 +829,10 @@ async def test_a_replayed_dead_letter_is_delivered_once_as_fresh_work(
         (dead,) = await dead_letters_in(core, "trio", 1, "critical")
         key = core.store.rows[dead].key
         refusals.on = False
-        reply = await _daemon.handle(
-            core.daemon, proto.ReplayDead(ids=[dead], by="alice (uid 1000)")
+        reply: ReplayReply = await core.daemon.handle(
+            proto.ReplayDead(ids=[dead], by="alice (uid 1000)")
         )
-        assert reply == {"replayed": [dead], "skipped": [], "remaining": 0}
+        assert reply == ReplayReply(replayed=[dead], skipped=[], remaining=0)
         await core.daemon.wait_idle(60)
         row = core.store.rows[dead]
         assert row.status is MessageStatus.DELIVERED and row.key == key
@@ -745,8 +859,8 @@ async def test_replay_counts_the_messages_back_into_the_queue(
         await core.daemon.set_paused("beta", True)
         await settled()  # a claim begun before the pause ends (handed back)
         refusals.on = False
-        reply = await _daemon.handle(core.daemon, proto.ReplayDead(all=True, target="beta"))
-        assert reply["replayed"] == sorted(bulk + normal) and reply["remaining"] == 0
+        reply: ReplayReply = await core.daemon.handle(proto.ReplayDead(all=True, target="beta"))
+        assert reply.replayed == sorted(bulk + normal) and reply.remaining == 0
         await settled()
         assert queued(core, "beta") == {Priority.CRITICAL: 0, Priority.NORMAL: 2, Priority.BULK: 3}
         assert not core.daemon.is_idle()
@@ -765,14 +879,14 @@ async def test_replay_all_takes_chunks_above_a_cursor_and_only_its_target(
         gamma = await dead_letters_in(core, "gamma", 2)
         await core.daemon.set_paused("alpha", True)
         await settled()  # a claim begun before the pause ends (handed back)
-        first = await _daemon.handle(
-            core.daemon, proto.ReplayDead(all=True, target="alpha", limit=2)
+        first: ReplayReply = await core.daemon.handle(
+            proto.ReplayDead(all=True, target="alpha", limit=2)
         )
-        assert first == {"replayed": alpha[:2], "skipped": [], "remaining": 3}
-        second = await _daemon.handle(
-            core.daemon, proto.ReplayDead(all=True, target="alpha", limit=2, after=alpha[1])
+        assert first == ReplayReply(replayed=alpha[:2], skipped=[], remaining=3)
+        second: ReplayReply = await core.daemon.handle(
+            proto.ReplayDead(all=True, target="alpha", limit=2, after=alpha[1])
         )
-        assert second["replayed"] == alpha[2:4] and second["remaining"] == 1
+        assert second.replayed == alpha[2:4] and second.remaining == 1
         assert sorted(core.store.by_status(MessageStatus.DEAD)) == sorted([alpha[4], *gamma])
 
 
@@ -786,10 +900,10 @@ async def test_replay_of_ids_skips_what_is_not_a_dead_letter(
         await core.daemon.wait_idle(60)
         await core.daemon.set_paused("alpha", True)
         await settled()  # a claim begun before the pause ends (handed back)
-        reply = await _daemon.handle(core.daemon, proto.ReplayDead(ids=[dead, fine["id"], 999]))
-        assert reply == {"replayed": [dead], "skipped": [fine["id"], 999], "remaining": 0}
-        again = await _daemon.handle(core.daemon, proto.ReplayDead(ids=[dead]))
-        assert again["replayed"] == [] and again["skipped"] == [dead]
+        reply: ReplayReply = await core.daemon.handle(proto.ReplayDead(ids=[dead, fine["id"], 999]))
+        assert reply == ReplayReply(replayed=[dead], skipped=[fine["id"], 999], remaining=0)
+        again: ReplayReply = await core.daemon.handle(proto.ReplayDead(ids=[dead]))
+        assert again.replayed == [] and again.skipped == [dead]
         await settled()
         assert queued(core, "alpha")[Priority.NORMAL] == 1
 
@@ -801,20 +915,24 @@ async def test_purge_removes_messages_and_keeps_their_history(
     async with running_core(tmp_path, setup=refusals.setup) as core:
         ids = await dead_letters_in(core, "alpha", 3)
         before = list(core.store.event_log)
-        reply = await _daemon.handle(core.daemon, proto.PurgeDead(ids=ids[:2], by="ops (uid 1001)"))
-        assert reply == {"purged": ids[:2], "skipped": [], "remaining": 0}
+        reply: PurgeReply = await core.daemon.handle(
+            proto.PurgeDead(ids=ids[:2], by="ops (uid 1001)")
+        )
+        assert reply == PurgeReply(purged=ids[:2], skipped=[], remaining=0)
         assert ids[0] not in core.store.rows and ids[2] in core.store.rows
         assert core.store.event_log[: len(before)] == before  # nothing removed
-        history = await _daemon.handle(core.daemon, proto.Audit(message=ids[0]))
-        kinds = [e["kind"] for e in history["events"]]
-        assert kinds[0] == "submitted" and kinds[-2:] == ["dead_lettered", "purged"]
-        assert history["events"][-1]["detail"]["by"] == "ops (uid 1001)"
+        history: AuditReply = await core.daemon.handle(proto.Audit(message=ids[0]))
+        kinds = [e.kind for e in history.events]
+        # The audit log now lists newest first (it was oldest first).
+        assert kinds[-1] == "submitted" and kinds[:2] == ["purged", "dead_lettered"]
+        detail = history.events[0].detail
+        assert detail is not None and detail["by"] == "ops (uid 1001)"
         assert queued(core, "alpha") == dict.fromkeys(Priority, 0)
         with pytest.raises(RequestError) as gone:
-            await _daemon.handle(core.daemon, proto.DeadLetter(ids[0]))
+            await core.daemon.handle(proto.DeadLetter(ids[0]))
         assert gone.value.code == "not_found"
-        listed = await _daemon.handle(core.daemon, proto.DeadLetters())
-        assert [d["message_id"] for d in listed["dead_letters"]] == [ids[2]]
+        listed: DeadLettersReply = await core.daemon.handle(proto.DeadLetters())
+        assert [d.message_id for d in listed.dead_letters] == [ids[2]]
 
 
 async def test_purge_older_than_keeps_recent_dead_letters(
@@ -825,10 +943,10 @@ async def test_purge_older_than_keeps_recent_dead_letters(
         old = await dead_letters_in(core, "alpha", 2)
         await trio.sleep(3600)  # virtual time
         recent = await dead_letters_in(core, "alpha", 1)
-        reply = await _daemon.handle(
-            core.daemon, proto.PurgeDead(all=True, target="alpha", older_than=1800)
+        reply: PurgeReply = await core.daemon.handle(
+            proto.PurgeDead(all=True, target="alpha", older_than=1800)
         )
-        assert reply == {"purged": old, "skipped": [], "remaining": 0}
+        assert reply == PurgeReply(purged=old, skipped=[], remaining=0)
         assert core.store.by_status(MessageStatus.DEAD) == recent
 
 
@@ -839,19 +957,21 @@ async def test_show_list_and_audit_by_kind(
     async with running_core(tmp_path, setup=refusals.setup) as core:
         (alpha,) = await dead_letters_in(core, "alpha", 1)
         (beta,) = await dead_letters_in(core, "beta", 1)
-        shown = await _daemon.handle(core.daemon, proto.DeadLetter(alpha))
-        assert shown["payload"] == {REFUSING: True, "n": 0}
-        assert shown["reason"] == "422 invalid_from_address"
-        assert shown["at"] == pytest.approx(EPOCH, abs=60)
-        assert [e["kind"] for e in shown["events"]][-1] == "dead_lettered"
-        listed = await _daemon.handle(core.daemon, proto.DeadLetters(target="beta"))
-        assert [d["message_id"] for d in listed["dead_letters"]] == [beta]
-        await _daemon.handle(core.daemon, proto.ReplayDead(ids=[beta]))
-        audit = await _daemon.handle(core.daemon, proto.Audit(kinds=["replayed", "dead_lettered"]))
-        assert [(e["kind"], e["message_id"]) for e in audit["events"]] == [
-            ("dead_lettered", alpha),
-            ("dead_lettered", beta),
+        shown: DeadLetterReply = await core.daemon.handle(proto.DeadLetter(alpha))
+        assert shown.payload == {REFUSING: True, "n": 0}
+        assert shown.reason == "422 invalid_from_address"
+        assert shown.at == pytest.approx(EPOCH, abs=60)
+        assert [e.kind for e in shown.events][-1] == "dead_lettered"  # history: oldest first
+        listed: DeadLettersReply = await core.daemon.handle(proto.DeadLetters(target="beta"))
+        assert [d.message_id for d in listed.dead_letters] == [beta]
+        await core.daemon.handle(proto.ReplayDead(ids=[beta]))
+        kinds = [EventKind.REPLAYED, EventKind.DEAD_LETTERED]
+        audit: AuditReply = await core.daemon.handle(proto.Audit(kinds=kinds))
+        # The audit log now lists newest first (it was oldest first).
+        assert [(e.kind, e.message_id) for e in audit.events] == [
             ("replayed", beta),
+            ("dead_lettered", beta),
+            ("dead_lettered", alpha),
         ]
 
 
@@ -915,9 +1035,10 @@ async def test_sqlite_replay_and_purge(tmp_path: Path, loop: None) -> None:
         assert store.counters.of("email").queued[Priority.BULK] == 1
         (row,) = await store.claim("email", 10)
         assert (row.id, row.attempts, row.route_index, row.member_attempts) == (ids[0], 0, 0, 0)
-        replayed = await store.find_events(message_id=ids[0], kinds=["replayed", "attempted"])
-        assert [e.kind for e in replayed] == ["attempted", "replayed"]  # no extra 'attempted'
-        assert replayed[1].detail == {
+        # The store's reads now list newest first (they were oldest first).
+        replayed = await store.events(message_id=ids[0], kinds=["replayed", "attempted"])
+        assert [e.kind for e in replayed] == ["replayed", "attempted"]  # no extra 'attempted'
+        assert replayed[0].detail == {
             "by": "alice",
             "target": "email",
             "reason": "422",
@@ -927,11 +1048,14 @@ async def test_sqlite_replay_and_purge(tmp_path: Path, loop: None) -> None:
         assert purged == [ids[2]]
         assert await store.dead_letter(ids[2]) is None
         assert (await store.dead_letter(ids[1])) is not None
-        assert [d.message_id for d in await store.find_dead(target="email")] == [ids[1], ids[3]]
-        assert await store.find_dead(target="slack") == []
+        assert [d.message_id for d in await store.dead_letters(target="email")] == [
+            ids[3],
+            ids[1],
+        ]
+        assert await store.dead_letters(target="slack") == []
         assert await store.purge_dead(dead_before=time.time() - 3600) == []
         history = [e.kind for e in await store.events(message_id=ids[2])]
-        assert history == ["submitted", "attempted", "dead_lettered", "purged"]
+        assert history == ["purged", "dead_lettered", "attempted", "submitted"]
         assert store.counters.of("email").queued[Priority.BULK] == 0
     async with SqliteStore.open(db, clock=time.time) as store:
         assert store.counters.of("email").inflight == 1  # the replayed claim, from the file

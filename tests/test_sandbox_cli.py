@@ -273,12 +273,11 @@ def test_every_help_lists_exit_codes_and_each_default() -> None:
     assert "(default: every one)" in (kind[0].help or "")
 
 
-def test_stats_has_json_whether_or_not_common_adds_it() -> None:
-    """The main parser's common options include --json; without it, stats adds its own."""
-
-    def bare(parser: argparse.ArgumentParser) -> None:
-        add_daemon(parser, json_output=False)
-
-    for common in (add_daemon, bare):
-        args = _parser(common).parse_args(["sandbox", "stats", "resend", "--json"])
-        assert (args.kind, args.json) == ("resend", True)
+def test_stats_takes_json_and_fault_and_clear_do_not() -> None:
+    """Only stats prints JSON, so only stats offers --json."""
+    parser = _parser(add_daemon)
+    args = parser.parse_args(["sandbox", "stats", "resend", "--json"])
+    assert (args.kind, args.json) == ("resend", True)
+    for action in (["fault", "resend", "--outage"], ["clear"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sandbox", *action, "--json"])

@@ -119,6 +119,12 @@ def _add_config_actions(sub: Any) -> None:
         "config",
         help="write, show or check a config file",
         description="write, show or check a config file",
+        epilog=exits(
+            "0  done",
+            "1  init: the file exists or cannot be written",
+            "2  bad usage, or an invalid config (every problem is printed)",
+        ),
+        formatter_class=Formatter,
     )
     actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     for name, fn, help, epilog in (

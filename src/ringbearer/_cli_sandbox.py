@@ -14,7 +14,6 @@ runs them alone (``python -m ringbearer._cli_sandbox``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import signal
 import sys
@@ -38,7 +37,7 @@ TIMEOUT = 10.0  # seconds, for the daemon's status and each simulator request
 
 
 Args = argparse.Namespace
-Common = Callable[[argparse.ArgumentParser], None]
+Common = Callable[..., None]  # _cli_base.add_daemon: (parser, *, json_output=True)
 
 
 class NoSandbox(RingbearerError):
@@ -293,7 +292,7 @@ def _add_fault(sub: Any, common: Common) -> None:
         "Rates are shares of requests, drawn from the provider's seeded stream;\n"
         "together they may add up to at most 1.\n\n" + SANDBOX_EXITS,
     )
-    common(p)
+    common(p, json_output=False)
     _kind_argument(p, every=False)
     for flag, help in _FLAGS.items():
         p.add_argument(f"--{flag}", action="store_true", help=help)
@@ -317,16 +316,14 @@ def _add_stats(sub: Any, common: Common) -> None:
         "show what the daemon's simulated providers received: requests, accepted, statuses",
         SANDBOX_EXITS,
     )
-    common(p)
+    common(p)  # with --json: print JSON instead of a table
     _kind_argument(p, every=True)
-    with contextlib.suppress(argparse.ArgumentError):  # ``common`` may have added it
-        p.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     p.set_defaults(fn=_on_sandbox(p, cmd_stats))
 
 
 def _add_clear(sub: Any, common: Common) -> None:
     p = _parser(sub, "clear", "clear the faults of the daemon's simulated providers", SANDBOX_EXITS)
-    common(p)
+    common(p, json_output=False)
     _kind_argument(p, every=True)
     p.set_defaults(fn=_on_sandbox(p, cmd_clear))
 
@@ -358,7 +355,6 @@ def _add_simulate(sub: Any, common: Common) -> None:
     p = _parser(
         sub, "simulate", "run the provider simulator on its own, in the foreground", SIMULATE_EXITS
     )
-    common(p)
     p.add_argument(
         "--listen",
         type=_host_port,

@@ -48,8 +48,9 @@ def letter_view(d: StoredDeadLetter) -> r.DeadLetterView:
 
 
 def _cursor(ids: Sequence[int | None], limit: int) -> int | None:
-    """Where the next page starts: the last id shown, if the page was full."""
-    return ids[-1] if len(ids) >= limit and ids else None
+    """Where the next page starts: the last id shown, when more than ``limit`` were found
+    (each list asks for one more than it shows, to know)."""
+    return ids[limit - 1] if len(ids) > limit else None
 
 
 @attrs.frozen
@@ -63,10 +64,10 @@ class AuditHandler:
             message_id=request.message,
             kinds=[k.value for k in request.kinds],
             before=request.before,
-            limit=limit,
+            limit=limit + 1,
         )
         return r.AuditReply(
-            [event_view(e) for e in events], before=_cursor([e.id for e in events], limit)
+            [event_view(e) for e in events[:limit]], before=_cursor([e.id for e in events], limit)
         )
 
 
@@ -77,10 +78,10 @@ class DeadLettersHandler:
     async def __call__(self, request: DeadLetters) -> r.DeadLettersReply:
         limit = max(1, min(request.limit, MAX_LIST))
         letters = await self.queries.dead_letters(
-            target=request.target, before=request.before, limit=limit
+            target=request.target, before=request.before, limit=limit + 1
         )
         return r.DeadLettersReply(
-            [letter_view(d) for d in letters],
+            [letter_view(d) for d in letters[:limit]],
             before=_cursor([d.message_id for d in letters], limit),
         )
 
