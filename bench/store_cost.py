@@ -138,7 +138,7 @@ async def plain_run(path: Path, total: int, batch: int, sync: str) -> tuple[floa
     conn = plain_connect(path, sync)
     lock = trio.Lock()
 
-    def transaction(work: Callable[[], None]) -> None:
+    def transaction(work: Callable[[], object]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         work()
         conn.execute("COMMIT")

@@ -42,8 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -80,6 +81,14 @@ def request_headers() -> dict[str, str]:
         "Content-Type": "application/json",
         "Idempotency-Key": os.urandom(8).hex(),
     }
+
+
+class BareLane(Protocol):
+    """One lane of a bare loop: it posts the adapter's request, then is closed."""
+
+    async def post(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ClientLane:
@@ -134,7 +143,7 @@ class TransportLane:
         await self.transport.aclose()
 
 
-BARE = {"client": ClientLane, "transport": TransportLane}
+BARE: dict[str, Callable[[str], BareLane]] = {"client": ClientLane, "transport": TransportLane}
 
 
 async def bare_loop(url: str, lanes: int, total: int, via: str = "transport") -> float:

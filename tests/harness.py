@@ -6,7 +6,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import trio
@@ -16,6 +16,7 @@ from ringbearer._actor import IntegrationActor
 from ringbearer._alerting import AlertManager
 from ringbearer._dispatcher import Dispatcher
 from ringbearer._metrics import Metrics
+from ringbearer._parts import Base, Parts
 from ringbearer._systemd import Notifier
 from ringbearer._wedding import Mode, Override
 from ringbearer.control import (
@@ -23,14 +24,15 @@ from ringbearer.control import (
     BreakerAction,
     MessageIn,
     Pause,
+    Request,
     Resume,
     Submit,
     Wait,
     WeddingDay,
+    _protocol,
 )
-from ringbearer.control import _protocol
 from ringbearer.control._protocol import Asks
-from ringbearer.handlers import answer
+from ringbearer.handlers import StatusHandler, answer
 from ringbearer.integrations import FakeAdapter, fake_kinds
 from ringbearer.store import MemoryStore
 
@@ -88,12 +90,13 @@ class Driver:
     """Drives the running parts as the control socket would: each call goes through the
     handler table and returns the wire's JSON, so tests assert on what clients see."""
 
-    parts: _daemon.Parts
+    parts: Parts
 
     async def handle(self, request: Asks[R]) -> R:
         """The typed reply to one request."""
-        reply: R = await answer(self.parts.table, request)  # type: ignore[arg-type]
-        return reply
+        assert isinstance(request, Request)
+        # The table holds each request type's handler, whose reply is that request's ``R``.
+        return cast(R, await answer(self.parts.table, request))
 
     async def submit(self, messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
         return list(wire((await self.handle(Submit(list(messages)))).accepted))
@@ -103,7 +106,8 @@ class Driver:
 
     def status(self) -> dict[str, Any]:
         handler = self.parts.table[_protocol.Status]
-        return dict(wire(handler.status()))  # type: ignore[attr-defined]
+        assert isinstance(handler, StatusHandler)
+        return dict(wire(handler.status()))
 
     async def set_paused(self, name: str, paused: bool, *, force: bool = False) -> dict[str, Any]:
         request = Pause(name, force) if paused else Resume(name, force)
@@ -161,7 +165,7 @@ class Core:
     stop: trio.Event
 
     @property
-    def parts(self) -> _daemon.Parts:
+    def parts(self) -> Parts:
         return self.daemon.parts
 
 
@@ -178,16 +182,16 @@ async def running_core(
     kinds = fake_kinds(adapters)
     config = _config.parse(text, tmp_path / "config.toml", kinds)
     store = MemoryStore(wall) if store is None else store  # reuse one: a restart
-    base = _daemon.Base(
+    base = Base(
         config, store, wall, Metrics(), None, kinds, ssl.create_default_context(),
         notifier=notifier or Notifier({}),
     )  # fmt: skip
-    started: list[_daemon.Parts] = []
+    started: list[Parts] = []
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         ready = trio.Event()
 
-        def on_ready(parts: _daemon.Parts) -> None:
+        def on_ready(parts: Parts) -> None:
             setup(adapters)
             started.append(parts)
             ready.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import EllipsisType
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import attrs
 import httpx
@@ -121,21 +121,34 @@ def answer(status: int, body: Any = None, headers: Mapping[str, str] | None = No
     return handler
 
 
-def retry(taken: Taken, after: float | None = None, scope: Scope | None = None) -> Expect:
+# A TypeGuard, so that a test may go on to read the Retry's or Permanent's own fields.
+def retry(
+    taken: Taken, after: float | None = None, scope: Scope | None = None
+) -> Callable[[Outcome], TypeGuard[Retry]]:
     """A Retry with this ``taken`` and ``after``, and ``scope`` when one is given."""
-    return lambda o: (
-        isinstance(o, Retry)
-        and o.taken is taken
-        and o.after == after
-        and (scope is None or o.scope == scope)
-    )
+
+    def expect(o: Outcome) -> TypeGuard[Retry]:
+        return (
+            isinstance(o, Retry)
+            and o.taken is taken
+            and o.after == after
+            and (scope is None or o.scope == scope)
+        )
+
+    return expect
 
 
-def permanent(words: str, status: int | EllipsisType | None = ...) -> Expect:
+def permanent(
+    words: str, status: int | EllipsisType | None = ...
+) -> Callable[[Outcome], TypeGuard[Permanent]]:
     """A Permanent whose reason has ``words``, and ``status`` (None too) when one is given."""
-    return lambda o: (
-        isinstance(o, Permanent) and words in o.reason and (status is ... or o.status == status)
-    )
+
+    def expect(o: Outcome) -> TypeGuard[Permanent]:
+        return (
+            isinstance(o, Permanent) and words in o.reason and (status is ... or o.status == status)
+        )
+
+    return expect
 
 
 def malformed(o: Outcome) -> bool:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import trio
 from prometheus_client import generate_latest
 
 from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Scope, Taken
 from ringbearer.control import MessageIn
-from ringbearer.integrations import BatchLimits
+from ringbearer.integrations import BatchLimits, FakeAdapter
 from ringbearer.resilience import BreakerState
 from ringbearer.store import MemoryStore, MessageStatus
 
@@ -180,7 +179,7 @@ async def test_a_message_that_must_go_alone_never_rides_in_a_batch(
             return Retry("HTTP 503", taken=Taken.NO, after=1.0, status=503)
         return Delivered()
 
-    def setup(adapters: dict[str, Any]) -> None:
+    def setup(adapters: dict[str, FakeAdapter]) -> None:
         adapters["alpha"].behaviour = fail_first
         adapters["alpha"].batching = BatchLimits(10, 0.5, alone=lambda e: e.attempts > 0)
 

@@ -14,7 +14,7 @@ from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priori
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import Secret, SecretRef
 from ringbearer.integrations import AdapterContext, BatchLimits, HttpCall
-from ringbearer.integrations._base import BatchCall, batch_kind, steps_kind
+from ringbearer.integrations._base import BatchCall, BatchLane, batch_kind, steps_kind
 
 SSL = ssl.create_default_context()
 
@@ -156,7 +156,8 @@ async def test_a_batch_answers_every_message_in_order() -> None:
     adapter = row.build(Settings(), context(handler, []))
     assert adapter.batching == BatchLimits(3, 0.1)
     async with adapter.open_lane() as lane:
-        outcomes = await lane.deliver_batch([envelope(-1), envelope(10), envelope(11)])  # type: ignore[attr-defined]
+        assert isinstance(lane, BatchLane)
+        outcomes = await lane.deliver_batch([envelope(-1), envelope(10), envelope(11)])
     assert outcomes == [
         Permanent("invalid payload: n is negative"),
         Delivered(),
@@ -174,7 +175,8 @@ async def test_a_failed_batch_request_retries_every_message_it_carried() -> None
     row = batch_kind("importer", "analytics", Settings, lambda s, ctx: Importer())
     adapter = row.build(Settings(), context(handler, []))
     async with adapter.open_lane() as lane:
-        outcomes = await lane.deliver_batch([envelope(1), envelope(2)])  # type: ignore[attr-defined]
+        assert isinstance(lane, BatchLane)
+        outcomes = await lane.deliver_batch([envelope(1), envelope(2)])
     assert all(isinstance(o, Retry) and o.taken is Taken.NO for o in outcomes)
     assert len(outcomes) == 2
 
@@ -188,7 +190,8 @@ async def test_a_batch_with_nothing_left_to_send_makes_no_request() -> None:
     row = batch_kind("importer", "analytics", Settings, lambda s, ctx: Importer())
     adapter = row.build(Settings(), context(handler, []))
     async with adapter.open_lane() as lane:
-        outcomes = await lane.deliver_batch([envelope(-1), envelope(-2)])  # type: ignore[attr-defined]
+        assert isinstance(lane, BatchLane)
+        outcomes = await lane.deliver_batch([envelope(-1), envelope(-2)])
     assert [type(o) for o in outcomes] == [Permanent, Permanent]
 
 
@@ -224,5 +227,6 @@ async def test_a_batch_provider_that_miscounts_is_a_programming_error(answers: i
     row = batch_kind("importer", "analytics", Settings, lambda s, ctx: Miscounting())
     adapter = row.build(Settings(), context(lambda r: httpx.Response(200, json={}), []))
     async with adapter.open_lane() as lane:
+        assert isinstance(lane, BatchLane)
         with pytest.raises(RuntimeError, match="outcomes"):
-            await lane.deliver_batch([envelope(1)])  # type: ignore[attr-defined]
+            await lane.deliver_batch([envelope(1)])

@@ -175,13 +175,14 @@ def test_settings_reject_bad_config(kind: str, raw: dict[str, Any]) -> None:
 
 async def test_each_lane_has_its_own_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every lane opens its own one-connection transport and closes it when the lane closes."""
-    opened: list[Any] = []
 
     class Recording(httpx.AsyncBaseTransport):
         closed = False
 
         async def aclose(self) -> None:
             self.closed = True
+
+    opened: list[Recording] = []
 
     def new_transport(ssl_context: object) -> Recording:
         opened.append(Recording())

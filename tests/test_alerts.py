@@ -20,6 +20,7 @@ from ringbearer._alerting_settings import AlertingSettings
 from ringbearer._delivery import Delivered, Outcome, Permanent, Retry, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
+from ringbearer.control._replies import Severity
 from ringbearer.integrations import (
     AdapterContext,
     MailgunSettings,
@@ -149,7 +150,7 @@ async def test_slack_chat_rate_limit_waits_as_asked(sim: Sim) -> None:
     """A 429 ratelimited is retried, not taken, after exactly the Retry-After Slack sent."""
     await sim.faults("slack_chat", storm=True, retry_after=7)
     outcome = await deliver_to(sim, "slack_chat")
-    assert retry(Taken.NO, after=7.0)(outcome) and outcome.status == 429  # type: ignore[union-attr]
+    assert retry(Taken.NO, after=7.0)(outcome) and outcome.status == 429
 
 
 @pytest.mark.parametrize(
@@ -229,7 +230,7 @@ def slack_no(word: str, **extra: Any) -> dict[str, Any]:
         (answer(503, "down"), retry(Taken.NO)),
         (answer(404, slack_no("unknown_method")), permanent("unknown_method", 404)),
         (answer(200, "ok"), lambda o: isinstance(o, Retry) and "malformed" in o.reason),
-        (answer(200, {"ok": True, "channel": "C1"}), lambda o: o.taken is Taken.MAYBE),  # type: ignore[union-attr]
+        (answer(200, {"ok": True, "channel": "C1"}), lambda o: o.taken is Taken.MAYBE),
     ],
 )
 async def test_slack_chat_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
@@ -345,7 +346,7 @@ async def test_twilio_sms_full_sender_queue_is_retried(sim: Sim) -> None:
     outcome = await deliver_to(
         sim, "twilio_sms", {**PAYLOADS["twilio_sms"], "from": "+15005550008"}
     )
-    assert retry(Taken.NO)(outcome) and "21611" in outcome.reason  # type: ignore[union-attr]
+    assert retry(Taken.NO)(outcome) and "21611" in outcome.reason
 
 
 @pytest.mark.parametrize("kind", ["twilio_sms", "twilio_call"])
@@ -353,7 +354,7 @@ async def test_twilio_rate_limit_waits_as_asked(sim: Sim, kind: str) -> None:
     """A 429 (code 20429, never processed) is retried, not taken, after its Retry-After."""
     await sim.faults(kind, storm=True, retry_after=9)
     outcome = await deliver_to(sim, kind)
-    assert retry(Taken.NO, after=9.0)(outcome) and "20429" in outcome.reason  # type: ignore[union-attr]
+    assert retry(Taken.NO, after=9.0)(outcome) and "20429" in outcome.reason
 
 
 @pytest.mark.parametrize("kind", ["twilio_sms", "twilio_call"])
@@ -452,7 +453,7 @@ def twilio_error(status: int, code: int, headers: Mapping[str, str] | None = Non
         (twilio_error(500, 20500), retry(Taken.MAYBE)),
         (twilio_error(503, 20503), retry(Taken.MAYBE)),
         (answer(502, "<html>bad gateway</html>"), retry(Taken.MAYBE)),
-        (answer(201, {"status": "queued"}), lambda o: o.taken is Taken.MAYBE),  # type: ignore[union-attr]
+        (answer(201, {"status": "queued"}), lambda o: o.taken is Taken.MAYBE),
     ],
 )
 async def test_twilio_answers(handler: Handler, expect: Callable[[Outcome], bool]) -> None:
@@ -591,7 +592,7 @@ def email_alert(kind: str) -> Mapping[str, Any]:
     """The payload the alert manager sends an email channel of ``kind`` for a dead letter."""
     settings = AlertingSettings(chain=(kind,), email_to=ONCALL, email_from="rb@example.com")
     alert = Alert(
-        7, "dead_letters:slack", "warning", "slack: 1 dead letter(s) in 900 s", 0, 0, (kind,)
+        7, "dead_letters:slack", Severity.WARNING, "slack: 1 dead letter(s) in 900 s", 0, 0, (kind,)
     )
     # payload() reads only the settings: no daemon is needed behind it.
     alerts = AlertManager(settings, cast(Any, None), lambda: False)

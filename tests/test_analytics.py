@@ -7,7 +7,7 @@ import gzip
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpx
@@ -29,14 +29,18 @@ from ringbearer._delivery import (
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
 from ringbearer.integrations import (
+    Adapter,
     BatchingLane,
     BatchLimits,
+    HttpAdapter,
     _base,
     provider_kinds,
 )
 from ringbearer.integrations.analytics import (
     PAUSE_SECONDS,
+    Amplitude,
     AmplitudeSettings,
+    Mixpanel,
     MixpanelSettings,
     amplitude_insert_id,
     mixpanel_insert_id,
@@ -59,6 +63,7 @@ MIXPANEL_SA = MixpanelSettings(
 AMPLITUDE = AmplitudeSettings(api_key=SecretRef(env="AMP"))
 SIGNUP = {"event": "Signup", "distinct_id": "user-1", "properties": {"plan": "pro"}}
 ORDER = {"event_type": "Order", "user_id": "user-1", "event_properties": {"total": 12}}
+P = TypeVar("P")
 
 
 def envelope(number: int, payload: Mapping[str, Any]) -> Envelope:
@@ -70,6 +75,12 @@ def envelope(number: int, payload: Mapping[str, Any]) -> Envelope:
         target="analytics",
         priority=Priority.BULK,
     )
+
+
+def provider_of(adapter: Adapter, kind: type[P]) -> P:
+    """The provider behind an adapter that a row built (an HttpAdapter)."""
+    assert isinstance(adapter, HttpAdapter) and isinstance(adapter.provider, kind)
+    return adapter.provider
 
 
 @attrs.define
@@ -283,7 +294,7 @@ async def test_mixpanel_region_and_sandbox_hosts(rig_for: Any) -> None:
     adapter = provider_kinds()["mixpanel"].build(
         MIXPANEL, context(KEYS, MP_OK, base_url_override="http://sim:1/mixpanel")
     )
-    provider = adapter.provider  # type: ignore[attr-defined]
+    provider = provider_of(adapter, Mixpanel)
     assert provider.url == "http://sim:1/mixpanel/import?strict=1&ip=0"
 
 
@@ -664,7 +675,7 @@ async def test_amplitude_pauses_only_throttled_users(
 async def test_amplitude_pause_table_expires(autojump_clock: trio.abc.Clock) -> None:
     """Paused ids leave the table once their pause is over, so it does not grow."""
     adapter = provider_kinds()["amplitude"].build(AMPLITUDE, context(KEYS, AMP_OK))
-    provider = adapter.provider  # type: ignore[attr-defined]
+    provider = provider_of(adapter, Amplitude)
     provider.pauses.hold([("user_id", "a"), ("device_id", "b")], trio.current_time() + 5)
     provider.build_batch([envelope(1, ORDER)])
     assert len(provider.pauses.until) == 2
@@ -819,7 +830,7 @@ async def test_amplitude_simulator_429_body(sim: Sim) -> None:
 
 # --- the simulators' own answers ---------------------------------------------------------
 
-MP_EVENT = {
+MP_EVENT: dict[str, Any] = {
     "event": "Signup",
     "properties": {"time": 1_700_000_000, "distinct_id": "u-1", "$insert_id": "abc-1"},
 }
@@ -909,7 +920,7 @@ async def test_fault_replies_are_each_providers_own(
     sim: Sim, provider: str, faults: dict[str, Any], status: int, marker: str
 ) -> None:
     """Injected faults answer in the provider's own shapes, with no rate-limit headers."""
-    valid = {
+    valid: dict[str, dict[str, Any]] = {
         "mixpanel": {"url": "/mixpanel/import?strict=1", "json": [MP_EVENT], "auth": ("t", "")},
         "amplitude": {
             "url": "/amplitude/2/httpapi",
@@ -917,7 +928,7 @@ async def test_fault_replies_are_each_providers_own(
         },
     }
     await sim.client.post("/_sim/faults", json={"provider": provider, **faults})
-    response = await sim.client.post(**valid[provider])  # type: ignore[arg-type]
+    response = await sim.client.post(**valid[provider])
     assert (response.status_code, marker in response.text) == (status, True)
     assert "retry-after" not in response.headers
 

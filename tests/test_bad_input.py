@@ -18,8 +18,10 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 
-from ringbearer import _config, _daemon
+from ringbearer import _config
+from ringbearer._alerting_settings import AlertingSettings
 from ringbearer._errors import ConfigError, InvalidPayload, RequestError
+from ringbearer._wedding import WeddingDaySettings
 from ringbearer.control import _protocol
 from ringbearer.control._protocol import MAX_LINE, MessageIn, Request, Status, Submit
 from ringbearer.control._server import ServerLimits, serve_control
@@ -285,8 +287,8 @@ SECTIONS: dict[str, type] = {
     "sandbox": _config.SandboxSettings,
     "supervisor": _config.SupervisorSettings,
     "control": _config.ControlSettings,
-    "wedding_day": _config.WeddingDaySettings,
-    "alerting": _config.AlertingSettings,
+    "wedding_day": WeddingDaySettings,
+    "alerting": AlertingSettings,
     "defaults": _config._Defaults,
 }
 KINDS = provider_kinds()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 
@@ -104,7 +106,7 @@ def test_snapshot_reports_what_is_left_for_each_kind_of_work() -> None:
         ({"limit": 5, "per": "day", "critical_reserve": -0.1}, "critical_reserve"),
     ],
 )
-def test_bad_settings_are_refused(fields: dict[str, object], message: str) -> None:
+def test_bad_settings_are_refused(fields: dict[str, Any], message: str) -> None:
     """Limits are positive, periods known, reserves a fraction below one."""
     with pytest.raises(ValueError, match=message):
-        BudgetSettings(**fields)  # type: ignore[arg-type]
+        BudgetSettings(**fields)

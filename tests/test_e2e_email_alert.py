@@ -58,7 +58,11 @@ def wait_accepted(sim: Simulator, provider: str, count: int, deadline: float) ->
     """Block (bounded by ``deadline``) until ``provider`` has accepted ``count`` requests."""
     left = deadline - time.monotonic()
     assert left > 0, f"{provider} never received the alert email"
-    params = {"provider": provider, "accepted": count, "timeout": left}
+    params: dict[str, str | int | float] = {
+        "provider": provider,
+        "accepted": count,
+        "timeout": left,
+    }
     waited = sim.http.get("/_sim/wait", params=params, timeout=left + 10)
     assert waited.status_code == 200, f"{provider}: {waited.text}"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+from typing import Any
+
+import attrs
 
 from ringbearer._delivery import Delivered, Envelope, Permanent, Priority, Retry, Taken
 from ringbearer._lifecycle import Rules, decide, returned
@@ -16,8 +19,8 @@ RETRY = RetryPolicy(
 )
 
 
-def env(**changes: object) -> Envelope:
-    fields: dict[str, object] = dict(
+def env(**changes: Any) -> Envelope:
+    envelope = Envelope(
         id=1,
         target="email",
         integration="resend",
@@ -27,8 +30,7 @@ def env(**changes: object) -> Envelope:
         attempts=0,
         created_at=NOW - 10,
     )
-    fields.update(changes)
-    return Envelope(**fields)  # type: ignore[arg-type]
+    return attrs.evolve(envelope, **changes)
 
 
 GROUP = Rules(route_len=3, retry=RETRY, failover_after=1)

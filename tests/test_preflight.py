@@ -400,7 +400,9 @@ async def test_the_report_says_what_was_checked(sim: Sim, shipped: Config) -> No
     report = await preflight_as_configured(config, environ=environ, timeout=TIMEOUT, reason=why)
     assert report.checked == f"the providers, from the config alone ({why})"
     assert wire(report.reply())["checked"] == report.checked
-    external = attrs.evolve(shipped.sandbox, url=sim.address.url, smtp=f"{HOST}:{sim.smtp[1]}")
+    external = attrs.evolve(
+        shipped.sandbox, url=sim.address.url, smtp=_converter.HostPort(f"{HOST}:{sim.smtp[1]}")
+    )
     config = attrs.evolve(shipped, sandbox=external)
     report = await preflight_as_configured(config, environ={}, timeout=TIMEOUT)
     assert report.checked == f"the sandbox at {sim.address.url}, from the config alone"

@@ -11,16 +11,17 @@ import pytest
 import trio
 
 from ringbearer import _config
-from ringbearer._reload import ReloadPlan, Reloader
 from ringbearer._actor import ActorState
 from ringbearer._delivery import Delivered, Envelope, Outcome
 from ringbearer._errors import ConfigError, RequestError, RingbearerError
+from ringbearer._reload import Reloader, ReloadPlan
 from ringbearer._systemd import Notifier
 from ringbearer._wedding import Cause
 from ringbearer.control import MessageIn
+from ringbearer.integrations import FakeAdapter, ProviderKind, fake_kinds
 from ringbearer.store import MessageStatus
 
-from .harness import FAKE_CONFIG, running_core, wall
+from .harness import FAKE_CONFIG, Core, running_core, wall
 
 # beta goes, delta comes, alpha's breaker changes, gamma stays as it is.
 RELOADED = (
@@ -44,9 +45,9 @@ async def slow(env: Envelope) -> Outcome:
     return Delivered(f"d-{env.id}")
 
 
-def slow_everywhere(adapters: dict[str, object]) -> None:
+def slow_everywhere(adapters: dict[str, FakeAdapter]) -> None:
     for adapter in adapters.values():
-        adapter.behaviour = slow  # type: ignore[attr-defined]
+        adapter.behaviour = slow
 
 
 async def test_reload_adds_removes_and_retunes_without_losing_or_repeating(
@@ -100,10 +101,8 @@ async def until(condition: Callable[[], bool], seconds: float = 600) -> None:
             await trio.sleep(0.5)
 
 
-def kinds(core: object) -> dict[str, object]:
-    from ringbearer.integrations import fake_kinds
-
-    return fake_kinds(core.adapters)  # type: ignore[attr-defined,return-value]
+def kinds(core: Core) -> dict[str, ProviderKind]:
+    return fake_kinds(core.adapters)
 
 
 async def test_an_invalid_config_file_changes_nothing(
@@ -196,7 +195,8 @@ async def test_a_reload_that_adds_today_to_the_calendar_turns_the_mode_on_at_onc
         daemon = core.daemon
         assert not daemon.mode.on
         await daemon.reload(_config.parse(text, daemon.config.source, kinds(core)))
-        assert daemon.mode.on and daemon.mode.cause is Cause.DATE and daemon.mode.detail == today
+        mode = daemon.mode  # read afresh: the reload has changed it
+        assert mode.on and mode.cause is Cause.DATE and mode.detail == today
         assert all(a.wedding == daemon.config.wedding_day for a in daemon.actors.values())
         assert all(d.defer_bulk for d in daemon.dispatchers.values())
         assert [e.kind for e in core.store.event_log if e.kind.startswith("wedding_day")] == [

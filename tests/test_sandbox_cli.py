@@ -26,8 +26,12 @@ from ringbearer.simulator import Faults, SimulatorAddress, SimulatorState, serve
 
 HOST = "127.0.0.1"
 EMAIL = {"from": "hi@acme.test", "to": ["guest@example.com"], "subject": "Hi", "text": "x"}
-RESEND = {"url": "/resend/emails", "json": EMAIL, "headers": {"Authorization": "Bearer re_x"}}
-SLACK = {"url": "/slack_webhook/services/T000/B000/XXXX", "json": {"text": "hi"}}
+RESEND: dict[str, Any] = {
+    "url": "/resend/emails",
+    "json": EMAIL,
+    "headers": {"Authorization": "Bearer re_x"},
+}
+SLACK: dict[str, Any] = {"url": "/slack_webhook/services/T000/B000/XXXX", "json": {"text": "hi"}}
 
 
 def status_reply(sandbox: str | None) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def mixpanel_sdk_import(base: str) -> None:
         credentials=credentials,
     )
     client = mixpanel.Mixpanel("project-token", consumer=consumer)
-    client._make_insert_id = lambda: KEY  # type: ignore[method-assign]
+    client._make_insert_id = lambda: KEY
     # Raises MixpanelException unless the simulator answers {"status": 1}.
     client.import_data(None, "user-1", "Signup", WHEN, properties={"plan": "pro"})
 

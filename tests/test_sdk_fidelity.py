@@ -96,7 +96,7 @@ def assert_same_request(sdk: Mapping[str, Any], ours: Mapping[str, Any]) -> None
 async def test_slack_chat_matches_slack_sdk(sim: Sim) -> None:
     """chat.postMessage: same path, bearer token, JSON with a UTF-8 charset, same fields."""
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*resend* is down"}}]
-    args = {"channel": "C0ALERTS01", "text": "resend is down", "blocks": blocks}
+    args: dict[str, Any] = {"channel": "C0ALERTS01", "text": "resend is down", "blocks": blocks}
     args["thread_ts"] = "1700000000.000100"
     web = slack_sdk.WebClient(
         token=SECRETS["SLACK"], base_url=f"{sim.prefix('slack_chat')}/api/", timeout=SDK_TIMEOUT
@@ -235,7 +235,7 @@ async def test_pagerduty_matches_pdpyras(sim: Sim) -> None:
 # --- Resend (resend module, api_url pointed at the simulator) ------------------------------
 
 
-EMAIL = {
+EMAIL: resend.Emails.SendParams = {
     "from": "Studio <hello@studio.example>",
     "to": ["ann@example.com", "bob@example.com"],
     "subject": "Your gallery is ready",
@@ -257,9 +257,7 @@ async def test_resend_matches_resend_sdk(sim: Sim, monkeypatch: pytest.MonkeyPat
     # one key whose body differs in any byte, and the SDK's JSON has spaces
     # after separators where ours has none.
     sdk_key = f"sdk-{KEY}"
-    sent = await in_thread(
-        lambda: resend.Emails.send(EMAIL, {"idempotency_key": sdk_key})  # type: ignore[arg-type]
-    )
+    sent = await in_thread(lambda: resend.Emails.send(EMAIL, {"idempotency_key": sdk_key}))
     assert sent["id"]
 
     settings = ResendSettings(api_key=SecretRef(env="RESEND"))

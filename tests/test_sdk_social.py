@@ -35,12 +35,18 @@ class ToSimulator(requests.adapters.HTTPAdapter):
         super().__init__(max_retries=0)
         self.target = target
 
-    def send(  # type: ignore[override]
-        self, request: requests.PreparedRequest, **kwargs: Any
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,  # replaced: TIMEOUT
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
     ) -> requests.Response:
         assert request.url is not None and request.url.startswith(TWEEPY_HOST)
         request.url = self.target + request.url.removeprefix(TWEEPY_HOST)
-        return super().send(request, **{**kwargs, "timeout": TIMEOUT})
+        return super().send(request, stream, TIMEOUT, verify, cert, proxies)
 
 
 def pointed_at(client: tweepy.Client, sim: Sim) -> tweepy.Client:

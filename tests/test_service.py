@@ -91,9 +91,7 @@ async def test_the_watchdog_ping_is_withheld_while_the_store_does_not_answer(
     notifier = Notifier({"NOTIFY_SOCKET": str(path)})
     async with running_core(tmp_path, store=store) as core, trio.open_nursery() as nursery:
         parts = core.parts
-        beat = Heartbeat(
-            store, store, notifier, parts.summary, wall, interval=1.0, watchdog=True
-        )
+        beat = Heartbeat(store, store, notifier, parts.summary, wall, interval=1.0, watchdog=True)
         await nursery.start(beat.run)
         await trio.sleep(10.5)  # between beats: none is half done
         assert received(listener).count("WATCHDOG") >= 9

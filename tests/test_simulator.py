@@ -825,6 +825,7 @@ async def test_a_busy_address_is_one_oserror_naming_it(nursery: trio.Nursery, se
         ports = (port, 0) if service == "HTTP" else (0, port)
         with pytest.raises(OSError) as raised:
             await nursery.start(serve_simulator, SimulatorState(), HOST, *ports)
+    assert raised.value.strerror is not None
     assert raised.value.strerror.startswith(f"{HOST}:{port} ({service}): ")
 
 

@@ -321,7 +321,7 @@ async def test_facebook_page_throttling_waits_as_the_usage_header_says(sim: Sim)
     assert isinstance(await deliver_to(sim, "facebook_page"), Delivered)
     outcome = await deliver_to(sim, "facebook_page", payload={"message": "another"})
     assert retry(Taken.NO, after=86_400.0)(outcome)  # the first call ages out in 24 h
-    assert "(#80001/2494055)" in outcome.reason  # type: ignore[union-attr]
+    assert "(#80001/2494055)" in outcome.reason
 
 
 @pytest.mark.parametrize(
@@ -346,7 +346,7 @@ async def test_facebook_invalid_token_is_permanent(sim: Sim) -> None:
     settings = attrs.evolve(FACEBOOK, page_token=ref("INVALID"))
     outcome = await deliver_to(sim, "facebook_page", settings)
     assert permanent("(#190) Invalid OAuth access token")(outcome)
-    assert "fbtrace_id" in outcome.reason  # type: ignore[union-attr]
+    assert "fbtrace_id" in outcome.reason
 
 
 @pytest.mark.parametrize(
@@ -451,7 +451,7 @@ async def test_instagram_publishing_cap_waits_an_hour_and_keeps_the_container(si
     adapter, saved = adapter_at(sim, "instagram")
     outcome = await deliver_one(adapter, envelope(PAYLOADS["instagram"]))
     assert retry(Taken.NO, after=social.PUBLISH_CAP_WAIT)(outcome)
-    assert "(#9/2207042)" in outcome.reason  # type: ignore[union-attr]
+    assert "(#9/2207042)" in outcome.reason
     assert saved == [{"container": next(iter(sim.logic("instagram").containers))}]
 
 
@@ -545,7 +545,7 @@ async def test_instagram_invalid_token_is_permanent(sim: Sim) -> None:
 
 
 CREATED = httpx.Response(200, json={"id": "555"})
-RESUME = {"attempts": 1, "progress": {"container": "555"}}
+RESUME: dict[str, Any] = {"attempts": 1, "progress": {"container": "555"}}
 
 
 @pytest.mark.parametrize(
@@ -661,7 +661,7 @@ async def test_linkedin_spent_daily_limit_waits_until_midnight_utc(sim: Sim) -> 
     assert isinstance(await deliver_to(sim, "linkedin"), Delivered)
     outcome = await deliver_to(sim, "linkedin", payload={"text": "second"}, attempts=0)
     assert retry(Taken.NO, after=86_400 - T0 % 86_400)(outcome)  # 6,400 s: 22:13:20 to 00:00
-    assert outcome.status == 429  # type: ignore[union-attr]
+    assert outcome.status == 429
 
 
 def throttled(date: str, message: str = "Too many requests") -> httpx.Response:

@@ -11,7 +11,9 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -39,17 +41,16 @@ async def loop() -> AsyncIterator[None]:
         yield
 
 
-def settle(message_id: int, kind: SettleKind, **kw: object) -> Settle:
-    fields: dict[str, object] = {
-        "message_id": message_id,
-        "target": "email",
-        "kind": kind,
-        "integration": "resend",
-        "attempts": 1,
-        "next_attempt_at": time.time(),
-    }
-    fields.update(kw)
-    return Settle(**fields)  # type: ignore[arg-type]
+def settle(message_id: int, kind: SettleKind, **kw: Any) -> Settle:
+    settled = Settle(
+        message_id=message_id,
+        target="email",
+        kind=kind,
+        integration="resend",
+        attempts=1,
+        next_attempt_at=time.time(),
+    )
+    return attrs.evolve(settled, **kw)
 
 
 async def test_submit_then_reopen_keeps_every_message(tmp_path: Path, loop: None) -> None:

@@ -9,6 +9,7 @@ import trio
 
 from ringbearer._actor import ActorState
 from ringbearer._config import SupervisorSettings
+from ringbearer._converter import PositiveFloat
 from ringbearer._delivery import Delivered, Envelope, Outcome
 from ringbearer._supervisor import RestartIntensity, backoff_seconds
 from ringbearer.control import MessageIn
@@ -34,7 +35,9 @@ def test_intensity_counts_only_crashes_inside_the_window() -> None:
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
     """Backoff doubles per recent crash up to the cap, jittered within [50%, 100%]."""
-    settings = SupervisorSettings(backoff_initial_seconds=1, backoff_max_seconds=8)  # type: ignore[arg-type]
+    settings = SupervisorSettings(
+        backoff_initial_seconds=PositiveFloat(1), backoff_max_seconds=PositiveFloat(8)
+    )
     rng = random.Random(7)
     for recent, ceiling in ((1, 1), (2, 2), (3, 4), (4, 8), (9, 8)):
         draws = [backoff_seconds(settings, recent, rng) for _ in range(200)]
@@ -86,7 +89,7 @@ async def test_group_skips_a_failed_member(tmp_path: Path, autojump_clock: objec
     async with running_core(tmp_path, setup=_alpha_explodes) as core:
         await core.daemon.submit([msg("alpha")])
         await _until_alpha_fails(core)
-        core.adapters["alpha"].behaviour = lambda env: _delivered()  # type: ignore[assignment,return-value]
+        core.adapters["alpha"].behaviour = lambda env: _delivered()
         (accepted,) = await core.daemon.submit([msg("trio")])
         await core.daemon.wait_idle(10)
         assert core.store.rows[accepted["id"]].status is MessageStatus.DELIVERED

@@ -55,7 +55,7 @@ def test_security_exposure_is_at_most_two(tmp_path: Path) -> None:
 
 def test_unit_keeps_the_service_contract() -> None:
     """Notify with a watchdog, reload by SIGHUP, its own directories, user and credentials."""
-    settings = {}
+    settings: dict[str, str] = {}
     for line in UNIT.read_text().splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.startswith("#"):
