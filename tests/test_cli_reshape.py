@@ -180,12 +180,14 @@ def test_time_errors_say_from_now_ahead_and_back_from_now_for_since(
 def test_a_payload_that_is_not_an_object_exits_2_with_one_clear_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`send slack --payload '[1]'`: exit 2 and a line naming --payload, not an internal code."""
+    """`send slack --payload '[1]'`: exit 2, a line naming --payload (not an internal code),
+    then the command's usage line, as argparse's own errors have."""
     argv = ["send", "slack", "--payload", "[1]", "--socket", "/nonexistent"]
     assert _cli.main(argv) == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert err == "ringbearer: --payload must be a JSON object ({...}), not list\n"
-    assert "internal" not in err
+    first, *usage = capsys.readouterr().err.splitlines()
+    assert first == "ringbearer: --payload must be a JSON object ({...}), not list"
+    assert usage[0].startswith("usage: ringbearer send ")
+    assert "internal" not in "\n".join(usage)
 
 
 def test_an_unknown_audit_kind_exits_2_listing_the_kinds(

@@ -127,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (ConfigError, UsageError, ControlError, RequestError, RingbearerError) as exc:
-        return _failed(exc)
+        code = _failed(exc)
+        if code == EXIT_USAGE and not isinstance(exc, ConfigError):
+            print(_command_parser(parser, given).format_usage().rstrip(), file=sys.stderr)
+        return code
 
 
 def _failed(exc: RingbearerError) -> int:
@@ -142,6 +145,17 @@ def _failed(exc: RingbearerError) -> int:
     if isinstance(exc, UsageError):
         return EXIT_USAGE
     return EXIT_UNREACHABLE if isinstance(exc, ControlError) else EXIT_REFUSED
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, given: Sequence[str]
+) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command ``given`` names: its usage line goes with a usage error."""
+    for token in given:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subparsers and token in subparsers[0].choices:
+            parser = subparsers[0].choices[token]
+    return parser
 
 
 if __name__ == "__main__":
