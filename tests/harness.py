@@ -181,6 +181,9 @@ async def running_core(
     adapters: dict[str, FakeAdapter] = {}
     kinds = fake_kinds(adapters)
     config = _config.parse(text, tmp_path / "config.toml", kinds)
+    # Built here, so behaviours are set before anything runs (the daemon reuses them).
+    adapters.update({n: FakeAdapter(n) for n, s in config.integrations.items() if s.enabled})
+    setup(adapters)
     store = MemoryStore(wall) if store is None else store  # reuse one: a restart
     base = Base(
         config, store, wall, Metrics(), None, kinds, ssl.create_default_context(),
@@ -192,7 +195,6 @@ async def running_core(
         ready = trio.Event()
 
         def on_ready(parts: Parts) -> None:
-            setup(adapters)
             started.append(parts)
             ready.set()
 

@@ -19,7 +19,7 @@ from ringbearer._httpserver import HttpRequest
 from ringbearer._secrets import Secret
 from ringbearer.control import MessageIn
 from ringbearer.control._replies import Severity
-from ringbearer.store import EventKind
+from ringbearer.store import AlertRecord, EventKind
 
 KINDS = {"slack": "slack_webhook", "sms": "twilio_sms", "phone": "twilio_call", "pd": "pagerduty"}
 SECRET = Secret("whsec_test")
@@ -35,6 +35,8 @@ class Host:
     states: dict[int, str] = attrs.Factory(dict)
     deadlines: list[tuple[int, str, float]] = attrs.Factory(list)
     events: list[tuple[str, dict[str, Any]]] = attrs.Factory(list)
+    kept: dict[int, AlertRecord] = attrs.Factory(dict)  # the store's alerts, by id
+    dead: list[tuple[float, str]] = attrs.Factory(list)  # the store's dead letters
 
     def wall(self) -> float:
         return self.now
@@ -59,8 +61,20 @@ class Host:
     async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
         return [d for d in self.deadlines if d[2] <= wall]
 
+    async def dead_letters_since(self, wall: float, target: str) -> list[float]:
+        return sorted(at for at, t in self.dead if t == target and at >= wall)
+
     def audit(self, kind: EventKind, **detail: object) -> None:
         self.events.append((kind, detail))
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        self.kept[alert.id] = alert
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        return [a for _, a in sorted(self.kept.items()) if a.is_open]
+
+    async def last_alert_id(self) -> int:
+        return max(self.kept, default=0)
 
     def to(self, target: str) -> list[MessageIn]:
         return [m for m in self.sent if m.target == target]

@@ -67,3 +67,13 @@ def test_unit_keeps_the_service_contract() -> None:
     assert settings["StateDirectory"] == settings["RuntimeDirectory"] == "ringbearer"
     assert settings["User"] == "ringbearer"
     assert settings["LoadCredential"]
+
+
+def test_unit_gives_room_for_open_files() -> None:
+    """LimitNOFILE= is set with headroom: systemd's default soft limit (1,024) is too tight."""
+    values = [
+        line.partition("=")[2]
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("LimitNOFILE=")
+    ]
+    assert len(values) == 1 and int(values[0]) >= 4096, values

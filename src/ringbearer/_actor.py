@@ -6,23 +6,30 @@ connection state). Its long-lived state lives in :class:`IntegrationActor`;
 :meth:`IntegrationActor.run` is the part the supervisor restarts when it
 crashes, so a restart keeps the breaker and the mailbox but loses nothing:
 whatever was in a lane at the crash is handed back to the supervisor.
+
+Bad data does not crash an actor: what a message makes its lane raise is that
+message's outcome (see ``_boundary``). A crash is a bug; should one message
+crash its actor repeatedly all the same, it is quarantined as a dead letter
+(:class:`CrashLedger`) long before the supervisor would give up on the actor,
+so the messages behind it go on.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import trio
 
 from . import _lifecycle
 from ._actor_wedding import WeddingRules
+from ._boundary import TAKEN_NOTE, LaneSlot, deliver_within
 from ._config import IntegrationSettings
 from ._delivery import Envelope, Outcome, Permanent, Priority, Retry, Scope, Taken
 from ._wedding import WeddingDaySettings
-from .integrations import Adapter, BatchingLane, BatchLimits, Lane
+from .integrations import Adapter, BatchLimits
 from .resilience import (
     BreakerState,
     BreakerTransition,
@@ -35,6 +42,7 @@ from .resilience import (
     TokenBucket,
 )
 from .store import Attempt, Settle, SettleKind
+from .store._safe import safe_text
 
 Sink = Callable[[list[Settle]], Awaitable[None]]
 WallClock = Callable[[], float]
@@ -94,6 +102,51 @@ class _Tally:
             self.retried += 1
 
 
+# Crashes a message may be in before it is quarantined. One crash proves little
+# (a bug in the library, a lane's state, bad luck); a second with the same
+# message in the lane that raised is the message. Two stays well under any
+# sane restart intensity (max_restarts), so a poisoned message is a dead
+# letter before its actor is marked failed, and innocents behind it go on.
+QUARANTINE_AFTER = 2
+
+
+@attrs.define
+class CrashLedger:
+    """Per message: the crashes of its actor it was being delivered in."""
+
+    counts: dict[int, int] = attrs.Factory(dict)
+    culprits: set[int] = attrs.Factory(set)  # in the lane that raised, this crash
+
+    def limits(self, limits: BatchLimits | None) -> BatchLimits | None:
+        """A batching adapter's limits, under which a message in a crash already goes
+        alone, so that a second crash is pinned on it alone."""
+        if limits is None or not self.counts:
+            return limits
+        alone = limits.alone
+        return attrs.evolve(limits, alone=lambda env: env.id in self.counts or alone(env))
+
+    def blame(self, batch: list[Envelope]) -> None:
+        self.culprits.update(envelope.id for envelope in batch)
+
+    def settled(self, batch: list[Envelope]) -> None:
+        for envelope in batch:
+            self.counts.pop(envelope.id, None)
+
+    def verdict(self, envelope: Envelope, error: BaseException) -> Permanent | None:
+        """The crash's verdict on one interrupted message: quarantine, or None (a retry)."""
+        if envelope.id not in self.culprits:
+            return None  # interrupted by another lane's crash: not its fault
+        crashes = self.counts[envelope.id] = self.counts.get(envelope.id, 0) + 1
+        if crashes < QUARANTINE_AFTER:
+            return None
+        del self.counts[envelope.id]
+        cause = repr(error) if len(repr(error)) <= 300 else repr(error)[:299] + "…"
+        return Permanent(
+            f"quarantined: the actor crashed {crashes} times delivering this message"
+            f" (last: {cause}); {TAKEN_NOTE}"
+        )
+
+
 def _breaker_ok(outcome: Outcome) -> bool:
     # A permanent answer means the provider is up and said no: not an outage;
     # nor is a retry that concerns one message (a throttled user, say).
@@ -135,6 +188,7 @@ class IntegrationActor:
     _stopping: bool = False
     _crash_requested: bool = False
     _tally: _Tally = attrs.Factory(_Tally)
+    _crashes: CrashLedger = attrs.Factory(CrashLedger)
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
@@ -260,41 +314,45 @@ class IntegrationActor:
             task_status.started()
 
     async def _lane(self, index: int, *, task_status: trio.TaskStatus[None]) -> None:
-        async with self.adapter.open_lane() as lane:
-            task_status.started()
-            held: list[Envelope] = []  # one that must go alone, met while gathering
-            while batch := await gather(self._receive, self.adapter.batching, held, self.in_flight):
-                await self._handle(lane, batch)
+        held: list[Envelope] = []  # one that must go alone, met while gathering
+        started = False
+        while True:  # a lane left mid-exchange by a delivery that raised is replaced
+            async with self.adapter.open_lane() as lane:
+                if not started:
+                    started = True
+                    task_status.started()
+                slot = LaneSlot(lane)
+                while not slot.spoiled:
+                    limits = self._crashes.limits(self.adapter.batching)
+                    batch = await gather(self._receive, limits, held, self.in_flight)
+                    if not batch:
+                        return
+                    await self._handle(slot, batch)
 
-    async def _handle(self, lane: Lane, batch: list[Envelope]) -> None:
-        if self._stopping:
-            settles = [_stopping(envelope, self.wall()) for envelope in batch]
-        elif self.breaker.try_acquire():
-            settles = await self._attempt(lane, batch)
-        elif self._day.bypassing({envelope.id for envelope in batch}):
-            settles = await self._attempt(lane, batch, bypass=True)
-        else:
-            wait = self._breaker_wait()
-            settles = [self._returned(envelope, "breaker open", wait) for envelope in batch]
+    async def _handle(self, slot: LaneSlot, batch: list[Envelope]) -> None:
+        try:
+            settles = await self._settles(slot, batch)
+        except InjectedCrash:
+            raise  # the operator's exercise, not the message's fault
+        except Exception:
+            self._crashes.blame(batch)  # a bug, raised delivering these: see crashed()
+            raise
         await self._finish(batch, settles)
 
-    def _spend_budgets(self, batch: list[Envelope]) -> tuple[list[Envelope], list[Settle]]:
-        """The envelopes every quota budget lets through now; the others go back to wait."""
-        allowed: list[Envelope] = []
-        refused: list[Settle] = []
-        for envelope in batch:
-            wait = self.budgets.try_spend(envelope.priority)
-            if wait == 0.0:
-                allowed.append(envelope)
-                continue
-            reason = f"quota budget spent for {envelope.priority.label} work; room in {wait:.1f}s"
-            refused.append(self._returned(envelope, reason, wait))
-        return allowed, refused
+    async def _settles(self, slot: LaneSlot, batch: list[Envelope]) -> list[Settle]:
+        if self._stopping:
+            return [_stopping(envelope, self.wall()) for envelope in batch]
+        if self.breaker.try_acquire():
+            return await self._attempt(slot, batch)
+        if self._day.bypassing({envelope.id for envelope in batch}):
+            return await self._attempt(slot, batch, bypass=True)
+        wait = self._breaker_wait()
+        return [self._returned(envelope, "breaker open", wait) for envelope in batch]
 
     async def _attempt(
-        self, lane: Lane, batch: list[Envelope], *, bypass: bool = False
+        self, slot: LaneSlot, batch: list[Envelope], *, bypass: bool = False
     ) -> list[Settle]:
-        allowed, settles = self._spend_budgets(batch)
+        allowed, settles = _spend_budgets(self.budgets, batch, self._returned)
         if not allowed:
             if not bypass:
                 self.breaker.release()
@@ -306,7 +364,7 @@ class IntegrationActor:
             raise InjectedCrash(f"crash injected into {self.name}")
         started_wall = self.wall()
         started = trio.current_time()
-        outcomes = await self._deliver(lane, allowed)
+        outcomes = await deliver_within(slot, allowed, self.adapter.batching is not None)
         seconds = trio.current_time() - started
         # One request, one verdict for the breaker and health, however many it
         # carried. A bypass attempt went past an open breaker: not its probe.
@@ -316,23 +374,10 @@ class IntegrationActor:
         for envelope, outcome in zip(allowed, outcomes, strict=True):
             reason = outcome.reason if isinstance(outcome, Retry | Permanent) else None
             if reason is not None:
-                self.last_error = reason
-            attempt = Attempt(
-                integration=self.name,
-                started_at=started_wall,
-                duration=seconds,
-                outcome=_lifecycle.outcome_label(outcome),
-                status=_status(outcome),
-                detail=reason,
-            )
+                self.last_error = safe_text(reason)  # a provider's words, shown in status
+            attempt = _attempt_of(self.name, outcome, reason, started_wall, seconds)
             settles.append(self.decide(envelope, outcome, attempt))
         return settles
-
-    async def _deliver(self, lane: Lane, envelopes: list[Envelope]) -> list[Outcome]:
-        if self.adapter.batching is None:
-            (envelope,) = envelopes
-            return [await lane.deliver(envelope)]
-        return await cast(BatchingLane, lane).deliver_batch(envelopes)
 
     def decide(self, envelope: Envelope, outcome: Outcome, attempt: Attempt | None) -> Settle:
         retry = self._day.retry_for(envelope.priority)
@@ -347,17 +392,7 @@ class IntegrationActor:
 
     def _returned(self, envelope: Envelope, reason: str, wait: float) -> Settle:
         """Back to the queue unattempted: to the next member of a group now, else after ``wait``."""
-        route_len = self.routes.get(envelope.target, 1)
-        if route_len > 1:
-            return _lifecycle.returned(
-                envelope,
-                route_index=(envelope.route_index + 1) % route_len,
-                next_attempt_at=self.wall(),
-                reason=reason,
-            )
-        return _lifecycle.returned(
-            envelope, route_index=0, next_attempt_at=self.wall() + wait, reason=reason
-        )
+        return _returned(envelope, self.routes.get(envelope.target, 1), self.wall(), reason, wait)
 
     async def _finish(self, batch: list[Envelope], settles: list[Settle]) -> None:
         await self.sink(settles)
@@ -365,6 +400,8 @@ class IntegrationActor:
             self._tally.count(settle)
         for envelope in batch:
             self.in_flight.pop(envelope.id, None)
+        if self._crashes.counts:  # rarely: only after a crash
+            self._crashes.settled(batch)
         self._unreserve(batch)
         self.on_slot_freed(self.name)
 
@@ -375,19 +412,35 @@ class IntegrationActor:
     # -- what the supervisor does -------------------------------------------------------
 
     def crashed(self, error: BaseException) -> list[Settle]:
-        """Settle whatever the crash interrupted: each counts as an ambiguous attempt."""
-        self.last_error = f"actor crashed: {error!r}"
-        outcome = Retry(reason=self.last_error, taken=Taken.MAYBE)
-        settles = [self.decide(env, outcome, None) for env in self.in_flight.values()]
+        """Settle whatever the crash interrupted: each counts as an ambiguous attempt.
+
+        A message that was in the lane that raised, for the ``QUARANTINE_AFTER``th
+        time, is quarantined instead: a dead letter whose reason names the crash.
+        """
+        self.last_error = safe_text(f"actor crashed: {error!r}")
+        retry = Retry(reason=self.last_error, taken=Taken.MAYBE)
+        settles = [
+            self.decide(env, self._crashes.verdict(env, error) or retry, None)
+            for env in self.in_flight.values()
+        ]
+        self._crashes.culprits.clear()
         self._unreserve(list(self.in_flight.values()))
         self.in_flight.clear()
         return settles
+
+    def abandoned(self) -> list[Settle]:
+        """An actor given up on: its mailbox back to the queue, unattempted (a group's next)."""
+        waiting = _drain(self._receive)
+        self._unreserve(waiting)
+        reason = f"{self.name} failed (crashed too often); not attempted"
+        return [self._returned(envelope, reason, 0.0) for envelope in waiting]
 
     def carry_over(self, old: IntegrationActor) -> None:
         """Keep what the actor this one replaces (on a reload) learnt and was told."""
         state, forced, remaining = old.breaker.export()
         self.breaker.restore(state, forced, remaining)
         self.paused, self.restarts, self.last_error = old.paused, old.restarts, old.last_error
+        self._crashes = old._crashes  # a poisoned message's count survives a reload
 
     def request_crash(self) -> None:
         self._crash_requested = True
@@ -415,6 +468,55 @@ def _stopping(envelope: Envelope, now: float) -> Settle:
         next_attempt_at=now,
         reason="the daemon is stopping",
     )
+
+
+def _returned(envelope: Envelope, route_len: int, now: float, reason: str, wait: float) -> Settle:
+    if route_len > 1:
+        return _lifecycle.returned(
+            envelope,
+            route_index=(envelope.route_index + 1) % route_len,
+            next_attempt_at=now,
+            reason=reason,
+        )
+    return _lifecycle.returned(envelope, route_index=0, next_attempt_at=now + wait, reason=reason)
+
+
+def _spend_budgets(
+    budgets: Budgets, batch: list[Envelope], returned: Callable[[Envelope, str, float], Settle]
+) -> tuple[list[Envelope], list[Settle]]:
+    """The envelopes every quota budget lets through now; the others go back to wait."""
+    allowed: list[Envelope] = []
+    refused: list[Settle] = []
+    for envelope in batch:
+        wait = budgets.try_spend(envelope.priority)
+        if wait == 0.0:
+            allowed.append(envelope)
+            continue
+        reason = f"quota budget spent for {envelope.priority.label} work; room in {wait:.1f}s"
+        refused.append(returned(envelope, reason, wait))
+    return allowed, refused
+
+
+def _attempt_of(
+    name: str, outcome: Outcome, reason: str | None, started_wall: float, seconds: float
+) -> Attempt:
+    return Attempt(
+        integration=name,
+        started_at=started_wall,
+        duration=seconds,
+        outcome=_lifecycle.outcome_label(outcome),
+        status=_status(outcome),
+        detail=reason,
+    )
+
+
+def _drain(receive: trio.MemoryReceiveChannel[Envelope]) -> list[Envelope]:
+    waiting: list[Envelope] = []
+    while True:
+        try:
+            waiting.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return waiting
 
 
 def _status(outcome: Outcome) -> int | None:

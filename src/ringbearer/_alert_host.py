@@ -7,11 +7,16 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 
 from ._actor import ActorSnapshot
+from ._alerting import ALERT_KEY_PREFIX
 from ._fleet import Fleet
 from ._journal import Journal
 from ._reload import CurrentConfig
 from .control import MessageIn
-from .store import EventKind, Queries
+from .store import AlertRecord, AlertState, EventKind, Queries
+
+# Dead letters read back at start for a dead-letter alert that was open: the
+# count is only its summary, and one is enough for the alert to hold.
+DEAD_LETTERS_READ_BACK = 1000
 
 
 @attrs.frozen
@@ -23,6 +28,7 @@ class AlertHost:
     queries: Queries
     journal: Journal
     submit: Callable[[MessageIn], Awaitable[int]]  # through the intake, as any message
+    state: AlertState
 
     def wall(self) -> float:
         return self.journal.wall()
@@ -47,5 +53,23 @@ class AlertHost:
     async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
         return await self.queries.deadlines_before(wall)
 
+    async def dead_letters_since(self, wall: float, target: str) -> list[float]:
+        letters = await self.queries.dead_letters(target=target, limit=DEAD_LETTERS_READ_BACK)
+        found = []
+        for letter in letters:
+            message = None if letter.at < wall else await self.queries.message(letter.message_id)
+            if message is not None and not message.idempotency_key.startswith(ALERT_KEY_PREFIX):
+                found.append(letter.at)
+        return sorted(found)
+
     def audit(self, kind: EventKind, **detail: object) -> None:
         self.journal.event(kind, None, **detail)
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        await self.state.save_alert(alert)
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        return await self.state.open_alerts()
+
+    async def last_alert_id(self) -> int:
+        return await self.state.last_alert_id()

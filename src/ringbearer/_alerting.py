@@ -1,9 +1,8 @@
 """Alerting: conditions become alerts, and alerts become messages to people.
 
-Sources, checked on every tick: a breaker not closed for too long, an
-integration whose health is down, an actor the supervisor gave up on, dead
-letters, and messages whose deadline is endangered (its target cannot deliver
-now, or the deadline is close) or missed.
+The conditions (a breaker not closed for too long, an integration whose
+health is down, an actor the supervisor gave up on, dead letters, endangered
+or missed deadlines, a failed preflight) are found by ``_alert_conditions``.
 
 An alert is keyed by its cause (``breaker_open:resend``): the same cause
 never opens a second alert while one is open (de-duplication), and its
@@ -30,6 +29,17 @@ Deadlines are one alert per target (``deadline:email``), naming how many
 messages are at risk and the nearest deadline: a group that is down with a
 hundred deadlines pages once, not a hundred times.
 
+Alerts live in the store (its ``AlertState`` role). Each is written at the
+end of the tick that moved it (raised, sent, escalated, resolved; a summary
+that only re-words itself is not worth a write), and an acknowledgement is
+written before the ack is answered. At start, :meth:`AlertManager.restore`
+takes up the alerts open at the last stop where they stood: an acknowledged
+one stays quiet while its cause holds, an unacknowledged one goes on with its
+own chain, level and times (a channel's time to deliver counts from the
+restart at the earliest: the daemon being down is not the channel's fault),
+and one whose cause cleared meanwhile resolves at the first tick, with a
+notice to the channels it reached. New ids go on from the highest kept.
+
 Alert messages carry keys starting ``alert:``; their own dead letters never
 raise a dead-letter alert (no alert storm about alerts).
 """
@@ -38,37 +48,29 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
 import trio
 
-from ._actor import ActorSnapshot, ActorState
+from ._alert_conditions import Conditions, Evidence
 from ._alerting_settings import AlertingSettings
 from ._errors import RingbearerError
 from ._logging import fields
 from .control import MessageIn
 from .control._replies import AlertView, Severity
-from .resilience import BreakerState, HealthState
-from .store import EventKind, Settle, SettleKind
+from .store import AlertRecord, EventKind, SentNotice, Settle, SettleKind
 
 log = logging.getLogger("ringbearer.alerts")
-
-Condition = tuple[str, Severity, str]  # (the cause's key, severity, summary)
 
 ALERT_KEY_PREFIX = "alert:"
 
 
-class Host(Protocol):
-    """What the alert manager needs from the daemon."""
+class Host(Evidence, Protocol):
+    """What the alert manager needs from the daemon: the evidence, the way out, the store."""
 
     def wall(self) -> float: ...
-
-    def snapshots(self) -> list[ActorSnapshot]: ...
-
-    def can_deliver(self, target: str) -> bool: ...
 
     def kind_of(self, target: str) -> str: ...
 
@@ -76,9 +78,13 @@ class Host(Protocol):
 
     async def message_states(self, ids: Sequence[int]) -> dict[int, str]: ...
 
-    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]: ...
-
     def audit(self, kind: EventKind, **detail: object) -> None: ...
+
+    async def save_alert(self, alert: AlertRecord) -> None: ...
+
+    async def open_alerts(self) -> list[AlertRecord]: ...
+
+    async def last_alert_id(self) -> int: ...
 
 
 @attrs.define
@@ -94,13 +100,24 @@ class Alert:
     sent: dict[int, int] = attrs.Factory(dict)  # chain index -> message id
     sent_at: dict[int, float] = attrs.Factory(dict)
     last_sent_at: float = 0.0
-    acked: bool = False
-    resolved: bool = False
+    external: bool = False  # its cause was found elsewhere (a failed preflight)
+    acked_by: str | None = None
+    acked_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def acked(self) -> bool:
+        return self.acked_by is not None
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_at is not None
 
     @property
     def key_prefix(self) -> str:
-        """Its messages' idempotency keys start so: ids start again at 1 after a restart,
-        the time it opened tells two alerts with one id apart."""
+        """Its messages' idempotency keys start so. Ids now go on across restarts; the time
+        it opened stays in the key all the same, so that no key repeats one written when ids
+        started again at 1 on each start (a store from before migration 5)."""
         return f"{ALERT_KEY_PREFIX}{self.id}:{self.opened_at:.3f}"
 
     def view(self) -> AlertView:
@@ -116,6 +133,41 @@ class Alert:
             resolved=self.resolved,
         )
 
+    def record(self) -> AlertRecord:
+        """The alert as the store keeps it."""
+        sent = tuple(SentNotice(n, self.sent[n], self.sent_at[n]) for n in sorted(self.sent))
+        return AlertRecord(
+            id=self.id,
+            key=self.key,
+            severity=self.severity.value,
+            summary=self.summary,
+            opened_at=self.opened_at,
+            chain=self.chain,
+            escalated_at=self.escalated_at,
+            level=self.level,
+            sent=sent,
+            last_sent_at=self.last_sent_at,
+            external=self.external,
+            acked_by=self.acked_by,
+            acked_at=self.acked_at,
+            resolved_at=self.resolved_at,
+        )
+
+    @classmethod
+    def of(cls, r: AlertRecord) -> Alert:
+        """The alert the store kept as ``r``."""
+        return cls(
+            r.id, r.key, Severity(r.severity), r.summary, r.opened_at, r.escalated_at, r.chain,
+            level=r.level,
+            sent={n.level: n.message_id for n in r.sent},
+            sent_at={n.level: n.at for n in r.sent},
+            last_sent_at=r.last_sent_at,
+            external=r.external,
+            acked_by=r.acked_by,
+            acked_at=r.acked_at,
+            resolved_at=r.resolved_at,
+        )  # fmt: skip
+
 
 @attrs.define
 class AlertManager:
@@ -123,12 +175,37 @@ class AlertManager:
     host: Host
     wedding_day: Callable[[], bool]
     alerts: dict[str, Alert] = attrs.Factory(dict)  # open alerts by key
+    conditions: Conditions = attrs.Factory(lambda self: Conditions(self.host), takes_self=True)
     _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
-    _not_closed_since: dict[str, float] = attrs.Factory(dict)
-    _dead: deque[tuple[float, str]] = attrs.Factory(deque)  # (wall, target) of dead letters
     _own: set[int] = attrs.Factory(set)  # ids of the alert messages we sent
-    # Conditions found elsewhere (a failed preflight): key -> (severity, summary).
-    external: dict[str, tuple[Severity, str]] = attrs.Factory(dict)
+    _kept: dict[int, AlertRecord] = attrs.Factory(dict)  # each alert as the store holds it
+    _closing: list[Alert] = attrs.Factory(list)  # resolved, not yet kept so
+    _started_at: float = 0.0  # when this run took up the alerts of the last
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Take up the alerts open at the last stop, where they stood (see the module)."""
+        records = await self.host.open_alerts()
+        self._ids = itertools.count(await self.host.last_alert_id() + 1)
+        self._started_at = now = self.host.wall()
+        for record in records:
+            self._take_up(Alert.of(record), record, now)
+        await self.conditions.restore(records, self.settings, now)
+        if records:
+            acked = sum(1 for r in records if r.acked_by is not None)
+            log.warning(
+                "alerts open at the last stop", extra=fields(open=len(records), acked=acked)
+            )
+
+    def _take_up(self, alert: Alert, record: AlertRecord, now: float) -> None:
+        earlier = self.alerts.get(alert.key)
+        if earlier is not None:  # never kept so, but one alert per cause all the same
+            earlier.resolved_at = now
+            self._closing.append(earlier)
+        self.alerts[alert.key] = alert
+        self._kept[alert.id] = record
+        self._own.update(alert.sent.values())
 
     # -- what the daemon tells it ------------------------------------------------------
 
@@ -136,14 +213,16 @@ class AlertManager:
         """Count dead letters, except those of alert messages (no alerts about alerts)."""
         for s in settles:
             if s.kind is SettleKind.DEAD_LETTERED and s.message_id not in self._own:
-                self._dead.append((now, s.target))
+                self.conditions.dead.append((now, s.target))
 
     async def ack(self, alert_id: int, by: str = "operator") -> AlertView:
-        """Acknowledge by id (the CLI); tell the PagerDuty channels it reached. KeyError if none."""
-        for alert in self.alerts.values():
+        """Acknowledge by id (the CLI), durably; tell the PagerDuty channels it reached.
+
+        KeyError if no open alert has that id; the store's error if it cannot keep the ack
+        (the alert is then not acknowledged)."""
+        for alert in list(self.alerts.values()):
             if alert.id == alert_id:
-                if not alert.acked:
-                    self._acknowledge(alert, by)
+                if await self._acknowledge(alert, by):
                     await self._pass_on_ack(alert)
                 return alert.view()
         raise KeyError(alert_id)
@@ -151,15 +230,23 @@ class AlertManager:
     async def ack_key(self, key: str, by: str) -> bool:
         """Acknowledge by cause (PagerDuty's ``incident_key``); was an open alert acked?"""
         alert = self.alerts.get(key)
-        if alert is None or alert.acked:
-            return False
-        self._acknowledge(alert, by)
-        return True
+        return alert is not None and await self._acknowledge(alert, by)
 
-    def _acknowledge(self, alert: Alert, by: str) -> None:
-        alert.acked = True
+    async def _acknowledge(self, alert: Alert, by: str) -> bool:
+        """Kept before it is answered: an ack the operator was told of survives any stop."""
+        if alert.acked:
+            return False
+        record = attrs.evolve(alert.record(), acked_by=by, acked_at=self.host.wall())
+        alert.acked_by, alert.acked_at = record.acked_by, record.acked_at  # no tick pages now
+        try:
+            await self.host.save_alert(record)
+        except Exception:
+            alert.acked_by = alert.acked_at = None  # not kept: not acknowledged
+            raise
+        self._kept[alert.id] = record
         self.host.audit(EventKind.ALERT_ACKED, alert=alert.id, key=alert.key, by=by)
         log.warning("alert acknowledged", extra=fields(alert=alert.id, by=by))
+        return True
 
     async def _pass_on_ack(self, alert: Alert) -> None:
         """PagerDuty pages on its own until told: acknowledge its incident too."""
@@ -180,10 +267,10 @@ class AlertManager:
 
     def found(self, key: str, severity: Severity, summary: str) -> None:
         """A condition found elsewhere (a failed preflight): alerted until :meth:`cleared`."""
-        self.external[key] = (severity, summary)
+        self.conditions.external[key] = (severity, summary)
 
     def cleared(self, key: str) -> None:
-        self.external.pop(key, None)
+        self.conditions.external.pop(key, None)
 
     def use(self, settings: AlertingSettings) -> None:
         """Settings from a reload: for every tick from now on."""
@@ -208,78 +295,31 @@ class AlertManager:
 
     async def tick(self) -> None:
         now = self.host.wall()
-        wanted = self._conditions(now) + await self._deadline_conditions(now)
-        wanted += [(key, sev, summary) for key, (sev, summary) in self.external.items()]
+        wanted = await self.conditions.holding(self.settings, self.wedding_day(), now)
         keys = {key for key, _, _ in wanted}
         for key, severity, summary in wanted:
             await self._raise(key, severity, summary, now)
         for key in [k for k in self.alerts if k not in keys]:
-            await self._resolve(self.alerts.pop(key))
+            await self._resolve(self.alerts.pop(key), now)
         for alert in list(self.alerts.values()):
             if not alert.acked:
                 await self._follow_up(alert, now)
+        await self._keep()
 
-    def _conditions(self, now: float) -> list[Condition]:
-        wedding = self.wedding_day()
-        limit = (
-            self.settings.wedding_day_breaker_open_seconds
-            if wedding
-            else self.settings.breaker_open_seconds
-        )
-        found: list[Condition] = []
-        for s in self.host.snapshots():
-            if s.breaker is BreakerState.CLOSED:
-                self._not_closed_since.pop(s.name, None)
-            else:
-                since = self._not_closed_since.setdefault(s.name, now)
-                if now - since >= limit and not s.breaker_forced:
-                    summary = f"{s.name}: breaker {s.breaker.value} for {now - since:.0f} s"
-                    found.append((f"breaker_open:{s.name}", Severity.CRITICAL, summary))
-            if s.health is HealthState.DOWN:
-                found.append((f"health_down:{s.name}", Severity.CRITICAL, f"{s.name} is down"))
-            if s.state is ActorState.FAILED:
-                summary = f"{s.name}: crashed too often; the supervisor gave up ({s.last_error})"
-                found.append((f"actor_failed:{s.name}", Severity.CRITICAL, summary))
-        found.extend(self._dead_letter_conditions(now, wedding))
-        return found
+    async def _keep(self) -> None:
+        """Write each alert whose position moved since the store last took it."""
+        while self._closing:
+            await self._keep_one(self._closing[0])
+            self._kept.pop(self._closing.pop(0).id, None)
+        for alert in list(self.alerts.values()):
+            await self._keep_one(alert)
 
-    def _dead_letter_conditions(self, now: float, wedding: bool) -> list[Condition]:
-        window = self.settings.dead_letter_window_seconds
-        while self._dead and self._dead[0][0] < now - window:
-            self._dead.popleft()
-        counts: dict[str, int] = {}
-        for _, target in self._dead:
-            counts[target] = counts.get(target, 0) + 1
-        severity = Severity.CRITICAL if wedding else Severity.WARNING
-        return [
-            (f"dead_letters:{t}", severity, f"{t}: {n} dead letter(s) in {window:.0f} s")
-            for t, n in sorted(counts.items())
-        ]
-
-    async def _deadline_conditions(self, now: float) -> list[Condition]:
-        """One alert per target whose deadlines are missed or endangered."""
-        horizon = self.settings.deadline_warning_seconds
-        at_risk: dict[str, list[tuple[float, int]]] = {}
-        for message_id, target, deliver_by in await self.host.deadlines_before(now + horizon):
-            left = deliver_by - now
-            if left <= 0 or not self.host.can_deliver(target) or left <= horizon / 4:
-                at_risk.setdefault(target, []).append((deliver_by, message_id))
-        found = []
-        for target, risks in sorted(at_risk.items()):
-            deliver_by, first = min(risks)
-            missed = sum(1 for d, _ in risks if d <= now)
-            why = "cannot deliver now" if not self.host.can_deliver(target) else "still queued"
-            summary = (
-                f"{target}: {len(risks)} message(s) with a deadline at risk ({why}), "
-                f"{missed} missed; nearest: message {first}, "
-                + (
-                    f"deadline in {deliver_by - now:.0f} s"
-                    if deliver_by > now
-                    else f"missed by {now - deliver_by:.0f} s"
-                )
-            )
-            found.append((f"deadline:{target}", Severity.CRITICAL, summary))
-        return found
+    async def _keep_one(self, alert: Alert) -> None:
+        record = alert.record()
+        kept = self._kept.get(alert.id)
+        if kept is None or attrs.evolve(kept, summary=record.summary) != record:
+            await self.host.save_alert(record)
+            self._kept[alert.id] = record
 
     # -- one alert -----------------------------------------------------------------------
 
@@ -288,8 +328,9 @@ class AlertManager:
         if alert is not None:
             alert.summary = summary  # the same cause: one alert, kept current
             return
+        external = key in self.conditions.external
         alert = self.alerts[key] = Alert(
-            next(self._ids), key, severity, summary, now, now, chain=self.chain
+            next(self._ids), key, severity, summary, now, now, self.chain, external=external
         )
         log.warning("alert", extra=fields(alert=alert.id, key=key, summary=summary))
         self.host.audit(EventKind.ALERT_RAISED, alert=alert.id, key=key, summary=summary)
@@ -322,7 +363,9 @@ class AlertManager:
         state = (await self.host.message_states([message_id])).get(message_id)
         if state == "delivered":
             return False
-        late = now - alert.sent_at[alert.level] >= self.settings.channel_timeout_seconds
+        # The daemon being down is not the channel's fault: its time counts from the start.
+        since = max(alert.sent_at[alert.level], self._started_at)
+        late = now - since >= self.settings.channel_timeout_seconds
         return state == "dead" or late
 
     def _first_usable(self, alert: Alert, start: int) -> int:
@@ -362,8 +405,9 @@ class AlertManager:
         self._own.add(message_id)
         return message_id
 
-    async def _resolve(self, alert: Alert) -> None:
-        alert.resolved = True
+    async def _resolve(self, alert: Alert, now: float) -> None:
+        alert.resolved_at = now
+        self._closing.append(alert)
         self.host.audit(EventKind.ALERT_RESOLVED, alert=alert.id, key=alert.key)
         log.info("alert resolved", extra=fields(alert=alert.id, key=alert.key))
         for level in sorted(alert.sent):

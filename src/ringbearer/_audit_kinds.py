@@ -36,6 +36,7 @@ class EventKind(enum.StrEnum):
     DAEMON_STOPPED = "daemon_stopped"
     RELOADED = "reloaded"
     RELOAD_REFUSED = "reload_refused"
+    RELOAD_ROLLED_BACK = "reload_rolled_back"  # failed partway; the running set is back
     FORCED = "forced"  # a change made during the wedding-day freeze with --force
     CONTROL_REFUSED = "control_refused"
     PREFLIGHT = "preflight"

@@ -114,6 +114,28 @@ def add_commands(command: AddCommand, sub: Any) -> None:
     _add_config_actions(sub)
 
 
+CONFIG_ACTIONS = (
+    (
+        "check",
+        cmd_config_check,
+        "print every problem; exit 2 if any",
+        exits("0  the config is valid", f"{EXIT_USAGE}  it is not: every problem is printed"),
+    ),
+    (
+        "init",
+        cmd_config_init,
+        "write a starter config (sandbox on, one email group, the defaults)",
+        exits("0  written", "1  the file exists (give --force) or cannot be written"),
+    ),
+    (
+        "show",
+        cmd_config_show,
+        "print the config in effect as TOML: every default, secrets as their references",
+        exits("0  printed", "2  the config is invalid: every problem is printed"),
+    ),
+)
+
+
 def _add_config_actions(sub: Any) -> None:
     p = sub.add_parser(
         "config",
@@ -127,26 +149,7 @@ def _add_config_actions(sub: Any) -> None:
         formatter_class=Formatter,
     )
     actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    for name, fn, help, epilog in (
-        (
-            "check",
-            cmd_config_check,
-            "print every problem; exit 2 if any",
-            exits("0  the config is valid", f"{EXIT_USAGE}  it is not: every problem is printed"),
-        ),
-        (
-            "init",
-            cmd_config_init,
-            "write a starter config (sandbox on, one email group, the defaults)",
-            exits("0  written", "1  the file exists (give --force) or cannot be written"),
-        ),
-        (
-            "show",
-            cmd_config_show,
-            "print the config in effect as TOML: every default, secrets as their references",
-            exits("0  printed", "2  the config is invalid: every problem is printed"),
-        ),
-    ):
+    for name, fn, help, epilog in CONFIG_ACTIONS:
         action = actions.add_parser(
             name, help=help, description=help, epilog=epilog, formatter_class=Formatter
         )

@@ -92,7 +92,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     from ._views import format_reload
     from .control import Reload
 
-    show(args, call(args, Reload(args.force), timeout=120), format_reload)
+    show(args, call(args, Reload(args.force, args.drop_queued), timeout=120), format_reload)
     return EXIT_OK
 
 
@@ -247,15 +247,34 @@ def _add_alerts(command: AddCommand) -> None:
     p.add_argument("id", nargs="?", type=int, help="the alert to acknowledge")
 
 
-def _add_checks(command: AddCommand) -> None:
-    """Reload, preflight, and the sandbox's crash injection."""
+def _add_reload(command: AddCommand) -> None:
     p = command(
         "reload",
         cmd_reload,
         "read the config file again and apply it (as SIGHUP does)",
-        CHANGE_EXITS.replace("a role", "an invalid config (nothing changed), a role"),
+        CHANGE_EXITS.replace(
+            "a role",
+            "an invalid config or work it would strand (nothing changed), a failure (rolled"
+            " back), a role",
+        ),
     )
-    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=FORCE_HELP + " (only the freeze: it never drops queued work; see --drop-queued)",
+    )
+    p.add_argument(
+        "--drop-queued",
+        action="store_true",
+        help="a reload that removes or disables an integration or group still holding work is"
+        " refused; with this, that work (and any other left with no route) becomes dead letters"
+        " with the reason, replayable with `dead-letters replay --all --target NAME`",
+    )
+
+
+def _add_checks(command: AddCommand) -> None:
+    """Reload, preflight, and the sandbox's crash injection."""
+    _add_reload(command)
     p = command(
         "preflight",
         cmd_preflight,

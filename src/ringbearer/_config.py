@@ -61,6 +61,18 @@ class MetricsSettings:
     enabled: bool = True
     listen: HostPort = HostPort("127.0.0.1:9464")
     path: HttpPath = HttpPath("/metrics")
+    # The listener's bounds (it also takes PagerDuty's webhook): past
+    # max_connections a new connection gets 503; a head must arrive within
+    # header_timeout_seconds, a body within body_timeout_seconds; a kept-alive
+    # connection is closed after idle_seconds; a larger body than
+    # max_body_bytes gets 413, and bodies in flight share max_buffered_bytes
+    # (never less than one body of max_body_bytes).
+    max_connections: PositiveInt = PositiveInt(64)
+    header_timeout_seconds: PositiveFloat = PositiveFloat(10.0)
+    body_timeout_seconds: PositiveFloat = PositiveFloat(30.0)
+    idle_seconds: PositiveFloat = PositiveFloat(30.0)
+    max_body_bytes: PositiveInt = PositiveInt(1024 * 1024)
+    max_buffered_bytes: PositiveInt = PositiveInt(16 * 1024 * 1024)
 
 
 @attrs.frozen
@@ -92,7 +104,10 @@ class ControlSettings:
     operators: PrincipalSettings = PrincipalSettings()  # everything
     senders: PrincipalSettings = PrincipalSettings()  # submit, and what readers may
     readers: PrincipalSettings = PrincipalSettings()  # status, audit, dead letters, waits
-    max_connections: PositiveInt = PositiveInt(64)
+    max_connections: PositiveInt = PositiveInt(64)  # shared by every role
+    # More connections, for operators (and the daemon's own user) only: held
+    # connections of other peers never lock the operator out.
+    operator_slots: PositiveInt = PositiveInt(4)
     idle_seconds: PositiveFloat = PositiveFloat(300.0)
 
 
@@ -102,6 +117,16 @@ class SupervisorSettings:
     within_seconds: PositiveFloat = PositiveFloat(60.0)
     backoff_initial_seconds: PositiveFloat = PositiveFloat(0.5)
     backoff_max_seconds: PositiveFloat = PositiveFloat(30.0)
+
+
+@attrs.frozen
+class StallSettings:
+    """The stall detector: how often it looks, and how long work may wait without moving."""
+
+    check_seconds: PositiveFloat = PositiveFloat(30.0)
+    # Work due (or in flight) with no settle for this long is a stall; a target
+    # paused this long with work waiting is shown ("paused with N queued").
+    after_seconds: PositiveFloat = PositiveFloat(300.0)
 
 
 @attrs.frozen
@@ -168,6 +193,7 @@ class Config:
     alerting: AlertingSettings
     integrations: Mapping[str, IntegrationSettings]
     groups: Mapping[str, tuple[str, ...]]
+    stalls: StallSettings = StallSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -202,6 +228,7 @@ class _TopLevel:
     control: ControlSettings = ControlSettings()
     wedding_day: WeddingDaySettings = WeddingDaySettings()
     alerting: AlertingSettings = AlertingSettings()
+    stalls: StallSettings = StallSettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -319,6 +346,7 @@ class _Loader:
             missing = [m for m in members if m not in declared]
             for member in missing:
                 self.problems.append(ConfigProblem(where, f"no integration named {member!r}"))
+            self.check_enabled(where, [integrations[m] for m in members if m in integrations])
             families = {integrations[m].family for m in members if m in integrations}
             if len(families) > 1:
                 self.problems.append(
@@ -328,6 +356,13 @@ class _Loader:
                 )
             groups[name] = tuple(members)
         return groups
+
+    def check_enabled(self, where: str, members: list[IntegrationSettings]) -> None:
+        """A group with no enabled member would take messages it can never deliver."""
+        if members and not any(m.enabled for m in members):
+            names = ", ".join(m.name for m in members)
+            why = f"every member is disabled ({names}): enable one, or remove the group"
+            self.problems.append(ConfigProblem(where, why))
 
     def section(self, raw: dict[str, Any], name: str, type_: type) -> Any:
         value = raw.get(name, {})
@@ -366,6 +401,7 @@ class _Loader:
             alerting=self.section(raw, "alerting", AlertingSettings),
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
+            stalls=self.section(raw, "stalls", StallSettings),
         )
         self.check_paths(config, bool(sections))
         self.check_alerting(config)

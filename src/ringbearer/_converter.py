@@ -7,11 +7,13 @@ is reported at its key path like a wrong type is.
 from __future__ import annotations
 
 import collections.abc
+import datetime
 import enum
+import math
 import re
 import typing
 from collections.abc import Callable
-from typing import Any, NewType
+from typing import Annotated, Any, Literal, NewType
 
 import attrs
 import cattrs
@@ -30,6 +32,20 @@ Fraction = NewType("Fraction", float)
 HostPort = NewType("HostPort", str)
 HttpPath = NewType("HttpPath", str)
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the store's INTEGER columns hold
+
+
+class _UnixTimeMark:
+    """Marks a float that is a Unix time (see ``UnixTime``)."""
+
+
+_UNIX_TIME = _UnixTimeMark()
+# A float, to its callers and to mypy; on the wire it must be a time that datetime can
+# show in any zone (a day of margin at both ends), so no store, view or calendar overflows.
+UnixTime = Annotated[float, _UNIX_TIME]
+EARLIEST_TIME = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC).timestamp()
+LATEST_TIME = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC).timestamp()
+
 
 def _number(value: Any) -> float:
     # TOML gives ints and floats; a bool is an int in Python but never a number here.
@@ -41,7 +57,26 @@ def _number(value: Any) -> float:
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {type(value).__name__} {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"must be between {INT64_MIN} and {INT64_MAX} (64 bits)")
     return value
+
+
+def check_unix_time(value: float) -> float:
+    """``value`` if it is a representable Unix time in seconds; else ValueError saying why."""
+    if not math.isfinite(value):
+        raise ValueError(f"expected a Unix time in seconds, not {value}")
+    if not EARLIEST_TIME <= value <= LATEST_TIME:
+        millis = EARLIEST_TIME <= value / 1000 <= LATEST_TIME
+        hint = " (milliseconds? give seconds)" if millis else ""
+        raise ValueError(
+            f"{value:.0f} is not a Unix time in seconds between years 1 and 9999{hint}"
+        )
+    return value
+
+
+def _unix_time(value: Any, _: Any) -> float:
+    return check_unix_time(_number(value))
 
 
 def _positive_int(value: Any, _: Any) -> PositiveInt:
@@ -148,6 +183,8 @@ def make() -> cattrs.Converter:
     )
     converter.register_structure_hook_func(lambda t: t is object, _json_value)
     converter.register_structure_hook_func(_is_enum, _enum_value)
+    converter.register_structure_hook_func(_is_literal, _literal_value)
+    converter.register_structure_hook_func(_is_unix_time, _unix_time)
     converter.register_structure_hook_factory(attrs.has, _reported_init_errors(converter))
     return converter
 
@@ -181,9 +218,29 @@ def _enum_value(value: Any, type_: type[enum.Enum]) -> enum.Enum:
     try:
         return type_(value)
     except ValueError:
-        names = [str(m.value) for m in type_]
-        allowed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        allowed = _one_of([str(m.value) for m in type_])
         raise ValueError(f"expected {allowed}, not {value!r}") from None
+
+
+def _is_literal(type_: Any) -> bool:
+    return typing.get_origin(type_) is Literal
+
+
+def _literal_value(value: Any, type_: Any) -> Any:
+    """One of a ``Literal``'s values (of its very type: ``1`` is not ``True``); a wrong one
+    names those allowed."""
+    allowed = typing.get_args(type_)
+    if any(type(value) is type(a) and value == a for a in allowed):
+        return value
+    raise ValueError(f"expected {_one_of([str(a) for a in allowed])}, not {value!r}")
+
+
+def _one_of(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
+def _is_unix_time(type_: Any) -> bool:
+    return typing.get_origin(type_) is Annotated and _UNIX_TIME in type_.__metadata__
 
 
 def _json_value(value: Any, _: Any) -> object:

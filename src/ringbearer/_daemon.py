@@ -44,6 +44,8 @@ from ._parts import Base, Parts
 from ._preflight_duty import PreflightDuty
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
+from ._stalls import StallDetector
+from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
 from ._wakeups import Wakeups
@@ -76,6 +78,8 @@ class _Core:
     submit: SubmitHandler
     alerts: AlertManager
     mode: ModeController
+    drains: Drains  # stranded work a forced reload drops
+    stalls: StallDetector
 
 
 def _core(base: Base) -> _Core:
@@ -83,7 +87,7 @@ def _core(base: Base) -> _Core:
     store, wall = base.store, base.wall
     current, fleet, journal = CurrentConfig(base.config), Fleet(), Journal(store, wall)
     submit = SubmitHandler(current, fleet, store, base.metrics)
-    host = AlertHost(current, fleet, store, journal, submit.one)
+    host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
     wakeups = Wakeups(fleet, store.counters, wall, (base.metrics.observe, alerts.observe_settles))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
@@ -99,7 +103,14 @@ def _core(base: Base) -> _Core:
     supervisor = Supervisor(
         base.config.supervisor, on_event=journal.supervisor_event, on_state=wakeups.slot_freed
     )
-    return _Core(current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode)
+    drains = Drains(store, lambda: current.value.targets(), wall, alerts)
+    stalls = StallDetector(
+        lambda: current.value, fleet, store, wakeups.progress, drains, alerts, wall
+    )
+    return _Core(
+        current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
+        stalls,
+    )  # fmt: skip
 
 
 def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -> Parts:
@@ -108,6 +119,7 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
     reloader = Reloader(
         core.current, core.fleet, core.factory, core.supervisor, core.mode, core.alerts,
         base.store, core.journal, base.notifier, base.kinds, summary, actors, front,
+        core.drains,
     )  # fmt: skip
     preflight = PreflightDuty(
         core.current, base.kinds, base.sandbox, core.alerts, core.journal, base.wall
@@ -139,8 +151,9 @@ def _table(
     base: Base, core: _Core, reloader: Reloader, preflight: PreflightDuty, addresses: Addresses
 ) -> Table:
     status = StatusHandler(
-        core.current, core.fleet, core.mode, base.store, addresses, trio.current_time()
-    )
+        core.current, core.fleet, core.mode, base.store, addresses, trio.current_time(),
+        stalls=core.stalls.views,
+    )  # fmt: skip
     return build_table(
         store=base.store,
         fleet=core.fleet,
@@ -174,11 +187,14 @@ async def run_core(
     """Run the daemon's parts until ``stop``: actors, dispatchers, duties, ``front`` services."""
     core = _core(base)
     await core.fleet.restore(base.store, base.wall)
+    await core.alerts.restore()  # the alerts open at the last stop, where they stood
     base.store.listener = core.wakeups
     async with trio.open_nursery() as actors:
         async with trio.open_nursery() as nursery:
             parts = _parts(base, core, actors, nursery)
             await _start(parts, nursery)
+            nursery.start_soon(core.drains.run)
+            await nursery.start(core.stalls.run)
             await front(parts, nursery, stop)
             core.journal.event(EventKind.DAEMON_STARTED, version=__version__)
             log.info("ready", extra=fields(**_where(parts)))

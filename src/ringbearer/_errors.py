@@ -40,6 +40,8 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "forbidden"  # the peer's role does not allow this
     FROZEN = "frozen"  # the wedding-day change freeze: give --force
     INVALID_CONFIG = "invalid_config"  # a reload found the config file invalid
+    WOULD_STRAND = "would_strand"  # a reload would leave work with no route: give --drop-queued
+    RELOAD_FAILED = "reload_failed"  # a reload failed partway and was rolled back
     BUSY = "busy"  # every connection slot is taken
     LINE_TOO_LONG = "line_too_long"
     STORE_UNAVAILABLE = "store_unavailable"  # the store refused the write; nothing was accepted

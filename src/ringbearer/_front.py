@@ -1,18 +1,25 @@
-"""The ways in: the heartbeat, the control socket, the metrics listener, the signals."""
+"""The ways in: the heartbeat, the control socket, the metrics listener, the signals.
+
+Each listener is bounded (connections, deadlines, bytes); their accepts
+outlive a full descriptor table. Before they open, the soft limit on open
+files is raised to the hard one where the kernel allows, and the limit the
+daemon runs with is logged.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import resource
 import signal
 
 import trio
 
 from . import _pagerduty_webhook
-from ._config import ControlSettings, PrincipalSettings, resolve_secret
+from ._config import ControlSettings, MetricsSettings, PrincipalSettings, resolve_secret
 from ._converter import parse_host_port
 from ._errors import ErrorCode, RequestError, cannot
-from ._httpserver import Handler, HttpRequest, HttpResponse, serve_http
+from ._httpserver import Handler, HttpLimits, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._parts import Parts
 from ._reload import Reloader
@@ -21,21 +28,26 @@ from .handlers import answer
 
 log = logging.getLogger("ringbearer.daemon")
 
+# Where the hard limit is unlimited, the soft one is raised this far.
+_NOFILE_WHEN_UNLIMITED = 1 << 20
+# Descriptors the daemon needs besides its listeners' connections: the store,
+# a connection per lane to the providers, the sandbox, the journal.
+_NOFILE_HEADROOM = 512
+
 
 async def front_services(parts: Parts, nursery: trio.Nursery, stop: trio.Event) -> None:
     """The heartbeat, the control socket, the metrics listener, the signals."""
     config = parts.current.value
+    check_open_file_limit(config.control, config.metrics)
     await nursery.start(parts.heartbeat.run)
+    nursery.start_soon(parts.journal.report_refusals_forever)
     with cannot(f"listen on the control socket {config.socket_path}"):
         await nursery.start(
             functools.partial(
                 serve_control,
                 config.socket_path,
                 functools.partial(answer, parts.table),
-                limits=ServerLimits(
-                    max_connections=config.control.max_connections,
-                    idle_seconds=config.control.idle_seconds,
-                ),
+                limits=_control_limits(config.control),
                 guard=Guard(
                     _access_policy(config.control), config.control.group, parts.journal.refused
                 ),
@@ -46,11 +58,71 @@ async def front_services(parts: Parts, nursery: trio.Nursery, stop: trio.Event) 
     nursery.start_soon(_watch_signals, parts, stop, nursery)
 
 
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one where allowed; the limits after.
+
+    systemd gives a unit without ``LimitNOFILE=`` a soft limit of 1,024 under a
+    far higher hard one; a seccomp filter (``~@resources``) may refuse the call,
+    and then the limit stays as it was.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _NOFILE_WHEN_UNLIMITED if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft, hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-file limit", extra=fields(soft=soft, error=exc))
+        return soft, hard
+    return target, hard
+
+
+def check_open_file_limit(control: ControlSettings, metrics: MetricsSettings) -> None:
+    """Raise the limit, log the one the daemon runs with, warn when the listeners could fill it."""
+    soft, hard = raise_open_file_limit()
+    listeners = control.max_connections + control.operator_slots
+    if metrics.enabled:
+        listeners += metrics.max_connections
+    log.info("open-file limit", extra=fields(soft=soft, hard=hard, listeners=listeners))
+    if soft != resource.RLIM_INFINITY and soft < listeners + _NOFILE_HEADROOM:
+        log.warning(
+            "the open-file limit leaves little room beside the listeners' connections",
+            extra=fields(soft=soft, listeners=listeners, hint="LimitNOFILE= in the unit"),
+        )
+
+
+def _control_limits(control: ControlSettings) -> ServerLimits:
+    return ServerLimits(
+        max_connections=control.max_connections,
+        idle_seconds=control.idle_seconds,
+        operator_slots=control.operator_slots,
+    )
+
+
+def _metrics_limits(metrics: MetricsSettings) -> HttpLimits:
+    return HttpLimits(
+        max_connections=metrics.max_connections,
+        header_seconds=metrics.header_timeout_seconds,
+        body_seconds=metrics.body_timeout_seconds,
+        idle_seconds=metrics.idle_seconds,
+        max_body_bytes=metrics.max_body_bytes,
+        max_buffered_bytes=metrics.max_buffered_bytes,
+    )
+
+
 async def _serve_metrics(parts: Parts, nursery: trio.Nursery) -> None:
     config = parts.current.value
     host, port = parse_host_port(config.metrics.listen)
+    serve = functools.partial(
+        serve_http,
+        _metrics_handler(parts),
+        host,
+        port,
+        limits=_metrics_limits(config.metrics),
+        name="metrics",
+    )
     with cannot(f"listen for metrics on {config.metrics.listen} ([metrics] listen)"):
-        bound = await nursery.start(serve_http, _metrics_handler(parts), host, port)
+        bound = await nursery.start(serve)
     parts.addresses.metrics = f"http://{host}:{bound}{config.metrics.path}"
 
 
@@ -108,13 +180,18 @@ async def _watch_signals(parts: Parts, stop: trio.Event, nursery: trio.Nursery) 
             return
 
 
+SIGNAL_HINTS = {
+    ErrorCode.FROZEN: "ringbearer reload --force",
+    ErrorCode.WOULD_STRAND: "ringbearer reload --drop-queued",
+}
+
+
 async def _reload_on_signal(reloader: Reloader) -> None:
     try:
         await reloader.reload_file()
     except RequestError as exc:
-        if exc.code is ErrorCode.INVALID_CONFIG:
+        if exc.code in (ErrorCode.INVALID_CONFIG, ErrorCode.RELOAD_FAILED):
             return  # already logged; the running config stays
-        # The wedding-day freeze: a signal cannot say --force.
-        log.error(
-            "reload refused", extra=fields(reason=exc.message, hint="ringbearer reload --force")
-        )
+        # A signal cannot say --force (the wedding-day freeze) or --drop-queued.
+        hint = SIGNAL_HINTS.get(exc.code, "ringbearer reload")
+        log.error("reload refused", extra=fields(reason=exc.message, hint=hint))

@@ -8,9 +8,14 @@ several times over. What it supports, and nothing more:
 * keep-alive by default on HTTP/1.1 (``Connection: close`` honoured; HTTP/1.0
   only with ``Connection: keep-alive``), pipelined requests served in order;
 * ``Expect: 100-continue``;
-* limits: a head over 64 KiB gets 431, a body over 8 MiB gets 413, a chunked
-  body gets 411 (no chunked decoding), anything unparseable gets 400 — each
-  followed by closing the connection;
+* limits (:class:`HttpLimits`, one set a listener): past ``max_connections``
+  a new connection gets 503 and is closed at once; a head over 64 KiB gets
+  431, a body over ``max_body_bytes`` 413 before it is read, a chunked body
+  411 (no chunked decoding), anything unparseable 400, a head or body that
+  does not arrive in time 408 — each followed by closing the connection; an
+  idle kept-alive connection is closed; the bodies being read share one
+  budget of bytes, and a body that does not fit waits for room;
+* accepts that fail for want of descriptors back off and retry (``_accept``);
 * a handler's exception becomes a logged 500, never a crashed server;
 * deliberate misbehaviour for fault injection (:class:`Action`): reset the
   connection, hang, or cut the body short.
@@ -37,10 +42,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import attrs
 import trio
 
+from ._accept import Episode, accept_failures, accept_forever
+
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # the largest body GENEROUS_LIMITS take
+_MIB = 1024 * 1024
 
 _RECEIVE_BYTES = 64 * 1024
+# How often a listener looks for connections past their deadline. A cancel
+# scope's deadline per phase would be exact, but setting one twice a request
+# costs the simulator a tenth of its CPU; a sweep costs nothing per request.
+_SWEEP_SECONDS = 0.5
 # After refusing a request, keep reading for a moment before closing: closing
 # a socket with unread input sends a RST, which can destroy the refusal before
 # the client reads it.
@@ -136,17 +148,70 @@ class HttpResponse:
 
 Handler: TypeAlias = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
+_positive = attrs.validators.gt(0)
+_positive_seconds = attrs.validators.gt(0.0)
+
+
+@attrs.frozen
+class HttpLimits:
+    """What one listener allows; the defaults suit a small listener: /metrics, a webhook.
+
+    A request's head must arrive within ``header_seconds`` (counted from its
+    first byte, or from the connection's start for the first request), its
+    body within ``body_seconds``, and a response be taken within
+    ``body_seconds``; a kept-alive connection quiet for ``idle_seconds`` is
+    closed. The bodies being read hold at most ``max_buffered_bytes`` (never
+    less than ``max_body_bytes``) between them; a body that finds no room
+    waits for it, and gets 503 after ``body_seconds``.
+    """
+
+    max_connections: int = attrs.field(default=64, validator=_positive)
+    header_seconds: float = attrs.field(default=10.0, validator=_positive_seconds)
+    body_seconds: float = attrs.field(default=30.0, validator=_positive_seconds)
+    idle_seconds: float = attrs.field(default=30.0, validator=_positive_seconds)
+    max_body_bytes: int = attrs.field(default=_MIB, validator=_positive)
+    max_buffered_bytes: int = attrs.field(default=16 * _MIB, validator=_positive)
+
+    @property
+    def budget_bytes(self) -> int:
+        """The bytes of bodies held at once: room for at least one of the largest."""
+        return max(self.max_buffered_bytes, self.max_body_bytes)
+
+
+# For a server whose clients are trusted and many (the provider simulator,
+# tests): a daemon runs dozens of lanes against it, and batch APIs send
+# bodies of several MiB. Bounded all the same.
+GENEROUS_LIMITS = HttpLimits(
+    max_connections=4096,
+    header_seconds=60.0,
+    body_seconds=60.0,
+    idle_seconds=300.0,
+    max_body_bytes=MAX_BODY_BYTES,
+    max_buffered_bytes=256 * _MIB,
+)
+
 
 async def serve_http(
     handler: Handler,
     host: str,
     port: int,
     *,
+    limits: HttpLimits = GENEROUS_LIMITS,
+    name: str = "http",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``handler`` on host:port forever; ``started`` gets the bound port (port 0 = any)."""
-    serve = functools.partial(_serve_connection, handler)
-    await serve_tcp(serve, host, port, task_status=task_status)
+    """Serve ``handler`` on host:port forever; ``started`` gets the bound port (port 0 = any).
+
+    ``name`` says which listener a log line is about.
+    """
+    listeners, bound = await _open_listeners(host, port)
+    where = f"{name} {host}:{bound}"
+    async with trio.open_nursery() as nursery:
+        served = _Listener(handler, limits, nursery, _refusals(where), _Budget(limits.budget_bytes))
+        nursery.start_soon(served.sweep)
+        for listener in listeners:
+            nursery.start_soon(_accepting, listener, served.admit, where, (served.refusing,))
+        task_status.started(bound)
 
 
 async def serve_tcp(
@@ -158,8 +223,42 @@ async def serve_tcp(
 ) -> None:
     """Run ``serve`` for each connection to host:port forever; ``started`` gets the bound port."""
     listeners, bound = await _open_listeners(host, port)
-    task_status.started(bound)
-    await trio.serve_listeners(serve, listeners)
+    async with trio.open_nursery() as nursery:
+
+        def admit(stream: trio.SocketStream) -> None:
+            nursery.start_soon(_run_closing, serve, stream)
+
+        for listener in listeners:
+            nursery.start_soon(_accepting, listener, admit, f"tcp {host}:{bound}", ())
+        task_status.started(bound)
+
+
+async def _run_closing(
+    serve: Callable[[trio.SocketStream], Awaitable[None]], stream: trio.SocketStream
+) -> None:
+    try:
+        await serve(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _accepting(
+    listener: trio.SocketListener,
+    admit: Callable[[trio.SocketStream], None],
+    where: str,
+    watched: tuple[Episode, ...],
+) -> None:
+    async with listener:
+        await accept_forever(listener, admit, accept_failures(logger, where), watched=watched)
+
+
+def _refusals(where: str) -> Episode:
+    return Episode(
+        logger,
+        "connection limit reached: refusing new connections with 503",
+        "connection limit: refused connections",
+        where,
+    )
 
 
 async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
@@ -173,6 +272,72 @@ async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListene
         listeners = listeners[:1]
     bound: int = listeners[0].socket.getsockname()[1]
     return listeners, bound
+
+
+@attrs.define(eq=False)
+class _Budget:
+    """Bytes of request bodies held at once across a listener's connections."""
+
+    limit: int
+    held: int = 0
+    _lot: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
+
+    async def take(self, size: int) -> None:
+        """Wait for room for ``size`` bytes (never more than ``limit``), then hold them."""
+        while self.held + size > self.limit:
+            await self._lot.park()
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        if size:
+            self.held -= size
+            self._lot.unpark_all()
+
+
+@attrs.define(eq=False)
+class _Listener:
+    """One listener's connections: counted against its limit, sharing one body budget."""
+
+    handler: Handler
+    limits: HttpLimits
+    nursery: trio.Nursery
+    refusing: Episode
+    budget: _Budget
+    active: int = 0
+    connections: set[_Connection] = attrs.Factory(set)
+
+    def admit(self, stream: trio.SocketStream) -> None:
+        """Serve the connection, or (at the limit) answer 503 and close it at once."""
+        if self.active >= self.limits.max_connections:
+            self.refusing.happened(trio.current_time(), limit=self.limits.max_connections)
+            _refuse_at_once(stream)
+            return
+        self.active += 1
+        self.nursery.start_soon(self._serve, stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        try:
+            await _serve_connection(self, stream)
+        finally:
+            self.active -= 1
+
+    async def sweep(self) -> None:
+        """Every _SWEEP_SECONDS, cancel the connections whose phase has outlived its time."""
+        while True:
+            await trio.sleep(_SWEEP_SECONDS)
+            now = trio.current_time()
+            for connection in self.connections:  # cancelling leaves the set as it is
+                connection.expire(now)
+
+
+def _refuse_at_once(stream: trio.SocketStream) -> None:
+    """A 503 if the socket takes it now, then close: never a task or a wait per refusal."""
+    sock = socket.socket(fileno=stream.socket.detach())
+    sock.setblocking(False)
+    busy = HttpResponse.text(503, "too many connections; try again\n", (("retry-after", "1"),))
+    with contextlib.suppress(OSError):
+        sock.send(_render(busy, keep_alive=False, head_only=False))
+    sock.close()
 
 
 def reset_connection(sock: socket.socket | trio.socket.SocketType) -> None:
@@ -192,21 +357,27 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-async def _serve_connection(handler: Handler, stream: trio.SocketStream) -> None:
+async def _serve_connection(listener: _Listener, stream: trio.SocketStream) -> None:
     # The connection runs on the bare socket: trio's stream adds a scheduler
     # round trip to every receive and send, measured at a sixth of the
     # server's CPU per request.
     sock = socket.socket(fileno=stream.socket.detach())
     sock.setblocking(False)  # the fd already is; make the socket object agree
     wire = _Wire(sock)
+    connection = _Connection(wire, listener.handler, listener.limits, listener.budget)
+    listener.connections.add(connection)
     try:
-        await _Connection(wire, handler).serve()
+        with connection.scope:
+            await connection.serve()
+        if connection.scope.cancelled_caught:
+            await connection.timed_out()
     except OSError:
         pass  # the client went away; there is no one left to answer
     except Exception:
         # One connection's bug must not take the listener and its siblings down.
         logger.exception("HTTP connection failed")
     finally:
+        listener.connections.discard(connection)
         wire.close()
 
 
@@ -215,6 +386,8 @@ class _Wire:
     """A non-blocking socket driven straight by trio's I/O waits."""
 
     sock: socket.socket
+    # Called when a send must wait for the client: the connection arms its deadline.
+    blocked: Callable[[], None] = lambda: None
 
     async def receive(self) -> bytes:
         # Wait first: between requests the socket is almost always empty, and
@@ -232,6 +405,7 @@ class _Wire:
             try:
                 view = view[self.sock.send(view) :]
             except BlockingIOError:
+                self.blocked()
                 await trio.lowlevel.wait_writable(self.sock)
 
     async def drain(self) -> None:
@@ -249,15 +423,39 @@ class _Wire:
             self.sock.close()
 
 
-@attrs.define
+class _Phase(enum.Enum):
+    """What a connection waits for, which decides its deadline and what its expiry means."""
+
+    HANDLING = "handling"  # the handler has the request: no deadline of ours
+    HEAD = "head"  # a request's head: 408 at header_seconds
+    IDLE = "idle"  # a kept-alive connection between requests: closed at idle_seconds
+    ROOM = "room"  # room in the body budget: 503 at body_seconds
+    BODY = "body"  # a request's body: 408 at body_seconds
+    SEND = "send"  # the client to take a response: closed at body_seconds
+    CLOSING = "closing"  # the client to read a refusal: closed after _LINGER_SECONDS
+
+
+@attrs.define(eq=False)
 class _Connection:
     wire: _Wire
     handler: Handler
+    limits: HttpLimits
+    budget: _Budget
     buffer: bytearray = attrs.Factory(bytearray)
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    # The phase changes only before a wait, and its clock starts then; the
+    # listener's sweep cancels the scope once the phase's time is up.
+    phase: _Phase = _Phase.HANDLING
+    since: float = 0.0
+    served: bool = False  # a request was answered: the next wait is idle, not a head's
+
+    def __attrs_post_init__(self) -> None:
+        self.wire.blocked = functools.partial(self._arm, _Phase.SEND)
 
     async def serve(self) -> None:
         try:
             while await self._serve_one():
+                self.served = True
                 if self.buffer:
                     # Pipelined requests never make the socket wait; yield
                     # anyway so one busy client cannot starve the others.
@@ -265,19 +463,64 @@ class _Connection:
         except _Refusal as refusal:
             await self._refuse(refusal)
 
+    async def timed_out(self) -> None:
+        """The deadline of the phase passed: say so where HTTP has a status for it."""
+        refusal = self._lateness()
+        if refusal is not None:
+            with trio.move_on_after(_LINGER_SECONDS):  # the connection's own scope is spent
+                await self._refuse(refusal)
+
+    def _lateness(self) -> _Refusal | None:
+        limits = self.limits
+        match self.phase:
+            case _Phase.HEAD:
+                return _Refusal(
+                    408, f"request head not received within {limits.header_seconds:g} s"
+                )
+            case _Phase.BODY:
+                return _Refusal(408, f"request body not received within {limits.body_seconds:g} s")
+            case _Phase.ROOM:
+                return _Refusal(503, "too many request bodies in flight; try again")
+        return None  # idle, or a client that does not read: nothing to tell it
+
+    def _arm(self, phase: _Phase) -> None:
+        if phase is not self.phase:
+            self.phase = phase
+            self.since = trio.current_time()
+
+    def expire(self, now: float) -> None:
+        """Cancel the connection if its phase has lasted longer than the phase may."""
+        match self.phase:
+            case _Phase.HANDLING:
+                return
+            case _Phase.HEAD:
+                seconds = self.limits.header_seconds
+            case _Phase.IDLE:
+                seconds = self.limits.idle_seconds
+            case _Phase.CLOSING:
+                seconds = _LINGER_SECONDS
+            case _:
+                seconds = self.limits.body_seconds
+        if now - self.since >= seconds:
+            self.scope.cancel()
+
     async def _serve_one(self) -> bool:
         """Serve the next request; False when the connection should end."""
         head = await self._read_head()
         if head is None:
             return False
         method, target, http10, headers = _parse_head(head)
-        length = _body_length(headers)
+        length = _body_length(headers, self.limits.max_body_bytes)
         expect = headers.get("expect", "").lower() == "100-continue"
-        body = await self._read_body(length, expect)
-        request = _make_request(method, target, headers, body)
-        keep_alive = _keep_alive(http10, headers)
-        response = await _call(self.handler, request)
-        return await self._send(response, keep_alive, method == "HEAD")
+        held = await self._reserve(length)
+        try:
+            body = await self._read_body(length, expect)
+            self._arm(_Phase.HANDLING)
+            request = _make_request(method, target, headers, body)
+            response = await _call(self.handler, request)
+            return await self._send(response, _keep_alive(http10, headers), method == "HEAD")
+        finally:
+            self.budget.give_back(held)
 
     async def _read_head(self) -> bytes | None:
         """The next request's head, or None when the client closed between requests."""
@@ -295,15 +538,26 @@ class _Connection:
                 continue
             _check_size(self.buffer)
             start = max(0, len(self.buffer) - 3)
+            begun = not self.served or bool(self.buffer.strip(b"\r\n"))
+            self._arm(_Phase.HEAD if begun else _Phase.IDLE)
             if not await self._receive():
                 if self.buffer.strip():
                     raise _Refusal(400, "incomplete request head")
                 return None
 
+    async def _reserve(self, length: int) -> int:
+        """Hold room in the body budget for what is still to be read; a small rest needs none."""
+        if length - len(self.buffer) <= _RECEIVE_BYTES:
+            return 0
+        self._arm(_Phase.ROOM)
+        await self.budget.take(length)
+        return length
+
     async def _read_body(self, length: int, expect_continue: bool) -> bytes:
         if expect_continue and len(self.buffer) < length:
             await self.wire.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
         while len(self.buffer) < length:
+            self._arm(_Phase.BODY)
             if not await self._receive():
                 raise _Refusal(400, "incomplete request body")
         body = bytes(self.buffer[:length])
@@ -334,8 +588,8 @@ class _Connection:
         response = HttpResponse.text(refusal.status, refusal.reason + "\n")
         await self.wire.send_all(_render(response, keep_alive=False, head_only=False))
         self.wire.sock.shutdown(socket.SHUT_WR)
-        with trio.move_on_after(_LINGER_SECONDS):
-            await self.wire.drain()
+        self._arm(_Phase.CLOSING)
+        await self.wire.drain()
 
 
 def _check_size(head: bytes | bytearray) -> None:
@@ -373,7 +627,7 @@ def _parse_headers(block: str) -> dict[str, str]:
     return headers
 
 
-def _body_length(headers: dict[str, str]) -> int:
+def _body_length(headers: dict[str, str], max_body: int) -> int:
     coding = headers.get("transfer-encoding")
     if coding is not None:
         if "chunked" in coding.lower():
@@ -386,8 +640,8 @@ def _body_length(headers: dict[str, str]) -> int:
     value = values.pop()
     if values or not (value.isascii() and value.isdigit()):
         raise _Refusal(400, "malformed content-length")
-    if int(value) > MAX_BODY_BYTES:
-        raise _Refusal(413, "request body too large")
+    if int(value) > max_body:
+        raise _Refusal(413, f"request body too large: at most {max_body} bytes")
     return int(value)
 
 

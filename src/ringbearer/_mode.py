@@ -98,11 +98,12 @@ class ModeController:
 
     def set_override(self, state: OverrideState, until: float | None) -> r.ModeReply:
         """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``."""
-        if until is not None:
-            self._check_until(until)
-        self.override = (
+        override = (
             None if state is OverrideState.AUTO else Override(state is OverrideState.ON, until)
         )
+        if until is not None:
+            self._check_until(until, override)
+        self.override = override
         self.journal.event(
             EventKind.WEDDING_DAY_OVERRIDE, state=state.value, until=until, by="operator"
         )
@@ -110,11 +111,15 @@ class ModeController:
         self._kick.set()
         return self.reply()
 
-    def _check_until(self, until: float) -> None:
+    def _check_until(self, until: float, override: Override | None) -> None:
+        """Before anything is stored: the time is ahead, and the calendar can show and use it."""
         if not math.isfinite(until) or until <= self.wall():
             raise RequestError(ErrorCode.BAD_ARGS, "until must be a time in the future")
         try:
             dt.datetime.fromtimestamp(until, self.calendar.zone)
+            # What the watcher and status will do with it, tried first.
+            self.calendar.mode_at(self.wall(), override)
+            self.calendar.next_change(self.wall(), override)
         except (OverflowError, OSError, ValueError):
             raise RequestError(
                 ErrorCode.BAD_ARGS, f"until {until!r} is not a time this calendar can show"

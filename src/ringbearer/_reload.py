@@ -7,13 +7,22 @@ needing a restart and the running value is kept.
 
 :class:`ReloadPlan` is the pure difference; :class:`Reloader` applies it,
 and owns the nurseries the integrations' actors and dispatchers run in.
+
+A reload is all or nothing. One that would strand work (see ``_strand``) is
+refused before anything is touched, unless told to drop it. Then its steps
+run in order: build the adapters, stop the dispatchers, stop the actors that
+go or change, drop stranded work, switch to the new config, re-read the
+calendar, start the new actors, start the dispatchers. A failure at any step
+rolls back to the set that ran before (the old config, an actor for each
+old integration, a dispatcher for each old target) and answers
+``reload_failed``; every dispatcher runs after a reload, whatever happened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 
 import attrs
 import trio
@@ -21,11 +30,13 @@ import trio
 from ._actor import ActorState, IntegrationActor
 from ._alerting import AlertManager
 from ._config import Config, load, unresolved_secrets
+from ._dispatcher import Dispatcher
 from ._errors import ConfigError, ErrorCode, RequestError
 from ._fleet import Fleet, PartsFactory, restore_budgets, route_lengths
 from ._journal import Journal
 from ._logging import fields
 from ._mode import ModeController
+from ._strand import Drains, Drop, refusal
 from ._supervisor import Supervisor
 from ._systemd import Notifier
 from .control import _replies as r
@@ -46,6 +57,7 @@ class ReloadPlan:
     kept: tuple[str, ...]
     groups_changed: bool
     needs_restart: tuple[str, ...]  # start-only sections that differ
+    targets_removed: tuple[str, ...] = ()  # integrations and groups a message can no longer name
 
     @classmethod
     def of(cls, old: Config, new: Config, failed: Collection[str] = ()) -> ReloadPlan:
@@ -63,6 +75,7 @@ class ReloadPlan:
             needs_restart=tuple(
                 section for section in START_ONLY if getattr(old, section) != getattr(new, section)
             ),
+            targets_removed=tuple(sorted(old.targets().keys() - new.targets().keys())),
         )
 
     @property
@@ -70,7 +83,7 @@ class ReloadPlan:
         """Integrations whose actor is new after the reload."""
         return (*self.added, *self.changed)
 
-    def reply(self) -> r.ReloadReply:
+    def reply(self, dropped: Mapping[str, int] | None = None) -> r.ReloadReply:
         return r.ReloadReply(
             added=list(self.added),
             removed=list(self.removed),
@@ -78,6 +91,7 @@ class ReloadPlan:
             kept=list(self.kept),
             groups_changed=self.groups_changed,
             needs_restart=list(self.needs_restart),
+            dropped=dict(dropped or {}),
         )
 
     def changes(self) -> dict[str, str]:
@@ -91,6 +105,38 @@ class CurrentConfig:
     """The config in force; only a reload replaces it."""
 
     value: Config
+
+
+@attrs.frozen
+class _Before:
+    """What ran when a reload began: what a failed one goes back to."""
+
+    config: Config
+    actors: dict[str, IntegrationActor]
+    adapters: dict[str, Adapter]
+    paused_groups: tuple[str, ...]
+
+
+@attrs.define
+class _Progress:
+    """How far a reload got: what a rollback has to undo."""
+
+    step: str = "planning"
+    touched: bool = False  # has anything running been stopped or changed yet?
+    stopped: list[IntegrationActor] = attrs.Factory(list)  # old actors whose intake closed
+    started: list[IntegrationActor] = attrs.Factory(list)  # new actors started
+    dropped: dict[str, int] = attrs.Factory(dict)
+
+
+def drop_for(target: str, old: Config, new: Config) -> Drop:
+    """Why ``target``'s work is dropped by a forced reload (the dead letters' reason)."""
+    gone = new.integrations.get(target)
+    verb = "disabled" if gone is not None and not gone.enabled else "removed"
+    if target in old.groups:
+        return Drop(f"group {target} {verb} by a forced reload", old.groups[target])
+    if target in old.integrations:
+        return Drop(f"integration {target} {verb} by a forced reload", (target,))
+    return Drop(f"{target}: no route in the config; dropped by a forced reload", (target,))
 
 
 @attrs.define(eq=False)
@@ -110,22 +156,24 @@ class Reloader:
     summary: Callable[[], str]  # the one-line status, for systemd
     actor_nursery: trio.Nursery
     dispatch_nursery: trio.Nursery
+    drains: Drains
     _lock: trio.Lock = attrs.Factory(trio.Lock)
+    _running: list[Dispatcher] = attrs.Factory(list)  # started and not stopped
+    _progress: _Progress = attrs.Factory(_Progress)  # of the reload under way
 
     async def start(self) -> None:
         """Start every built actor under the supervisor, then every dispatcher."""
         for actor in self.fleet.actors.values():
             await self.actor_nursery.start(self.supervisor.supervise, actor)
         for dispatcher in self.fleet.dispatchers.values():
-            await self.dispatch_nursery.start(dispatcher.run)
+            await self._run_dispatcher(dispatcher)
 
     async def stop_dispatchers(self) -> None:
         """Stop claiming (after a reload under way); what the dispatchers held goes back."""
         async with self._lock:
-            for dispatcher in self.fleet.dispatchers.values():
-                await dispatcher.stop()
+            await self._stop_dispatchers()
 
-    async def reload_file(self, *, force: bool = False) -> r.ReloadReply:
+    async def reload_file(self, *, force: bool = False, drop_queued: bool = False) -> r.ReloadReply:
         """Read the config file again and apply it; ``invalid_config`` (nothing changed) if bad."""
         self.mode.check_freeze("reload", force)
         try:
@@ -136,7 +184,7 @@ class Reloader:
             raise RequestError(
                 ErrorCode.INVALID_CONFIG, f"{exc}\nthe running config stays"
             ) from exc
-        return await self.reload(new)
+        return await self.reload(new, drop_queued=drop_queued)
 
     def _read(self) -> Config:
         new = load(self.current.value.source, self.kinds)
@@ -145,39 +193,71 @@ class Reloader:
             raise ConfigError(str(new.source), missing)
         return new
 
-    async def reload(self, new: Config) -> r.ReloadReply:
+    async def reload(self, new: Config, *, drop_queued: bool = False) -> r.ReloadReply:
         """Apply ``new``: add, remove and re-tune integrations, losing and repeating nothing.
 
         Everything that can fail (secrets, adapters) is built before anything
-        running is touched, so a reload that fails changes nothing. Then the
-        dispatchers stop and give back what they hold; the integrations that
-        go or change stop taking work and finish their attempts in flight;
-        the new ones start; new dispatchers claim again. Queued work waits in
-        the store meanwhile, and untouched integrations deliver throughout.
+        running is touched. Then the dispatchers stop and give back what they
+        hold; the integrations that go or change stop taking work and finish
+        their attempts in flight; the new ones start; new dispatchers claim
+        again. Queued work waits in the store meanwhile, and untouched
+        integrations deliver throughout. A failure on the way rolls back.
         """
         # Shielded: a stop that arrives mid-reload waits for it rather than
         # leave half the integrations switched.
         with trio.CancelScope(shield=True):
             async with self._lock:
-                plan = await self._apply(new)
-        self.journal.event(EventKind.RELOADED, **attrs.asdict(plan))
-        log.info("reloaded", extra=fields(**plan.changes()))
-        return plan.reply()
+                plan = self._plan(new, drop_queued)
+                dropped = await self._apply(new, plan, drop_queued)
+        self.journal.event(EventKind.RELOADED, **attrs.asdict(plan), dropped=dropped)
+        log.info("reloaded", extra=fields(**plan.changes(), dropped=dropped or None))
+        return plan.reply(dropped)
 
-    async def _apply(self, new: Config) -> ReloadPlan:
+    def _plan(self, new: Config, drop_queued: bool) -> ReloadPlan:
+        """The plan; refused (nothing touched) if it would strand work and may not drop it."""
         failed = {n for n, a in self.fleet.actors.items() if a.state is ActorState.FAILED}
         plan = ReloadPlan.of(self.current.value, new, failed)
-        built = {n: self.factory.adapter(new.integrations[n]) for n in plan.rebuilt}
-        with self._telling_systemd():
-            log.info("reloading", extra=fields(**plan.changes()))
-            for dispatcher in self.fleet.dispatchers.values():
-                await dispatcher.stop()
-            old = {n: self.fleet.actors[n] for n in (*plan.removed, *plan.changed)}
-            await self._stop_actors(old.values())
-            self._switch(new, plan, built, old)
-            self.mode.use(new.wedding_day)
-            await self._start(plan)
+        stranded = self.drains.stranded(plan.targets_removed)
+        if stranded and not drop_queued:
+            log.error("reload refused; the running config stays", extra=fields(stranded=stranded))
+            self.journal.event(
+                EventKind.RELOAD_REFUSED, stranded={t: list(c) for t, c in stranded.items()}
+            )
+            raise RequestError(ErrorCode.WOULD_STRAND, refusal(stranded))
         return plan
+
+    async def _apply(self, new: Config, plan: ReloadPlan, drop_queued: bool) -> dict[str, int]:
+        fleet = self.fleet
+        paused = tuple(t for t, d in fleet.dispatchers.items() if d.paused)
+        before = _Before(self.current.value, dict(fleet.actors), dict(fleet.adapters), paused)
+        progress = self._progress = _Progress()
+        with self._telling_systemd():
+            try:
+                return await self._steps(new, plan, drop_queued, progress)
+            except Exception as exc:
+                await self._roll_back(before, progress, exc)
+                raise _failed(exc, progress) from exc
+
+    async def _steps(
+        self, new: Config, plan: ReloadPlan, drop_queued: bool, progress: _Progress
+    ) -> dict[str, int]:
+        progress.step = "building adapters"
+        built = self._build(new, plan)
+        log.info("reloading", extra=fields(**plan.changes()))
+        progress.step, progress.touched = "stopping dispatchers", True
+        await self._stop_dispatchers()
+        progress.step = "stopping actors"
+        old = {n: self.fleet.actors[n] for n in (*plan.removed, *plan.changed)}
+        await self._stop_actors(old.values())
+        progress.step = "dropping stranded work"
+        await self._drop(new, drop_queued, progress)
+        progress.step = "switching"
+        self._switch(new, plan, built, old)
+        progress.step = "re-reading the calendar"
+        self._use_calendar(new)
+        progress.step = "starting"
+        await self._start(plan)
+        return progress.dropped
 
     @contextlib.contextmanager
     def _telling_systemd(self) -> Iterator[None]:
@@ -193,11 +273,41 @@ class Reloader:
         finally:
             self.notifier.ready(failed + self.summary())
 
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _build(self, new: Config, plan: ReloadPlan) -> dict[str, Adapter]:
+        return {n: self.factory.adapter(new.integrations[n]) for n in plan.rebuilt}
+
+    async def _run_dispatcher(self, dispatcher: Dispatcher) -> None:
+        await self.dispatch_nursery.start(dispatcher.run)
+        self._running.append(dispatcher)
+
+    async def _stop_dispatchers(self) -> None:
+        for dispatcher in list(self._running):
+            await dispatcher.stop()
+            self._running.remove(dispatcher)
+
     async def _stop_actors(self, actors: Iterable[IntegrationActor]) -> None:
+        actors = list(actors)
         for actor in actors:
+            self._progress.stopped.append(actor)
             actor.stop_intake()
         for actor in actors:
             await self.supervisor.wait_stopped(actor.name)
+
+    async def _drop(self, new: Config, drop_queued: bool, progress: _Progress) -> None:
+        """Work with no route in ``new``: dead letters if told, else the reload is refused."""
+        routes = new.targets()
+        if not drop_queued:
+            # Work submitted to a removed target since the plan was made.
+            removed = [t for t in self.current.value.targets() if t not in routes]
+            stranded = self.drains.stranded(removed)
+            if stranded:
+                raise RequestError(ErrorCode.WOULD_STRAND, refusal(stranded))
+            return
+        for target in self.drains.unrouted(routes):
+            drop = drop_for(target, self.current.value, new)
+            progress.dropped[target] = await self.drains.drop(target, drop)
 
     def _switch(
         self,
@@ -224,12 +334,109 @@ class Reloader:
         paused = [t for t, d in fleet.dispatchers.items() if d.paused]
         fleet.dispatchers = self.factory.dispatchers(config, fleet.actors, paused)
 
+    def _use_calendar(self, new: Config) -> None:
+        self.mode.use(new.wedding_day)
+
     async def _start(self, plan: ReloadPlan) -> None:
+        await self._start_actors(plan)
+        await self._start_dispatchers()
+
+    async def _start_actors(self, plan: ReloadPlan) -> None:
         paused = await self.controls.paused()
         for name in plan.rebuilt:
             actor = self.fleet.actors[name]
             actor.paused = actor.paused or name in paused
             await restore_budgets(actor, self.controls, self.factory.wall)
+            self._progress.started.append(actor)
             await self.actor_nursery.start(self.supervisor.supervise, actor)
+
+    async def _start_dispatchers(self) -> None:
         for dispatcher in self.fleet.dispatchers.values():
-            await self.dispatch_nursery.start(dispatcher.run)
+            await self._run_dispatcher(dispatcher)
+
+    # -- rolling back --------------------------------------------------------------------
+
+    async def _roll_back(self, before: _Before, progress: _Progress, exc: Exception) -> None:
+        """Back to what ran before, if anything was touched; the failure is in the audit log."""
+        log.error("reload failed; rolling back", extra=fields(step=progress.step, error=repr(exc)))
+        if progress.touched:
+            await self._undo(before, progress)
+        self.journal.event(
+            EventKind.RELOAD_ROLLED_BACK,
+            step=progress.step,
+            error=repr(exc),
+            dropped=progress.dropped,
+        )
+
+    async def _undo(self, before: _Before, progress: _Progress) -> None:
+        """Its config, its actors, a running dispatcher per target.
+
+        Each undo is attempted even if one before it fails: the daemon must
+        come out of a failed reload delivering.
+        """
+        await _undo("stop the dispatchers", self._stop_dispatchers())
+        for actor in progress.started:
+            await _undo(f"stop the new actor {actor.name}", self._stop_actor(actor))
+        config = self.current.value = before.config
+        self.supervisor.use(config.supervisor)
+        self.alerts.use(config.alerting)
+        self.fleet.actors, self.fleet.adapters = dict(before.actors), dict(before.adapters)
+        for actor in progress.stopped:
+            await _undo(f"restart {actor.name}", self._restart(before, actor))
+        for name, actor in self.fleet.actors.items():
+            actor.routes = route_lengths(config, name)
+        self.fleet.dispatchers = self.factory.dispatchers(
+            config, self.fleet.actors, before.paused_groups
+        )
+        with _undoing("re-read the calendar"):
+            self.mode.use(config.wedding_day)
+        for dispatcher in self.fleet.dispatchers.values():
+            await _undo(
+                f"start the dispatcher {dispatcher.target}", self._run_dispatcher(dispatcher)
+            )
+
+    async def _stop_actor(self, actor: IntegrationActor) -> None:
+        actor.stop_intake()
+        await self.supervisor.wait_stopped(actor.name)
+
+    async def _restart(self, before: _Before, old: IntegrationActor) -> None:
+        """A stopped actor of the old set, replaced by a fresh one with its settings and state."""
+        name = old.name
+        await self.supervisor.wait_stopped(name)
+        actor = self.factory.actor(
+            before.config.integrations[name], before.adapters[name], before.config
+        )
+        actor.carry_over(old)
+        self.fleet.actors[name] = actor
+        with _undoing(f"restore {name}'s quota budgets"):
+            await restore_budgets(actor, self.controls, self.factory.wall)
+        await self.actor_nursery.start(self.supervisor.supervise, actor)
+
+
+async def _undo(what: str, step: Awaitable[None]) -> None:
+    with _undoing(what):
+        await step
+
+
+@contextlib.contextmanager
+def _undoing(what: str) -> Iterator[None]:
+    """One undo of a rollback: its failure is logged, and the rollback goes on."""
+    try:
+        yield
+    except Exception as exc:
+        log.error("rollback: could not " + what, extra=fields(error=repr(exc)))
+
+
+def _failed(exc: Exception, progress: _Progress) -> RequestError:
+    """The answer to a reload that failed: why, where, and that the old config stays."""
+    if isinstance(exc, RequestError):
+        return exc  # a refusal found on the way (work submitted to a removed target)
+    dropped = ""
+    if progress.dropped:
+        listed = ", ".join(f"{t} {n}" for t, n in progress.dropped.items())
+        dropped = f"; messages dead-lettered before the failure (replayable): {listed}"
+    return RequestError(
+        ErrorCode.RELOAD_FAILED,
+        f"reload failed while {progress.step}: {exc}; rolled back, the running config stays"
+        + dropped,
+    )

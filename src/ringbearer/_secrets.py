@@ -63,7 +63,7 @@ class SecretRef:
             return None
         try:
             text = (Path(folder) / self.credential).read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # unreadable, or not text: not a usable secret
             return None
         text = text.strip()
         return Secret(text) if text else None

@@ -3,9 +3,13 @@
 Like an OTP supervisor with a one-for-one strategy: a crashed actor is
 restarted alone, after a jittered exponential backoff; if it crashes more than
 ``max_restarts`` times within ``within_seconds`` it is marked failed, the
-event is logged, and the others run on. Whatever the crash interrupted is
-settled as an ambiguous attempt, so it goes back to the queue (and a message
-that crashes its actor every time ends as a dead letter, not a crash loop).
+event is logged, its mailbox goes back to the queue unattempted, and the
+others run on. Whatever a crash interrupted is settled as an ambiguous
+attempt, so it goes back to the queue; a message that crashed its actor
+before, in the lane that raised, is quarantined instead (a dead letter naming
+the crash, see ``IntegrationActor.crashed``), so one poisoned message ends
+long before its actor would be marked failed, and the messages queued behind
+it go on. The crash event names what it dead-lettered.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import trio
 
 from ._actor import ActorState, IntegrationActor
 from ._config import SupervisorSettings
+from .store import Settle, SettleKind
 
 
 class SupervisorEventKind(enum.StrEnum):
@@ -110,13 +115,18 @@ class Supervisor:
         self, actor: IntegrationActor, exc: Exception, intensity: RestartIntensity
     ) -> bool:
         """Settle the interrupted work; wait the backoff; False when giving up."""
-        await actor.release(actor.crashed(exc))
+        settles = actor.crashed(exc)
+        await actor.release(settles)  # before the verdict below: a quarantine comes first
         actor.restarts += 1
+        detail = repr(exc) + _dead_lettered(settles)
         self.on_event(
-            SupervisorEvent(SupervisorEventKind.CRASHED, actor.name, repr(exc), actor.restarts)
+            SupervisorEvent(SupervisorEventKind.CRASHED, actor.name, detail, actor.restarts)
         )
         if intensity.crash(trio.current_time()):
             actor.state = ActorState.FAILED
+            # What waits in its mailbox would stay in flight until the next start:
+            # back to the queue, for a group's next member, a reload or a restart.
+            await actor.release(actor.abandoned())
             self.on_event(
                 SupervisorEvent(
                     SupervisorEventKind.FAILED,
@@ -143,6 +153,11 @@ class Supervisor:
         done = self._done.get(name)
         if done is not None:
             await done.wait()
+
+
+def _dead_lettered(settles: list[Settle]) -> str:
+    ids = [s.message_id for s in settles if s.kind is SettleKind.DEAD_LETTERED]
+    return f"; dead-lettered message(s) {', '.join(map(str, ids))}" if ids else ""
 
 
 def _unwrap(exc: Exception) -> Exception:

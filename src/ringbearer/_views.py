@@ -23,6 +23,7 @@ from .control._replies import (
     PreflightReply,
     QueueDepth,
     ReloadReply,
+    StallView,
     StatusReply,
 )
 
@@ -109,7 +110,7 @@ def format_status(status: StatusReply) -> str:
     rows += [_integration_row(i) for i in status.integrations]
     rows += [_group_row(name, g) for name, g in status.groups.items()]
     lines = [head, "", *table(rows), *_legend(status.integrations)]
-    return "\n".join(lines + _budget_lines(status.integrations))
+    return "\n".join(lines + _budget_lines(status.integrations) + _stall_lines(status.stalls))
 
 
 def _integration_row(i: IntegrationStatus) -> tuple[str, ...]:
@@ -188,6 +189,29 @@ def _budget_lines(integrations: Iterable[IntegrationStatus]) -> list[str]:
         for b in i.budgets
     ]
     return ["", "BUDGETS", *lines] if lines else []
+
+
+STALL_WHY = {
+    "no_route": "stalled: no route",
+    "no_progress": "stalled: no progress",
+    "paused": "paused",
+    "dropping": "dropping",
+}
+
+
+def _stall_lines(stalls: Iterable[StallView]) -> list[str]:
+    """Targets whose work does not move, below the table (the stall detector's findings)."""
+    rows = [
+        (
+            f"  {s.target}",
+            STALL_WHY.get(s.why, s.why),
+            f"since {utc(s.since)}",
+            f"{s.queued} queued" + (f", {s.in_flight} in flight" if s.in_flight else ""),
+            f"({s.detail})",
+        )
+        for s in stalls
+    ]
+    return ["", "STALLS", *table(rows)] if rows else []
 
 
 # -- top ------------------------------------------------------------------------------
@@ -426,6 +450,11 @@ def format_reload(r: ReloadReply) -> str:
         lines.append("groups: changed")
     if r.needs_restart:
         lines.append(f"kept until a restart: [{'], ['.join(r.needs_restart)}]")
+    if r.dropped:
+        dropped = ", ".join(f"{target} {n}" for target, n in r.dropped.items())
+        lines.append(
+            f"dead-lettered (replayable): {dropped}; what waits for a retry follows when due"
+        )
     return "\n".join(lines) or "reloaded: nothing changed"
 
 

@@ -27,6 +27,8 @@ class Wakeups:
     counters: Counters
     wall: Callable[[], float]
     observers: tuple[SettleObserver, ...] = ()
+    # Wall time of each target's latest settle: the stall detector's sign of progress.
+    progress: dict[str, float] = attrs.Factory(dict)
     _changed: trio.Event = attrs.Factory(trio.Event)
 
     # -- the store's listener ---------------------------------------------------------------
@@ -41,6 +43,7 @@ class Wakeups:
         for observe in self.observers:
             observe(settles, now)
         for s in settles:
+            self.progress[s.target] = now
             dispatcher = self.fleet.dispatchers.get(s.target)
             if dispatcher is None or s.kind.status is not MessageStatus.QUEUED:
                 continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import re
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -17,6 +19,7 @@ import cattrs
 
 from .. import _converter
 from .._audit_kinds import EventKind
+from .._converter import INT64_MAX, INT64_MIN, UnixTime
 from .._errors import ErrorCode, RequestError
 from . import _replies as r
 
@@ -26,6 +29,7 @@ PROTOCOL_VERSION = 2
 MAX_LINE = 1 << 20  # one request line, bytes
 MAX_MESSAGES_PER_SUBMIT = 10_000
 MAX_IDS_PER_REQUEST = 10_000  # dead-letter replay and purge: the CLI sends chunks of 1,000
+MAX_DEPTH = 64  # objects and lists nested in one request line (a payload's nesting is less by 5)
 
 
 R = TypeVar("R", covariant=True)
@@ -55,7 +59,7 @@ class MessageIn:
     payload: dict[str, Any]
     priority: str = "normal"
     key: str | None = None
-    deliver_by: float | None = None  # a deadline, Unix time
+    deliver_by: UnixTime | None = None  # a deadline, Unix time
 
 
 @attrs.frozen
@@ -112,7 +116,7 @@ class Wait(Asks[r.WaitReply]):
 class Audit(Asks[r.AuditReply]):
     """Audit events, newest first; ``before`` (an event id) pages back."""
 
-    since: float | None = None
+    since: UnixTime | None = None
     message: int | None = None
     limit: int = 1000
     kinds: list[EventKind] = attrs.Factory(list)  # only events of these kinds; empty: every kind
@@ -225,9 +229,15 @@ class InjectCrash(Asks[r.CrashReply]):
 
 @attrs.frozen
 class Reload(Asks[r.ReloadReply]):
-    """Read the config file again and apply it."""
+    """Read the config file again and apply it.
+
+    ``force``: past the wedding-day freeze. ``drop_queued``: work left with no
+    route (its integration or group removed) becomes dead letters; without it
+    such a reload is refused.
+    """
 
     force: bool = False
+    drop_queued: bool = False
 
     reply = r.ReloadReply
 
@@ -237,7 +247,7 @@ class WeddingDay(Asks[r.ModeReply]):
     """Show the mode (``state`` None), or set it: on / off (until a Unix time), or auto."""
 
     state: OverrideState | None = None
-    until: float | None = None
+    until: UnixTime | None = None
 
     reply = r.ModeReply
 
@@ -322,16 +332,19 @@ class Envelope:
 
 
 def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
-    """Parse one request line; raise RequestError (with the id when known)."""
-    try:
-        raw = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError, and also
-        # numbers too long to convert (over 4300 digits); RecursionError: nesting.
-        raise RequestError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from exc
+    """Parse one request line; raise RequestError (with the id when known).
+
+    Only strict JSON is taken: no NaN or Infinity, no number that overflows a
+    float, no integer beyond 64 bits, no lone surrogate (``"\\ud800"``), at
+    most ``MAX_DEPTH`` levels; each refusal names the value's path.
+    """
+    decoder = _Decoder(strings=_SURROGATE_ESCAPE.search(line) is not None)
+    raw = decoder.decode(line)
+    request_id = raw.get("id") if isinstance(raw, dict) else None
+    if decoder.refused or decoder.strings or _too_deep(raw, line):
+        _refuse_unsound(raw, request_id, strings=decoder.strings)
     if not isinstance(raw, dict):
         raise RequestError(ErrorCode.BAD_REQUEST, "a request is a JSON object")
-    request_id = raw.get("id")
     unknown = set(raw) - {"id", "cmd", "args"}
     if unknown:
         raise _with_id(
@@ -346,15 +359,169 @@ def parse(line: bytes, converter: cattrs.Converter) -> Envelope:
             RequestError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {cmd!r}; known: {known}"),
             request_id,
         )
-    args = raw.get("args", {})
-    if args is None:
-        args = {}
+    return Envelope(request_id, _structure(raw.get("args"), kind, converter, request_id))
+
+
+def _refuse_unsound(raw: object, request_id: Any, *, strings: bool) -> None:
+    """Raise for a value strict JSON refuses, if there is one; echo the id only if sound."""
+    if (problem := _first_problem(raw, strings=strings)) is not None:
+        sound = _first_problem(request_id, strings=strings) is None
+        raise _with_id(problem.error(), request_id if sound else None)
+
+
+def _structure(args: object, kind: type[Any], converter: cattrs.Converter, request_id: Any) -> Any:
     try:
-        request = converter.structure(args, kind)
+        return converter.structure({} if args is None else args, kind)
     except Exception as exc:
         lines = cattrs.transform_error(exc, path="args", format_exception=_converter.describe_error)
-        raise _with_id(RequestError(ErrorCode.BAD_ARGS, "; ".join(lines)), request_id) from exc
-    return Envelope(request_id, request)
+        said = [f"{where}: {what}" for what, _, where in (x.rpartition(" @ ") for x in lines)]
+        raise _with_id(RequestError(ErrorCode.BAD_ARGS, "; ".join(said)), request_id) from exc
+
+
+# --- strict JSON -------------------------------------------------------------
+
+
+@attrs.frozen
+class _Refused:
+    """A number the decoder will not take; the walk reports it at its path."""
+
+    reason: str
+    not_json: bool = False  # NaN, Infinity: not JSON at all, rather than a value out of range
+
+
+@attrs.define
+class _Decoder:
+    """Strict JSON: numbers it will not take decode as ``_Refused`` (and are noted)."""
+
+    strings: bool  # the line may hold a lone surrogate
+    refused: bool = False
+
+    def decode(self, line: bytes) -> Any:
+        try:
+            # Decoded here, strictly: json.loads would guess UTF-16 or 32 and pass surrogates.
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(ErrorCode.BAD_JSON, f"not UTF-8: {exc}") from exc
+        try:
+            return json.loads(
+                text, parse_constant=self._constant, parse_float=self._float, parse_int=self._int
+            )
+        except (ValueError, RecursionError) as exc:
+            # ValueError: JSONDecodeError; RecursionError: nesting past the interpreter's.
+            raise RequestError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from exc
+
+    def _refuse(self, reason: str, *, not_json: bool = False) -> _Refused:
+        self.refused = True
+        return _Refused(reason, not_json)
+
+    def _constant(self, name: str) -> _Refused:
+        return self._refuse(f"{name} is not a JSON number", not_json=True)
+
+    def _float(self, text: str) -> float | _Refused:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        return self._refuse(f"{_clip(text)} overflows a 64-bit float", not_json=True)
+
+    def _int(self, text: str) -> int | _Refused:
+        # 20 characters hold every 64-bit integer; longer ones are not even converted.
+        if len(text) <= 20 and INT64_MIN <= (value := int(text)) <= INT64_MAX:
+            return value
+        shown = text if len(text) <= 24 else f"an integer of {len(text.lstrip('-'))} digits"
+        return self._refuse(f"{shown} is beyond 64 bits (from {INT64_MIN} to {INT64_MAX})")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} characters)"
+
+
+# Strict UTF-8 carries no surrogate, so a lone one can only come from a ``\uD800``-``\uDFFF``
+# escape: lines without one skip looking at every string.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+
+
+# A path: the parent's path and the key or index (``None`` at the top).
+_Path = tuple["_Path", str | int] | None
+
+
+@attrs.frozen
+class _Problem:
+    path: _Path
+    reason: str
+    not_json: bool = False
+
+    def error(self) -> RequestError:
+        where = _format_path(self.path)
+        if self.not_json:
+            code = ErrorCode.BAD_JSON
+        else:
+            code = ErrorCode.BAD_ARGS if where.startswith("args") else ErrorCode.BAD_REQUEST
+        shown = where if len(where) <= 120 else f"{where[:100]}..."
+        return RequestError(code, f"{shown or 'the request'}: {self.reason}")
+
+
+def _too_deep(raw: object, line: bytes) -> bool:
+    """Whether containers nest past MAX_DEPTH: level by level, the containers only (the
+    common answer, no, is the cost of every large submit)."""
+    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
+        return False
+    level: list[dict[Any, Any] | list[Any]] = [raw] if isinstance(raw, dict | list) else []
+    depth = 0
+    while level:
+        if depth >= MAX_DEPTH:
+            return True
+        below: list[dict[Any, Any] | list[Any]] = []
+        keep = below.append
+        for container in level:
+            for value in container.values() if type(container) is dict else container:
+                if type(value) is dict or type(value) is list:
+                    keep(value)
+        level, depth = below, depth + 1
+    return False
+
+
+def _first_problem(root: object, *, strings: bool) -> _Problem | None:
+    """A value that strict JSON refuses, if any (the first of the container it is in)."""
+    if not isinstance(root, dict | list):
+        return _scalar_problem(root, None, strings=strings)
+    stack: list[tuple[dict[Any, Any] | list[Any], _Path, int]] = [(root, None, 0)]
+    while stack:
+        container, path, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return _Problem(path, f"nested more than {MAX_DEPTH} levels deep")
+        pairs = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, item in pairs:
+            if strings and isinstance(key, str) and _SURROGATE.search(key):
+                return _Problem((path, key), "lone surrogate in a key (not a character)")
+            if isinstance(item, dict | list):
+                stack.append((item, (path, key), depth + 1))
+            elif problem := _scalar_problem(item, (path, key), strings=strings):
+                return problem
+    return None
+
+
+def _scalar_problem(value: object, path: _Path, *, strings: bool) -> _Problem | None:
+    if isinstance(value, _Refused):
+        return _Problem(path, value.reason, value.not_json)
+    if strings and isinstance(value, str) and (found := _SURROGATE.search(value)):
+        return _Problem(path, f"lone surrogate U+{ord(found[0]):04X} (not a character)")
+    return None
+
+
+def _format_path(path: _Path) -> str:
+    """``args.messages[0].payload.text``; odd keys quoted (``payload['a b']``)."""
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif _NAME.fullmatch(key):
+            parts.append(f".{key}")
+        else:  # repr: a lone surrogate shows as its escape
+            parts.append(f"[{key!r}]" if len(key) <= 24 else f"[{key[:12]!r}...]")
+    return "".join(reversed(parts)).removeprefix(".")
 
 
 class IdentifiedError(RequestError):

@@ -168,6 +168,8 @@ class ReloadReply:
     kept: list[str]
     groups_changed: bool
     needs_restart: list[str]
+    # With ``drop_queued``: messages of targets left with no route, now dead letters, by target.
+    dropped: dict[str, int] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -301,6 +303,18 @@ class StoreStatus:
 
 
 @attrs.frozen
+class StallView:
+    """A target whose work does not move: why, since when (wall clock), how much waits."""
+
+    target: str
+    why: str  # no_route | no_progress | paused
+    since: float
+    queued: int
+    in_flight: int
+    detail: str  # for people: what the detector saw
+
+
+@attrs.frozen
 class StatusReply:
     """``ringbearer status --json``: these fields are documented in the README."""
 
@@ -315,6 +329,7 @@ class StatusReply:
     integrations: list[IntegrationStatus]
     groups: dict[str, GroupStatus]
     store: StoreStatus
+    stalls: list[StallView] = attrs.Factory(list)  # what the stall detector found
 
 
 Reply = (

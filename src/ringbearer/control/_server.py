@@ -9,16 +9,24 @@ Each connection is identified by its peer credentials and given a role
 (see ``_access``): a peer with none is refused at once, a request beyond the
 role gets a ``forbidden`` reply.
 
-Connections are bounded: past ``max_connections`` a new one gets ``busy``; a
-connection that sends nothing for ``idle_seconds`` gets ``idle``; a reply the
-peer does not take within ``idle_seconds`` closes the connection (a peer that
-writes requests and never reads would otherwise hold its slot for ever).
-Every refusal is reported to ``Guard.refused`` as a :class:`Refusal`, and
-gets an error reply wherever the connection can still carry one.
+Connections are bounded, and the role is decided at accept: every role
+shares ``max_connections`` slots, and ``operator_slots`` more are kept for
+operators (and the daemon's own user), so peers that hold every shared slot
+still leave the operator able to ``status``, pause or reload. A connection
+that finds no slot gets ``busy`` and is closed at once, without a task of its
+own. A connection that sends nothing for ``idle_seconds`` gets ``idle``; a
+reply the peer does not take within ``idle_seconds`` closes the connection (a
+peer that writes requests and never reads would otherwise hold its slot for
+ever). A line longer than ``max_line`` bytes (its newline not counted) gets
+``line_too_long``, as soon as its length is known. Every refusal is reported
+to ``Guard.refused`` as a :class:`Refusal` (the daemon's journal counts them
+per interval), and gets an error reply wherever the connection can still
+carry one. Accepts that fail for want of descriptors back off and retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import grp
@@ -33,6 +41,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._accept import accept_failures, accept_forever
 from .._errors import ErrorCode, RequestError, RingbearerError
 from . import _protocol
 from ._access import AccessPolicy, Peer, Role, needed
@@ -44,16 +53,17 @@ Handle = Callable[[Request], Awaitable[Any]]
 
 @attrs.frozen
 class ServerLimits:
-    max_connections: int = 64
+    max_connections: int = 64  # shared by every role
     idle_seconds: float = 300.0
-    max_line: int = MAX_LINE
+    max_line: int = MAX_LINE  # bytes of one request line, its newline not counted
+    operator_slots: int = 0  # connections beyond max_connections, for operators only
 
 
 class RefusalReason(enum.Enum):
     """Why a connection or request was turned away; also its error reply's code."""
 
     FORBIDDEN = "forbidden"  # the peer's credentials give no role, or not this one
-    BUSY = "busy"  # max_connections already open
+    BUSY = "busy"  # every slot the peer's role may take is in use
     LINE_TOO_LONG = "line_too_long"
     IDLE = "idle"  # nothing sent for idle_seconds
     STALLED = "stalled"  # a reply not taken for idle_seconds: no reply can reach it
@@ -134,13 +144,12 @@ async def serve_control(
         raise
     sock.listen(128)
     listener = trio.SocketListener(sock)
-    slots = trio.Semaphore(limits.max_connections)
+    failing = accept_failures(log, f"control {path}")
     try:
         async with listener, trio.open_nursery() as nursery:
+            admission = _Admission(handle, limits, guard, nursery, _Slots.of(limits))
             task_status.started()
-            while True:
-                stream = await listener.accept()
-                nursery.start_soon(_connection, stream, handle, limits, slots, guard)
+            await accept_forever(listener, admission.admit, failing)
     finally:
         path.unlink(missing_ok=True)  # noqa: ASYNC240 - one unlink at shutdown, never blocks long
 
@@ -191,41 +200,103 @@ class _Conn:
             await _drain(self.stream)
 
 
-async def _connection(
-    stream: trio.SocketStream,
-    handle: Handle,
-    limits: ServerLimits,
-    slots: trio.Semaphore,
-    guard: Guard,
-) -> None:
-    async with stream:
-        conn = _Conn(stream, Peer.of(stream.socket), limits, guard)  # type: ignore[arg-type]
+class _Pool(enum.Enum):
+    SHARED = "shared"
+    RESERVED = "reserved"
+
+
+@attrs.define
+class _Slots:
+    """Connections open: ``shared`` ones for every role, ``reserved`` more for operators."""
+
+    shared: int
+    reserved: int
+    used: dict[_Pool, int] = attrs.Factory(lambda: dict.fromkeys(_Pool, 0))
+
+    @classmethod
+    def of(cls, limits: ServerLimits) -> _Slots:
+        return cls(limits.max_connections, limits.operator_slots)
+
+    def take(self, role: Role | None) -> _Pool | None:
+        """A slot for a peer of ``role`` (None: no role), or None when all it may take are used."""
+        if self.used[_Pool.SHARED] < self.shared:
+            pool = _Pool.SHARED
+        elif role is Role.OPERATE and self.used[_Pool.RESERVED] < self.reserved:
+            pool = _Pool.RESERVED
+        else:
+            return None
+        self.used[pool] += 1
+        return pool
+
+    def give_back(self, pool: _Pool) -> None:
+        self.used[pool] -= 1
+
+    def describe_full(self, role: Role | None) -> str:
+        if role is Role.OPERATE or not self.reserved:
+            return f"too many control connections: all {self.shared + self.reserved} in use"
+        return (
+            f"too many control connections: {self.shared} in use "
+            f"({self.reserved} more are kept for operators)"
+        )
+
+
+@attrs.frozen
+class _Admission:
+    """Decides at accept, from the peer's credentials, whether a connection gets a slot."""
+
+    handle: Handle
+    limits: ServerLimits
+    guard: Guard
+    nursery: trio.Nursery
+    slots: _Slots
+
+    def admit(self, stream: trio.SocketStream) -> None:
         try:
-            await _admit(conn, handle, slots)
-        except _Stalled:
-            seconds = f"{limits.idle_seconds:g}"
-            conn.report(RefusalReason.STALLED, f"a reply was not read within {seconds} s")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away
+            peer = Peer.of(stream.socket)  # type: ignore[arg-type]
+        except OSError:
+            _close_at_once(stream, b"")  # gone before it could be asked who it is
+            return
+        role = self.guard.policy.role(peer)
+        pool = self.slots.take(role)
+        if pool is None:
+            message = self.slots.describe_full(role)
+            self.guard.refused(Refusal(RefusalReason.BUSY, peer, message))
+            _close_at_once(stream, _protocol.error(None, RefusalReason.BUSY.value, message))
+            return
+        conn = _Conn(stream, peer, self.limits, self.guard)
+        self.nursery.start_soon(self._serve, conn, role, pool)
+
+    async def _serve(self, conn: _Conn, role: Role | None, pool: _Pool) -> None:
+        try:
+            async with conn.stream:
+                await _connection(conn, self.handle, role)
+        finally:
+            self.slots.give_back(pool)
 
 
-async def _admit(conn: _Conn, handle: Handle, slots: trio.Semaphore) -> None:
-    """Take a slot and serve, or refuse: too many connections, or no role."""
+def _close_at_once(stream: trio.SocketStream, reply: bytes) -> None:
+    """Send ``reply`` if the socket takes it now, then close: no task, no wait."""
+    sock = socket.socket(fileno=stream.socket.detach())
+    sock.setblocking(False)
+    if reply:
+        with contextlib.suppress(OSError):
+            sock.send(reply)
+    sock.close()
+
+
+async def _connection(conn: _Conn, handle: Handle, role: Role | None) -> None:
     try:
-        slots.acquire_nowait()
-    except trio.WouldBlock:
-        await conn.refuse(RefusalReason.BUSY, "too many control connections", drain=False)
-        return
-    try:
-        role = conn.guard.policy.role(conn.peer)
         if role is None:
             message = f"{conn.peer.describe()} may not use this socket"
             # Drained: let the client's request in, so it reads the refusal.
             await conn.refuse(RefusalReason.FORBIDDEN, message, drain=True)
             return
         await _serve_lines(conn, _Checked(handle, conn, role))
-    finally:
-        slots.release()
+    except _Stalled:
+        seconds = f"{conn.limits.idle_seconds:g}"
+        conn.report(RefusalReason.STALLED, f"a reply was not read within {seconds} s")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away
 
 
 @attrs.frozen
@@ -250,29 +321,52 @@ class _Checked:
 
 async def _serve_lines(conn: _Conn, handle: Handle) -> None:
     converter = _protocol.converter()
-    limits = conn.limits
-    buffer = bytearray()
-    while True:
-        newline = buffer.find(b"\n")
-        if newline < 0:
-            if len(buffer) > limits.max_line:
-                message = f"a request line is limited to {limits.max_line} bytes"
-                await conn.refuse(RefusalReason.LINE_TOO_LONG, message, drain=True)
-                return
-            with trio.move_on_after(limits.idle_seconds) as idle:
-                chunk = await conn.stream.receive_some(65536)
-            if idle.cancelled_caught:
-                message = f"closed after {limits.idle_seconds:g} s with no request"
-                await conn.refuse(RefusalReason.IDLE, message, drain=False)
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            continue
-        line = bytes(buffer[:newline])
-        del buffer[: newline + 1]
+    lines = _Lines(conn)
+    while (line := await lines.next()) is not None:
         if line.strip():
             await conn.send(await _answer(line, handle, converter))
+
+
+@attrs.define
+class _Lines:
+    """Request lines off a connection, each at most ``max_line`` bytes before its newline."""
+
+    conn: _Conn
+    buffer: bytearray = attrs.Factory(bytearray)
+    scanned: int = 0  # bytes of the buffer known to hold no newline
+
+    async def next(self) -> bytes | None:
+        """The next line; None once the peer has gone or has been refused."""
+        limit = self.conn.limits.max_line
+        while True:
+            newline = self.buffer.find(b"\n", self.scanned)
+            if newline < 0:
+                self.scanned = len(self.buffer)
+            # Checked on what has arrived, not before each read: exactly
+            # max_line bytes are served, one more is refused.
+            if newline > limit or (newline < 0 and self.scanned > limit):
+                message = f"a request line is limited to {limit} bytes"
+                await self.conn.refuse(RefusalReason.LINE_TOO_LONG, message, drain=True)
+                return None
+            if newline >= 0:
+                line = bytes(self.buffer[:newline])
+                del self.buffer[: newline + 1]
+                self.scanned = 0
+                return line
+            if not await self._fill():
+                return None
+
+    async def _fill(self) -> bool:
+        """Read more; False when the peer closed or stayed silent for ``idle_seconds``."""
+        seconds = self.conn.limits.idle_seconds
+        with trio.move_on_after(seconds) as idle:
+            chunk = await self.conn.stream.receive_some(65536)
+        if idle.cancelled_caught:
+            message = f"closed after {seconds:g} s with no request"
+            await self.conn.refuse(RefusalReason.IDLE, message, drain=False)
+            return False
+        self.buffer += chunk
+        return bool(chunk)
 
 
 async def _answer(line: bytes, handle: Handle, converter: Any) -> bytes:

@@ -7,10 +7,11 @@ the commit, so an accepted message is a durable one.
 
 from __future__ import annotations
 
-import math
+import re
 
 import attrs
 
+from .._converter import check_unix_time
 from .._delivery import Priority
 from .._errors import ErrorCode, InvalidPayload, RequestError
 from .._fleet import Fleet
@@ -18,9 +19,15 @@ from .._metrics import Metrics
 from .._reload import CurrentConfig
 from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
 from ..control import _replies as r
+from ..integrations._base import describe_char
 from ..store import Intake, NewMessage
 
 MAX_KEY_LENGTH = 256
+# An idempotency key travels in providers' headers (``Idempotency-Key``, an email's
+# ``X-Idempotency-Key``) and ids, so it is what every header can carry as it is.
+KEY_RULE = f"a key is 1 to {MAX_KEY_LENGTH} printable ASCII characters, '!' to '~', no spaces"
+_KEY = re.compile(f"[!-~]{{1,{MAX_KEY_LENGTH}}}")
+_NOT_IN_KEY = re.compile("[^!-~]")
 
 
 @attrs.frozen
@@ -64,12 +71,13 @@ class SubmitHandler:
             priority = Priority.parse(message.priority)
         except ValueError as exc:
             raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {exc}") from None
-        if message.key is not None and not 1 <= len(message.key) <= MAX_KEY_LENGTH:
-            raise RequestError(
-                ErrorCode.BAD_ARGS, f"{where}: key must be 1 to {MAX_KEY_LENGTH} characters"
-            )
-        if message.deliver_by is not None and not math.isfinite(message.deliver_by):
-            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: deliver_by must be a Unix time")
+        if message.key is not None:
+            check_key(f"{where}.key", message.key)
+        if message.deliver_by is not None:
+            try:
+                check_unix_time(message.deliver_by)
+            except ValueError as exc:
+                raise RequestError(ErrorCode.BAD_ARGS, f"{where}.deliver_by: {exc}") from None
         self._validate(where, members, message)
         return NewMessage(
             target=message.target,
@@ -88,3 +96,15 @@ class SubmitHandler:
                     adapter.validate(message.payload)
                 except InvalidPayload as exc:
                     raise InvalidPayload(f"{where}: {exc.message}") from None
+
+
+def check_key(where: str, key: str) -> None:
+    """Refuse an idempotency key outside ``KEY_RULE``, naming what is wrong with it."""
+    if _KEY.fullmatch(key):
+        return
+    found = _NOT_IN_KEY.search(key)
+    if found is None:  # only its length is wrong
+        said = f"{len(key)} characters long"
+    else:
+        said = f"{describe_char(found[0])} (character {found.start() + 1}) not allowed"
+    raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {said}; {KEY_RULE}")

@@ -125,7 +125,7 @@ class ReloadHandler:
     reloader: Reloader
 
     async def __call__(self, request: Reload) -> r.ReloadReply:
-        return await self.reloader.reload_file(force=request.force)
+        return await self.reloader.reload_file(force=request.force, drop_queued=request.drop_queued)
 
 
 @attrs.frozen

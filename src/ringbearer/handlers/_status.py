@@ -72,6 +72,7 @@ class StatusHandler:
     store: Store
     addresses: Addresses
     started_at: float  # trio's clock
+    stalls: Callable[[], list[r.StallView]] = lambda: []  # the stall detector's findings
 
     async def __call__(self, request: Status) -> r.StatusReply:
         return self.status()
@@ -95,6 +96,7 @@ class StatusHandler:
             store=r.StoreStatus(
                 str(config.db_path), stats.commits, stats.committed_ops, stats.pending_ops
             ),
+            stalls=self.stalls(),
         )
 
     def _groups(self) -> dict[str, r.GroupStatus]:

@@ -53,6 +53,7 @@ import math
 import re
 import ssl
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -894,9 +895,40 @@ def check_text(key: str, value: object, *, max_len: int | None, one_line: bool) 
         raise InvalidPayload(f"{key!r} must not be empty")
     if max_len is not None and len(value) > max_len:
         raise InvalidPayload(f"{key!r} is {len(value)} characters long, at most {max_len}")
-    if one_line and ("\r" in value or "\n" in value):
-        raise InvalidPayload(f"{key!r} must not contain line breaks")
+    if one_line and (found := _NOT_IN_ONE_LINE.search(value)):
+        what = "line breaks" if found[0] in LINE_BOUNDARIES else "control characters"
+        raise InvalidPayload(f"{key!r} must not contain {what}: {describe_char(found[0])} found")
     return value
+
+
+# Every line boundary ``str.splitlines`` knows: the email package (and others) split on
+# each of them, so any of them in a header starts a new header.
+LINE_BOUNDARIES = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+# What a one-line field (a header, a subject, a name, a number) may not hold: those, and
+# every C0 control character (NUL, ESC, TAB, ...) and DEL.
+_NOT_IN_ONE_LINE = re.compile(f"[\x00-\x1f\x7f{LINE_BOUNDARIES}]")
+_CHAR_NAMES = {  # those unicodedata has no name for, that an error may well meet
+    "\x00": "NUL",
+    "\t": "CHARACTER TABULATION",
+    "\n": "LINE FEED",
+    "\v": "LINE TABULATION",
+    "\f": "FORM FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x1c": "FILE SEPARATOR",
+    "\x1d": "GROUP SEPARATOR",
+    "\x1e": "RECORD SEPARATOR",
+    "\x7f": "DELETE",
+    "\x85": "NEXT LINE",
+}
+
+
+def describe_char(char: str) -> str:
+    """``U+2028 LINE SEPARATOR``: a character named for an error message."""
+    name = _CHAR_NAMES.get(char) or unicodedata.name(char, "")
+    if not name and 0xD800 <= ord(char) <= 0xDFFF:
+        name = "(a lone surrogate)"
+    return f"U+{ord(char):04X} {name}".rstrip()
 
 
 def required_str(

@@ -83,7 +83,7 @@ def fake_kinds(adapters: dict[str, FakeAdapter]) -> dict[str, ProviderKind]:
         adapter = adapters.get(ctx.name)
         if adapter is None:
             adapter = adapters[ctx.name] = FakeAdapter(ctx.name)
-        if settings.batch_size is not None:
+        if settings.batch_size is not None and adapter.batching is None:  # a test's own first
             adapter.batching = BatchLimits(settings.batch_size, settings.batch_wait_seconds)
         adapter.checkpoint = ctx.checkpoint
         return adapter

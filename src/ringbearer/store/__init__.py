@@ -1,4 +1,4 @@
-"""The durable outbox: messages, attempts, the audit log and dead letters.
+"""The durable outbox: messages, attempts, the audit log, dead letters and alerts.
 
 The stores themselves (``SqliteStore``, ``MemoryStore``) are imported on first
 use: the values and protocols here are what a CLI call needs, and it should not
@@ -7,6 +7,8 @@ pay for trio, asyncio and aiosqlite.
 
 from typing import TYPE_CHECKING, Any
 
+from ._alert_model import AlertRecord as AlertRecord
+from ._alert_model import SentNotice as SentNotice
 from ._keys import KeyReused as KeyReused
 from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
@@ -26,6 +28,7 @@ from ._model import Settle as Settle
 from ._model import SettleKind as SettleKind
 from ._model import Span as Span
 from ._model import check_transition as check_transition
+from ._protocol import AlertState as AlertState
 from ._protocol import AuditLog as AuditLog
 from ._protocol import Controls as Controls
 from ._protocol import DeadLetterOps as DeadLetterOps

@@ -7,7 +7,8 @@ another target or another payload it is a mistake the producer must hear of:
 the whole submit is refused with :class:`KeyReused` and nothing of it is
 stored. Payloads are compared as canonical JSON (sorted keys, no spaces).
 
-Both stores decide with :func:`admit`, from the keys they already hold.
+Both stores decide with :func:`admit`, from the keys they already hold; it
+also refuses a message a store could not hold as given (see ``_safe``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import attrs
 
 from .._errors import ErrorCode, RequestError
 from ._model import Accepted, NewMessage
+from ._safe import check_storable
 
 
 def canonical(payload: Mapping[str, Any]) -> str:
@@ -87,11 +89,13 @@ def admit(messages: Sequence[NewMessage], held: Mapping[str, KeyHolder], next_id
 
     ``held`` maps the keys already stored to their holders; new messages take
     ids from ``next_id`` up. A message without a key gets a fresh random one.
+    A message no store could hold as given refuses the submit (``RequestError``).
     """
     accepted: list[Accepted] = []
     fresh: list[Fresh] = []
     mine: dict[str, tuple[int, KeyHolder]] = {}  # given keys of this submit, by their index
     for index, message in enumerate(messages):
+        check_storable(index, message)
         key = message.idempotency_key
         if not key:
             key = uuid.uuid4().hex

@@ -13,7 +13,9 @@ from typing import Any
 import trio
 
 from .._delivery import Priority
+from ._alert_model import AlertRecord
 from ._keys import KeyHolder, admit
+from ._memory_alerts import MemoryAlerts
 from ._memory_reads import MemoryDeadLetters, MemoryQueries
 from ._memory_tables import Row, Tables, settled, submitted
 from ._model import (
@@ -31,6 +33,7 @@ from ._model import (
     check_transition,
 )
 from ._protocol import StoreListener, StoreStatistics
+from ._safe import safe_settle
 
 Handoff = Callable[[list[Claimed]], None]
 _RECOVERED = {"reason": "in flight at the last stop; counted as an attempt"}
@@ -50,6 +53,7 @@ class MemoryStore:
         self._parked: dict[str, tuple[int, Handoff, Span]] = {}
         self._queries = MemoryQueries(self._t)
         self._dead = MemoryDeadLetters(self._t)
+        self._alerts = MemoryAlerts()
 
     @property
     def listener(self) -> StoreListener:
@@ -128,6 +132,7 @@ class MemoryStore:
     async def record(self, settles: Sequence[Settle]) -> None:
         await trio.lowlevel.checkpoint()
         now = self._t.clock()
+        settles = [safe_settle(s) for s in settles]  # as the SQLite store keeps them
         for s in settles:
             self._settle(s, now)
         if settles:
@@ -280,6 +285,17 @@ class MemoryStore:
         return await self._dead.purge_dead(
             ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
         )
+
+    # -- AlertState -----------------------------------------------------------------------
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        await self._alerts.save_alert(alert)
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        return await self._alerts.open_alerts()
+
+    async def last_alert_id(self) -> int:
+        return await self._alerts.last_alert_id()
 
 
 def _claim_order(r: Row) -> tuple[Priority, bool, float, int]:

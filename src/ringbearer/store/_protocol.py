@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 from .._delivery import Priority
+from ._alert_model import AlertRecord
 from ._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -201,6 +202,20 @@ class DeadLetterOps(Protocol):
         """
 
 
+class AlertState(Protocol):
+    """Open alerts and where their escalation stands, so that a restart neither forgets
+    an alert nor pages an acknowledged one again."""
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        """Durably keep ``alert``, replacing what was kept under its id; return after the commit."""
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        """The alerts not resolved, by id."""
+
+    async def last_alert_id(self) -> int:
+        """The highest alert id ever kept, resolved or not (0 if none): new ids go on from it."""
+
+
 class Lifecycle(Protocol):
     """Start-up, shutdown and the listener told of each commit."""
 
@@ -217,6 +232,15 @@ class Lifecycle(Protocol):
 
 
 class Store(
-    Intake, Dispatch, Settling, Controls, AuditLog, Queries, DeadLetterOps, Lifecycle, Protocol
+    Intake,
+    Dispatch,
+    Settling,
+    Controls,
+    AuditLog,
+    Queries,
+    DeadLetterOps,
+    AlertState,
+    Lifecycle,
+    Protocol,
 ):
     """Every role: what the daemon wires; the SQLite store and the in-memory fake provide it."""

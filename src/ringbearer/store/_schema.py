@@ -129,6 +129,29 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX messages_idempotency_key ON messages (idempotency_key);
     """,
+    # 5: alerts, open and resolved, with where each one's escalation stands
+    # (``chain`` a JSON array of targets, ``sent`` one [level, message id,
+    # sent at] per channel reached), so a restart continues them. Resolved ones
+    # are kept: the highest id is where new alert ids go on from.
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        chain TEXT NOT NULL,
+        escalated_at REAL NOT NULL,
+        level INTEGER NOT NULL,
+        sent TEXT NOT NULL,
+        last_sent_at REAL NOT NULL,
+        external INTEGER NOT NULL,
+        acked_by TEXT,
+        acked_at REAL,
+        resolved_at REAL
+    );
+    CREATE INDEX alerts_open ON alerts (id) WHERE resolved_at IS NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,7 @@ Only this package touches the asyncio bridge. Its parts, each a module:
 * ``_reads``: queries on the read-only connection;
 * ``_dead``: count, replay and purge of dead letters;
 * ``_controls``: breaker states and pauses;
+* ``_alerts``: open alerts and where their escalation stands;
 * ``_open``, ``_db``, ``_rows``, ``_shared``: opening and migrating the file,
   the connection seam, rows and values, the state the parts share.
 

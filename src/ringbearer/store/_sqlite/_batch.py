@@ -1,10 +1,10 @@
 """The queue's part of each group-commit transaction: submits, parked claims, settles, claims.
 
-Submits are admitted op by op (see ``_keys``): a submit that reuses a key is
-refused on its own, and the other submits of the batch are written. Claims
-parked by idle dispatchers are served in the transaction of the submit that
-brings their target work. Counters, hand-offs and the listener are updated
-once the transaction has committed.
+Submits are admitted op by op (see ``_keys``): a submit that reuses a key, or
+holds one the store cannot hold, is refused on its own, and the other submits
+of the batch are written. Claims parked by idle dispatchers are served in the
+transaction of the submit that brings their target work. Counters, hand-offs
+and the listener are updated once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._keys import Fresh, KeyHolder, KeyReused, admit
+from ..._errors import RequestError
+from .._keys import Fresh, KeyHolder, admit
 from .._model import Claimed, MessageStatus, NewMessage, Settle, Span
 from ._claims import claim
 from ._db import Tx, dumps
@@ -85,7 +86,7 @@ class QueueBatch:
         for op in ops:
             try:
                 admission = admit(op.data, held, self._next_id + len(written.fresh))
-            except KeyReused as exc:
+            except RequestError as exc:  # a reused key, a key the store cannot hold
                 op.error = exc  # only this caller is refused; the batch goes on
                 continue
             held.update(admission.keys)

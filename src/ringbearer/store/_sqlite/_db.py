@@ -33,8 +33,19 @@ def translate(exc: sqlite3.Error) -> StoreError:
 
 
 def dumps(value: Any) -> str:
-    """JSON as the store writes it: compact, UTF-8 kept as is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON as the store writes it: compact, UTF-8 kept as is.
+
+    A string holding a lone surrogate (valid JSON, from ``"\\ud800"``) cannot
+    be bound as UTF-8: such a value is written with ASCII escapes instead,
+    which SQLite holds and ``json.loads`` reads back to the very same value.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 class Tx:

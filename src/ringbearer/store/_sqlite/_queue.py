@@ -9,6 +9,7 @@ import trio
 
 from ..._delivery import Priority
 from .._model import Accepted, Claimed, NewMessage, Settle, Span
+from .._safe import safe_settle
 from ._db import Row, Tx, dumps
 from ._rows import INSERT_EVENT
 from ._shared import Shared
@@ -39,9 +40,12 @@ class Queue:
         return claimed
 
     async def record(self, settles: Sequence[Settle]) -> None:
-        """Hand settled attempts to the writer; they are committed with the next batch."""
+        """Hand settled attempts to the writer; they are committed with the next batch.
+
+        A provider's words (its id, its error text) are made safe to store first.
+        """
         if settles:
-            await self._writer.enqueue(Op(OpKind.SETTLE, list(settles)))
+            await self._writer.enqueue(Op(OpKind.SETTLE, [safe_settle(s) for s in settles]))
 
     async def save_progress(
         self, message_id: int, integration: str, progress: Mapping[str, Any]

@@ -16,6 +16,7 @@ import aiosqlite
 import trio
 
 from ..._delivery import Priority
+from .._alert_model import AlertRecord
 from .._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -29,6 +30,7 @@ from .._model import (
     Span,
 )
 from .._protocol import StoreListener, StoreStatistics
+from ._alerts import Alerts
 from ._batch import Handoff, Parked, QueueBatch
 from ._controls import Controls
 from ._db import Row, Tx, WallClock
@@ -67,6 +69,7 @@ class SqliteStore:
         self._reads = Reads(reader)
         self._dead = DeadLetters(self._writer, self._reads, self._shared)
         self._controls = Controls(self._writer)
+        self._alerts = Alerts(self._writer)
 
     @classmethod
     @asynccontextmanager
@@ -244,6 +247,17 @@ class SqliteStore:
         return await self._dead.purge_dead(
             ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
         )
+
+    # -- AlertState -----------------------------------------------------------------------
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        await self._alerts.save_alert(alert)
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        return await self._alerts.open_alerts()
+
+    async def last_alert_id(self) -> int:
+        return await self._alerts.last_alert_id()
 
     # -- SQLite only: SQL for tests and benchmarks ----------------------------------------
 

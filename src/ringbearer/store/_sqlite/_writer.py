@@ -6,6 +6,16 @@ so the cost of a commit, and of the trio/asyncio bridge, is paid per batch,
 not per message. The statements an op kind needs come from the batch
 function the writer is given (the queue's, see ``_batch``); after the commit
 the callbacks the batch registered run, then the ops' callers wake up.
+
+The writer never dies from one op. A failure of the store itself (a full
+disk, an I/O error: ``sqlite3.OperationalError``) fails the whole batch, and
+its settles and events are kept for the next one. Any other failure is one
+op's data (a lone surrogate SQLite cannot bind, an integer beyond 64 bits,
+a constraint, JSON that SQLite cannot read): the batch is split in halves and
+each half committed, down to the op that fails alone, which alone gets the
+error. A settle that fails alone is tried once more with its texts and times
+made plain; an event or a fire-and-forget write that fails alone is logged
+and dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -23,11 +34,14 @@ import trio
 import trio_asyncio
 
 from ..._errors import RingbearerError, StoreError
+from ..._logging import fields
 from .._protocol import StoreStatistics
+from .._safe import hardened_settle
 from ._db import Row, Tx, WallClock, fetch, translate
 from ._rows import INSERT_EVENT
 
 T = TypeVar("T")
+log = logging.getLogger("ringbearer.store")
 
 
 class OpKind(enum.Enum):
@@ -52,6 +66,7 @@ class Op:
     result: Any = None
     error: RingbearerError | None = None
     holds_room: bool = False  # it took a place in the writer's queue: give it back
+    made_plain: bool = False  # failed alone once and was made plain: the last try
 
 
 @attrs.define
@@ -152,8 +167,11 @@ class Writer:
     async def _commit(self, batch: Batch) -> None:
         try:
             await trio_asyncio.aio_as_trio(self._transaction)(batch)
-        except sqlite3.Error as exc:
-            self._fail(batch, translate(exc))
+        except Exception as exc:  # never the writer's end (and never a BaseException)
+            if isinstance(exc, sqlite3.OperationalError) and not _of_one_op(exc):
+                self._fail(batch, translate(exc))  # the store itself: disk, I/O, lock
+            else:
+                await self._isolate(batch, exc)
             return
         self.commits += 1
         self.committed_ops += len(batch.ops)
@@ -162,6 +180,36 @@ class Writer:
         for op in batch.ops:
             if op.done is not None:
                 op.done.set()
+
+    async def _isolate(self, batch: Batch, exc: Exception) -> None:
+        """Commit the ops that can be, in halves, down to the one that fails alone."""
+        for callback in batch.on_failure:
+            callback()
+        if len(batch.ops) == 1:
+            await self._failed_alone(batch.ops[0], exc, batch.now)
+            return
+        half = len(batch.ops) // 2
+        for part in (batch.ops[:half], batch.ops[half:]):
+            for op in part:  # what the rolled-back try decided is void
+                op.result, op.error = None, None
+            await self._commit(Batch(now=batch.now, ops=part))
+
+    async def _failed_alone(self, op: Op, exc: Exception, now: float) -> None:
+        """``op`` fails on its own: its caller hears why; a settle gets one plain try more."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.last_error = f"a {op.kind.value} could not be stored: {text}"
+        if op.kind is OpKind.SETTLE and not op.made_plain:
+            op.made_plain = True
+            op.data = [hardened_settle(s, now) for s in op.data]
+            await self._commit(Batch(now=now, ops=[op]))
+            return
+        if op.done is not None:
+            op.error = _refusal(op, exc, text)
+            op.done.set()
+            return
+        # Nobody waits for it: a settle's message stays in flight until the next
+        # start returns it to the queue (at-least-once); an event is lost.
+        log.error("store write dropped", extra=fields(op=op.kind.value, error=text))
 
     async def _transaction(self, batch: Batch) -> None:
         """One batch, BEGIN to COMMIT, as a single asyncio coroutine."""
@@ -197,3 +245,21 @@ class Writer:
 
 async def _noop(tx: Tx) -> None:
     return None
+
+
+# OperationalErrors that one op's data causes (SQLite's JSON functions on a
+# value Python's json wrote, NaN say); any other is the store's own failure.
+_DATA_WORDS = ("malformed JSON", "too big", "JSON cannot hold")
+
+
+def _of_one_op(exc: sqlite3.OperationalError) -> bool:
+    return any(words in str(exc) for words in _DATA_WORDS)
+
+
+def _refusal(op: Op, exc: Exception, text: str) -> RingbearerError:
+    """The error an op's caller gets when the op cannot be stored."""
+    if isinstance(exc, RingbearerError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return translate(exc)
+    return StoreError(f"the store cannot hold this {op.kind.value}: {text}")
