@@ -268,10 +268,12 @@ class _Admission:
 
     async def _serve(self, conn: _Conn, role: Role | None, pool: _Pool) -> None:
         try:
-            async with conn.stream:
-                await _connection(conn, self.handle, role)
+            await _connection(conn, self.handle, role)
         finally:
+            # The slot is free before the peer sees the close: a client that connects
+            # again at once must find it free.
             self.slots.give_back(pool)
+            await trio.aclose_forcefully(conn.stream)
 
 
 def _close_at_once(stream: trio.SocketStream, reply: bytes) -> None:
