@@ -102,7 +102,13 @@ def test_kill_9_mid_run_loses_nothing_acknowledged(tmp_path: Path, sim: Simulato
     their original idempotency key.
     """
     extra = "\n[integrations.resend.retry]\ninitial_seconds = 0.2\n"
-    text = config_for(tmp_path, sim, extra=extra)
+    # Resend's shipped rate (200/s, a plan's) would make this a 50 s test: the kill and the
+    # restart are the point, so Resend runs as fast as the daemon can here.
+    text = config_for(tmp_path, sim, extra=extra).replace(
+        "rate_limit = { per_second = 200, burst = 50 }",
+        "rate_limit = { per_second = 5000, burst = 500 }",
+    )
+    assert "per_second = 5000" in text
     daemon = Daemon(tmp_path, text).start()
     keys: set[str] = set()
     with daemon.client(timeout=120) as client:
