@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn
 
 from . import _converter
 from ._alerting_settings import EMAIL_KINDS, AlertingSettings
@@ -234,33 +233,9 @@ class _TopLevel:
     groups: dict[str, list[str]] = attrs.Factory(dict)
 
 
-def _wrap_init_errors(converter: cattrs.Converter) -> None:
-    """Report attrs validator errors at the class's key path instead of crashing."""
-
-    def factory(cl: type) -> Callable[[Any, Any], Any]:
-        base: Callable[[Any, Any], Any] = make_dict_structure_fn(
-            cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
-        )
-
-        def hook(value: Any, type_: Any) -> Any:
-            if not isinstance(value, dict):
-                raise TypeError(f"expected a table, got {type(value).__name__} {value!r}")
-            try:
-                return base(value, type_)
-            except cattrs.BaseValidationError:
-                raise
-            except (ValueError, TypeError) as exc:
-                raise cattrs.ClassValidationError(cl.__name__, [exc], cl) from None
-
-        return hook
-
-    converter.register_structure_hook_factory(attrs.has, factory)
-
-
 def make_converter() -> cattrs.Converter:
-    converter = _converter.make()
-    _wrap_init_errors(converter)
-    return converter
+    """The project's one converter (it reports validator errors at their key path)."""
+    return _converter.make()
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
