@@ -14,10 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -160,6 +161,22 @@ class Daemon:
         self.proc.kill()
         self.proc.wait(10)
         self._notify.close()
+
+
+T = TypeVar("T")
+
+
+def poll(read: Callable[[], T], ok: Callable[[T], bool], seconds: float, what: str) -> T:
+    """Read a real process's state until ``ok`` holds, or fail after ``seconds`` saying what.
+
+    For what the daemon does on its own clock (a stall check, a timeout, a log line)
+    there is nothing to block on but its answers, so they are read again every 50 ms.
+    """
+    deadline = time.monotonic() + seconds
+    while not ok(value := read()):
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what} (last: {value!r})"
+        time.sleep(0.05)
+    return value
 
 
 def config_for(

@@ -29,7 +29,7 @@ import trio
 
 from ringbearer.control._protocol import MAX_LINE
 
-from .procs import Daemon, config_for, email, running
+from .procs import Daemon, config_for, email, poll, running
 
 pytestmark = pytest.mark.e2e
 
@@ -87,12 +87,9 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
-def poll(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Bounded polling of a real process: ``condition`` within ``seconds``, or fail saying what."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.05)
+def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Bounded polling of a real process (see procs.poll)."""
+    poll(condition, bool, seconds, what)
 
 
 def idle_connections(port: int, count: int) -> list[socket.socket]:
@@ -163,13 +160,13 @@ def test_1100_idle_metrics_connections_leave_the_daemon_up_and_status_fast(
         port, before = metrics_port(daemon), open_fds(daemon)
         with closing_all(idle_connections(port, 1100)) as socks:
             seen: dict[int, bytes] = {}
-            poll(lambda: answers(socks, seen) >= 1100 - 64, 20, "the connections past 64 refused")
+            until(lambda: answers(socks, seen) >= 1100 - 64, 20, "the connections past 64 refused")
             held = open_fds(daemon)
             _, took = timed(daemon.status)
             print(f"\nfds: {before} idle, {held} with 1,100 connections; status took {took:.3f} s")
             assert took < 1.0
             assert held <= before + 64 + 4
-            poll(lambda: answers(socks, seen) == 1100, 20, "the held connections closed")
+            until(lambda: answers(socks, seen) == 1100, 20, "the held connections closed")
         said = sorted(set(reply.split(b"\r\n", 1)[0] for reply in seen.values()))
         assert said == [b"HTTP/1.1 408 Request Timeout", b"HTTP/1.1 503 Service Unavailable"]
         assert sum(reply.startswith(b"HTTP/1.1 408") for reply in seen.values()) == 64
@@ -189,13 +186,13 @@ def test_accept_loops_outlive_a_full_descriptor_table(tmp_path: Path) -> None:
     with running(tmp_path, text) as daemon:
         limit_open_files(daemon)
         with closing_all(idle_connections(metrics_port(daemon), 1100)):
-            poll(lambda: bool(log_lines(daemon, "accept failed")), 20, "the table full")
+            until(lambda: bool(log_lines(daemon, "accept failed")), 20, "the table full")
             assert open_fds(daemon) >= NOFILE - 8
             # The operator's request waits in the backlog until the held ones time out.
             reply, took = timed(lambda: daemon.call("status", timeout=30))
             print(f"\nstatus with the table full took {took:.3f} s (held ones expire at 3 s)")
             assert reply["version"] and took < 3 + 5
-            poll(lambda: len(log_lines(daemon, "accepting again")) == 2, 30, "both recovered")
+            until(lambda: len(log_lines(daemon, "accepting again")) == 2, 30, "both recovered")
         assert daemon.proc is not None and daemon.proc.poll() is None
         failed = log_lines(daemon, "accept failed")
         assert len(failed) == 2  # once per listener, not once per failed accept
@@ -312,7 +309,7 @@ def test_the_line_cap_is_exact_on_the_daemon_socket(tmp_path: Path) -> None:
 # -- symptom 8: held control connections -------------------------------------------------------
 
 HOLDER = """
-import json, select, socket, sys, time
+import json, selectors, socket, sys, time
 path, count, expect_held = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 socks = []
 for _ in range(count):
@@ -321,17 +318,16 @@ for _ in range(count):
     s.setblocking(False)
     socks.append(s)
 busy, deadline = set(), time.monotonic() + 30
+waiting = selectors.DefaultSelector()  # epoll: more sockets than select() takes
+for i, s in enumerate(socks):
+    waiting.register(s, selectors.EVENT_READ, i)
 while len(busy) < count - expect_held and time.monotonic() < deadline:
-    for i, s in enumerate(socks):
-        if i in busy:
-            continue
-        try:
-            data = s.recv(65536)
-        except BlockingIOError:
-            continue
+    for key, _ in waiting.select(timeout=1.0):  # a refusal arrives, or a second passes
+        data = key.fileobj.recv(65536)
+        if b'"busy"' in data or not data:
+            waiting.unregister(key.fileobj)
         if b'"busy"' in data:
-            busy.add(i)
-    time.sleep(0.02)
+            busy.add(key.data)
 print(json.dumps({"connected": len(socks), "busy": len(busy)}), flush=True)
 sys.stdin.readline()  # hold them until told
 """
@@ -393,7 +389,7 @@ def test_1000_control_connections_held_by_a_reader_leave_the_operator_status(
         reply, took = timed(daemon.status)
         print(f"\noperator status with 1,000 reader connections opened: {took:.3f} s")
         assert reply["version"] and took < 1.0
-        poll(lambda: refused_count(daemon) == 936, 30, "the refusals counted")
+        until(lambda: refused_count(daemon) == 936, 30, "the refusals counted")
         events = refusal_events(daemon)
         assert [e["detail"]["count"] for e in events] == [1, 935]  # oldest first
         assert {e["detail"]["uid"] for e in events} == {65534}

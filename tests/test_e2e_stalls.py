@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 
 from ringbearer._errors import ErrorCode, RequestError
 
-from .procs import Daemon, Simulator, config_for, email, running
+from .procs import Daemon, Simulator, config_for, email, poll, running
 
 pytestmark = pytest.mark.e2e
 
@@ -48,17 +48,6 @@ def states(daemon: Daemon, ids: list[int]) -> set[str]:
 
 def attempts(daemon: Daemon, ids: list[int]) -> list[int]:
     return [daemon.call("message", {"id": i})["attempts"] for i in ids]
-
-
-def poll(read: Callable[[], Any], ok: Callable[[Any], bool], what: str) -> Any:
-    """Read until ``ok`` holds, at most ``POLL_SECONDS`` (the daemon runs on its own clock)."""
-    deadline = time.monotonic() + POLL_SECONDS
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: still {value!r}"
-        time.sleep(0.1)
 
 
 def stalls(daemon: Daemon) -> dict[str, dict[str, Any]]:
@@ -194,20 +183,23 @@ def test_work_with_no_route_after_a_restart_is_a_stall_alert_and_a_status_line(
     ids = submit(first, chat(1), chat(2))
     assert first.stop() == 0
     with running(tmp_path, without(text, "integrations.slack_chat")) as daemon:
-        found = poll(lambda: stalls(daemon), lambda s: "slack_chat" in s, "no stall shown")
+        found = poll(
+            lambda: stalls(daemon), lambda s: "slack_chat" in s, POLL_SECONDS, "no stall shown"
+        )
         assert found["slack_chat"]["why"] == "no_route" and found["slack_chat"]["queued"] == 2
         shown = daemon.cli("status")
         assert "STALLS" in shown.stdout and "stalled: no route" in shown.stdout
         poll(
             lambda: {a["key"] for a in daemon.call("alerts")["alerts"]},
             lambda keys: "stalled:slack_chat" in keys,
+            POLL_SECONDS,
             "no stall alert",
         )
         forced = daemon.cli("reload", "--drop-queued")
         assert forced.returncode == 0, forced.stderr
         assert "dead-lettered (replayable): slack_chat 2" in forced.stdout
         assert states(daemon, ids) == {"dead"}
-        poll(lambda: stalls(daemon), lambda s: s == {}, "the stall stays")
+        poll(lambda: stalls(daemon), lambda s: s == {}, POLL_SECONDS, "the stall stays")
 
 
 def test_work_in_flight_without_progress_is_a_stall_until_it_moves(
@@ -218,12 +210,14 @@ def test_work_in_flight_without_progress_is_a_stall_until_it_moves(
     with running(tmp_path, config_for(tmp_path, sim, extra=FAST_STALLS)) as daemon:
         sim.fault("amplitude", latency_ms=6000)
         ids = submit(daemon, amplitude(1))
-        found = poll(lambda: stalls(daemon), lambda s: "amplitude" in s, "no stall shown")
+        found = poll(
+            lambda: stalls(daemon), lambda s: "amplitude" in s, POLL_SECONDS, "no stall shown"
+        )
         assert found["amplitude"]["why"] == "no_progress"
         assert found["amplitude"]["in_flight"] == 1
         daemon.wait_idle(60)
         assert states(daemon, ids) == {"delivered"}
-        poll(lambda: stalls(daemon), lambda s: s == {}, "the stall stays")
+        poll(lambda: stalls(daemon), lambda s: s == {}, POLL_SECONDS, "the stall stays")
 
 
 INJECT = """
