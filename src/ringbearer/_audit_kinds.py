@@ -19,6 +19,8 @@ class EventKind(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
     RETURNED = "returned"
     RECOVERED = "recovered"  # in flight at the last stop: queued again at start-up
+    HELD = "held"  # kept in the store, not due, until its hold is released (a paused domain)
+    RELEASED = "released"  # a hold ended: due again
     REPLAYED = "replayed"
     PURGED = "purged"
     # Integrations.
@@ -51,3 +53,10 @@ class EventKind(enum.StrEnum):
     ALERT_ESCALATED = "alert_escalated"
     ALERT_ACKED = "alert_acked"
     ALERT_RESOLVED = "alert_resolved"
+    # Deliverability.
+    PROVIDER_EVENT = "provider_event"  # a verified provider report on a message
+    WEBHOOK_REFUSED = "webhook_refused"  # forged, stale or replayed: 401, nothing changed
+    SUPPRESSED = "suppressed"  # an address added to the suppression list
+    UNSUPPRESSED = "unsuppressed"  # removed from it
+    REPUTATION_PAUSED = "reputation_paused"  # a sending domain's marketing and bulk mail waits
+    REPUTATION_RESUMED = "reputation_resumed"

@@ -32,6 +32,7 @@ from ._protocol import AlertState as AlertState
 from ._protocol import AuditLog as AuditLog
 from ._protocol import Controls as Controls
 from ._protocol import DeadLetterOps as DeadLetterOps
+from ._protocol import Deliverability as Deliverability
 from ._protocol import Dispatch as Dispatch
 from ._protocol import Intake as Intake
 from ._protocol import Lifecycle as Lifecycle

@@ -46,6 +46,12 @@ class NewMessage:
     priority: Priority = Priority.NORMAL
     idempotency_key: str | None = None
     deliver_by: float | None = None  # a deadline, wall clock: nearest goes first in its priority
+    # Deliverability, for email: the category (transactional, marketing...), the
+    # first recipient normalised, and the sending domain (of ``from``), lower case.
+    category: str | None = None
+    recipient: str | None = None
+    domain: str | None = None
+    not_before: float | None = None  # wall clock: not due before this (scheduled)
 
 
 @attrs.frozen
@@ -74,6 +80,9 @@ class Claimed:
     # members each keep their own): see ``Store.save_progress``.
     progress: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     deliver_by: float | None = None
+    category: str | None = None
+    recipient: str | None = None
+    domain: str | None = None
 
 
 # Priorities a claim may take, most urgent first, both ends included.
@@ -89,6 +98,7 @@ class SettleKind(enum.Enum):
     FAILED_OVER = "failed_over"  # next group member, now
     DEAD_LETTERED = "dead_lettered"
     RETURNED = "returned"  # never attempted (breaker refused at the last moment)
+    HELD = "held"  # never attempted: kept queued but not due until ``Settle.held`` is released
 
     @property
     def status(self) -> MessageStatus:
@@ -128,6 +138,7 @@ class Settle:
     attempt: Attempt | None = None
     created_at: float = 0.0
     priority: Priority = Priority.NORMAL
+    held: str | None = None  # HELD: the hold's key (``domain:example.com``)
 
 
 @attrs.frozen

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import attrs
 
 from .._delivery import Priority
+from ..deliverability import EventRecord, FunnelRow, MailEventRow, MatchedEvent, ProviderEvent
+from ..deliverability import Suppression
 from ._alert_model import AlertRecord
 from ._model import (
     ALL_PRIORITIES,
@@ -216,6 +218,68 @@ class AlertState(Protocol):
         """The highest alert id ever kept, resolved or not (0 if none): new ids go on from it."""
 
 
+class Deliverability(Protocol):
+    """Provider events on messages, the suppression list, holds, and what the guards read."""
+
+    async def match_events(
+        self, events: Sequence[ProviderEvent], *, soft_since: float
+    ) -> list[MatchedEvent]:
+        """Find each event's message (by ``provider_id``, else by ``key``) and whether its
+        ``(source, event_id)`` was committed before; ``soft_bounces`` counts the address's
+        soft bounces kept since ``soft_since``. A read: nothing is written."""
+
+    async def commit_events(self, records: Sequence[EventRecord]) -> list[bool]:
+        """Keep each event (once per ``(source, event_id)``), its ``provider_event`` audit
+        event and its suppressions, in one commit with whatever else is waiting; return
+        after the commit, True for each event that was new (False: already kept, and
+        nothing of that record was written again)."""
+
+    async def add_suppression(self, suppression: Suppression) -> Suppression:
+        """Durably add (or renew: same address, scope and reason) a suppression, with a
+        ``suppressed`` audit event; return it with its id, after the commit."""
+
+    async def remove_suppression(
+        self, address: str, *, scope: str | None = None, by: str, note: str = ""
+    ) -> list[Suppression]:
+        """Durably remove the address's suppressions (of ``scope``, or all), each with an
+        ``unsuppressed`` audit event naming ``by``; return what was removed."""
+
+    async def suppressions(
+        self,
+        *,
+        address: str | None = None,
+        active_at: float | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[Suppression]:
+        """Suppressions by id ascending, above ``after``; of ``address`` only, if given;
+        only those not expired at ``active_at`` (wall time), if given."""
+
+    async def note_suppressed_try(self, suppression_id: int, at: float) -> None:
+        """A critical email passed a hard-bounce suppression at ``at`` (its one try a day)."""
+
+    async def release_held(self, key: str, *, at: float, by: str) -> int:
+        """Make every message held under ``key`` due at ``at``, each with a ``released``
+        audit event naming ``by``; the listener hears of their targets as of a submit.
+        Return how many."""
+
+    async def held_keys(self) -> dict[str, int]:
+        """How many messages wait under each hold key."""
+
+    async def mail_events(self, *, since: float) -> list[MailEventRow]:
+        """Kept email events since ``since`` (wall time), oldest first: the guard's seed."""
+
+    async def marketing_sends(
+        self, *, category: str, since: float
+    ) -> list[tuple[str, float]]:
+        """``(recipient, delivered_at)`` of messages of ``category`` delivered since
+        ``since``, oldest first: the frequency caps' seed."""
+
+    async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:
+        """Per integration and sending domain, for email submitted since ``since``: sent,
+        accepted and each event's count."""
+
+
 class Lifecycle(Protocol):
     """Start-up, shutdown and the listener told of each commit."""
 
@@ -240,6 +304,7 @@ class Store(
     Queries,
     DeadLetterOps,
     AlertState,
+    Deliverability,
     Lifecycle,
     Protocol,
 ):
