@@ -303,7 +303,7 @@ async def test_mailgun_request() -> None:
         "h:Reply-To": ["desk@studio.example"],
         "h:X-Wedding": ["w-42"],
         "v:category": ["gallery"],
-        "h:X-Idempotency-Key": ["msg-0001"],
+        "v:ringbearer-key": ["msg-0001"],
     }
 
 

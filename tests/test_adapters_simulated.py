@@ -262,12 +262,12 @@ async def test_pagerduty_retry_joins_the_open_alert(sim: Sim) -> None:
     assert logic.alerts == {(KEYS["PD"], "msg-0001"): AlertStatus.RESOLVED}
 
 
-async def test_mailgun_retry_carries_the_same_mime_key(sim: Sim) -> None:
-    """Mailgun does not dedup: a retry is queued again, under the same h:X-Idempotency-Key."""
+async def test_mailgun_retry_carries_the_same_key_variable(sim: Sim) -> None:
+    """Mailgun does not dedup: a retry is queued again, under the same v:ringbearer-key."""
     first = await deliver_to(sim, "mailgun")
     again = await deliver_to(sim, "mailgun", attempts=1)
     assert isinstance(first, Delivered) and isinstance(again, Delivered) and first != again
-    keys = [parse_qs(seen["body"])["h:X-Idempotency-Key"] for seen in await sim.requests("mailgun")]
+    keys = [parse_qs(seen["body"])["v:ringbearer-key"] for seen in await sim.requests("mailgun")]
     assert keys == [["msg-0001"], ["msg-0001"]]
     stats = await sim.stats("mailgun")
     assert (stats["accepted"], stats["duplicates"]) == (2, 1)

@@ -333,10 +333,10 @@ async def test_twilio_account_must_match_the_user(sim: Sim) -> None:
 
 @pytest.mark.parametrize(
     ("to", "code"),
-    [("+15005550001", 21211), ("+15005550009", 21614), ("+15005550004", 21610)],
+    [("+15005550002", 21612), ("+15005550009", 21614), ("+15005550004", 21610)],
 )
 async def test_twilio_sms_recipient_refusals_are_permanent(sim: Sim, to: str, code: int) -> None:
-    """Invalid, non-mobile and unsubscribed recipients are 400s: permanent."""
+    """Unreachable, non-mobile and unsubscribed recipients are 400s: permanent."""
     outcome = await deliver_to(sim, "twilio_sms", {"to": to, "body": "x"})
     assert permanent(f"HTTP 400: {code}", 400)(outcome)
 

@@ -79,7 +79,7 @@ def alert_email(kind: str, seen: dict[str, Any]) -> dict[str, Any] | None:
             "to": form["to"],
             "subject": form["subject"][0],
             "text": form["text"][0],
-            "key": form["h:X-Idempotency-Key"][0],
+            "key": form["v:ringbearer-key"][0],
         }
     return None
 

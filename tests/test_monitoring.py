@@ -36,6 +36,12 @@ PROMETHEUS = shutil.which("prometheus")
 INSTALL = "apt-get install prometheus (it provides promtool and prometheus)"
 # Series the lead engineer adds to _metrics.py, and Prometheus' own per-target series.
 ANNOUNCED = {"ringbearer_queue_oldest_age_seconds", "ringbearer_wedding_day_mode", "up"}
+# Deliverability's series (provider events, the reputation guard, suppressed sends).
+ANNOUNCED |= {
+    "ringbearer_email_events_total",
+    "ringbearer_email_complaint_ratio",
+    "ringbearer_suppressed_total",
+}
 DEADLINE = 30.0
 T = TypeVar("T")
 
@@ -189,6 +195,9 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
         "ringbearer_actor_restarts_total",
         "ringbearer_budget_remaining",
         "ringbearer_wedding_day_mode",
+        "ringbearer_email_events_total",
+        "ringbearer_email_complaint_ratio",
+        "ringbearer_suppressed_total",
     }
     assert wanted <= selected, f"not on the dashboard: {wanted - selected}"
     ids = [p["id"] for p in dashboard["panels"]]

@@ -151,6 +151,10 @@ async def test_stats_shows_the_counts(setup: Setup) -> None:
         "unique_keys": 0,
         "duplicates": 0,
         "status_counts": {"200": 2, "503": 1},
+        "events_sent": 0,
+        "events_failed": 0,
+        "events_dropped": 0,
+        "event_retries": 0,
     }
 
 

@@ -40,6 +40,8 @@ EVENT: dict[str, Any] = {
     "payload": {"summary": "disk full", "source": "srv01", "severity": "critical"},
 }
 MAILGUN_URL = "/mailgun/v3/mg.example.com/messages"
+# The event counters of a provider that sent none (no webhook target is registered).
+NO_EVENTS = {"events_sent": 0, "events_failed": 0, "events_dropped": 0, "event_retries": 0}
 TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 SLACK_URL = "/slack-webhook/services/T000/B000/XXXX"
 
@@ -173,11 +175,15 @@ async def send(sim: Sim, provider: str, **overrides: Any) -> httpx.Response:
 def test_public_surface() -> None:
     """The package exports exactly its documented names."""
     assert sorted(ringbearer.simulator.__all__) == [
+        "EventTiming",
+        "Fates",
         "FaultKind",
         "Faults",
+        "MailEvent",
         "SimulatorAddress",
         "SimulatorState",
         "StatsSnapshot",
+        "WebhookTarget",
         "kind_of",
         "provider_specs",
         "run_simulator",
@@ -717,7 +723,7 @@ async def test_stats_start_at_zero_for_every_provider(sim: Sim) -> None:
     """Every provider kind, SMTP included, is listed with zero counters."""
     stats = (await sim.client.get("/_sim/stats")).json()
     zero = {"requests": 0, "accepted": 0, "unique_keys": 0, "duplicates": 0, "status_counts": {}}
-    assert stats == {name: zero for name in [*PROVIDERS, "smtp"]}
+    assert stats == {name: {**zero, **NO_EVENTS} for name in [*PROVIDERS, "smtp"]}
 
 
 async def test_stats_count_requests_keys_and_duplicates(sim: Sim) -> None:
@@ -732,6 +738,7 @@ async def test_stats_count_requests_keys_and_duplicates(sim: Sim) -> None:
         "unique_keys": 3,
         "duplicates": 2,
         "status_counts": {"200": 6, "401": 1},
+        **NO_EVENTS,
     }
 
 

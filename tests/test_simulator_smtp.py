@@ -86,6 +86,11 @@ async def test_a_message_is_accepted_and_counted_by_message_id(smtp: Smtp) -> No
         "unique_keys": 2,
         "duplicates": 1,
         "status_counts": {"250": 3},
+        # SMTP has no webhooks: it never sends events.
+        "events_sent": 0,
+        "events_failed": 0,
+        "events_dropped": 0,
+        "event_retries": 0,
     }
 
 

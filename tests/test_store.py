@@ -298,7 +298,7 @@ async def test_progress_is_kept_per_integration_across_a_restart(
 async def test_a_version_1_database_is_migrated_keeping_its_messages(
     tmp_path: Path, loop: None
 ) -> None:
-    """Migrations 2 to 5 bring a database made by the first schema up to date."""
+    """Migrations 2 to 6 bring a database made by the first schema up to date."""
     db = tmp_path / "rb.db"
     conn = sqlite3.connect(db)
     conn.executescript(MIGRATIONS[0])
@@ -314,7 +314,7 @@ async def test_a_version_1_database_is_migrated_keeping_its_messages(
         (claimed,) = await store.claim("email", 1)
         assert (claimed.idempotency_key, claimed.progress) == ("k", {})
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     conn.close()
 
 

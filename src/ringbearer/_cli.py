@@ -72,10 +72,18 @@ COMMAND_MODULES = {
     "wait": "_cli_messages",
     "audit": "_cli_messages",
     "dead-letters": "_cli_messages",
+    "suppression": "_cli_deliverability",
+    "deliverability": "_cli_deliverability",
     "sandbox": "_cli_sandbox",
     "simulate": "_cli_sandbox",
 }
-MODULES = ("_cli_config", "_cli_operate", "_cli_messages", "_cli_sandbox")
+MODULES = (
+    "_cli_config",
+    "_cli_operate",
+    "_cli_messages",
+    "_cli_deliverability",
+    "_cli_sandbox",
+)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
+
 from ._audit_kinds import EventKind
 from ._cli_base import (
     CHANGE_EXITS,
@@ -30,12 +32,13 @@ from ._cli_base import (
     time_ahead,
     time_back,
 )
-from ._cli_times import BACK_FORMS
+from ._cli_times import AHEAD_FORMS, BACK_FORMS
 from ._errors import ControlError, RequestError
 
 SEND_CHUNK = 1000  # messages a request
 ID_CHUNK = 1000  # dead letters replayed or purged a request
-LINE_FIELDS = {"target", "payload", "priority", "key", "deliver_by"}
+LINE_FIELDS = {"target", "payload", "priority", "key", "deliver_by", "not_before", "category"}
+TIME_FIELDS = ("deliver_by", "not_before")  # a line may give them as the CLI's times ahead
 EVENT_KINDS = tuple(k.value for k in EventKind)
 
 
@@ -50,32 +53,40 @@ def cmd_send(args: argparse.Namespace) -> int:
     structure = converter().structure
     messages = [structure(line, MessageIn) for line in lines]
     accepted: list[Any] = []
+    refused: list[Any] = []
     for start in range(0, len(messages), SEND_CHUNK):
         chunk = messages[start : start + SEND_CHUNK]
         try:
-            accepted.extend(call(args, Submit(chunk), timeout=120.0).accepted)
+            reply = call(args, Submit(chunk), timeout=120.0)
         except RequestError:
-            if accepted:
-                stderr(f"{len(accepted)} message(s) were accepted before this error")
+            if accepted or refused:
+                also = f" ({len(refused)} refused on their own)" if refused else ""
+                stderr(f"{len(accepted)} message(s) were accepted before this error{also}")
             raise
-    _show_accepted(args, accepted)
-    return EXIT_OK
+        accepted.extend(reply.accepted)
+        refused.extend(attrs.evolve(x, index=x.index + start) for x in reply.refused)
+    _show_submitted(args, accepted, refused)
+    return EXIT_REFUSED if refused else EXIT_OK
 
 
-def _show_accepted(args: argparse.Namespace, accepted: list[Any]) -> None:
+def _show_submitted(args: argparse.Namespace, accepted: list[Any], refused: list[Any]) -> None:
+    """What was accepted, then each message refused on its own (its index in the input)."""
     from ._views import plural
     from .control._replies import SubmitReply
 
     if args.json:
         from ._cli_base import to_json
 
-        print(to_json(SubmitReply(accepted)))
-    elif len(accepted) == 1:
+        print(to_json(SubmitReply(accepted, refused)))
+        return
+    if len(accepted) == 1:
         a = accepted[0]
         print(f"accepted id={a.id} key={a.key}" + (" (duplicate)" if a.duplicate else ""))
-    else:
+    elif accepted or not refused:
         duplicates = sum(1 for a in accepted if a.duplicate)
         print(f"accepted {plural(len(accepted), 'message')} ({plural(duplicates, 'duplicate')})")
+    for x in refused:
+        print(f"refused messages[{x.index}]: {x.code}: {x.reason}")
 
 
 def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -92,6 +103,10 @@ def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         message["key"] = args.key
     if args.deliver_by is not None:
         message["deliver_by"] = args.deliver_by
+    if args.not_before is not None:
+        message["not_before"] = args.not_before
+    if args.category is not None:
+        message["category"] = args.category
     yield message
 
 
@@ -127,13 +142,14 @@ def _line(path: Path, number: int, line: str) -> dict[str, Any]:
     unknown = set(obj) - LINE_FIELDS
     if unknown:
         raise UsageError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
-    if isinstance(obj.get("deliver_by"), str):
-        from ._cli_times import ahead
+    for name in TIME_FIELDS:
+        if isinstance(obj.get(name), str):
+            from ._cli_times import ahead
 
-        try:
-            obj["deliver_by"] = ahead(obj["deliver_by"], time.time())
-        except ValueError as exc:
-            raise UsageError(f"{where}: deliver_by: {exc}") from None
+            try:
+                obj[name] = ahead(obj[name], time.time())
+            except ValueError as exc:
+                raise UsageError(f"{where}: {name}: {exc}") from None
     return obj
 
 
@@ -343,7 +359,9 @@ def _add_send(command: AddCommand) -> None:
         "submit one message, or a JSON-lines file of them",
         exits(
             "0  every message accepted (durably stored)",
-            "1  the daemon refused the request (nothing of it was stored)",
+            "1  the daemon refused the request (nothing of it was stored), or refused some"
+            " messages on their own (a suppressed recipient: each is printed; the others"
+            " were stored)",
             "2  bad usage, or a bad --payload or file",
             "3  the daemon could not be reached",
         ),
@@ -363,13 +381,28 @@ def _add_send(command: AddCommand) -> None:
     p.add_argument(
         "--file",
         metavar="FILE",
-        help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?}',
+        help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?,'
+        ' "not_before"?, "category"?}',
     )
     p.add_argument(
         "--deliver-by",
         type=time_ahead,
         metavar="WHEN",
         help="a deadline: a duration from now (2h), an ISO time or a Unix time",
+    )
+    p.add_argument(
+        "--not-before",
+        type=time_ahead,
+        metavar="WHEN",
+        help="scheduled: not sent before WHEN (it waits in the store, across restarts): "
+        + AHEAD_FORMS,
+    )
+    p.add_argument(
+        "--category",
+        metavar="C",
+        help="email: the category it is sent under (transactional, marketing, or one config"
+        " adds), which suppressions, unsubscribe links, caps and the reputation guard read;"
+        " none: [deliverability] default_category",
     )
 
 

@@ -7,6 +7,7 @@ keys are errors. Per-integration settings inherit from ``[defaults]``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from ._daemon_settings import socket_path_of as socket_path_of
 from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
 from ._wedding import WeddingDaySettings
+from .deliverability._settings import DeliverabilitySettings, WebhookSettings
 from .integrations import ProviderKind, provider_kinds
 from .resilience import (
     BreakerSettings,
@@ -193,6 +195,8 @@ class Config:
     integrations: Mapping[str, IntegrationSettings]
     groups: Mapping[str, tuple[str, ...]]
     stalls: StallSettings = StallSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    deliverability: DeliverabilitySettings = DeliverabilitySettings()
 
     @property
     def state_dir(self) -> Path:
@@ -228,6 +232,8 @@ class _TopLevel:
     wedding_day: WeddingDaySettings = WeddingDaySettings()
     alerting: AlertingSettings = AlertingSettings()
     stalls: StallSettings = StallSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    deliverability: DeliverabilitySettings = DeliverabilitySettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -377,12 +383,32 @@ class _Loader:
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
             stalls=self.section(raw, "stalls", StallSettings),
+            webhooks=self.section(raw, "webhooks", WebhookSettings),
+            deliverability=self.section(raw, "deliverability", DeliverabilitySettings),
         )
         self.check_paths(config, bool(sections))
         self.check_alerting(config)
+        self.problems.extend(deliverability_problems(config.deliverability, config.webhooks))
+        self.check_webhooks(config)
         if self.problems:
             raise ConfigError(str(self.source), self.problems)
         return config
+
+    def check_webhooks(self, config: Config) -> None:
+        """PagerDuty posts to the public listener; outside the sandbox, links need a key."""
+        webhooks, unsubscribe = config.webhooks, config.deliverability.unsubscribe
+        if config.alerting.pagerduty_webhook_secret is not None and not webhooks.enabled:
+            why = "PagerDuty posts to the public listener: enable [webhooks]"
+            self.problems.append(ConfigProblem("alerting.pagerduty_webhook_secret", why))
+        if webhooks.enabled and not config.sandbox.enabled and unsubscribe.secret is None:
+            why = "required with [webhooks] enabled: it signs unsubscribe links"
+            self.problems.append(ConfigProblem("deliverability.unsubscribe.secret", why))
+        for index, proxy in enumerate(webhooks.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                where = f"webhooks.trusted_proxies[{index}]"
+                self.problems.append(ConfigProblem(where, f"not an address or network: {proxy!r}"))
 
     def check_alerting(self, config: Config) -> None:
         targets = config.targets()
@@ -418,6 +444,46 @@ class _Loader:
             )
         if not any_integration:
             self.problems.append(ConfigProblem("integrations", "no integration is configured"))
+
+
+def deliverability_problems(
+    settings: DeliverabilitySettings, webhooks: WebhookSettings
+) -> list[ConfigProblem]:
+    """Every category named must be a known one; thresholds in order; a public URL a URL."""
+    known = set(settings.categories)
+    named = [("deliverability.default_category", settings.default_category)]
+    named += [
+        ("deliverability.suppression.complaint_spares", c)
+        for c in settings.suppression.complaint_spares
+    ]
+    named += [
+        ("deliverability.reputation.paused_categories", c)
+        for c in settings.reputation.paused_categories
+    ]
+    named += [
+        (f"deliverability.caps[{i}].category", cap.category) for i, cap in enumerate(settings.caps)
+    ]
+    named += [("deliverability.unsubscribe.categories", c) for c in settings.unsubscribe.categories]
+    listed = ", ".join(settings.categories)
+    problems = [
+        ConfigProblem(where, f"unknown category {name!r}; known: {listed}")
+        for where, name in named
+        if name not in known
+    ]
+    problems += [
+        ConfigProblem("deliverability.categories", f"{name!r}: use a-z, 0-9, '-' and '_'")
+        for name in settings.categories
+        if not NAME.match(name)
+    ]
+    reputation = settings.reputation
+    if reputation.complaint_warn >= reputation.complaint_pause:
+        why = "must be below complaint_pause"
+        problems.append(ConfigProblem("deliverability.reputation.complaint_warn", why))
+    url = webhooks.public_url
+    if url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        why = "expected an http(s) URL with no query, such as https://hooks.example.com"
+        problems.append(ConfigProblem("webhooks.public_url", why))
+    return problems
 
 
 def parse(text: str, source: Path, kinds: Mapping[str, ProviderKind] | None = None) -> Config:
@@ -459,6 +525,8 @@ def unresolved_secrets(
         for path, ref in secret_refs(integration.provider)
     ]
     refs += [(f"alerting.{path}", ref) for path, ref in secret_refs(config.alerting)]
+    unsubscribe = config.deliverability.unsubscribe
+    refs += [(f"deliverability.unsubscribe.{p}", r) for p, r in secret_refs(unsubscribe)]
     return [
         ConfigProblem(path, f"secret not found ({ref.describe()})")
         for path, ref in refs

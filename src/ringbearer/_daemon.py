@@ -32,6 +32,7 @@ from . import __version__
 from ._alert_host import AlertHost
 from ._alerting import AlertManager
 from ._config import Config
+from ._deliverability_parts import EventSide, IntakeSide
 from ._errors import RingbearerError, cannot
 from ._fleet import Fleet, Hooks, PartsFactory
 from ._front import front_services
@@ -63,6 +64,9 @@ from .store import EventKind, SqliteStore
 
 log = logging.getLogger("ringbearer.daemon")
 WallClock = Callable[[], float]
+# How often the reputation guard looks again without a new event (an automatic
+# resume, held mail whose pause is gone); each event batch is judged at once.
+GUARD_TICK_SECONDS = 30.0
 
 
 @attrs.frozen
@@ -80,15 +84,21 @@ class _Core:
     mode: ModeController
     drains: Drains  # stranded work a forced reload drops
     stalls: StallDetector
+    intake: IntakeSide
+    events: EventSide
 
 
-def _core(base: Base) -> _Core:
-    """Build the fleet and the parts around it; nothing runs yet."""
+async def _core(base: Base) -> _Core:
+    """Build the fleet and the parts around it (reading what they keep); nothing runs yet."""
     store, wall = base.store, base.wall
     current, fleet, journal = CurrentConfig(base.config), Fleet(), Journal(store, wall)
-    submit = SubmitHandler(current, fleet, store, base.metrics)
+    intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry)
+    submit = SubmitHandler(
+        current, fleet, store, base.metrics, intake.rules, lambda t, at: wakeups.scheduled(t, at)
+    )
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
+    events = await EventSide.load(base.config, intake, store, journal, alerts, wall)
     wakeups = Wakeups(fleet, store.counters, wall, (base.metrics.observe, alerts.observe_settles))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
 
@@ -98,7 +108,10 @@ def _core(base: Base) -> _Core:
         wakeups.breaker_moved(name)
 
     hooks = Hooks(breaker_moved, journal.health_changed, wakeups.slot_freed)
-    factory = PartsFactory(store, wall, base.ssl_context, base.kinds, base.sandbox, hooks)
+    factory = PartsFactory(
+        store, wall, base.ssl_context, base.kinds, base.sandbox, hooks, events.gate,
+        intake.public.webhook,
+    )  # fmt: skip
     fleet.fill(base.config, factory)
     supervisor = Supervisor(
         base.config.supervisor, on_event=journal.supervisor_event, on_state=wakeups.slot_freed
@@ -109,7 +122,7 @@ def _core(base: Base) -> _Core:
     )
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
-        stalls,
+        stalls, intake, events,
     )  # fmt: skip
 
 
@@ -129,7 +142,7 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
     return Parts(
         base, core.current, core.fleet, core.wakeups, core.journal, core.mode, core.alerts,
         reloader, core.supervisor, preflight, _heartbeat(base, summary), table, addresses,
-        summary,
+        summary, core.intake, core.events,
     )  # fmt: skip
 
 
@@ -166,6 +179,9 @@ def _table(
         submit=core.submit,
         status=status,
         crash_allowed=base.sandbox is not None and base.config.sandbox.fault_injection,
+        book=core.intake.book,
+        guard=core.events.guard,
+        current=core.current,
     )
 
 
@@ -185,7 +201,7 @@ async def run_core(
     on_stopping: Callable[[], None] = lambda: None,
 ) -> None:
     """Run the daemon's parts until ``stop``: actors, dispatchers, duties, ``front`` services."""
-    core = _core(base)
+    core = await _core(base)
     await core.fleet.restore(base.store, base.wall)
     await core.alerts.restore()  # the alerts open at the last stop, where they stood
     base.store.listener = core.wakeups
@@ -219,6 +235,7 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
     await nursery.start(parts.mode.watch)
     await nursery.start(parts.alerts.run)
     await nursery.start(parts.preflight.run)
+    await nursery.start(parts.events.guard.run, GUARD_TICK_SECONDS)
 
 
 def _where(parts: Parts) -> dict[str, object]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import attrs
 import trio
@@ -21,10 +22,26 @@ import trio
 from . import _lifecycle
 from ._actor import IntegrationActor
 from ._delivery import Envelope, Priority
+from .deliverability import PASS, Pass, Verdict
 from .resilience import RateLimitSettings, TokenBucket
 from .store import ALL_PRIORITIES, Claimed, Span, Store
 
 WallClock = Callable[[], float]
+
+
+class Gate(Protocol):
+    """Decides, just before a claimed message is handed on, whether it may go now."""
+
+    async def check(self, message: Claimed, now: float) -> Verdict: ...
+
+
+class OpenGate:
+    """Every message goes: work that no deliverability rule concerns."""
+
+    async def check(self, message: Claimed, now: float) -> Verdict:
+        return PASS
+
+
 IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this much delay
 
 
@@ -48,6 +65,8 @@ class Dispatcher:
     # at a controlled rate.
     defer_bulk: bool = False
     release: TokenBucket | None = None
+    # Deliverability: a suppressed recipient, a paused sending domain, a cap.
+    gate: Gate = attrs.Factory(OpenGate)
 
     def kick(self) -> None:
         self._kicked.set()
@@ -203,6 +222,8 @@ class Dispatcher:
                 continue
             span = (Priority.CRITICAL, Priority.CRITICAL)
             for message in await self.store.claim(self.target, slots, span):
+                if await self._stopped_by_gate(message):
+                    continue
                 await member.put(_envelope(message, member.name, index))
         return self._breaker_deadline()
 
@@ -236,7 +257,19 @@ class Dispatcher:
                 return index, member if member.free_slots() > 0 else None
         return route_index % count, None
 
+    async def _stopped_by_gate(self, message: Claimed) -> bool:
+        """Settle a message the gate will not let go now (dropped, held, deferred)."""
+        verdict = await self.gate.check(message, self.wall())
+        if isinstance(verdict, Pass):
+            return False
+        index = message.route_index % len(self.members)
+        envelope = _envelope(message, self.members[index].name, index)
+        await self.store.record([_lifecycle.gated(envelope, verdict)])
+        return True
+
     async def _hand_over(self, message: Claimed) -> None:
+        if await self._stopped_by_gate(message):
+            return
         index, member = self._pick(message.route_index)
         while member is None:
             if self._stopping or not any(m.admits() for m in self.members):

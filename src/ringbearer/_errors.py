@@ -36,6 +36,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_TARGET = "unknown_target"
     UNKNOWN_INTEGRATION = "unknown_integration"
     KEY_REUSED = "key_reused"  # an idempotency key already used for a different message
+    SUPPRESSED = "suppressed"  # a recipient is on the suppression list for this category
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"  # the peer's role does not allow this
     FROZEN = "frozen"  # the wedding-day change freeze: give --force

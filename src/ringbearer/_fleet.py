@@ -14,7 +14,7 @@ import attrs
 
 from ._actor import ActorSnapshot, IntegrationActor
 from ._config import Config, IntegrationSettings, resolve_secret
-from ._dispatcher import Dispatcher
+from ._dispatcher import Dispatcher, Gate, OpenGate
 from ._errors import ErrorCode, RequestError
 from ._sandbox import Sandbox
 from .integrations import Adapter, AdapterContext, ProviderKind
@@ -43,6 +43,9 @@ class PartsFactory:
     kinds: Mapping[str, ProviderKind]
     sandbox: Sandbox | None
     hooks: Hooks
+    gate: Gate = OpenGate()  # deliverability's, before each email is handed to an actor
+    # The public URL of an integration's webhook on the listener, once it is known.
+    webhook_url: Callable[[str], str | None] = lambda name: None
 
     def adapter(self, settings: IntegrationSettings) -> Adapter:
         """Build one adapter; raises (secrets, settings) before anything runs."""
@@ -60,6 +63,7 @@ class PartsFactory:
             checkpoint=lambda message_id, steps: store.save_progress(
                 message_id, settings.name, steps
             ),
+            webhook_url=lambda: self.webhook_url(settings.name),
         )
 
     def actor(
@@ -94,8 +98,15 @@ class PartsFactory:
                     claim_batch=config.store.claim_batch,
                     # Only a group's pause is the dispatcher's: an integration's is its actor's.
                     paused=target in held and target not in actors,
+                    gate=self.gate if _is_email(config, members) else OpenGate(),
                 )
         return built
+
+
+def _is_email(config: Config, members: Iterable[str]) -> bool:
+    return any(
+        config.integrations[m].family == "email" for m in members if m in config.integrations
+    )
 
 
 def route_lengths(config: Config, name: str) -> dict[str, int]:

@@ -15,13 +15,13 @@ import signal
 
 import trio
 
-from . import _pagerduty_webhook
-from ._config import ControlSettings, MetricsSettings, PrincipalSettings, resolve_secret
+from ._config import ControlSettings, MetricsSettings, PrincipalSettings
 from ._converter import parse_host_port
 from ._errors import ErrorCode, RequestError, cannot
 from ._httpserver import Handler, HttpLimits, HttpRequest, HttpResponse, serve_http
 from ._logging import fields
 from ._parts import Parts
+from ._public import serve_public
 from ._reload import Reloader
 from .control import AccessPolicy, Guard, Principals, ServerLimits, serve_control
 from .handlers import answer
@@ -41,6 +41,8 @@ async def front_services(parts: Parts, nursery: trio.Nursery, stop: trio.Event) 
     check_open_file_limit(config.control, config.metrics)
     await nursery.start(parts.heartbeat.run)
     nursery.start_soon(parts.journal.report_refusals_forever)
+    # Before the control socket: an email's unsubscribe link needs the listener's address.
+    await serve_public(parts, nursery)
     with cannot(f"listen on the control socket {config.socket_path}"):
         await nursery.start(
             functools.partial(
@@ -138,17 +140,13 @@ def _access_policy(control: ControlSettings) -> AccessPolicy:
 
 
 def _metrics_handler(parts: Parts) -> Handler:
-    """``/metrics``, and PagerDuty's acknowledgements where a webhook secret is configured."""
+    """``/metrics`` (PagerDuty's acknowledgements moved to the public listener)."""
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-    config = parts.current.value
-    path, webhook_path = config.metrics.path, config.alerting.pagerduty_webhook_path
-    webhook = _webhook_handler(parts)
+    path = parts.current.value.metrics.path
     registry = parts.base.metrics.registry
 
     async def answer(request: HttpRequest) -> HttpResponse:
-        if webhook is not None and request.path == webhook_path:
-            return await webhook(request)
         if request.path != path:
             return HttpResponse.text(404, "not found\n")
         if request.method not in ("GET", "HEAD"):
@@ -158,14 +156,6 @@ def _metrics_handler(parts: Parts) -> Handler:
         )
 
     return answer
-
-
-def _webhook_handler(parts: Parts) -> Handler | None:
-    ref = parts.current.value.alerting.pagerduty_webhook_secret
-    if ref is None:
-        return None
-    secret = resolve_secret(ref, sandbox=parts.base.sandbox is not None)
-    return _pagerduty_webhook.handler(secret, parts.alerts.ack_key)
 
 
 async def _watch_signals(parts: Parts, stop: trio.Event, nursery: trio.Nursery) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import attrs
 
 from ._delivery import Delivered, Envelope, Outcome, Permanent, Retry, Taken
+from .deliverability import Defer, Drop, Hold
 from .resilience import RetryPolicy
 from .store import Attempt, Settle, SettleKind
 
@@ -147,3 +148,23 @@ def returned(env: Envelope, *, route_index: int, next_attempt_at: float, reason:
         next_attempt_at=next_attempt_at,
         reason=reason,
     )
+
+
+def gated(env: Envelope, verdict: Drop | Hold | Defer) -> Settle:
+    """A message the deliverability gate stopped before it was sent: never an attempt.
+
+    Dropped: a dead letter with the gate's reason (``suppressed: ...``). Held:
+    queued, but not due until its hold is released. Deferred: queued, due later.
+    """
+    unsent: dict[str, object] = {
+        "attempts": env.attempts,
+        "member_attempts": env.member_attempts,
+        "reason": verdict.reason,
+    }
+    match verdict:
+        case Drop():
+            return _settle(env, SettleKind.DEAD_LETTERED, **unsent)
+        case Hold(key=key):
+            return _settle(env, SettleKind.HELD, held=key, **unsent)
+        case Defer(until=until):
+            return _settle(env, SettleKind.RETURNED, next_attempt_at=until, **unsent)

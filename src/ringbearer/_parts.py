@@ -9,6 +9,7 @@ import attrs
 
 from ._alerting import AlertManager
 from ._config import Config
+from ._deliverability_parts import EventSide, IntakeSide
 from ._fleet import Fleet
 from ._heartbeat import Heartbeat
 from ._journal import Journal
@@ -59,3 +60,5 @@ class Parts:
     table: Table
     addresses: Addresses
     summary: Callable[[], str]
+    intake: IntakeSide  # deliverability at submit: suppression book, caps, unsubscribe links
+    events: EventSide  # provider events, the reputation guard, the gate

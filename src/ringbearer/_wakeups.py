@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from ._fleet import Fleet
-from .store import Counters, MessageStatus, Settle
+from .store import Counters, MessageStatus, Settle, SettleKind
 
 SettleObserver = Callable[[Sequence[Settle], float], None]
 
@@ -47,6 +47,8 @@ class Wakeups:
             dispatcher = self.fleet.dispatchers.get(s.target)
             if dispatcher is None or s.kind.status is not MessageStatus.QUEUED:
                 continue
+            if s.kind is SettleKind.HELD:
+                continue  # due when its hold is released, which tells us as a submit
             if s.next_attempt_at <= now + 0.001:
                 dispatcher.kick()
             else:
@@ -60,6 +62,12 @@ class Wakeups:
         dispatcher = self.fleet.dispatchers.get(name)
         if dispatcher is not None:
             dispatcher.kick()
+
+    def scheduled(self, target: str, at: float) -> None:
+        """A message of ``target`` was submitted to wait until wall time ``at`` (not_before)."""
+        dispatcher = self.fleet.dispatchers.get(target)
+        if dispatcher is not None:
+            dispatcher.note_due(at)
 
     def slot_freed(self, name: str) -> None:
         """Integration ``name`` can take work again (a slot, its breaker, its state)."""

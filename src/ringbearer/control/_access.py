@@ -4,10 +4,12 @@ The socket's mode (0660) and group decide who can connect at all; then each
 connection's peer credentials (``SO_PEERCRED``: the uid and gid of the
 process at the other end, which it cannot forge) give it a role:
 
-* ``read`` — status, audit, dead letters, messages, waits;
+* ``read`` — status, audit, dead letters, messages, waits, the suppression
+  list and the deliverability funnel;
 * ``send`` — also submit messages (the platform's own user);
 * ``operate`` — also pause, resume, breakers, reload, wedding-day mode,
-  dead-letter replay and purge.
+  dead-letter replay and purge, suppressions added or removed, a sending
+  domain's reputation pause ended.
 
 The daemon's own user is always an operator. A peer with no role is refused
 at once; a request beyond its role gets a ``forbidden`` reply. Both are
@@ -44,6 +46,9 @@ _NEEDS: dict[type, Role] = {
     proto.DeadLetter: Role.READ,
     proto.Message: Role.READ,
     proto.Alerts: Role.READ,
+    proto.SuppressionList: Role.READ,
+    proto.SuppressionCheck: Role.READ,
+    proto.DeliverabilityReport: Role.READ,
     proto.Submit: Role.SEND,
 }
 

@@ -60,6 +60,10 @@ class MessageIn:
     priority: str = "normal"
     key: str | None = None
     deliver_by: UnixTime | None = None  # a deadline, Unix time
+    # Email: the category it is sent under (suppression, unsubscribe, caps and the
+    # reputation guard read it); None: [deliverability] default_category.
+    category: str | None = None
+    not_before: UnixTime | None = None  # scheduled: not sent before this, Unix time
 
 
 @attrs.frozen
@@ -275,6 +279,80 @@ class AlertsAck(Asks[r.AlertView]):
     reply = r.AlertView
 
 
+# -- deliverability: the suppression list and the funnel ----------------------------------
+# Addresses are normalised and checked by the handlers (an email address, or an E.164
+# phone number); a scope is ``*`` (every category) or a configured category. ``by`` is
+# who asked, for the audit log, as the client names them (as for ReplayDead).
+
+
+@attrs.frozen
+class SuppressionList(Asks[r.SuppressionsReply]):
+    """Suppressions in force, by id ascending; ``after`` (an id) pages on."""
+
+    address: str | None = None
+    after: int = 0
+    limit: int = 1000
+
+    reply = r.SuppressionsReply
+
+
+@attrs.frozen
+class SuppressionCheck(Asks[r.SuppressionCheckReply]):
+    """Which suppressions apply to an address, and whether a message of ``category`` (each
+    configured one, if None) would be refused, at normal and at critical priority, and why."""
+
+    address: str
+    category: str | None = None
+
+    reply = r.SuppressionCheckReply
+
+
+@attrs.frozen
+class SuppressionAdd(Asks[r.SuppressionView]):
+    """Suppress an address by hand: for ``scope``, until ``until`` (None: until removed)."""
+
+    address: str
+    note: str  # why: kept with the suppression and in the audit log
+    scope: str = "*"
+    until: UnixTime | None = None
+    by: str = "operator"
+
+    reply = r.SuppressionView
+
+
+@attrs.frozen
+class SuppressionRemove(Asks[r.SuppressionRemoveReply]):
+    """Remove an address's suppressions: of ``scope``, or every one."""
+
+    address: str
+    scope: str | None = None
+    note: str = ""
+    by: str = "operator"
+
+    reply = r.SuppressionRemoveReply
+
+
+@attrs.frozen
+class DeliverabilityReport(Asks[r.DeliverabilityReply]):
+    """The funnel per provider and sending domain since ``since`` (None: the last 24 hours),
+    and each sending domain's standing with the reputation guard."""
+
+    domain: str | None = None
+    since: UnixTime | None = None
+
+    reply = r.DeliverabilityReply
+
+
+@attrs.frozen
+class DeliverabilityResume(Asks[r.DomainResumeReply]):
+    """End a sending domain's reputation pause: its held mail is due again."""
+
+    domain: str
+    by: str = "operator"
+
+    reply = r.DomainResumeReply
+
+
 Request = (
     Submit
     | Status
@@ -294,6 +372,12 @@ Request = (
     | Alerts
     | AlertsAck
     | Preflight
+    | SuppressionList
+    | SuppressionCheck
+    | SuppressionAdd
+    | SuppressionRemove
+    | DeliverabilityReport
+    | DeliverabilityResume
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -315,6 +399,12 @@ COMMANDS: dict[str, type[Any]] = {
     "alerts": Alerts,
     "alerts-ack": AlertsAck,
     "preflight": Preflight,
+    "suppression-list": SuppressionList,
+    "suppression-check": SuppressionCheck,
+    "suppression-add": SuppressionAdd,
+    "suppression-remove": SuppressionRemove,
+    "deliverability": DeliverabilityReport,
+    "deliverability-resume": DeliverabilityResume,
 }
 
 

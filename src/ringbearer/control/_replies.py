@@ -32,8 +32,18 @@ class AcceptedMessage:
 
 
 @attrs.frozen
+class RefusedMessage:
+    """A message of a submit refused on its own (a suppressed recipient); the rest went on."""
+
+    index: int  # its place in the request's messages
+    code: str  # an ErrorCode's value
+    reason: str
+
+
+@attrs.frozen
 class SubmitReply:
-    accepted: list[AcceptedMessage]
+    accepted: list[AcceptedMessage]  # the messages not refused, in the request's order
+    refused: list[RefusedMessage] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -236,6 +246,112 @@ class PreflightReply:
     integrations: list[PreflightIntegration]
 
 
+# -- deliverability -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SuppressionView:
+    """An address kept from mail of ``scope`` (a category, or ``*`` for every one)."""
+
+    id: int | None
+    address: str
+    scope: str
+    reason: str  # a Reason's value: hard_bounce, complaint, unsubscribe, soft_bounce, manual
+    created_at: float
+    until: float | None  # None: until removed
+    by: str  # an operator, or the provider whose event it was
+    note: str
+    last_try_at: float | None = None  # a hard bounce: when critical mail last tried anyway
+
+
+@attrs.frozen
+class SuppressionsReply:
+    """Suppressions by id ascending; ``after``: pass it as ``after`` for the next page
+    (None: no more)."""
+
+    suppressions: list[SuppressionView]
+    after: int | None = None
+
+
+@attrs.frozen
+class SuppressionVerdict:
+    """Whether a message of ``category`` at ``priority`` to the address would be refused."""
+
+    category: str
+    priority: str
+    refused: bool
+    reason: str  # why, for people
+    suppression: int | None = None  # the id of the suppression that refuses it
+
+
+@attrs.frozen
+class SuppressionCheckReply:
+    address: str  # as normalised
+    suppressions: list[SuppressionView]  # the address's suppressions in force
+    verdicts: list[SuppressionVerdict]
+
+
+@attrs.frozen
+class SuppressionRemoveReply:
+    address: str
+    removed: list[SuppressionView]  # empty: the address had none of that scope
+
+
+@attrs.frozen
+class FunnelView:
+    """One provider and sending domain: sent -> accepted -> delivered -> bounced /
+    complained -> opened / clicked. A rate is None when there is nothing to divide by."""
+
+    integration: str
+    domain: str
+    sent: int  # submitted
+    accepted: int  # taken by the provider
+    delivered: int  # the provider reported it delivered
+    hard_bounced: int
+    soft_bounced: int
+    complained: int
+    unsubscribed: int
+    opened: int
+    clicked: int
+    accepted_rate: float | None  # of sent
+    delivered_rate: float | None  # of accepted
+    bounce_rate: float | None  # hard and soft, of accepted
+    complaint_rate: float | None  # of delivered
+    open_rate: float | None  # of delivered
+    click_rate: float | None  # of delivered
+
+
+@attrs.frozen
+class DomainView:
+    """A sending domain's standing with the reputation guard, over the guard's window."""
+
+    domain: str
+    state: str  # ok | warning | paused
+    delivered: int
+    complaints: int
+    hard_bounces: int
+    complaint_rate: float
+    bounce_rate: float
+    paused_since: float | None
+    held: int  # messages waiting for its pause to end
+
+
+@attrs.frozen
+class DeliverabilityReply:
+    """``ringbearer deliverability --json``."""
+
+    since: float
+    funnel: list[FunnelView]
+    domains: list[DomainView]
+
+
+@attrs.frozen
+class DomainResumeReply:
+    domain: str
+    was_paused: bool
+    released: int  # held messages made due again
+
+
 # -- status ---------------------------------------------------------------------------------
 
 
@@ -330,6 +446,7 @@ class StatusReply:
     groups: dict[str, GroupStatus]
     store: StoreStatus
     stalls: list[StallView] = attrs.Factory(list)  # what the stall detector found
+    webhooks: str | None = None  # the public listener's URL (provider events, unsubscribes)
 
 
 Reply = (
@@ -350,4 +467,10 @@ Reply = (
     | AlertsReply
     | PreflightReply
     | StatusReply
+    | SuppressionView
+    | SuppressionsReply
+    | SuppressionCheckReply
+    | SuppressionRemoveReply
+    | DeliverabilityReply
+    | DomainResumeReply
 )

@@ -1,5 +1,11 @@
 """Deliverability: provider events on messages, suppression, the reputation guard, caps."""
 
+from ._book import SuppressionBook
+from ._caps import CapHit, FrequencyCaps
+from ._gate import Gate
+from ._guard import ReputationGuard
+from ._ingest import Ingest, Unsubscriber
+from ._metrics import DeliverabilityMetrics
 from ._model import (
     DEFAULT_CATEGORIES,
     EVERY_CATEGORY,
@@ -8,6 +14,7 @@ from ._model import (
     TRANSACTIONAL,
     Channel,
     Defer,
+    DomainStanding,
     Drop,
     EventRecord,
     EventType,
@@ -30,20 +37,29 @@ __all__ = [
     "MARKETING",
     "PASS",
     "TRANSACTIONAL",
+    "CapHit",
     "Channel",
     "Defer",
+    "DeliverabilityMetrics",
+    "DomainStanding",
     "Drop",
     "EventRecord",
     "EventType",
+    "FrequencyCaps",
     "FunnelRow",
+    "Gate",
     "Hold",
+    "Ingest",
     "MailEventRow",
     "MatchedEvent",
     "MessageFacts",
     "Pass",
     "ProviderEvent",
     "Reason",
+    "ReputationGuard",
     "Suppression",
+    "SuppressionBook",
+    "Unsubscriber",
     "Verdict",
     "normalise_address",
 ]

@@ -109,6 +109,7 @@ class Suppression:
     by: str = "ringbearer"  # who: an operator's name, or the provider whose event it was
     note: str = ""
     id: int | None = None  # given by the store
+    last_try_at: float | None = None  # a hard bounce: when critical mail last tried anyway
 
 
 @attrs.frozen
@@ -139,6 +140,20 @@ class FunnelRow:
     sent: int  # submitted
     accepted: int  # taken by the provider (delivered, in our words)
     events: dict[str, int]  # by EventType value
+
+
+@attrs.frozen
+class DomainStanding:
+    """A sending domain's reputation over the guard's window, as status shows it."""
+
+    domain: str
+    delivered: int
+    complaints: int
+    hard_bounces: int
+    complaint_rate: float  # complaints / delivered (0 when none delivered)
+    bounce_rate: float  # hard bounces / (delivered + hard bounces)
+    state: str  # "ok", "warning" or "paused"
+    paused_since: float | None = None  # wall clock
 
 
 @attrs.frozen

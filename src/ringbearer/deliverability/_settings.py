@@ -29,6 +29,7 @@ class SuppressionRules:
     # An unsubscribe suppresses the category it names (or the message's).
     unsubscribe: bool = True
     # This many soft bounces within the window hold the address for hold_days.
+    soft_bounce: bool = True
     soft_bounce_count: PositiveInt = PositiveInt(2)
     soft_bounce_window_days: PositiveFloat = PositiveFloat(30.0)
     soft_bounce_hold_days: PositiveFloat = PositiveFloat(3.0)
@@ -105,3 +106,6 @@ class WebhookSettings:
     # Svix (Resend) deliveries signed further from now than this are refused.
     tolerance_seconds: PositiveFloat = PositiveFloat(300.0)
     idle_seconds: PositiveFloat = PositiveFloat(30.0)
+    # The operator's proxies (addresses or networks): a connection from one of
+    # them is rate-limited by the client its X-Forwarded-For names, not by the proxy.
+    trusted_proxies: tuple[str, ...] = ()

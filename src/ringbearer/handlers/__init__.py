@@ -10,14 +10,19 @@ from typing import Any
 
 from .. import control as c
 from .._alerting import AlertManager
+from .._errors import ErrorCode, RequestError
 from .._fleet import Fleet
 from .._journal import Journal
 from .._mode import ModeController
 from .._preflight_duty import PreflightDuty
-from .._reload import Reloader
+from .._reload import CurrentConfig, Reloader
 from .._wakeups import Wakeups
 from ..control import _replies as r
+from ..control._protocol import command_name
 from ..store import Store
+from ._deliverability import ReputationGuard as ReputationGuard
+from ._deliverability import SuppressionBook as SuppressionBook
+from ._deliverability import deliverability_table
 from ._history import (
     AuditHandler,
     DeadLetterHandler,
@@ -59,10 +64,17 @@ def build_table(
     submit: SubmitHandler,
     status: StatusHandler,
     crash_allowed: bool,
+    book: SuppressionBook | None = None,
+    guard: ReputationGuard | None = None,
+    current: CurrentConfig | None = None,
 ) -> Table:
-    """The handler of each request type."""
+    """The handler of each request type.
+
+    The deliverability commands are in the table once ``book``, ``guard`` and
+    ``current`` (whose ``[deliverability]`` names the categories) are given.
+    """
     pause = PauseHandler(fleet, mode, store, store, wakeups, journal)
-    return {
+    table: dict[type[Any], Handler] = {
         c.Submit: submit,
         c.Status: status,
         c.Pause: pause,
@@ -82,8 +94,22 @@ def build_table(
         c.AlertsAck: AckHandler(alerts),
         c.Preflight: PreflightHandler(preflight),
     }
+    if book is not None and guard is not None and current is not None:
+        config = current
+        table |= deliverability_table(
+            reads=store,
+            book=book,
+            guard=guard,
+            categories=lambda: config.value.deliverability.categories,
+            wall=journal.wall,
+        )
+    return table
 
 
 async def answer(table: Table, request: c.Request) -> r.Reply:
     """Answer one control request with its handler."""
-    return await table[type(request)](request)
+    handler = table.get(type(request))
+    if handler is None:  # a part this daemon was built without
+        name = command_name(request)
+        raise RequestError(ErrorCode.UNKNOWN_COMMAND, f"{name!r} is not available in this daemon")
+    return await handler(request)

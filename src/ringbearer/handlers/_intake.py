@@ -1,13 +1,16 @@
 """Submit: check each message against its target, then hand the lot to the store's intake.
 
-A submit is all or nothing: one bad message refuses the request, naming it
-(``messages[3]: ...``), and nothing of it is stored. The reply comes after
-the commit, so an accepted message is a durable one.
+A malformed submit is all or nothing: one bad message refuses the request,
+naming it (``messages[3]: ...``), and nothing of it is stored. A well-formed
+message refused by policy (a suppressed recipient) is refused on its own: the
+others of the request are stored, and the reply lists it under ``refused``.
+The reply comes after the commit, so an accepted message is a durable one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import attrs
 
@@ -19,6 +22,7 @@ from .._metrics import Metrics
 from .._reload import CurrentConfig
 from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
 from ..control import _replies as r
+from ..deliverability._intake import IntakeRules, Prepared, Refused
 from ..integrations._base import describe_char
 from ..store import Intake, NewMessage
 
@@ -36,6 +40,10 @@ class SubmitHandler:
     fleet: Fleet
     intake: Intake
     metrics: Metrics
+    rules: IntakeRules
+    # A message that waits (``not_before``) is noted with its dispatcher, which
+    # otherwise learns of due times only from settles.
+    scheduled: Callable[[str, float], None] = lambda target, at: None
 
     async def __call__(self, request: Submit) -> r.SubmitReply:
         messages = request.messages
@@ -46,20 +54,32 @@ class SubmitHandler:
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
         checked = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
-        accepted = await self.intake.submit(checked)
-        for message, a in zip(checked, accepted, strict=True):
+        refused = [
+            r.RefusedMessage(i, c.code.value, c.reason)
+            for i, c in enumerate(checked)
+            if isinstance(c, Refused)
+        ]
+        going = [c for c in checked if isinstance(c, NewMessage)]
+        accepted = await self.intake.submit(going) if going else []
+        for message, a in zip(going, accepted, strict=True):
             if not a.duplicate:
                 self.metrics.submitted_to(message.target)
+                if message.not_before is not None:
+                    self.scheduled(message.target, message.not_before)
         return r.SubmitReply(
-            [r.AcceptedMessage(a.id, a.idempotency_key, a.duplicate) for a in accepted]
+            [r.AcceptedMessage(a.id, a.idempotency_key, a.duplicate) for a in accepted],
+            refused,
         )
 
     async def one(self, message: MessageIn) -> int:
         """Submit one message (an alert's); its id."""
-        (accepted,) = (await self(Submit([message]))).accepted
+        reply = await self(Submit([message]))
+        if reply.refused:
+            raise RequestError(ErrorCode(reply.refused[0].code), reply.refused[0].reason)
+        (accepted,) = reply.accepted
         return accepted.id
 
-    def _check(self, where: str, message: MessageIn) -> NewMessage:
+    def _check(self, where: str, message: MessageIn) -> NewMessage | Refused:
         members = self.current.value.targets().get(message.target)
         if members is None:
             known = ", ".join(sorted(self.current.value.targets()))
@@ -73,19 +93,38 @@ class SubmitHandler:
             raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {exc}") from None
         if message.key is not None:
             check_key(f"{where}.key", message.key)
-        if message.deliver_by is not None:
-            try:
-                check_unix_time(message.deliver_by)
-            except ValueError as exc:
-                raise RequestError(ErrorCode.BAD_ARGS, f"{where}.deliver_by: {exc}") from None
+        for name in ("deliver_by", "not_before"):
+            _check_time(f"{where}.{name}", getattr(message, name))
+        category = self.rules.category(where, message.category)
         self._validate(where, members, message)
+        prepared = self._prepare(where, members, message, category, priority)
+        if isinstance(prepared, Refused):
+            return prepared
         return NewMessage(
             target=message.target,
-            payload=message.payload,
+            payload=prepared.payload,
             priority=priority,
             idempotency_key=message.key,
             deliver_by=message.deliver_by,
+            category=prepared.category,
+            recipient=prepared.recipient,
+            domain=prepared.domain,
+            not_before=message.not_before,
         )
+
+    def _prepare(
+        self,
+        where: str,
+        members: tuple[str, ...],
+        message: MessageIn,
+        category: str,
+        priority: Priority,
+    ) -> Prepared | Refused:
+        """Email goes through the deliverability rules; other work only keeps its category."""
+        integrations = self.current.value.integrations
+        if not any(integrations[m].family == "email" for m in members if m in integrations):
+            return Prepared(message.payload, category, None, None)
+        return self.rules.prepare(where, message.payload, category, priority)
 
     def _validate(self, where: str, members: tuple[str, ...], message: MessageIn) -> None:
         """Each running member's adapter checks the payload as its provider needs it."""
@@ -96,6 +135,15 @@ class SubmitHandler:
                     adapter.validate(message.payload)
                 except InvalidPayload as exc:
                     raise InvalidPayload(f"{where}: {exc.message}") from None
+
+
+def _check_time(where: str, value: float | None) -> None:
+    if value is None:
+        return
+    try:
+        check_unix_time(value)
+    except ValueError as exc:
+        raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {exc}") from None
 
 
 def check_key(where: str, key: str) -> None:

@@ -26,6 +26,7 @@ class Addresses:
 
     sandbox: str | None = None
     metrics: str | None = None
+    webhooks: str | None = None
 
 
 def depth(counts: QueueCounts | None) -> tuple[r.QueueDepth, int]:
@@ -97,6 +98,7 @@ class StatusHandler:
                 str(config.db_path), stats.commits, stats.committed_ops, stats.pending_ops
             ),
             stalls=self.stalls(),
+            webhooks=self.addresses.webhooks,
         )
 
     def _groups(self) -> dict[str, r.GroupStatus]:

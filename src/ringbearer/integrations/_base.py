@@ -124,6 +124,10 @@ async def _no_checkpoint(message_id: int, progress: Mapping[str, Any]) -> None:
     return None
 
 
+def _no_webhook_url() -> str | None:
+    return None
+
+
 @attrs.frozen
 class AdapterContext:
     """What the daemon hands every adapter it builds."""
@@ -138,6 +142,10 @@ class AdapterContext:
     # Saves a multi-step message's progress with the message, durably, before
     # the next step starts (the store's ``save_progress``).
     checkpoint: Checkpoint = _no_checkpoint
+    # The public URL of this integration's webhook on the daemon's listener
+    # (``<public_url>/webhooks/<name>``), or None without one. Late-bound: the
+    # listener may bind port 0 after the adapters are built.
+    webhook_url: Callable[[], str | None] = _no_webhook_url
 
     def base_url(self, default: str) -> str:
         """The sandbox prefix when there is one, else the provider's own base URL."""

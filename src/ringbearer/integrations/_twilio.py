@@ -23,7 +23,7 @@ before sending are certainly not taken.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -183,12 +183,22 @@ def _phone(payload: Mapping[str, Any], key: str) -> str:
 # --- SMS -----------------------------------------------------------------------
 
 
+def _no_callback() -> str | None:
+    return None
+
+
 @attrs.frozen
 class TwilioSms:
-    """``POST …/Messages.json``: ``To``, ``From`` or ``MessagingServiceSid``, ``Body``."""
+    """``POST …/Messages.json``: ``To``, ``From`` or ``MessagingServiceSid``, ``Body``.
+
+    With a webhook on the daemon's listener, ``StatusCallback`` names it, so
+    Twilio reports each message's delivery (``delivered``, ``undelivered``...).
+    """
 
     endpoint: _Endpoint
     sender: Mapping[str, str]  # the default: {"From": ...}, {"MessagingServiceSid": ...} or {}
+    # Read at each send: the listener may learn its port after the adapter is built.
+    status_callback: Callable[[], str | None] = _no_callback
 
     @classmethod
     def from_settings(cls, settings: TwilioSmsSettings, ctx: AdapterContext) -> TwilioSms:
@@ -197,13 +207,17 @@ class TwilioSms:
             sender["From"] = settings.sender
         if settings.messaging_service_sid is not None:
             sender["MessagingServiceSid"] = settings.messaging_service_sid
-        return cls(settings.endpoint(ctx, "Messages"), sender)
+        return cls(settings.endpoint(ctx, "Messages"), sender, ctx.webhook_url)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         self._form(payload)
 
     def build(self, envelope: Envelope) -> HttpCall:
-        return self.endpoint.call(self._form(envelope.payload))
+        form = self._form(envelope.payload)
+        callback = self.status_callback()
+        if callback is not None:
+            form["StatusCallback"] = callback
+        return self.endpoint.call(form)
 
     def _form(self, raw: object) -> dict[str, str]:
         payload = fields(raw, {"to", "body", "from"})

@@ -93,6 +93,8 @@ _OWN_HEADERS = frozenset(
 )
 _ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")
 _ALLOWED = frozenset({"from", "subject", "text", "html", "headers", "tags", *_ADDRESS_FIELDS})
+# The Mailgun custom variable (``v:`` field) that carries our idempotency key.
+MAILGUN_KEY_VARIABLE = "ringbearer-key"
 
 
 @attrs.frozen
@@ -188,6 +190,9 @@ def _tags(payload: Mapping[str, Any]) -> tuple[Tag, ...]:
                 raise InvalidPayload(
                     f"'tags[{i}].{part}' must be 1 to 256 letters, digits, '_' or '-'"
                 )
+        if item["name"] == MAILGUN_KEY_VARIABLE:
+            # Mailgun sends tags as custom variables, where this one is ours.
+            raise InvalidPayload(f"'tags[{i}].name' {MAILGUN_KEY_VARIABLE!r} is reserved")
         tags.append(Tag(item["name"], item["value"]))
     return tuple(tags)
 
@@ -213,6 +218,9 @@ class ResendSettings:
     batch_wait_ms: int = attrs.field(
         default=200, validator=[v.instance_of(int), v.ge(0), v.le(60_000)]
     )
+    # The webhook endpoint's signing secret (``whsec_...``): Resend signs its
+    # delivery events with it (Svix), and the listener checks each one.
+    webhook_secret: SecretRef | None = None
 
 
 def _goes_alone(envelope: Envelope) -> bool:
@@ -384,6 +392,8 @@ class MailgunSettings:
     domain: str = attrs.field(validator=v.matches_re(r"[A-Za-z0-9.-]+"))
     region: Literal["us", "eu"] = "us"
     base_url: str | None = None  # overrides the region's host
+    # The account's HTTP webhook signing key: Mailgun signs its event deliveries with it.
+    webhook_signing_key: SecretRef | None = None
 
 
 def _mailgun_base(settings: MailgunSettings, ctx: AdapterContext) -> str:
@@ -433,8 +443,10 @@ def _mailgun(mail: EmailPayload, envelope: Envelope) -> dict[str, str | list[str
     form.update((key, value) for key, value in optional.items() if value)
     form.update((f"h:{name}", value) for name, value in mail.headers.items())
     form.update((f"v:{tag.name}", tag.value) for tag in mail.tags)
-    # As the official SDK does: a MIME header that lets the receiving side dedup.
-    form["h:X-Idempotency-Key"] = envelope.idempotency_key
+    # A custom variable, not a MIME header: recipients never see it, and
+    # Mailgun echoes it in each event's ``user-variables``, where the
+    # listener matches the event to its message.
+    form[f"v:{MAILGUN_KEY_VARIABLE}"] = envelope.idempotency_key
     return form
 
 

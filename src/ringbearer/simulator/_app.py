@@ -39,16 +39,25 @@ async def _wait(state: SimulatorState, request: HttpRequest) -> HttpResponse:
     """``GET /_sim/wait?provider=x&accepted=N&timeout=S``: block until x accepted N requests.
 
     Lets a test act at a known point of a run (say, kill the daemon once a
-    third of the messages went out) without polling.
+    third of the messages went out) without polling. With ``events=N``
+    instead of ``accepted``: until N of x's events were sent or given up.
     """
     params = request.query_params()
     try:
         slot = state.slots()[state.name_of(params["provider"][0]) or ""]
-        count = int(params["accepted"][0])
+        counter = "events" if "events" in params else "accepted"
+        count = int(params[counter][0])
         timeout = float(params.get("timeout", ["30"])[0])
     except (KeyError, IndexError, ValueError):
-        return HttpResponse.json(400, {"error": "wait needs provider, accepted and timeout"})
+        message = "wait needs provider, accepted (or events) and timeout"
+        return HttpResponse.json(400, {"error": message})
+    stats = slot.stats
+    if counter == "events":
+        with trio.move_on_after(timeout):
+            await stats.wait_events(count)
+        done = stats.events_sent + stats.events_failed
+        return HttpResponse.json(200 if done >= count else 408, {"events": done})
     with trio.move_on_after(timeout):
-        await slot.stats.wait_accepted(count)
-    reached = slot.stats.accepted >= count
-    return HttpResponse.json(200 if reached else 408, {"accepted": slot.stats.accepted})
+        await stats.wait_accepted(count)
+    reached = stats.accepted >= count
+    return HttpResponse.json(200 if reached else 408, {"accepted": stats.accepted})

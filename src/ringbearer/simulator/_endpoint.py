@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import attrs
 import trio
 
 from .._httpserver import Action, HttpRequest, HttpResponse
 from ._faults import FaultKind, Faults
+from ._mail import Sent
 from ._provider import HttpProvider, Outcome, ProviderSpec
 from ._slot import ProviderSlot
 from ._stats import SeenRequest
 
 _NOT_SENT = {Action.RESET: "reset", Action.HANG: "hang"}
+Report = Callable[[ProviderSlot, Sequence[Sent]], None]
+
+
+def _ignore(slot: ProviderSlot, sent: Sequence[Sent]) -> None:
+    return None
 
 
 @attrs.define
 class Endpoint:
-    """A simulated HTTP provider as served: its logic, its slot, the fault layer."""
+    """A simulated HTTP provider as served: its logic, its slot, the fault layer.
+
+    ``report`` hears of every email or text the provider took (the event relay).
+    """
 
     spec: ProviderSpec
     slot: ProviderSlot
+    report: Report = _ignore
     logic: HttpProvider = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -37,7 +49,9 @@ class Endpoint:
         outcome = self._decide(request, path, faults)
         response = outcome.response
         label = _NOT_SENT.get(response.action) or str(response.status)
-        self.slot.stats.record(label, outcome.accepted, outcome.key)
+        self.slot.stats.record(label, outcome.accepted, outcome.key, outcome.sent)
+        if outcome.sent:
+            self.report(self.slot, outcome.sent)
         # The delay comes after the work, as with a slow provider: a client
         # that gives up early has still caused the send.
         if faults.latency_ms:

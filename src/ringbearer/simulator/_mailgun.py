@@ -14,14 +14,17 @@ import re
 import attrs
 
 from .._httpserver import HttpRequest, HttpResponse
+from ._mail import SentMail, bare_all
 from ._provider import FaultReplies, Outcome, ProviderSpec
 
 _ROUTE = re.compile(r"/v3/([^/]+)/messages")
 _DOMAIN = re.compile(r"/v3/domains/([^/]+)")
 _BODY_FIELDS = ("text", "html", "amp-html", "template")
-# The official SDK stamps each message with this MIME header; Mailgun itself
-# does not deduplicate on it, so the simulator only counts it.
-_KEY_FIELD = "h:x-idempotency-key"
+# Where a client carries its idempotency key: ringbearer as a custom variable,
+# which Mailgun echoes in its events; the official SDK as a MIME header.
+# Mailgun itself deduplicates on neither, so the simulator only counts them.
+_KEY_VARIABLE = "ringbearer-key"
+_KEY_HEADER = "X-Idempotency-Key"
 
 
 def _message(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
@@ -74,7 +77,8 @@ class Mailgun:
         self.queued += 1
         message_id = f"<{self.queued:010d}.{rng.getrandbits(48):012x}@{route[1]}>"
         body = {"id": message_id, "message": "Queued. Thank you."}
-        return Outcome(HttpResponse.json(200, body), key=_idempotency_key(form))
+        mail = _mail(message_id, form)
+        return Outcome(HttpResponse.json(200, body), key=_idempotency_key(mail), sent=(mail,))
 
 
 def _authorized(credentials: tuple[str, str] | None) -> bool:
@@ -117,11 +121,27 @@ def _problem(form: dict[str, list[str]]) -> str | None:
     return None
 
 
-def _idempotency_key(form: dict[str, list[str]]) -> str | None:
+def _idempotency_key(mail: SentMail) -> str | None:
+    return mail.variables.get(_KEY_VARIABLE) or mail.header(_KEY_HEADER)
+
+
+def _mail(message_id: str, form: dict[str, list[str]]) -> SentMail:
+    """The email a valid form asks for: ``h:`` fields are its headers, ``v:`` its variables."""
+    prefixed: dict[str, dict[str, str]] = {"h:": {}, "v:": {}}
     for name, values in form.items():
-        if name.lower() == _KEY_FIELD and values:
-            return values[0]
-    return None
+        found = prefixed.get(name[:2].lower())
+        if found is not None and values:
+            found[name[2:]] = values[0]
+    copied = form.get("cc", []) + form.get("bcc", [])
+    return SentMail(
+        provider_id=message_id,
+        sender=form["from"][0],
+        to=bare_all(form["to"]),
+        subject=form["subject"][0],
+        headers=prefixed["h:"],
+        variables=prefixed["v:"],
+        copies=bare_all(copied) if copied else (),
+    )
 
 
 SPEC = ProviderSpec("mailgun", Mailgun, REPLIES)

@@ -17,6 +17,7 @@ from typing import Protocol
 import attrs
 
 from .._httpserver import HttpRequest, HttpResponse
+from ._mail import Sent
 
 
 @attrs.frozen
@@ -26,6 +27,9 @@ class Outcome:
     response: HttpResponse
     key: str | None = None
     accepted: bool = attrs.field()  # the provider did the work (sent, queued, recorded)
+    # The emails or texts it took, for per-recipient counts and delivery events;
+    # empty for a replayed request, which sends nothing again.
+    sent: tuple[Sent, ...] = ()
 
     @accepted.default
     def _accepted_when_successful(self) -> bool:

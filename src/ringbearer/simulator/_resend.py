@@ -18,6 +18,7 @@ import attrs
 
 from .._httpserver import HttpRequest, HttpResponse
 from ._ids import new_uuid
+from ._mail import SentMail, bare, bare_all
 from ._provider import FaultReplies, Outcome, ProviderSpec
 
 _MAX_TO = 50
@@ -86,27 +87,25 @@ class Resend:
             return Outcome(refusal)
         key = request.headers.get("idempotency-key")
         if key is None:
-            return Outcome(_send(request, path, rng))
+            return _send(request, path, rng)
         if not 1 <= len(key) <= _MAX_KEY:
             message = f"The idempotency key must be 1 to {_MAX_KEY} characters long."
             return Outcome(_error(400, "invalid_idempotency_key", message))
-        return Outcome(self._send_once(request, path, key, rng), key=key)
+        return attrs.evolve(self._send_once(request, path, key, rng), key=key)
 
-    def _send_once(
-        self, request: HttpRequest, path: str, key: str, rng: random.Random
-    ) -> HttpResponse:
+    def _send_once(self, request: HttpRequest, path: str, key: str, rng: random.Random) -> Outcome:
         digest = hashlib.blake2b(path.encode() + b"\0" + _canonical(request.body), digest_size=16)
         digest_bytes = digest.digest()
         earlier = self.sent.get(key)
         if earlier is None:
-            response = _send(request, path, rng)
-            if response.status == 200:
-                self.sent[key] = _Sent(digest_bytes, response)
-            return response
+            outcome = _send(request, path, rng)
+            if outcome.response.status == 200:
+                self.sent[key] = _Sent(digest_bytes, outcome.response)
+            return outcome
         if earlier.digest == digest_bytes:
-            return earlier.response  # the same answer, and nothing is sent again
+            return Outcome(earlier.response)  # the same answer, and nothing is sent again
         message = "Same idempotency key used with a different request payload."
-        return _error(409, "invalid_idempotent_request", message)
+        return Outcome(_error(409, "invalid_idempotent_request", message))
 
 
 def _canonical(body: bytes) -> bytes:
@@ -158,16 +157,17 @@ def _domains(request: HttpRequest) -> HttpResponse:
     return HttpResponse.json(200, {"object": "list", "has_more": False, "data": [domain]})
 
 
-def _send(request: HttpRequest, path: str, rng: random.Random) -> HttpResponse:
+def _send(request: HttpRequest, path: str, rng: random.Random) -> Outcome:
     try:
         body = request.json()
     except ValueError:
-        return _error(400, "validation_error", "The request body is not valid JSON.")
+        return Outcome(_error(400, "validation_error", "The request body is not valid JSON."))
     if path == "/emails":
         problem = _problem(body)
         if problem is not None:
-            return _error(422, *problem)
-        return _sent(new_uuid(rng))
+            return Outcome(_error(422, *problem))
+        email_id = new_uuid(rng)
+        return Outcome(_sent(email_id), sent=(_mail(email_id, body),))
     return _send_batch(request, body, rng)
 
 
@@ -177,20 +177,46 @@ def _sent(email_id: str) -> HttpResponse:
     return HttpResponse(200, b'{"id":"%s"}' % email_id.encode(), _JSON)
 
 
-def _send_batch(request: HttpRequest, emails: Any, rng: random.Random) -> HttpResponse:
+def _mail(email_id: str, email: dict[str, Any]) -> SentMail:
+    """What the relay and the read-outs need of an email ``_problem`` found valid."""
+    to = email["to"]
+    headers = email.get("headers")
+    copies = () if "cc" not in email and "bcc" not in email else _copies(email)
+    return SentMail(
+        provider_id=email_id,
+        sender=email["from"],
+        to=bare(to) if isinstance(to, str) else bare_all(to),
+        subject=email["subject"],
+        headers=headers if isinstance(headers, dict) else {},
+        copies=copies,
+    )
+
+
+def _copies(email: dict[str, Any]) -> tuple[str, ...]:
+    return bare_all(_strings(email.get("cc")) + _strings(email.get("bcc")))
+
+
+def _strings(value: Any) -> list[str]:
+    """The addresses of a field that may be one string or a list (anything else: none)."""
+    items = [value] if isinstance(value, str) else value
+    return [item for item in items if isinstance(item, str)] if isinstance(items, list) else []
+
+
+def _send_batch(request: HttpRequest, emails: Any, rng: random.Random) -> Outcome:
     if not isinstance(emails, list) or not 1 <= len(emails) <= _MAX_BATCH:
         message = f"The batch must be an array of 1 to {_MAX_BATCH} emails."
-        return _error(422, "validation_error", message)
+        return Outcome(_error(422, "validation_error", message))
     problems = {i: p for i, email in enumerate(emails) if (p := _problem(email)) is not None}
     permissive = request.headers.get("x-batch-validation", "").lower() == "permissive"
     if problems and not permissive:
         index, (name, message) = next(iter(problems.items()))
-        return _error(422, name, f"emails[{index}]: {message}")
-    data = [{"id": new_uuid(rng)} for i in range(len(emails)) if i not in problems]
+        return Outcome(_error(422, name, f"emails[{index}]: {message}"))
+    sent = tuple(_mail(new_uuid(rng), email) for i, email in enumerate(emails) if i not in problems)
+    data = [{"id": mail.provider_id} for mail in sent]
     if not permissive:
-        return HttpResponse.json(200, {"data": data})
+        return Outcome(HttpResponse.json(200, {"data": data}), sent=sent)
     errors = [{"index": i, "message": message} for i, (_, message) in problems.items()]
-    return HttpResponse.json(200, {"data": data, "errors": errors})
+    return Outcome(HttpResponse.json(200, {"data": data, "errors": errors}), sent=sent)
 
 
 def _problem(email: Any) -> tuple[str, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import attrs
 import trio
@@ -12,6 +12,7 @@ from .._httpserver import serve_http
 from ._app import make_handler
 from ._smtp import serve_smtp
 from ._state import SimulatorState
+from ._targets import WebhookTarget
 
 
 @attrs.frozen
@@ -59,6 +60,7 @@ async def serve_simulator(
     """
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(state.events.run)
             with _listening("HTTP", host, port):
                 http_port: int = await nursery.start(serve_http, make_handler(state), host, port)
             bound_smtp: int | None = None
@@ -107,11 +109,13 @@ async def run_simulator(
     smtp_port: int | None,
     seed: int,
     *,
+    webhooks: Mapping[str, WebhookTarget] | None = None,
     task_status: trio.TaskStatus[SimulatorAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve a fresh simulator forever, announcing its address on one line of stdout.
 
-    As :func:`serve_simulator`, a busy address raises one OSError naming it.
+    ``webhooks`` are where Resend's and Mailgun's events go, by kind. As
+    :func:`serve_simulator`, a busy address raises one OSError naming it.
     """
-    state = SimulatorState(seed=seed)
+    state = SimulatorState(seed=seed, webhooks=webhooks or {})
     await serve_simulator(state, host, port, smtp_port, task_status=_Announcing(task_status))

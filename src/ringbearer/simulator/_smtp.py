@@ -6,7 +6,9 @@ password ``invalid`` gets 535. Faults strike once per message, at the end of
 DATA, except an outage, which refuses the greeting with 421.
 
 For stats, a "request" is one message's final reply (or a refused greeting or
-login); its key is the message's ``Message-ID`` header.
+login); its key is the message's ``Message-ID`` header. An accepted message is
+counted per ``RCPT TO`` address, and its header fields are kept for
+``/_sim/mail``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import trio
 
 from .._httpserver import reset_connection, serve_tcp
 from ._faults import FaultKind
+from ._mail import SentMail
 from ._slot import ProviderSlot
 from ._smtp_wire import LineReader, LineTooLong
 
@@ -136,7 +139,8 @@ class Session:
     reader: LineReader
     phase: Phase = Phase.CONNECTED
     authenticated: bool = False
-    recipients: int = 0
+    recipients: list[str] = attrs.Factory(list)
+    sender: str = ""
 
     async def run(self) -> None:
         if self.slot.faults.outage:
@@ -257,18 +261,19 @@ class Session:
         if size is not None and int(size[1]) > MAX_MESSAGE_BYTES:
             await self.reply("552 5.3.4 Error: message size exceeds fixed limit")
             return
-        self.phase, self.recipients = Phase.MAIL, 0
+        self.phase, self.recipients, self.sender = Phase.MAIL, [], match[1]
         await self.reply("250 2.1.0 Ok")
 
     async def rcpt(self, argument: str) -> None:
         if self.phase not in (Phase.MAIL, Phase.RCPT):
             await self.reply("503 5.5.1 Error: need MAIL command")
-        elif _RCPT_TO.fullmatch(argument) is None:
+        elif (match := _RCPT_TO.fullmatch(argument)) is None:
             await self.reply("501 5.5.4 Syntax: RCPT TO:<address>")
-        elif self.recipients >= _MAX_RECIPIENTS:
+        elif len(self.recipients) >= _MAX_RECIPIENTS:
             await self.reply("452 4.5.3 Error: too many recipients")
         else:
-            self.phase, self.recipients = Phase.RCPT, self.recipients + 1
+            self.phase = Phase.RCPT
+            self.recipients.append(match[1].strip().lower())
             await self.reply("250 2.1.5 Ok")
 
     async def data(self, argument: str) -> None:
@@ -293,11 +298,25 @@ class Session:
         faults = slot.faults  # as they stand for this message: a count may end them
         queue_id = f"{slot.rng.getrandbits(40):010X}"
         result = verdict(slot.draw(), queue_id, faults.retry_after)
-        key = message_id(message) if result.accepted else None
-        slot.stats.record(result.label, result.accepted, key)
+        sent: tuple[SentMail, ...] = ()
+        key = None
+        if result.accepted:
+            mail = self._mail(queue_id, header_fields(message))
+            sent, key = (mail,), mail.header("message-id") or None
+        slot.stats.record(result.label, result.accepted, key, sent)
         if faults.latency_ms:
             await trio.sleep(faults.latency_ms / 1000)
         await self.finish(result)
+
+    def _mail(self, queue_id: str, fields: dict[str, str]) -> SentMail:
+        """The message as taken: its envelope's recipients, its header fields as written."""
+        return SentMail(
+            provider_id=queue_id,
+            sender=self.sender,
+            to=tuple(self.recipients),
+            subject=next((v for k, v in fields.items() if k.lower() == "subject"), ""),
+            headers=fields,
+        )
 
     async def finish(self, result: Verdict) -> None:
         match result.after:
@@ -312,15 +331,17 @@ class Session:
             raise _Hangup
 
 
-def message_id(message: bytes) -> str | None:
-    """The ``Message-ID`` header of a message, unfolded, or None."""
+def header_fields(message: bytes) -> dict[str, str]:
+    """A message's header fields, unfolded, by name as written; the first of a repeated name."""
     head = message.split(b"\r\n\r\n", 1)[0]
     head = re.sub(rb"\r\n[ \t]+", b" ", head)
+    fields: dict[str, str] = {}
     for line in head.split(b"\r\n"):
         name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"message-id":
-            return value.strip().decode("utf-8", errors="replace") or None
-    return None
+        if sep and name.strip():
+            text = name.strip().decode("utf-8", errors="replace")
+            fields.setdefault(text, value.strip().decode("utf-8", errors="replace"))
+    return fields
 
 
 def _decode(text: str) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from . import _analytics, _crm, _mailgun, _pagerduty, _resend, _slack, _social, _twilio
-from ._endpoint import Endpoint
+from ._endpoint import Endpoint, Report
+from ._fates import Fates
+from ._outbox import EventTiming
 from ._provider import ProviderSpec
+from ._relay import EventRelay
 from ._slot import ProviderSlot
+from ._targets import WebhookTarget
 
 SMTP = "smtp"
 
@@ -32,21 +38,41 @@ def provider_specs() -> tuple[ProviderSpec, ...]:
     )
 
 
-def _endpoints(seed: int) -> dict[str, Endpoint]:
-    return {spec.name: Endpoint(spec, ProviderSlot(spec.name, seed)) for spec in provider_specs()}
+def _endpoints(seed: int, report: Report) -> dict[str, Endpoint]:
+    return {
+        spec.name: Endpoint(spec, ProviderSlot(spec.name, seed), report)
+        for spec in provider_specs()
+    }
+
+
+def _table(targets: Mapping[str, WebhookTarget]) -> dict[str, WebhookTarget]:
+    return dict(targets)
 
 
 @attrs.define
 class SimulatorState:
-    """Everything the simulator remembers; ``seed`` makes faults and ids repeatable."""
+    """Everything the simulator remembers; ``seed`` makes faults, ids and opens repeatable.
+
+    ``webhooks`` is where Resend's and Mailgun's events go, by kind; it is
+    the relay's own table, which ``/_sim/webhooks`` changes at run time.
+    ``timing`` paces the events.
+    """
 
     seed: int = 0
+    webhooks: dict[str, WebhookTarget] = attrs.field(factory=dict, converter=_table)
+    timing: EventTiming = EventTiming()
     endpoints: dict[str, Endpoint] = attrs.field(init=False)
     smtp: ProviderSlot = attrs.field(init=False)
+    events: EventRelay = attrs.field(init=False)
     _names: dict[str, str] = attrs.field(init=False)  # name or kind -> name
 
     def __attrs_post_init__(self) -> None:
-        self.endpoints = _endpoints(self.seed)
+        for kind, target in self.webhooks.items():
+            problem = target.problem(kind)
+            if problem is not None:
+                raise ValueError(f"webhook target for {kind!r}: {problem}")
+        self.events = EventRelay(Fates(self.seed), self.webhooks, self.timing)
+        self.endpoints = _endpoints(self.seed, self.events.report)
         self.smtp = ProviderSlot(SMTP, self.seed)
         self._names = {SMTP: SMTP}
         for endpoint in self.endpoints.values():
@@ -69,7 +95,10 @@ class SimulatorState:
         return slots
 
     def reset(self) -> None:
-        """Clear stats, idempotency and dedup tables, and faults, of every provider."""
+        """Clear stats, idempotency and dedup tables, and faults, of every provider.
+
+        Webhook targets stay: they are where events go, not what happened.
+        """
         for endpoint in self.endpoints.values():
             endpoint.reset()
         self.smtp.reset()

@@ -1,21 +1,23 @@
-"""What a simulated provider saw: requests, accepted sends and idempotency keys."""
+"""What a simulated provider saw: requests, accepted sends, keys, recipients and events."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 import trio
 
 from .._httpserver import HttpRequest
+from ._mail import Sent, SentMail
 
 # Headers that carry a credential: kept out of the log (auth keeps its form).
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 SEEN_MAX = 50  # requests kept per provider for /_sim/requests
 _BODY_MAX = 64 * 1024
+RECIPIENTS_MAX = 100_000  # addresses counted per provider; later new ones are not
 
 
 @attrs.frozen
@@ -63,18 +65,27 @@ def _auth_form(value: str | None) -> str | None:
 
 @attrs.frozen
 class StatsSnapshot:
-    """A provider's counters at one moment, as ``GET /_sim/stats`` shows them."""
+    """A provider's counters at one moment, as ``GET /_sim/stats`` shows them.
+
+    The ``events_`` counters are the delivery events it sent back: ``sent``
+    answered 2xx, ``failed`` given up after its retries, ``dropped`` never
+    queued (the queue was full); ``event_retries`` counts repeated attempts.
+    """
 
     requests: int
     accepted: int
     unique_keys: int
     duplicates: int
     status_counts: dict[str, int]
+    events_sent: int = 0
+    events_failed: int = 0
+    events_dropped: int = 0
+    event_retries: int = 0
 
 
 @attrs.define
 class Stats:
-    """Counters of one provider, updated once per request."""
+    """Counters of one provider, updated once per request and once per event it sends."""
 
     requests: int = 0
     accepted: int = 0
@@ -84,14 +95,27 @@ class Stats:
     keys: dict[str, int] = attrs.Factory(dict)
     status_counts: dict[str, int] = attrs.Factory(dict)
     seen: deque[SeenRequest] = attrs.Factory(lambda: deque(maxlen=SEEN_MAX))
+    # Sends per recipient address (or phone number), up to RECIPIENTS_MAX addresses.
+    recipients: dict[str, int] = attrs.Factory(dict)
+    mails: deque[SentMail] = attrs.Factory(lambda: deque(maxlen=SEEN_MAX))
+    events_sent: int = 0
+    events_failed: int = 0
+    events_dropped: int = 0
+    event_retries: int = 0
     _changed: trio.Event = attrs.Factory(trio.Event)
 
-    def record(self, label: str, accepted: bool, key: str | None) -> None:
-        """Count one request: its status (or "reset"/"hang") and, if accepted, its key."""
+    def record(
+        self, label: str, accepted: bool, key: str | None, sent: Sequence[Sent] = ()
+    ) -> None:
+        """Count one request: its status (or "reset"/"hang") and, if accepted, its key.
+
+        ``sent`` is what it made the provider send, counted per recipient.
+        """
         self.requests += 1
         self.status_counts[label] = self.status_counts.get(label, 0) + 1
-        self._changed.set()
-        self._changed = trio.Event()
+        self._changed_now()
+        for item in sent:
+            self._count_recipients(item)
         if not accepted:
             return
         self.accepted += 1
@@ -102,9 +126,45 @@ class Stats:
             self.duplicates += 1
         self.keys[key] = seen + 1
 
+    def _count_recipients(self, item: Sent) -> None:
+        if isinstance(item, SentMail):
+            self.mails.append(item)
+        counts = self.recipients
+        for address in item.recipients:
+            seen = counts.get(address)
+            if seen is not None:
+                counts[address] = seen + 1
+            elif len(counts) < RECIPIENTS_MAX:  # bounded: a long run stops adding addresses
+                counts[address] = 1
+
+    def event_settled(self, delivered: bool) -> None:
+        """One event was answered 2xx, or given up."""
+        if delivered:
+            self.events_sent += 1
+        else:
+            self.events_failed += 1
+        self._changed_now()
+
+    def event_retried(self) -> None:
+        self.event_retries += 1
+
+    def events_dropped_now(self, count: int) -> None:
+        """``count`` events were never queued: the relay's queue was full."""
+        self.events_dropped += count
+        self._changed_now()
+
+    def _changed_now(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
     async def wait_accepted(self, count: int) -> None:
         """Return once at least ``count`` requests were accepted (tests wait on this)."""
         while self.accepted < count:
+            await self._changed.wait()
+
+    async def wait_events(self, count: int) -> None:
+        """Return once at least ``count`` events were sent or given up (tests wait on this)."""
+        while self.events_sent + self.events_failed < count:
             await self._changed.wait()
 
     def snapshot(self) -> StatsSnapshot:
@@ -114,4 +174,8 @@ class Stats:
             unique_keys=len(self.keys),
             duplicates=self.duplicates,
             status_counts=dict(sorted(self.status_counts.items())),
+            events_sent=self.events_sent,
+            events_failed=self.events_failed,
+            events_dropped=self.events_dropped,
+            event_retries=self.event_retries,
         )

@@ -6,9 +6,11 @@ must be the one in the path, and answer 201 with the new resource. Errors are
 every valid request is a new message or call.
 
 Twilio's test numbers pick an error, as with its test credentials: To
-``+15005550001`` is invalid (21211), ``+15005550002`` unreachable (21612),
-``+15005550004`` unsubscribed (21610), ``+15005550009`` not a mobile (21614);
-From ``+15005550008`` has a full queue (21611).
+``+15005550002`` is unreachable (21612), ``+15005550004`` unsubscribed
+(21610), ``+15005550009`` not a mobile (21614); From ``+15005550008`` has a
+full queue (21611). A text to ``+15005550001`` is taken, then reported
+``undelivered`` (30003) to its ``StatusCallback``; every other text is
+reported ``sent``, then ``delivered`` (see ``_twilio_events``).
 
 ``GET /2010-04-01/Accounts/{AccountSid}.json`` shows the account (active,
 full), for a read-only check of the credentials; it creates nothing.
@@ -27,6 +29,7 @@ from typing import Any
 import attrs
 
 from .._httpserver import HttpRequest, HttpResponse
+from ._mail import SentSms
 from ._provider import FaultReplies, Outcome, ProviderSpec
 
 _ROUTE = re.compile(r"/2010-04-01/Accounts/([^/]+)/([A-Za-z]+)\.json")
@@ -37,7 +40,6 @@ _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _MAX_BODY = 1600
 _MAX_TWIML = 4000
 _TO_ERRORS = {
-    "+15005550001": (21211, "The 'To' number +15005550001 is not a valid phone number."),
     "+15005550002": (21612, "The 'To' phone number is not currently reachable via SMS."),
     "+15005550004": (21610, "Attempt to send to unsubscribed recipient"),
     "+15005550009": (21614, "'To' number is not a valid mobile number"),
@@ -235,7 +237,23 @@ class Twilio:
             return Outcome(_error(400, *problem))
         self.created += 1
         sid = f"{self.resource.sid_prefix}{rng.getrandbits(128):032x}"
-        return Outcome(HttpResponse.json(201, self.resource.body(account, sid, form)))
+        response = HttpResponse.json(201, self.resource.body(account, sid, form))
+        if self.resource is not MESSAGES:
+            return Outcome(response)
+        return Outcome(response, sent=(_sms(request, account, sid, form),))
+
+
+def _sms(request: HttpRequest, account: str, sid: str, form: Form) -> SentSms:
+    """The text, and the callback its statuses go to, signed with the request's password."""
+    credentials = request.basic_auth()
+    return SentSms(
+        sid=sid,
+        account=account,
+        to=form["To"],
+        sender=form.get("From") or form.get("MessagingServiceSid", ""),
+        callback=form.get("StatusCallback") or None,
+        auth_token=credentials[1] if credentials is not None else "",
+    )
 
 
 def _show_account(request: HttpRequest, account: str) -> HttpResponse:

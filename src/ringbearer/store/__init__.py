@@ -1,4 +1,5 @@
-"""The durable outbox: messages, attempts, the audit log, dead letters and alerts.
+"""The durable outbox: messages, attempts, the audit log, dead letters, alerts, and what
+providers report back (their events on messages, the suppression list).
 
 The stores themselves (``SqliteStore``, ``MemoryStore``) are imported on first
 use: the values and protocols here are what a CLI call needs, and it should not
@@ -12,6 +13,7 @@ from ._alert_model import SentNotice as SentNotice
 from ._keys import KeyReused as KeyReused
 from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
+from ._model import HELD_UNTIL as HELD_UNTIL
 from ._model import Accepted as Accepted
 from ._model import Attempt as Attempt
 from ._model import BreakerRecord as BreakerRecord

@@ -14,12 +14,15 @@ import trio
 
 from .._delivery import Priority
 from ._alert_model import AlertRecord
+from ._forward_deliverability import ForwardsDeliverability
 from ._keys import KeyHolder, admit
 from ._memory_alerts import MemoryAlerts
+from ._memory_deliverability import MemoryDeliverability
 from ._memory_reads import MemoryDeadLetters, MemoryQueries
-from ._memory_tables import Row, Tables, settled, submitted
+from ._memory_tables import Row, Tables, new_row, settled, submitted
 from ._model import (
     ALL_PRIORITIES,
+    HELD_UNTIL,
     Accepted,
     BreakerRecord,
     Claimed,
@@ -29,6 +32,7 @@ from ._model import (
     MessageStatus,
     NewMessage,
     Settle,
+    SettleKind,
     Span,
     check_transition,
 )
@@ -39,8 +43,11 @@ Handoff = Callable[[list[Claimed]], None]
 _RECOVERED = {"reason": "in flight at the last stop; counted as an attempt"}
 
 
-class MemoryStore:
-    """A fake :class:`~ringbearer.store.Store`; ``rows`` and ``event_log`` are there for tests."""
+class MemoryStore(ForwardsDeliverability):
+    """A fake :class:`~ringbearer.store.Store`; ``rows`` and ``event_log`` are there for tests.
+
+    The deliverability role's methods are those of ``ForwardsDeliverability``.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._t = Tables(clock)
@@ -54,6 +61,7 @@ class MemoryStore:
         self._queries = MemoryQueries(self._t)
         self._dead = MemoryDeadLetters(self._t)
         self._alerts = MemoryAlerts()
+        self._deliverability = MemoryDeliverability(self._t)
 
     @property
     def listener(self) -> StoreListener:
@@ -70,9 +78,7 @@ class MemoryStore:
         now = self._t.clock()
         admission = admit(messages, self._t.keys, self._next_id)
         for fresh in admission.fresh:
-            m = fresh.message
-            row = Row(fresh.id, m.target, m.priority, m.payload, fresh.key, now)
-            row.next_attempt_at, row.updated_at, row.deliver_by = now, now, m.deliver_by
+            m, row = fresh.message, new_row(fresh, now)
             self.rows[row.id] = row
             self._t.keys[fresh.key] = KeyHolder(row.id, m.target, m.payload)
             self.counters.queued(m.target, m.priority, 1)
@@ -142,7 +148,9 @@ class MemoryStore:
         r = self.rows[s.message_id]
         check_transition(r.status, s.kind.status)
         r.status, r.updated_at = s.kind.status, now
-        r.attempts, r.next_attempt_at = s.attempts, s.next_attempt_at
+        held = s.kind is SettleKind.HELD  # due never, until its hold is released
+        r.attempts, r.next_attempt_at = s.attempts, HELD_UNTIL if held else s.next_attempt_at
+        r.held = (s.held or "") if held else None
         r.route_index, r.member_attempts = s.route_index, s.member_attempts
         r.integration, r.last_error = s.integration, s.reason
         r.provider_id = r.provider_id if s.provider_id is None else s.provider_id
@@ -318,4 +326,7 @@ def _claimed(r: Row) -> Claimed:
         r.member_attempts,
         {name: dict(steps) for name, steps in r.progress.items()},
         r.deliver_by,
+        r.category,
+        r.recipient,
+        r.domain,
     )

@@ -73,7 +73,7 @@ class MemoryQueries:
         await trio.lowlevel.checkpoint()
         oldest: dict[tuple[str, Priority], float] = {}
         for r in self._t.rows.values():
-            if r.status is MessageStatus.QUEUED:
+            if r.status is MessageStatus.QUEUED and r.held is None:  # held: waits on purpose
                 key = (r.target, r.priority)
                 oldest[key] = min(oldest.get(key, r.created_at), r.created_at)
         return oldest
@@ -83,7 +83,7 @@ class MemoryQueries:
         times = [
             r.next_attempt_at
             for r in self._t.rows.values()
-            if r.target == target and r.status is MessageStatus.QUEUED
+            if r.target == target and r.status is MessageStatus.QUEUED and r.held is None
         ]
         return min(times) if times else None
 

@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from .._delivery import Priority
-from ._keys import KeyHolder
+from ._keys import Fresh, KeyHolder
 from ._model import Counters, DeadLetter, Event, MessageRecord, MessageStatus, Settle
 from ._protocol import NullListener, StoreListener
 
@@ -40,6 +40,10 @@ class Row:
     deliver_by: float | None = None
     updated_at: float = 0.0
     delivered_at: float | None = None
+    category: str | None = None
+    recipient: str | None = None
+    domain: str | None = None
+    held: str | None = None  # the key of the hold it waits under
 
     def record(self) -> MessageRecord:
         return MessageRecord(
@@ -104,9 +108,23 @@ class Tables:
         ]
 
 
+def new_row(fresh: Fresh, now: float) -> Row:
+    """A submitted message's row: queued, due now or when it is scheduled."""
+    m = fresh.message
+    row = Row(fresh.id, m.target, m.priority, m.payload, fresh.key, now)
+    row.next_attempt_at = now if m.not_before is None else max(now, m.not_before)
+    row.updated_at, row.deliver_by = now, m.deliver_by
+    row.category, row.recipient, row.domain = m.category, m.recipient, m.domain
+    return row
+
+
 def submitted(row: Row) -> Event:
     """The ``submitted`` event, as the SQLite trigger writes it."""
-    detail = {"target": row.target, "key": row.key, "priority": row.priority.label}
+    detail: dict[str, Any] = {"target": row.target, "key": row.key, "priority": row.priority.label}
+    if row.category is not None:
+        detail["category"] = row.category
+    if row.next_attempt_at > row.created_at:  # scheduled
+        detail["not_before"] = row.next_attempt_at
     return Event("submitted", row.created_at, row.id, None, detail)
 
 
@@ -122,14 +140,16 @@ def settled(s: Settle, row: Row, now: float) -> list[Event]:
             "detail": s.reason,
         }
         events.append(Event("attempted", s.attempt.started_at, s.message_id, s.integration, detail))
-    change = {
+    change: dict[str, Any] = {
         "attempts": s.attempts,
         "status": s.kind.status.value,
         "reason": s.reason,
         "provider_id": row.provider_id,
-        "next_attempt_at": s.next_attempt_at,
+        "next_attempt_at": row.next_attempt_at,  # a held message's is HELD_UNTIL
         "route_index": s.route_index,
     }
+    if row.held is not None:
+        change["held"] = row.held
     events.append(Event(s.kind.value, now, s.message_id, s.integration, change))
     return events
 

@@ -90,6 +90,11 @@ Span = tuple[Priority, Priority]
 ALL_PRIORITIES: Span = (Priority.CRITICAL, Priority.BULK)
 
 
+# Where a held message's next_attempt_at is pushed (9999-12-31 23:59:59 UTC, wall
+# seconds): beyond any claim's reach and any due time, until its hold is released.
+HELD_UNTIL = 253_402_300_799.0
+
+
 class SettleKind(enum.Enum):
     """What an attempt ended in; also the name of the audit event it writes."""
 

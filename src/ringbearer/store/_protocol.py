@@ -15,8 +15,14 @@ from typing import Any, Protocol
 import attrs
 
 from .._delivery import Priority
-from ..deliverability import EventRecord, FunnelRow, MailEventRow, MatchedEvent, ProviderEvent
-from ..deliverability import Suppression
+from ..deliverability import (
+    EventRecord,
+    FunnelRow,
+    MailEventRow,
+    MatchedEvent,
+    ProviderEvent,
+    Suppression,
+)
 from ._alert_model import AlertRecord
 from ._model import (
     ALL_PRIORITIES,
@@ -269,9 +275,7 @@ class Deliverability(Protocol):
     async def mail_events(self, *, since: float) -> list[MailEventRow]:
         """Kept email events since ``since`` (wall time), oldest first: the guard's seed."""
 
-    async def marketing_sends(
-        self, *, category: str, since: float
-    ) -> list[tuple[str, float]]:
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
         """``(recipient, delivered_at)`` of messages of ``category`` delivered since
         ``since``, oldest first: the frequency caps' seed."""
 

@@ -22,7 +22,8 @@ import math
 import attrs
 
 from .._errors import ErrorCode, RequestError
-from ._model import NewMessage, Settle
+from ..deliverability import ProviderEvent, normalise_address
+from ._model import HELD_UNTIL, NewMessage, Settle, SettleKind
 
 REASON_MAX = 2000  # characters of a reason or error text kept
 PROVIDER_ID_MAX = 500  # characters of a provider's id kept
@@ -58,15 +59,52 @@ def _plain(text: str | None, limit: int) -> bool:
 
 
 def safe_settle(settle: Settle) -> Settle:
-    """A settle whose reason and provider id (a provider's words) are safe to store."""
-    reason, provider_id = settle.reason, settle.provider_id
-    if _plain(reason, REASON_MAX) and _plain(provider_id, PROVIDER_ID_MAX):
-        return settle
+    """A settle whose reason and provider id (a provider's words) are safe to store.
+
+    A hold's key names a sending domain, which a producer gave: it is made safe
+    too, and a HELD settle without one is held under ``""`` (not lost).
+    """
+    reason, provider_id, held = settle.reason, settle.provider_id, settle.held
+    if settle.kind is SettleKind.HELD and held is None:
+        held = ""
+    if _plain(reason, REASON_MAX) and _plain(provider_id, PROVIDER_ID_MAX) and _plain(held, 500):
+        return settle if held is settle.held else attrs.evolve(settle, held=held)
     return attrs.evolve(
         settle,
         reason=None if reason is None else safe_text(reason, REASON_MAX),
         provider_id=None if provider_id is None else safe_text(provider_id, PROVIDER_ID_MAX),
+        held=None if held is None else safe_text(held, PROVIDER_ID_MAX),
     )
+
+
+def safe_event(event: ProviderEvent, now: float) -> ProviderEvent:
+    """A provider event as a store keeps and matches it: plain texts, a finite time, and
+    its address normalised. The ids are made safe the same way each time, so a
+    redelivery still finds the first."""
+    texts = (event.source, event.event_id, event.provider_id, event.key, event.category)
+    address = None if event.address is None else normalise_address(event.address)
+    if (
+        all(_plain(t, PROVIDER_ID_MAX) for t in texts)
+        and _plain(address, PROVIDER_ID_MAX)
+        and address == event.address
+        and _storable_number(event.at)
+        and abs(event.at) < HELD_UNTIL
+    ):
+        return event
+    return attrs.evolve(
+        event,
+        source=safe_text(event.source, PROVIDER_ID_MAX),
+        event_id=safe_text(event.event_id, PROVIDER_ID_MAX),
+        provider_id=_maybe_safe(event.provider_id),
+        key=_maybe_safe(event.key),
+        category=_maybe_safe(event.category),
+        address=_maybe_safe(address),
+        at=_time(event.at, now),
+    )
+
+
+def _maybe_safe(text: str | None) -> str | None:
+    return None if text is None else safe_text(text, PROVIDER_ID_MAX)
 
 
 def check_storable(index: int, message: NewMessage) -> None:
@@ -77,12 +115,18 @@ def check_storable(index: int, message: NewMessage) -> None:
     key = message.idempotency_key
     if key is not None and not _plain(key, len(key)):
         raise RequestError(ErrorCode.BAD_ARGS, f"{where}: key {_shown(key)} {_BAD}")
-    deliver_by = message.deliver_by
-    if deliver_by is not None and not _storable_number(deliver_by):
-        raise RequestError(
-            ErrorCode.BAD_ARGS,
-            f"{where}: deliver_by is not a time the store can hold (a finite Unix time)",
-        )
+    for name in ("category", "recipient", "domain"):
+        text = getattr(message, name)
+        if text is not None and not _plain(text, len(text)):
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}: {name} {_shown(text)} {_BAD}")
+    for name, beyond in (("deliver_by", math.inf), ("not_before", HELD_UNTIL)):
+        when = getattr(message, name)
+        # Scheduled past HELD_UNTIL, a message would look held: no producer means that.
+        if when is not None and not (_storable_number(when) and when < beyond):
+            raise RequestError(
+                ErrorCode.BAD_ARGS,
+                f"{where}: {name} is not a time the store can hold (a finite Unix time)",
+            )
 
 
 _BAD = "cannot be stored: it holds a lone surrogate or a NUL character"

@@ -152,6 +152,101 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_open ON alerts (id) WHERE resolved_at IS NULL;
     """,
+    # 6: deliverability. A message keeps its category, first recipient and
+    # sending domain (what suppression, caps and the reputation guard read),
+    # and ``held``, the key of the hold it waits under (a paused domain). The
+    # provider's events are kept once per (source, event_id) in mail_events,
+    # matched to their message by provider_id; suppressions keep addresses
+    # from mail. The audit triggers are made again to name the new facts:
+    # ``submitted`` gains category and not_before when set (a message
+    # scheduled is one due after its creation), a settle's event the hold key.
+    """
+    ALTER TABLE messages ADD COLUMN category TEXT;
+    ALTER TABLE messages ADD COLUMN recipient TEXT;
+    ALTER TABLE messages ADD COLUMN domain TEXT;
+    ALTER TABLE messages ADD COLUMN held TEXT;
+    CREATE INDEX messages_provider_id ON messages (provider_id) WHERE provider_id IS NOT NULL;
+    CREATE INDEX messages_held ON messages (held) WHERE held IS NOT NULL;
+    -- The funnel counts email submitted since a time; the caps read what was
+    -- delivered of a category. Both only ever look at mail with these set.
+    CREATE INDEX messages_mail_created ON messages (created_at) WHERE domain IS NOT NULL;
+    CREATE INDEX messages_category_delivered ON messages (category, delivered_at)
+        WHERE category IS NOT NULL AND delivered_at IS NOT NULL;
+    CREATE TABLE mail_events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT 'email',
+        message_id INTEGER,
+        integration TEXT,
+        domain TEXT,
+        address TEXT,
+        detail TEXT,
+        UNIQUE (source, event_id)
+    );
+    CREATE INDEX mail_events_at ON mail_events (at);
+    CREATE INDEX mail_events_address ON mail_events (address, event, at)
+        WHERE address IS NOT NULL;
+    CREATE INDEX mail_events_message ON mail_events (message_id) WHERE message_id IS NOT NULL;
+    -- AUTOINCREMENT: an id is never given again, so one read before a removal
+    -- cannot name another suppression after it.
+    CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        address TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        until REAL,
+        by TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        last_try_at REAL,
+        UNIQUE (address, scope, reason)
+    );
+    CREATE INDEX suppressions_address ON suppressions (address);
+    DROP TRIGGER messages_submitted;
+    CREATE TRIGGER messages_submitted AFTER INSERT ON messages
+    BEGIN
+        INSERT INTO events (at, kind, message_id, detail) VALUES (
+            NEW.created_at, 'submitted', NEW.id,
+            CASE WHEN NEW.category IS NULL AND NEW.next_attempt_at <= NEW.created_at
+            THEN json_object('target', NEW.target, 'key', NEW.idempotency_key, 'priority',
+                             CASE NEW.priority WHEN 0 THEN 'critical' WHEN 1 THEN 'normal'
+                             ELSE 'bulk' END)
+            ELSE json_patch(
+                json_object('target', NEW.target, 'key', NEW.idempotency_key, 'priority',
+                            CASE NEW.priority WHEN 0 THEN 'critical' WHEN 1 THEN 'normal'
+                            ELSE 'bulk' END),
+                -- a merge patch: a null member is left out
+                json_object('category', NEW.category, 'not_before',
+                            CASE WHEN NEW.next_attempt_at > NEW.created_at
+                            THEN NEW.next_attempt_at END))
+            END);
+    END;
+    DROP TRIGGER messages_changed;
+    CREATE TRIGGER messages_changed AFTER UPDATE OF last_event ON messages
+    BEGIN
+        INSERT INTO events (at, kind, message_id, integration, detail)
+        SELECT NEW.attempt_at, 'attempted', NEW.id, NEW.integration,
+               json_object('attempt', NEW.attempts, 'outcome', NEW.attempt_outcome,
+                           'status', NEW.attempt_status, 'seconds', NEW.attempt_seconds,
+                           'detail', NEW.last_error)
+        WHERE NEW.attempt_at IS NOT NULL;
+        INSERT INTO events (at, kind, message_id, integration, detail) VALUES (
+            NEW.updated_at, NEW.last_event, NEW.id, NEW.integration,
+            CASE WHEN NEW.held IS NULL
+            THEN json_object('attempts', NEW.attempts, 'status', NEW.status,
+                             'reason', NEW.last_error, 'provider_id', NEW.provider_id,
+                             'next_attempt_at', NEW.next_attempt_at,
+                             'route_index', NEW.route_index)
+            ELSE json_object('attempts', NEW.attempts, 'status', NEW.status,
+                             'reason', NEW.last_error, 'provider_id', NEW.provider_id,
+                             'next_attempt_at', NEW.next_attempt_at,
+                             'route_index', NEW.route_index, 'held', NEW.held)
+            END);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

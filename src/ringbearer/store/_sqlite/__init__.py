@@ -13,6 +13,9 @@ Only this package touches the asyncio bridge. Its parts, each a module:
 * ``_dead``: count, replay and purge of dead letters;
 * ``_controls``: breaker states and pauses;
 * ``_alerts``: open alerts and where their escalation stands;
+* ``_deliverability``: provider events, suppressions, holds and the guards'
+  reads, with ``_mail`` (matching and keeping events) and ``_suppressions``
+  (the suppression list and holds);
 * ``_open``, ``_db``, ``_rows``, ``_shared``: opening and migrating the file,
   the connection seam, rows and values, the state the parts share.
 

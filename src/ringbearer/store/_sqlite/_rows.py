@@ -8,7 +8,7 @@ from typing import Any
 
 from ..._delivery import Priority
 from .._keys import Fresh
-from .._model import Claimed, DeadLetter, Event, MessageRecord, Settle, SettleKind
+from .._model import HELD_UNTIL, Claimed, DeadLetter, Event, MessageRecord, Settle, SettleKind
 from ._db import Row, dumps
 
 INSERT_EVENT = "INSERT INTO events (at, kind, message_id, integration, detail) VALUES (?,?,?,?,?)"
@@ -37,12 +37,13 @@ def event(r: Row) -> Event:
 
 INSERT_MESSAGE = (
     "INSERT INTO messages (id, target, priority, payload, idempotency_key, status,"
-    " next_attempt_at, created_at, updated_at, deliver_by) VALUES (?,?,?,?,?,'queued',?,?,?,?)"
+    " next_attempt_at, created_at, updated_at, deliver_by, category, recipient, domain)"
+    " VALUES (?,?,?,?,?,'queued',?,?,?,?,?,?,?)"
 )
 
 
 def message_row(fresh: Fresh, now: float) -> Row:
-    """A new message as ``INSERT_MESSAGE`` takes it: queued, due now."""
+    """A new message as ``INSERT_MESSAGE`` takes it: queued, due now or when scheduled."""
     m = fresh.message
     return (
         fresh.id,
@@ -50,10 +51,13 @@ def message_row(fresh: Fresh, now: float) -> Row:
         int(m.priority),
         dumps(m.payload),
         fresh.key,
-        now,
+        now if m.not_before is None else max(now, m.not_before),
         now,
         now,
         m.deliver_by,
+        m.category,
+        m.recipient,
+        m.domain,
     )
 
 
@@ -85,7 +89,8 @@ def message_record(r: Row) -> MessageRecord:
 
 CLAIMED = (
     "id, target, priority, payload, idempotency_key, attempts, created_at,"
-    " route_index, member_attempts, next_attempt_at, progress, deliver_by"
+    " route_index, member_attempts, next_attempt_at, progress, deliver_by,"
+    " category, recipient, domain"
 )
 
 
@@ -104,29 +109,34 @@ def claimed(rows: Sequence[Row]) -> list[Claimed]:
             member_attempts=r[8],
             progress={} if r[10] is None else json.loads(r[10]),
             deliver_by=r[11],
+            category=r[12],
+            recipient=r[13],
+            domain=r[14],
         )
         for r in rows
     ]
 
 
-# The triggers of the schema turn each settle into its audit events.
+# The triggers of the schema turn each settle into its audit events. Every settle
+# sets ``held``: the key for a HELD one, none for the rest.
 SETTLE = (
     "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ?, route_index = ?,"
     " member_attempts = ?, integration = ?, last_error = ?,"
     " provider_id = COALESCE(?, provider_id), updated_at = ?,"
-    " delivered_at = COALESCE(?, delivered_at), last_event = ?, attempt_at = ?,"
+    " delivered_at = COALESCE(?, delivered_at), held = ?, last_event = ?, attempt_at = ?,"
     " attempt_seconds = ?, attempt_outcome = ?, attempt_status = ?"
     " WHERE id = ? AND status = 'inflight'"
 )
 
 
 def settle_row(s: Settle, now: float) -> Row:
-    """A settle as ``SETTLE`` takes it."""
+    """A settle as ``SETTLE`` takes it; a held message is due never (``HELD_UNTIL``)."""
     a = s.attempt
+    held = s.kind is SettleKind.HELD
     return (
         s.kind.status.value,
         s.attempts,
-        s.next_attempt_at,
+        HELD_UNTIL if held else s.next_attempt_at,
         s.route_index,
         s.member_attempts,
         s.integration,
@@ -134,6 +144,7 @@ def settle_row(s: Settle, now: float) -> Row:
         s.provider_id,
         now,
         now if s.kind is SettleKind.DELIVERED else None,
+        (s.held or "") if held else None,
         s.kind.value,
         None if a is None else a.started_at,
         None if a is None else round(a.duration, 6),

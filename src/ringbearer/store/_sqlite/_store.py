@@ -17,6 +17,7 @@ import trio
 
 from ..._delivery import Priority
 from .._alert_model import AlertRecord
+from .._forward_deliverability import ForwardsDeliverability
 from .._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -35,18 +36,24 @@ from ._batch import Handoff, Parked, QueueBatch
 from ._controls import Controls
 from ._db import Row, Tx, WallClock
 from ._dead import DeadLetters
+from ._deliverability import SqliteDeliverability
+from ._mail import write_mail
+from ._matcher import Matcher
 from ._open import Start, connections, load_start
 from ._queue import Queue
 from ._reads import Reads
 from ._rows import event_row
 from ._shared import Shared
-from ._writer import Op, OpKind, Writer
+from ._writer import Op, OpKind, Writer, chained
 
 T = TypeVar("T")
 
 
-class SqliteStore:
-    """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop."""
+class SqliteStore(ForwardsDeliverability):
+    """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop.
+
+    The deliverability role's methods are those of ``ForwardsDeliverability``.
+    """
 
     def __init__(
         self,
@@ -62,14 +69,17 @@ class SqliteStore:
         self._batch = QueueBatch(
             self._shared, next_id=start.next_id, deadline_targets=start.deadline_targets
         )
-        self._writer = Writer(
-            writer, clock=clock, batch_max=batch_max, write_batch=self._batch.write
-        )
+        write_batch = chained(self._batch.write, write_mail)
+        self._writer = Writer(writer, clock=clock, batch_max=batch_max, write_batch=write_batch)
         self._queue = Queue(self._writer, self._shared)
         self._reads = Reads(reader)
         self._dead = DeadLetters(self._writer, self._reads, self._shared)
         self._controls = Controls(self._writer)
         self._alerts = Alerts(self._writer)
+        self._matcher = Matcher(self._reads)
+        self._deliverability = SqliteDeliverability(
+            self._writer, self._reads, self._matcher, self._shared
+        )
 
     @classmethod
     @asynccontextmanager
@@ -87,6 +97,7 @@ class SqliteStore:
             store = cls(writer, reader, clock=clock, batch_max=batch_max, start=start)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store._writer.write_loop)
+                nursery.start_soon(store._matcher.match_loop)
                 try:
                     yield store
                 finally:

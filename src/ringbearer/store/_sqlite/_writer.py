@@ -49,6 +49,7 @@ class OpKind(enum.Enum):
     CLAIM = "claim"
     SETTLE = "settle"
     EVENT = "event"
+    MAIL = "mail"  # provider events to keep (see ``_mail``)
     CUSTOM = "custom"
 
 
@@ -83,6 +84,16 @@ class Batch:
 
 
 WriteBatch = Callable[[Tx, Batch], Awaitable[None]]
+
+
+def chained(*parts: WriteBatch) -> WriteBatch:
+    """One ``WriteBatch`` writing each part's statements in turn."""
+
+    async def write(tx: Tx, batch: Batch) -> None:
+        for part in parts:
+            await part(tx, batch)
+
+    return write
 
 
 class Writer:

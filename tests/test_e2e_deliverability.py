@@ -1,0 +1,237 @@
+"""Deliverability on the real daemon and the real simulator, which sends back each
+provider's events signed as the provider signs them.
+
+Each test runs ``ringbearer run`` against ``ringbearer simulate``; the daemon
+registers its public listener with the simulator, as an operator registers
+the endpoint in each provider's dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .procs import Daemon, Simulator, config_for, poll, running, write_jsonl
+
+pytestmark = pytest.mark.e2e
+
+SENDER = "Studio <news@studio.example>"
+
+
+def mail(to: str, n: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "target": "email",
+        "payload": {"from": SENDER, "to": to, "subject": f"Your gallery {n}", "text": "Hello."},
+        **extra,
+    }
+
+
+def sent_to(sim: Simulator, address: str) -> int:
+    """How many times any email provider of the simulator took mail for ``address``."""
+    total = 0
+    for provider in ("resend", "mailgun", "smtp"):
+        counts = sim.http.get("/_sim/recipients", params={"provider": provider, "address": address})
+        total += sum(counts.json().get(provider, {}).values())
+    return total
+
+
+def events(daemon: Daemon, kind: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = daemon.call("audit", {"kinds": [kind], "limit": 5000})["events"]
+    return found
+
+
+def provider_events(daemon: Daemon, event: str) -> list[dict[str, Any]]:
+    return [e for e in events(daemon, "provider_event") if e["detail"]["event"] == event]
+
+
+def check(daemon: Daemon, address: str) -> dict[str, Any]:
+    done = daemon.cli("suppression", "check", address, "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Any:
+    simulator = Simulator(tmp_path / "simulator.log")
+    yield simulator
+    simulator.stop()
+
+
+def test_a_hard_bounce_suppresses_the_address_and_a_second_email_never_leaves(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        first = daemon.call("submit", {"messages": [mail("bounce@simulator.test")]})
+        assert not first["refused"]
+        poll(lambda: provider_events(daemon, "hard_bounce"), bool, 20, "the signed hard bounce")
+        assert sent_to(sim, "bounce@simulator.test") == 1
+        shown = check(daemon, "bounce@simulator.test")
+        (entry,) = shown["suppressions"]
+        assert (entry["reason"], entry["scope"], entry["by"]) == ("hard_bounce", "*", "resend")
+        refused = [v for v in shown["verdicts"] if v["refused"]]
+        assert {v["priority"] for v in refused} == {"normal"}  # critical may still try daily
+        # The second email, and one to an innocent beside it in the same request.
+        again = daemon.cli(
+            "send",
+            "--file",
+            str(write_jsonl(tmp_path / "two.jsonl", [mail("bounce@simulator.test", 2),
+                                                      mail("guest@example.com", 3)])),
+        )  # fmt: skip
+        assert again.returncode == 1
+        assert "refused messages[0]: suppressed" in again.stdout + again.stderr
+        daemon.wait_idle()
+        assert sent_to(sim, "guest@example.com") == 1
+        assert sent_to(sim, "bounce@simulator.test") == 1  # it did not move
+
+
+def test_marketing_queued_before_a_complaint_is_dead_lettered_suppressed(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        later = time.time() + 3
+        queued = mail("complaint@simulator.test", 1, category="marketing", not_before=later)
+        receipt = mail("complaint@simulator.test", 2)  # transactional: sent now, complained
+        reply = daemon.call("submit", {"messages": [queued, receipt]})
+        held_id = reply["accepted"][0]["id"]
+        poll(lambda: provider_events(daemon, "complained"), bool, 20, "the complaint")
+        dead = poll(
+            lambda: daemon.call("dead-letters", {})["dead_letters"],
+            lambda found: any(d["message_id"] == held_id for d in found),
+            20,
+            "the queued marketing email dead-lettered",
+        )
+        (letter,) = [d for d in dead if d["message_id"] == held_id]
+        assert letter["reason"] == "suppressed: complaint (*)"
+        assert sent_to(sim, "complaint@simulator.test") == 1  # the receipt only
+        # Transactional mail still goes to someone who complained.
+        more = daemon.call("submit", {"messages": [mail("complaint@simulator.test", 3)]})
+        assert not more["refused"]
+
+
+def test_rfc_8058_headers_reach_every_email_provider_and_one_click_suppresses_marketing_only(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        for provider in ("resend", "mailgun", "smtp"):
+            done = daemon.cli(
+                "send", provider, "--category", "marketing", "--payload",
+                json.dumps(mail(f"reader-{provider}@example.com")["payload"]),
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        daemon.wait_idle()
+        links = {}
+        for provider in ("resend", "mailgun", "smtp"):
+            (sent,) = sim.http.get("/_sim/mail", params={"provider": provider}).json()[provider]
+            headers = {k.lower(): v for k, v in sent["headers"].items()}
+            assert headers["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
+            link = headers["list-unsubscribe"]
+            assert link.startswith("<http://127.0.0.1:") and "/unsubscribe/" in link
+            links[provider] = link.strip("<>").split(">")[0]
+        page = httpx.get(links["smtp"])
+        assert page.status_code == 200 and "<form" in page.text and "<script" not in page.text
+        assert not check(daemon, "reader-smtp@example.com")["suppressions"]  # a GET is no click
+        posted = httpx.post(links["smtp"], content=b"List-Unsubscribe=One-Click")
+        assert posted.status_code == 200
+        (entry,) = check(daemon, "reader-smtp@example.com")["suppressions"]
+        assert (entry["scope"], entry["reason"]) == ("marketing", "unsubscribe")
+        refused = daemon.cli(
+            "send", "email", "--category", "marketing", "--payload",
+            json.dumps(mail("reader-smtp@example.com")["payload"]),
+        )  # fmt: skip
+        assert refused.returncode == 1
+        receipt = daemon.call("submit", {"messages": [mail("reader-smtp@example.com", 9)]})
+        assert not receipt["refused"]
+        daemon.wait_idle()
+        assert sent_to(sim, "reader-smtp@example.com") == 2  # the marketing one, the receipt
+
+
+def test_forged_stale_and_replayed_webhooks_get_401_and_change_nothing(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    from svix.webhooks import Webhook
+
+    from ringbearer._public import SANDBOX_MAILGUN_KEY, SANDBOX_RESEND_SECRET
+
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        base = daemon.status()["webhooks"]
+        body = json.dumps(
+            {"type": "email.complained", "created_at": "2026-12-07T10:00:00.000Z",
+             "data": {"email_id": "unknown", "to": ["victim@example.com"]}}
+        )  # fmt: skip
+        signer = Webhook(SANDBOX_RESEND_SECRET.reveal())
+        now = int(time.time())
+
+        def svix(msg_id: str, at: int) -> dict[str, str]:
+            from datetime import UTC, datetime
+
+            moment = datetime.fromtimestamp(at, tz=UTC)
+            signature = signer.sign(msg_id, moment, body)
+            return {"svix-id": msg_id, "svix-timestamp": str(at), "svix-signature": signature}
+
+        forged = {**svix("msg_1", now), "svix-signature": "v1,Zm9yZ2Vk"}
+        stale = svix("msg_2", now - 3600)
+        url = f"{base}/webhooks/resend"
+        assert httpx.post(url, content=body, headers=forged).status_code == 401
+        assert httpx.post(url, content=body, headers=stale).status_code == 401
+        mailgun = _mailgun_delivery(SANDBOX_MAILGUN_KEY.reveal())
+        first = httpx.post(f"{base}/webhooks/mailgun", json=mailgun)
+        assert first.status_code == 200
+        replay = httpx.post(f"{base}/webhooks/mailgun", json=mailgun)
+        assert replay.status_code == 401
+        refusals = poll(
+            lambda: [e["detail"] for e in events(daemon, "webhook_refused")],
+            lambda found: len(found) >= 3,
+            10,
+            "three refusals in the audit log",
+        )
+        assert sorted(r["why"] for r in refusals) == ["forged", "replayed", "stale"]
+        assert not check(daemon, "victim@example.com")["suppressions"]  # forged, stale: nothing
+        # The verified Mailgun complaint counted once; its replay changed nothing.
+        assert len(provider_events(daemon, "complained")) == 1
+        (kept,) = check(daemon, "reader@example.com")["suppressions"]
+        assert (kept["reason"], kept["by"]) == ("complaint", "mailgun")
+        assert "victim@example.com" not in daemon.log_text()
+
+
+def _mailgun_delivery(key: str) -> dict[str, Any]:
+    import hashlib
+    import hmac
+    import secrets
+
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {
+            "event": "complained",
+            "id": "evt1",
+            "timestamp": time.time(),
+            "recipient": "reader@example.com",
+            "message": {"headers": {"message-id": "nobody@mg.example.com"}},
+            "user-variables": {},
+        },
+    }
+
+
+def test_not_before_holds_a_message_across_a_restart_and_releases_it_on_time(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    text = config_for(tmp_path, sim)
+    due = time.time() + 6
+    with running(tmp_path, text) as daemon:
+        reply = daemon.call("submit", {"messages": [mail("later@example.com", not_before=due)]})
+        (accepted,) = reply["accepted"]
+    assert sent_to(sim, "later@example.com") == 0
+    with running(tmp_path, text) as daemon:
+        assert daemon.call("message", {"id": accepted["id"]})["status"] == "queued"
+        poll(lambda: sent_to(sim, "later@example.com"), lambda n: n == 1, 20, "the send on time")
+        assert time.time() >= due
+        delivered = daemon.call("message", {"id": accepted["id"]})
+        assert delivered["status"] == "delivered"
+        assert delivered["delivered_at"] >= due
