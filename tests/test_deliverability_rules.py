@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from ringbearer._converter import PositiveFloat, PositiveInt
 from ringbearer._delivery import Priority
 from ringbearer.deliverability import (
     EventType,
@@ -41,7 +44,7 @@ def matched(
     return MatchedEvent(event, facts if with_message else None, False, soft_bounces)
 
 
-def entry(reason: Reason, scope: str = "*", **changes: object) -> Suppression:
+def entry(reason: Reason, scope: str = "*", **changes: Any) -> Suppression:
     return attrs.evolve(Suppression(ADDRESS, scope, reason, NOW - 60), **changes)
 
 
@@ -98,7 +101,9 @@ def test_the_second_soft_bounce_in_the_window_holds_the_address() -> None:
 
 
 def test_the_soft_bounce_count_and_hold_are_configurable() -> None:
-    rules = attrs.evolve(RULES, soft_bounce_count=3, soft_bounce_hold_days=1.0)
+    rules = attrs.evolve(
+        RULES, soft_bounce_count=PositiveInt(3), soft_bounce_hold_days=PositiveFloat(1.0)
+    )
     assert effects(matched(EventType.SOFT_BOUNCE, soft_bounces=1), rules, NOW) == ()
     (s,) = effects(matched(EventType.SOFT_BOUNCE, soft_bounces=2), rules, NOW)
     assert s.until == NOW + DAY
@@ -112,22 +117,25 @@ def test_the_address_is_the_events_else_the_messages_recipient() -> None:
     assert s.address == ADDRESS
     nobody = matched(EventType.HARD_BOUNCE, address=None, recipient=None)
     assert effects(nobody, RULES, NOW) == ()
-    assert effects(matched(EventType.HARD_BOUNCE, address=None, with_message=False), RULES, NOW) == ()
+    assert (
+        effects(matched(EventType.HARD_BOUNCE, address=None, with_message=False), RULES, NOW) == ()
+    )
 
 
 @pytest.mark.parametrize(
-    ("switch", "event", "soft_bounces"),
+    ("off", "event", "soft_bounces"),
     [
-        ("hard_bounce", EventType.HARD_BOUNCE, 0),
-        ("complaint", EventType.COMPLAINED, 0),
-        ("unsubscribe", EventType.UNSUBSCRIBED, 0),
-        ("soft_bounce", EventType.SOFT_BOUNCE, 5),
+        (attrs.evolve(RULES, hard_bounce=False), EventType.HARD_BOUNCE, 0),
+        (attrs.evolve(RULES, complaint=False), EventType.COMPLAINED, 0),
+        (attrs.evolve(RULES, unsubscribe=False), EventType.UNSUBSCRIBED, 0),
+        (attrs.evolve(RULES, soft_bounce=False), EventType.SOFT_BOUNCE, 5),
     ],
 )
-def test_each_rule_can_be_switched_off(switch: str, event: EventType, soft_bounces: int) -> None:
-    rules = attrs.evolve(RULES, **{switch: False})
+def test_each_rule_can_be_switched_off(
+    off: SuppressionRules, event: EventType, soft_bounces: int
+) -> None:
     assert effects(matched(event, soft_bounces=soft_bounces), RULES, NOW) != ()
-    assert effects(matched(event, soft_bounces=soft_bounces), rules, NOW) == ()
+    assert effects(matched(event, soft_bounces=soft_bounces), off, NOW) == ()
 
 
 @pytest.mark.parametrize(
@@ -162,7 +170,7 @@ def test_critical_mail_passes_a_hard_bounce_once_a_day() -> None:
     assert blocking([tried], "transactional", Priority.CRITICAL, NOW, RULES) == tried
     tried = attrs.evolve(fresh, last_try_at=NOW - 24 * HOUR)
     assert blocking([tried], "transactional", Priority.CRITICAL, NOW, RULES) is None
-    hourly = attrs.evolve(RULES, critical_retry_hours=1.0)
+    hourly = attrs.evolve(RULES, critical_retry_hours=PositiveFloat(1.0))
     tried = attrs.evolve(fresh, last_try_at=NOW - 2 * HOUR)
     assert blocking([tried], "transactional", Priority.CRITICAL, NOW, hourly) is None
 

@@ -235,3 +235,131 @@ def test_not_before_holds_a_message_across_a_restart_and_releases_it_on_time(
         delivered = daemon.call("message", {"id": accepted["id"]})
         assert delivered["status"] == "delivered"
         assert delivered["delivered_at"] >= due
+
+
+def burst_config(tmp_path: Path, sim: Simulator) -> str:
+    """The shipped config, with room for one client's burst of events (the simulator's)
+    and no frequency cap in the way (every recipient here is distinct anyway)."""
+    text = config_for(tmp_path, sim)
+    text = text.replace("per_client_per_second = 500", "per_client_per_second = 100000")
+    return text.replace("per_client_burst = 1000", "per_client_burst = 100000")
+
+
+def test_a_complaint_burst_pauses_marketing_of_its_domain_until_resumed(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    """1,000 marketing emails, 4 of them complained about (0.4% > 0.3%): the domain's
+    marketing waits, with an alert; critical mail still goes; a resume releases what
+    waited, and every email reaches the provider exactly once."""
+    with running(tmp_path, burst_config(tmp_path, sim)) as daemon:
+        readers = [f"reader{n}@example.com" for n in range(996)]
+        complainers = [f"complaint+{k}@simulator.test" for k in range(4)]
+        burst = [mail(a, n, category="marketing") for n, a in enumerate(readers + complainers)]
+        for start in range(0, len(burst), 500):
+            daemon.call("submit", {"messages": burst[start : start + 500]})
+        daemon.wait_idle()
+        poll(lambda: provider_events(daemon, "complained"), lambda e: len(e) == 4, 30, "4")
+        report = poll(
+            lambda: daemon.call("deliverability", {}),
+            lambda r: any(d["state"] == "paused" for d in r["domains"]),
+            30,
+            "the domain paused",
+        )
+        (domain,) = [d for d in report["domains"] if d["domain"] == "studio.example"]
+        assert domain["complaints"] == 4 and domain["state"] == "paused"
+        poll(
+            lambda: [a["key"] for a in daemon.call("alerts", {})["alerts"]],
+            lambda keys: "reputation_paused:studio.example" in keys,
+            20,
+            "the pause alerted (on the alert manager's next tick)",
+        )
+        later = [mail(f"late{n}@example.com", n, category="marketing") for n in range(20)]
+        critical = mail("bride@example.com", 0, category="marketing", priority="critical")
+        daemon.call("submit", {"messages": [*later, critical]})
+        poll(lambda: sent_to(sim, "bride@example.com"), lambda n: n == 1, 20, "critical sent")
+        held = poll(
+            lambda: daemon.call("deliverability", {})["domains"],
+            lambda ds: any(d["held"] == 20 for d in ds),
+            20,
+            "the later marketing held",
+        )
+        assert held and all(sent_to(sim, f"late{n}@example.com") == 0 for n in range(20))
+        resumed = daemon.cli("deliverability", "resume", "studio.example")
+        assert resumed.returncode == 0, resumed.stderr
+        daemon.wait_idle()
+        counts = sim.http.get("/_sim/recipients", params={"provider": "resend"}).json()["resend"]
+        everyone = readers + complainers + [f"late{n}@example.com" for n in range(20)]
+        assert {a: counts.get(a, 0) for a in everyone} == dict.fromkeys(everyone, 1)
+        assert counts["bride@example.com"] == 1
+
+
+def test_an_event_whose_commit_a_sigkill_cut_is_redelivered_and_applied_once(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    """The daemon stopped (SIGSTOP) with a verified complaint in its socket, then killed:
+    no 2xx went back, so the provider sends it again, and it counts once."""
+    import signal
+    import threading
+
+    from svix.webhooks import Webhook
+
+    from ringbearer._public import SANDBOX_RESEND_SECRET
+
+    text = config_for(tmp_path, sim)
+    body = json.dumps(
+        {"type": "email.complained", "created_at": "2026-12-07T10:00:00.000Z",
+         "data": {"email_id": "em_1", "to": ["cut@example.com"]}}
+    )  # fmt: skip
+
+    def signed() -> dict[str, str]:
+        from datetime import UTC, datetime
+
+        now = datetime.now(tz=UTC)
+        signature = Webhook(SANDBOX_RESEND_SECRET.reveal()).sign("msg_cut", now, body)
+        return {"svix-id": "msg_cut", "svix-timestamp": str(int(now.timestamp())),
+                "svix-signature": signature}  # fmt: skip
+
+    answers: list[int | str] = []
+    with running(tmp_path, text) as daemon:
+        url = f"{daemon.status()['webhooks']}/webhooks/resend"
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGSTOP)
+
+        def post() -> None:
+            try:
+                answers.append(httpx.post(url, content=body, headers=signed()).status_code)
+            except httpx.HTTPError as exc:
+                answers.append(type(exc).__name__)
+
+        sender = threading.Thread(target=post)
+        sender.start()
+        time.sleep(0.5)  # the request is in the daemon's socket, unread
+        daemon.kill9()
+        sender.join(10)
+    assert answers and answers[0] != 200  # never acknowledged
+    with running(tmp_path, text) as daemon:
+        assert not provider_events(daemon, "complained")  # nothing of it was kept
+        url = f"{daemon.status()['webhooks']}/webhooks/resend"
+        assert httpx.post(url, content=body, headers=signed()).status_code == 200
+        assert httpx.post(url, content=body, headers=signed()).status_code == 200  # again
+        assert len(provider_events(daemon, "complained")) == 1
+        (entry,) = check(daemon, "cut@example.com")["suppressions"]
+        assert entry["reason"] == "complaint"
+
+
+def test_an_undelivered_sms_is_reported_by_twilio_status_callback(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        texts = [
+            {"target": "sms", "payload": {"to": to, "body": "The car is here."}}
+            for to in ("+15005550001", "+15558675310")
+        ]
+        daemon.call("submit", {"messages": texts})
+        found = poll(
+            lambda: {e["detail"]["event"] for e in events(daemon, "provider_event")},
+            lambda kinds: {"undelivered", "delivered"} <= kinds,
+            20,
+            "Twilio's signed status callbacks",
+        )
+        assert "failed" not in found

@@ -38,8 +38,8 @@ from ringbearer.deliverability import (
 from ringbearer.deliverability._book import SuppressionBook
 from ringbearer.deliverability._guard import hold_key
 from ringbearer.deliverability._settings import SuppressionRules
-from ringbearer.handlers import _deliverability as h
 from ringbearer.handlers import Table, answer
+from ringbearer.handlers import _deliverability as h
 from ringbearer.store import EventKind, MemoryStore, NewMessage, Settle, SettleKind
 
 from .harness import EPOCH, wire

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import trio
 
 from ringbearer._delivery import Priority
@@ -19,8 +18,6 @@ from ringbearer.deliverability._book import PAGE
 from ringbearer.deliverability._rules import DAY, HOUR
 from ringbearer.deliverability._settings import SuppressionRules
 from ringbearer.store import MemoryStore
-
-pytestmark = pytest.mark.usefixtures("autojump_clock")  # time jumps: no test waits
 
 T0 = 1_700_000_000.0
 RULES = SuppressionRules()
@@ -40,7 +37,7 @@ def manual(address: str, scope: str = "*", until: float | None = None) -> Suppre
     return Suppression(address, scope, Reason.MANUAL, wall(), until, by="op", note="asked")
 
 
-async def test_added_entries_block_at_once_and_are_kept() -> None:
+async def test_added_entries_block_at_once_and_are_kept(autojump_clock: object) -> None:
     """``add`` writes through the store (which gives the id) and blocks from when it returns."""
     store, book = await fresh()
     kept = await book.add(manual(ANN, "marketing"))
@@ -50,7 +47,7 @@ async def test_added_entries_block_at_once_and_are_kept() -> None:
     assert await store.suppressions(address=ANN) == [kept]
 
 
-async def test_addresses_are_matched_normalised() -> None:
+async def test_addresses_are_matched_normalised(autojump_clock: object) -> None:
     """An entry added under one spelling blocks every case and padding of the address."""
     _, book = await fresh()
     await book.add(manual("  Ann@Example.COM"))
@@ -58,7 +55,7 @@ async def test_addresses_are_matched_normalised() -> None:
     assert [s.address for s in book.entries("ann@EXAMPLE.com")] == [ANN]
 
 
-async def test_a_renewal_replaces_its_entry() -> None:
+async def test_a_renewal_replaces_its_entry(autojump_clock: object) -> None:
     """The same address, scope and reason again: one entry, the later one, with its id."""
     _, book = await fresh()
     first = await book.add(manual(ANN, "marketing"))
@@ -68,7 +65,7 @@ async def test_a_renewal_replaces_its_entry() -> None:
     assert second.id == first.id and second.created_at == first.created_at + 10
 
 
-async def test_remove_by_scope_or_all() -> None:
+async def test_remove_by_scope_or_all(autojump_clock: object) -> None:
     """Removed from the store and from memory: of one scope, then every one."""
     store, book = await fresh()
     await book.add(manual(ANN, "marketing"))
@@ -84,7 +81,7 @@ async def test_remove_by_scope_or_all() -> None:
     assert await store.suppressions(address=ANN) == []
 
 
-async def test_load_reads_every_page_of_what_is_in_force() -> None:
+async def test_load_reads_every_page_of_what_is_in_force(autojump_clock: object) -> None:
     """More than a page is read whole; what has ended is not loaded."""
     store = MemoryStore(wall)
     for n in range(PAGE + 5):
@@ -97,7 +94,7 @@ async def test_load_reads_every_page_of_what_is_in_force() -> None:
     assert book.entries("gone@example.com") == []
 
 
-async def test_applied_suppressions_block() -> None:
+async def test_applied_suppressions_block(autojump_clock: object) -> None:
     """The ingest's committed suppressions (no ids yet) are in force once applied."""
     _, book = await fresh()
     hard = Suppression(ANN, "*", Reason.HARD_BOUNCE, wall(), by="resend")
@@ -105,7 +102,7 @@ async def test_applied_suppressions_block() -> None:
     assert book.blocking(ANN, "transactional", Priority.NORMAL, wall()) == hard
 
 
-async def test_ended_holds_are_forgotten() -> None:
+async def test_ended_holds_are_forgotten(autojump_clock: object) -> None:
     """A soft-bounce hold ends: it stops blocking, and memory lets the address go."""
     _, book = await fresh()
     hold = Suppression(ANN, "*", Reason.SOFT_BOUNCE, wall(), wall() + 3 * DAY, by="resend")
@@ -118,7 +115,9 @@ async def test_ended_holds_are_forgotten() -> None:
     assert len(book) == 1
 
 
-async def test_critical_mail_tries_once_a_day_and_the_store_remembers() -> None:
+async def test_critical_mail_tries_once_a_day_and_the_store_remembers(
+    autojump_clock: object,
+) -> None:
     """A critical try is noted at once in memory and durably; a restart keeps it."""
     store, book = await fresh()
     await book.add(Suppression(ANN, "*", Reason.HARD_BOUNCE, wall(), by="resend"))
@@ -136,7 +135,7 @@ async def test_critical_mail_tries_once_a_day_and_the_store_remembers() -> None:
     assert reloaded.blocking(ANN, "transactional", Priority.CRITICAL, wall()) is None
 
 
-async def test_a_try_on_an_ingested_hard_bounce_finds_its_id() -> None:
+async def test_a_try_on_an_ingested_hard_bounce_finds_its_id(autojump_clock: object) -> None:
     """A suppression the ingest committed has no id in memory: the try looks it up."""
     store, book = await fresh()
     event = ProviderEvent("resend", "ev-1", EventType.HARD_BOUNCE, wall(), address=ANN)
@@ -152,7 +151,7 @@ async def test_a_try_on_an_ingested_hard_bounce_finds_its_id() -> None:
     assert entry.id == kept.id and entry.last_try_at == wall()
 
 
-async def test_a_try_on_a_removed_suppression_is_not_noted() -> None:
+async def test_a_try_on_a_removed_suppression_is_not_noted(autojump_clock: object) -> None:
     """Removed between the check and the note: it is not brought back."""
     _, book = await fresh()
     hard = await book.add(Suppression(ANN, "*", Reason.HARD_BOUNCE, wall(), by="resend"))

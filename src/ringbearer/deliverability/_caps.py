@@ -128,8 +128,8 @@ class FrequencyCaps:
             sends = self._sends.get(key)
             if sends is None:
                 continue
-            oldest_counted = now - self.horizon(key[0])
-            kept = [s for s in sends if s.at > oldest_counted]
+            horizon = self.horizon(key[0])
+            kept = [s for s in sends if s.at + horizon > now]
             if kept:
                 self._sends[key] = kept
             else:
@@ -140,7 +140,9 @@ def _hit(cap: FrequencyCap, times: list[float], now: float) -> CapHit | None:
     """``cap`` over at ``now``? ``times`` ascending. Allowed again once enough of the
     oldest counted sends leave its window: the first instant fewer than ``limit`` remain."""
     window = cap.per_days * DAY
-    counted = [t for t in times if now - window < t <= now]
+    # ``t + window > now``, the very sum ``until`` is made of: at ``until`` the send is
+    # surely out (``now - window < t`` could round the other way and wait forever).
+    counted = [t for t in times if t <= now < t + window]
     if len(counted) < cap.limit:
         return None
     return CapHit(cap, counted[len(counted) - cap.limit] + window, len(counted))

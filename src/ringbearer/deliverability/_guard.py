@@ -207,23 +207,25 @@ class ReputationGuard:
         for name in await store.paused():
             if name.startswith(HOLD_PREFIX):
                 guard._of(name.removeprefix(HOLD_PREFIX)).paused_since = now
-        await guard._recover(EventKind.REPUTATION_PAUSED, None, _set_paused_since)
-        await guard._recover(EventKind.REPUTATION_RESUMED, since, _set_counted_from)
+        for name, at in (await guard._newest(EventKind.REPUTATION_PAUSED, None)).items():
+            known = guard._domains.get(name)
+            if known is not None and known.paused_since is not None:
+                known.paused_since = at  # paused since then, not since this start
+        for name, at in (await guard._newest(EventKind.REPUTATION_RESUMED, since)).items():
+            guard._of(name).counted_from = at
         guard.note(await store.mail_events(since=since))
         return guard
 
-    async def _recover(
-        self, kind: EventKind, since: float | None, apply: Callable[[_Domain, float], None]
-    ) -> None:
-        """Apply the newest audit event of ``kind`` of each domain the guard knows."""
-        done: set[str] = set()
+    async def _newest(self, kind: EventKind, since: float | None) -> dict[str, float]:
+        """When each domain's newest audit event of ``kind`` was (the guard's own resumes
+        left out: only a resume by hand resets what counts)."""
+        newest: dict[str, float] = {}
         for event in await self.store.events(since=since, kinds=[kind.value]):  # newest first
             detail = event.detail or {}
             domain = detail.get("domain")
-            manual = detail.get("by") != GUARD
-            if isinstance(domain, str) and domain not in done and manual:
-                done.add(domain)
-                apply(self._of(domain), event.at)
+            if isinstance(domain, str) and detail.get("by") != GUARD:
+                newest.setdefault(domain, event.at)
+        return newest
 
     @property
     def span(self) -> float:
@@ -295,8 +297,8 @@ class ReputationGuard:
         domain.paused_since, domain.quiet_since = now, None
         detail = _rates_detail(rates)
         log.warning("sending domain paused", extra=fields(domain=name, **detail))
-        await self.store.set_paused(hold_key(name), True)
         self.journal.event(EventKind.REPUTATION_PAUSED, None, domain=name, **detail)
+        await self.store.set_paused(hold_key(name), True)
 
     async def resume(self, domain: str, *, by: str) -> int:
         """End ``domain``'s pause by hand; its held mail is due now. How many were released.
@@ -404,15 +406,6 @@ class ReputationGuard:
             except RingbearerError as exc:
                 log.error("reputation guard tick failed", extra=fields(error=str(exc)))
             await trio.sleep(tick_seconds)
-
-
-def _set_paused_since(domain: _Domain, at: float) -> None:
-    if domain.paused_since is not None:  # still paused: since that audit event
-        domain.paused_since = at
-
-
-def _set_counted_from(domain: _Domain, at: float) -> None:
-    domain.counted_from = max(domain.counted_from, at)
 
 
 def _rates_detail(rates: Rates) -> dict[str, object]:

@@ -101,8 +101,8 @@ class WebhookSettings:
     max_body_bytes: PositiveInt = PositiveInt(256 * 1024)
     max_connections: PositiveInt = PositiveInt(256)
     # Per client address: a token bucket of this rate and burst; past it, 429.
-    per_client_per_second: PositiveFloat = PositiveFloat(50.0)
-    per_client_burst: PositiveInt = PositiveInt(200)
+    per_client_per_second: PositiveFloat = PositiveFloat(500.0)
+    per_client_burst: PositiveInt = PositiveInt(1000)
     # Svix (Resend) deliveries signed further from now than this are refused.
     tolerance_seconds: PositiveFloat = PositiveFloat(300.0)
     idle_seconds: PositiveFloat = PositiveFloat(30.0)
