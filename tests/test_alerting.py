@@ -11,15 +11,16 @@ from typing import Any
 import attrs
 import pytest
 
-from ringbearer import _pagerduty_webhook
 from ringbearer._actor import ActorSnapshot
 from ringbearer._alerting import AlertManager
 from ringbearer._alerting_settings import AlertingSettings
-from ringbearer._httpserver import HttpRequest
 from ringbearer._secrets import Secret
 from ringbearer.control import MessageIn
 from ringbearer.control._replies import Severity
-from ringbearer.store import AlertRecord, EventKind
+from ringbearer.listener import PagerDutyHook, _pagerduty
+from ringbearer.listener._http import Request, Response
+from ringbearer.listener._refusals import Refusals
+from ringbearer.store import AlertRecord, Event, EventKind
 
 KINDS = {"slack": "slack_webhook", "sms": "twilio_sms", "phone": "twilio_call", "pd": "pagerduty"}
 SECRET = Secret("whsec_test")
@@ -159,11 +160,31 @@ async def test_deadlines_of_one_target_are_one_alert() -> None:
     assert "cannot deliver now" in email.summary
 
 
-def webhook_request(body: bytes, signature: str | None) -> HttpRequest:
+def webhook_request(body: bytes, signature: str | None) -> Request:
     headers = {"content-type": "application/json"}
     if signature is not None:
         headers["x-pagerduty-signature"] = signature
-    return HttpRequest("POST", "/pagerduty/webhook", "/pagerduty/webhook", "", headers, body)
+    path = "/pagerduty/webhook"
+    return Request("POST", path, path, "", headers, "127.0.0.1", body)
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def append_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def pagerduty(alerts: AlertManager, audit: Audit | None = None) -> Any:
+    """The listener's PagerDuty route, answering one request at a time."""
+    hook = PagerDutyHook(SECRET, alerts.ack_key)
+    refusals = Refusals(audit or Audit(), lambda: 0.0)
+
+    async def answer(request: Request) -> Response:
+        return await _pagerduty.answer(hook, refusals, request)
+
+    return answer
 
 
 def sign(body: bytes, secret: Secret = SECRET) -> str:
@@ -200,7 +221,7 @@ async def test_a_pagerduty_acknowledgement_stops_escalation() -> None:
     await alerts.tick()
     (trigger,) = host.sent
     assert trigger.payload["dedup_key"] == "breaker_open:resend"
-    answer = _pagerduty_webhook.handler(SECRET, alerts.ack_key)
+    answer = pagerduty(alerts)
     body = incident_event("incident.acknowledged", "breaker_open:resend")
     other = sign(body, Secret("an old secret"))
     response = await answer(webhook_request(body, f"{other},{sign(body)}"))  # rotation: two
@@ -226,7 +247,7 @@ async def test_a_webhook_without_a_valid_signature_changes_nothing(signature: st
     alerts = manager(host, chain=("pd",))
     alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
-    answer = _pagerduty_webhook.handler(SECRET, alerts.ack_key)
+    answer = pagerduty(alerts)
     response = await answer(
         webhook_request(incident_event("incident.acknowledged", "boom"), signature)
     )
@@ -240,7 +261,7 @@ async def test_signed_webhooks_that_ack_nothing_still_answer_2xx() -> None:
     alerts = manager(host, chain=("pd",))
     alerts.found("boom", Severity.CRITICAL, "down")
     await alerts.tick()
-    answer = _pagerduty_webhook.handler(SECRET, alerts.ack_key)
+    answer = pagerduty(alerts)
     for body in (
         incident_event("incident.triggered", "boom"),
         incident_event("incident.acknowledged", "someone-elses-incident"),

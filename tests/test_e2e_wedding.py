@@ -116,7 +116,7 @@ def test_a_pagerduty_acknowledgement_reaches_the_daemon_over_its_webhook(tmp_pat
                 }
             }
         ).encode()
-        url = daemon.status()["metrics"].rsplit("/", 1)[0] + "/pagerduty/webhook"
+        url = daemon.status()["webhooks"] + "/pagerduty/webhook"
         forged = "v1=" + hmac.new(b"a guess", body, hashlib.sha256).hexdigest()
         assert httpx.post(url, content=body, headers={SIGNATURE: forged}).status_code == 401
         assert not json.loads(daemon.cli("alerts", "--json").stdout)["alerts"][0]["acked"]

@@ -144,6 +144,18 @@ async def test_a_message_scheduled_waits_in_the_store_until_its_time(
     assert claimed.id == a.id
 
 
+async def test_a_scheduled_message_is_not_old_before_its_time(store: Store, wall: Wall) -> None:
+    """The oldest-queued age of a message never attempted counts from when it was due: one
+    scheduled for next week does not look a week late, and one that waits past its time
+    does look late."""
+    await store.submit([mail(1, not_before=T0 + 7 * 86400)])
+    ((_, since),) = (await store.oldest_queued()).items()
+    assert since == T0 + 7 * 86400  # the heartbeat shows the age as 0 until then
+    wall.now = T0 + 60
+    await store.submit([mail(2)])
+    assert await store.oldest_queued() == {("email", Priority.NORMAL): T0 + 60}
+
+
 async def test_a_time_already_past_makes_a_message_due_at_once(store: Store) -> None:
     """``not_before`` in the past is now: due at its submit, and not called scheduled."""
     (a,) = await store.submit([NewMessage("email", {}, not_before=T0 - 60)])
@@ -248,7 +260,8 @@ async def test_an_unheld_message_is_due_beside_a_held_one(store: Store, wall: Wa
     wall.now = T0 + 10
     (a,) = await store.submit([mail(9, not_before=T0 + 30)])
     assert await store.next_due("email") == T0 + 30
-    assert await store.oldest_queued() == {("email", Priority.NORMAL): T0 + 10}
+    # Waiting since its time (scheduled), not since its submit.
+    assert await store.oldest_queued() == {("email", Priority.NORMAL): T0 + 30}
     wall.now = T0 + 30
     assert [c.id for c in await store.claim("email", 10)] == [a.id]
 

@@ -18,7 +18,7 @@ through the same actors as any other message, then:
 * unacknowledged, it repeats every ``repeat_seconds``;
 * it resolves when its cause clears (a notice goes to the channels it
   reached); ``ringbearer alerts ack ID``, or an acknowledgement in PagerDuty
-  (its webhook, see ``_pagerduty_webhook``), stops escalation and repeats; an
+  (its webhook, see ``listener._pagerduty``), stops escalation and repeats; an
   operator's ack is passed on to the PagerDuty channels the alert reached.
 
 On a wedding day the chain is the (shorter) wedding-day chain, which should

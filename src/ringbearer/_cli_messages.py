@@ -384,6 +384,11 @@ def _add_send(command: AddCommand) -> None:
         help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?,'
         ' "not_before"?, "category"?}',
     )
+    _add_when(p)
+
+
+def _add_when(p: argparse.ArgumentParser) -> None:
+    """When a message may go, and under which category: its deadline, its schedule."""
     p.add_argument(
         "--deliver-by",
         type=time_ahead,

@@ -239,6 +239,22 @@ class _TopLevel:
     groups: dict[str, list[str]] = attrs.Factory(dict)
 
 
+# The sections that are one settings class each, read on their own.
+_SECTIONS: dict[str, type] = {
+    "daemon": DaemonSettings,
+    "store": StoreSettings,
+    "metrics": MetricsSettings,
+    "sandbox": SandboxSettings,
+    "supervisor": SupervisorSettings,
+    "control": ControlSettings,
+    "wedding_day": WeddingDaySettings,
+    "alerting": AlertingSettings,
+    "stalls": StallSettings,
+    "webhooks": WebhookSettings,
+    "deliverability": DeliverabilitySettings,
+}
+
+
 def make_converter() -> cattrs.Converter:
     """The project's one converter (it reports validator errors at their key path)."""
     return _converter.make()
@@ -372,27 +388,21 @@ class _Loader:
         raw_groups = self.structure(raw.get("groups", {}), dict[str, list[str]], "groups") or {}
         config = Config(
             source=self.source,
-            daemon=self.section(raw, "daemon", DaemonSettings),
-            store=self.section(raw, "store", StoreSettings),
-            metrics=self.section(raw, "metrics", MetricsSettings),
-            sandbox=self.section(raw, "sandbox", SandboxSettings),
-            supervisor=self.section(raw, "supervisor", SupervisorSettings),
-            control=self.section(raw, "control", ControlSettings),
-            wedding_day=self.section(raw, "wedding_day", WeddingDaySettings),
-            alerting=self.section(raw, "alerting", AlertingSettings),
             integrations=integrations,
             groups=self.groups(raw_groups, integrations, set(sections)),
-            stalls=self.section(raw, "stalls", StallSettings),
-            webhooks=self.section(raw, "webhooks", WebhookSettings),
-            deliverability=self.section(raw, "deliverability", DeliverabilitySettings),
+            **{name: self.section(raw, name, type_) for name, type_ in _SECTIONS.items()},
         )
         self.check_paths(config, bool(sections))
-        self.check_alerting(config)
-        self.problems.extend(deliverability_problems(config.deliverability, config.webhooks))
-        self.check_webhooks(config)
+        self.check_across(config)
         if self.problems:
             raise ConfigError(str(self.source), self.problems)
         return config
+
+    def check_across(self, config: Config) -> None:
+        """What one section says about another: chains, categories, the listener."""
+        self.check_alerting(config)
+        self.problems.extend(deliverability_problems(config.deliverability, config.webhooks))
+        self.check_webhooks(config)
 
     def check_webhooks(self, config: Config) -> None:
         """PagerDuty posts to the public listener; outside the sandbox, links need a key."""

@@ -56,6 +56,7 @@ from .handlers import (
     SubmitHandler,
     Table,
     build_table,
+    deliverability_table,
     summary_line,
 )
 from .integrations import provider_kinds
@@ -167,7 +168,7 @@ def _table(
         core.current, core.fleet, core.mode, base.store, addresses, trio.current_time(),
         stalls=core.stalls.views,
     )  # fmt: skip
-    return build_table(
+    table = build_table(
         store=base.store,
         fleet=core.fleet,
         wakeups=core.wakeups,
@@ -179,10 +180,18 @@ def _table(
         submit=core.submit,
         status=status,
         crash_allowed=base.sandbox is not None and base.config.sandbox.fault_injection,
-        book=core.intake.book,
-        guard=core.events.guard,
-        current=core.current,
     )
+    current = core.current
+    return {
+        **table,
+        **deliverability_table(
+            reads=base.store,
+            book=core.intake.book,
+            guard=core.events.guard,
+            categories=lambda: current.value.deliverability.categories,
+            wall=base.wall,
+        ),
+    }
 
 
 Front = Callable[[Parts, trio.Nursery, trio.Event], Awaitable[None]]

@@ -15,14 +15,14 @@ from .._fleet import Fleet
 from .._journal import Journal
 from .._mode import ModeController
 from .._preflight_duty import PreflightDuty
-from .._reload import CurrentConfig, Reloader
+from .._reload import Reloader
 from .._wakeups import Wakeups
 from ..control import _replies as r
 from ..control._protocol import command_name
 from ..store import Store
 from ._deliverability import ReputationGuard as ReputationGuard
 from ._deliverability import SuppressionBook as SuppressionBook
-from ._deliverability import deliverability_table
+from ._deliverability import deliverability_table as deliverability_table
 from ._history import (
     AuditHandler,
     DeadLetterHandler,
@@ -64,17 +64,10 @@ def build_table(
     submit: SubmitHandler,
     status: StatusHandler,
     crash_allowed: bool,
-    book: SuppressionBook | None = None,
-    guard: ReputationGuard | None = None,
-    current: CurrentConfig | None = None,
 ) -> Table:
-    """The handler of each request type.
-
-    The deliverability commands are in the table once ``book``, ``guard`` and
-    ``current`` (whose ``[deliverability]`` names the categories) are given.
-    """
+    """The handler of each request type (the deliverability commands: ``deliverability_table``)."""
     pause = PauseHandler(fleet, mode, store, store, wakeups, journal)
-    table: dict[type[Any], Handler] = {
+    return {
         c.Submit: submit,
         c.Status: status,
         c.Pause: pause,
@@ -94,16 +87,6 @@ def build_table(
         c.AlertsAck: AckHandler(alerts),
         c.Preflight: PreflightHandler(preflight),
     }
-    if book is not None and guard is not None and current is not None:
-        config = current
-        table |= deliverability_table(
-            reads=store,
-            book=book,
-            guard=guard,
-            categories=lambda: config.value.deliverability.categories,
-            wall=journal.wall,
-        )
-    return table
 
 
 async def answer(table: Table, request: c.Request) -> r.Reply:

@@ -75,7 +75,9 @@ class MemoryQueries:
         for r in self._t.rows.values():
             if r.status is MessageStatus.QUEUED and r.held is None:  # held: waits on purpose
                 key = (r.target, r.priority)
-                oldest[key] = min(oldest.get(key, r.created_at), r.created_at)
+                # Never attempted: waiting since it was due (scheduled), as SQLite reads it.
+                since = max(r.created_at, r.next_attempt_at) if r.attempts == 0 else r.created_at
+                oldest[key] = min(oldest.get(key, since), since)
         return oldest
 
     async def next_due(self, target: str) -> float | None:

@@ -105,9 +105,12 @@ class Reads:
 
     async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
         # Held messages wait on purpose (a paused domain): they are no sign of a stall.
+        # One never attempted waits from when it was due (``not_before``, a cap's
+        # time), not from its submit: a message scheduled for next week is not late.
         rows = await self.query(
-            "SELECT target, priority, MIN(created_at) FROM messages WHERE status = 'queued'"
-            " AND held IS NULL GROUP BY target, priority"
+            "SELECT target, priority, MIN(CASE WHEN attempts = 0"
+            " THEN MAX(created_at, next_attempt_at) ELSE created_at END)"
+            " FROM messages WHERE status = 'queued' AND held IS NULL GROUP BY target, priority"
         )
         return {(target, Priority(priority)): at for target, priority, at in rows}
 
