@@ -833,7 +833,7 @@ def test_resend_event_types(kind: str, data: dict[str, Any], expected: EventType
     [
         ("delivered", None, EventType.DELIVERED),
         ("failed", "permanent", EventType.HARD_BOUNCE),
-        ("failed", "temporary", EventType.SOFT_BOUNCE),
+        ("failed", "temporary", EventType.DEFERRED),
         ("complained", None, EventType.COMPLAINED),
         ("unsubscribed", None, EventType.UNSUBSCRIBED),
         ("opened", None, EventType.OPENED),

@@ -2,7 +2,8 @@
 
 A reload adds, removes and re-tunes integrations and groups; everything else
 (where the state lives, the control socket, the metrics listener, the
-sandbox) is bound when the daemon starts, so a change there is reported as
+sandbox, the public listener and the deliverability rules) is bound when the
+daemon starts, so a change there is reported as
 needing a restart and the running value is kept.
 
 :class:`ReloadPlan` is the pure difference; :class:`Reloader` applies it,
@@ -46,7 +47,9 @@ from .store import Controls, EventKind
 log = logging.getLogger("ringbearer.reload")
 
 # Sections read once at start-up; a reload keeps their running values.
-START_ONLY = ("daemon", "store", "metrics", "sandbox", "control")
+# The public listener is bound at start; the deliverability parts (the book's
+# rules, the guard's thresholds, the caps) are built from their settings then.
+START_ONLY = ("daemon", "store", "metrics", "sandbox", "control", "webhooks", "deliverability")
 
 
 @attrs.frozen

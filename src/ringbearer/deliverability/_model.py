@@ -30,6 +30,11 @@ class EventType(enum.StrEnum):
     DELIVERED = "delivered"
     HARD_BOUNCE = "hard_bounce"
     SOFT_BOUNCE = "soft_bounce"
+    # Mailgun's ``failed`` of ``temporary`` severity: the receiving server said
+    # "later" (greylisting, a full mailbox) and Mailgun tries again, reporting
+    # each try; its last word is ``delivered`` or a permanent failure. Kept and
+    # counted, never a bounce (so one greylisted email holds no address).
+    DEFERRED = "deferred"
     COMPLAINED = "complained"
     UNSUBSCRIBED = "unsubscribed"
     OPENED = "opened"

@@ -41,7 +41,9 @@ _MAILGUN = {
     "opened": EventType.OPENED,
     "clicked": EventType.CLICKED,
 }
-_MAILGUN_FAILED = {"permanent": EventType.HARD_BOUNCE, "temporary": EventType.SOFT_BOUNCE}
+# A temporary failure is Mailgun retrying, not a bounce (django-anymail reads it as
+# "deferred" too): its retries end in delivered or a permanent failure.
+_MAILGUN_FAILED = {"permanent": EventType.HARD_BOUNCE, "temporary": EventType.DEFERRED}
 MAILGUN_KEY_VARIABLE = "ringbearer-key"  # the custom variable (v:ringbearer-key) the sender sets
 _TWILIO = {
     "delivered": EventType.DELIVERED,
