@@ -1,7 +1,7 @@
 """Provider events: verified events committed per second, and what they cost delivery.
 
-Two measurements, on the real ``ringbearer run`` and the real ``ringbearer
-simulate`` (Resend's endpoint), each daemon on a fresh state folder:
+On the real ``ringbearer run`` and the real ``ringbearer simulate`` (Resend's
+endpoint), each daemon on a fresh state folder:
 
 1. **Events on their own.** A daemon first delivers ``--events`` emails (the
    simulator's own events switched off, so nothing else arrives), so that each
@@ -14,30 +14,34 @@ simulate`` (Resend's endpoint), each daemon on a fresh state folder:
    answered 200 / (first request sent -> last answer read); each answer comes
    only after its event is committed, and the rows are counted afterwards in
    ``mail_events`` and in the audit log (``provider_event``). Two clients take
-   turns: httpx (one ``AsyncHTTPTransport`` a connection, http2 off) and a
-   bare one (prepared request bytes written to a trio socket, the answer's
-   head and body read back), with each client's own ceiling measured first
-   against a trivial server (a process that answers 200 to anything).
+   turns: httpx (an ``AsyncHTTPTransport`` a connection, http2 off) and a bare
+   one (prepared request bytes written to a trio socket, the answer read
+   back). Each client's ceiling is measured first against a trivial server
+   (a process that answers 200 to anything), and the listener's layers apart
+   from the daemon, each in a process of its own: hypercorn serving an app
+   that only answers 200 (``floor``), and the real listener app with an
+   ingest that commits nothing (``app``: limits, routing, the Svix check,
+   parsing). The CPU seconds of each process say where the time goes.
 2. **Delivery with events against without.** ``--messages`` emails, each to
    its own address, submitted while the integration is paused, then resumed;
    the rate is messages / (resume -> the last one delivered and committed),
-   as in ``bench/throughput.py``. (a) with the simulator's events flowing
-   back (it sends each email's events, signed, once the daemon registered:
-   delivered, and a seeded 30% opened, 10% clicked), (b) with ``[webhooks]
-   enabled = false``, so nothing is registered and no event is sent. Rounds
-   alternate which goes first; medians and their ratio are printed, and for
-   (a) how many events were answered while delivery ran, and how long after
-   the last delivery the last event was committed.
+   as in ``bench/throughput.py``. Three modes, in rotating order each round:
+   ``simulator``: the simulator sends each email's events back itself, signed,
+   once the daemon registered (delivered, and a seeded 30% opened, 10%
+   clicked); ``bench``: the same events (the simulator's seeded fates), posted
+   by this benchmark's bare client as each delivery is committed (read from
+   the store every 20 ms), so that what sends them costs little; ``off``:
+   ``[webhooks] enabled = false``, nothing registered, no events. Medians and
+   their ratios to ``off`` are printed, with how many events were answered
+   while delivery ran and when the last one was.
 
 The listener's per-client rate limit (500/s, burst 1,000 by default) is
 raised in the benchmark's config: the benchmark and the simulator are each
 one client address, where a real provider posts from many.
 
-    python bench/events.py [--events 20000] [--messages 20000] [--connections 32] [--rounds 3]
+    python bench/events.py [--events 10000] [--messages 10000] [--connections 32] [--rounds 3]
 
-The CPU seconds each process spent in each phase are printed too (from
-/proc), since every process shares the same cores. It prints a table; it
-does not pass or fail.
+It prints a table; it does not pass or fail.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import re
 import resource
@@ -57,19 +62,27 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import httpx
 import trio
 
 from ringbearer._public import SANDBOX_RESEND_SECRET
-from ringbearer.simulator._fates import Fates
-from throughput import DaemonProcess, reset, start_simulator
+from ringbearer.simulator._fates import Fates, MailEvent
+from throughput import DaemonProcess, start_simulator
 
 SENDER = "Studio <studio@example.com>"
 EVENT_TYPES = ("email.delivered", "email.opened", "email.clicked")
+RESEND_TYPES = {
+    MailEvent.DELIVERED: "email.delivered",
+    MailEvent.OPENED: "email.opened",
+    MailEvent.CLICKED: "email.clicked",
+}
+MODES = ("simulator", "bench", "off")
 TICK = os.sysconf("SC_CLK_TCK")
+Counter = collections.Counter[int]
+Delivered = tuple[int, str, str]  # message id, provider id, recipient
 
 
 # --- the daemon, the simulator and the store -----------------------------------------
@@ -115,8 +128,8 @@ def message(i: int) -> dict[str, Any]:
 
 
 def deliver(daemon: DaemonProcess, total: int) -> tuple[float, float]:
-    """Submit ``total`` emails while paused, resume: (when resumed, seconds until the last
-    one is committed), both by ``time.perf_counter``."""
+    """Submit ``total`` emails while paused, then resume: (when resumed, by
+    ``time.perf_counter``; seconds from then until the last one is committed)."""
     with daemon.client() as client:
         client.raw("pause", {"name": "resend"})
         for first in range(0, total, 1000):
@@ -134,16 +147,24 @@ def webhooks_url(daemon: DaemonProcess) -> str:
     with daemon.client() as client:
         url = client.raw("status")["webhooks"]
     assert isinstance(url, str), url
-    return url
+    return f"{url}/webhooks/resend"
 
 
-def delivered(db: Path) -> list[tuple[str, str]]:
-    """(provider id, recipient) of each delivered email."""
+_DELIVERED = (
+    "SELECT id, provider_id, recipient FROM messages"
+    " WHERE status = 'delivered' AND id > ? ORDER BY id"
+)
+
+
+def delivered_since(conn: sqlite3.Connection, after: int) -> list[Delivered]:
+    """The emails delivered and committed, of ids above ``after``."""
+    rows = conn.execute(_DELIVERED, (after,)).fetchall()
+    return [(int(i), str(pid), str(to)) for i, pid, to in rows]
+
+
+def delivered(db: Path) -> list[Delivered]:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT provider_id, recipient FROM messages WHERE status = 'delivered' ORDER BY id"
-        ).fetchall()
-    return [(str(pid), str(to)) for pid, to in rows]
+        return delivered_since(conn, 0)
 
 
 def committed(db: Path) -> tuple[int, int]:
@@ -156,22 +177,44 @@ def committed(db: Path) -> tuple[int, int]:
     return int(events), int(audit)
 
 
-def clear_targets(sim_url: str) -> None:
-    """No daemon's listener registered with the simulator: it sends no events."""
-    httpx.delete(f"{sim_url}/_sim/webhooks", trust_env=False).raise_for_status()
-    assert httpx.get(f"{sim_url}/_sim/webhooks", trust_env=False).json() == {}
+@attrs.define
+class SimControl:
+    """The simulator's own API, over one kept client (polling must cost the bench little)."""
 
+    url: str
+    pid: int
+    http: httpx.Client = attrs.field(init=False)
 
-def event_stats(sim_url: str) -> dict[str, int]:
-    shown = httpx.get(f"{sim_url}/_sim/stats", params={"provider": "resend"}, trust_env=False)
-    stats: dict[str, Any] = shown.json()["resend"]
-    keys = ("events_sent", "events_failed", "events_dropped", "event_retries")
-    return {key: int(stats[key]) for key in keys}
+    def __attrs_post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, trust_env=False, timeout=30)
+
+    def clear_targets(self) -> None:
+        """No daemon's listener registered with the simulator: it sends no events."""
+        self.http.delete("/_sim/webhooks").raise_for_status()
+        assert self.http.get("/_sim/webhooks").json() == {}
+
+    def reset(self) -> None:
+        self.http.post("/_sim/reset").raise_for_status()
+
+    def event_stats(self) -> dict[str, int]:
+        stats = self.http.get("/_sim/stats", params={"provider": "resend"}).json()["resend"]
+        keys = ("events_sent", "events_failed", "events_dropped", "event_retries")
+        return {key: int(stats[key]) for key in keys}
+
+    def wait_settled(self, expected: int, timeout: float = 300.0) -> dict[str, int]:
+        """Until each expected event was answered, given up or dropped (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.event_stats()
+            done = stats["events_sent"] + stats["events_failed"] + stats["events_dropped"]
+            if done >= expected or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.1)
 
 
 @attrs.define
 class Cpu:
-    """CPU seconds spent by processes (by /proc) and by this one, from one moment on."""
+    """CPU seconds spent by processes (read in /proc) and by this one, from one moment on."""
 
     pids: dict[str, int]
     start: dict[str, float] = attrs.Factory(dict)
@@ -194,7 +237,7 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-# --- signed Resend events, and two clients that post them ----------------------------
+# --- signed Resend events --------------------------------------------------------------
 
 
 @attrs.frozen
@@ -205,33 +248,42 @@ class Event:
     headers: dict[str, str]
 
 
-def signed_events(ids: Sequence[tuple[str, str]], kind: str, salt: str) -> list[Event]:
-    """One Resend event of ``kind`` per email, each signed now under a fresh ``svix-id``."""
-    from svix.webhooks import Webhook
+@attrs.define
+class Signer:
+    """Resend's events as Svix signs them, with the sandbox's stand-in secret."""
 
-    signer = Webhook(SANDBOX_RESEND_SECRET.reveal())
-    now = datetime.now(UTC)
-    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    events = []
-    for n, (provider_id, address) in enumerate(ids):
-        document = {
-            "type": kind,
-            "created_at": stamp,
-            "data": {"email_id": provider_id, "from": SENDER, "to": [address], "created_at": stamp},
-        }
+    webhook: Any = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        from svix.webhooks import Webhook
+
+        self.webhook = Webhook(SANDBOX_RESEND_SECRET.reveal())
+
+    def event(self, kind: str, provider_id: str, address: str, msg_id: str) -> Event:
+        now = datetime.now(UTC)
+        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        data = {"email_id": provider_id, "from": SENDER, "to": [address], "created_at": stamp}
+        document = {"type": kind, "created_at": stamp, "data": data}
         body = json.dumps(document, separators=(",", ":")).encode()
-        msg_id = f"msg_bench_{salt}_{n}"
         headers = {
             "content-type": "application/json",
             "svix-id": msg_id,
             "svix-timestamp": str(int(now.timestamp())),
-            "svix-signature": signer.sign(msg_id, now, body.decode()),
+            "svix-signature": self.webhook.sign(msg_id, now, body.decode()),
         }
-        events.append(Event(body, headers))
-    return events
+        return Event(body, headers)
 
 
-Counter = collections.Counter[int]
+def signed_events(ids: Sequence[Delivered], kind: str, salt: str) -> list[Event]:
+    """One event of ``kind`` per email, each under a ``svix-id`` of its own."""
+    signer = Signer()
+    return [
+        signer.event(kind, pid, to, f"msg_bench_{salt}_{n}") for n, (_, pid, to) in enumerate(ids)
+    ]
+
+
+# --- two clients that post them ------------------------------------------------------
+
 Poster = Callable[[str, Sequence[Event], int], Awaitable[Counter]]
 
 
@@ -274,22 +326,27 @@ def raw_request(url: httpx.URL, event: Event) -> bytes:
 async def post_raw(url: str, events: Sequence[Event], connections: int) -> Counter:
     """Post every event, ``connections`` at a time, as prepared bytes on kept-alive sockets."""
     target = httpx.URL(url)
-    prepared = [raw_request(target, event) for event in events]
+    send, receive = trio.open_memory_channel[bytes](math.inf)
+    for event in events:
+        send.send_nowait(raw_request(target, event))
+    send.close()
     statuses: Counter = collections.Counter()
-    queue = iter(prepared)
-
-    async def worker() -> None:
-        stream = await trio.open_tcp_stream(target.host, target.port or 80)
-        async with stream:
-            reader = _Reader(stream)
-            for request in queue:
-                await stream.send_all(request)
-                statuses[await reader.answer()] += 1
-
     async with trio.open_nursery() as nursery:
         for _ in range(connections):
-            nursery.start_soon(worker)
+            nursery.start_soon(raw_worker, target, receive, statuses)
     return statuses
+
+
+async def raw_worker(
+    target: httpx.URL, requests: trio.MemoryReceiveChannel[bytes], statuses: Counter
+) -> None:
+    """One kept-alive connection: a request, its answer, the next request."""
+    stream = await trio.open_tcp_stream(target.host, target.port or 80)
+    async with stream:
+        reader = _Reader(stream)
+        async for request in requests:
+            await stream.send_all(request)
+            statuses[await reader.answer()] += 1
 
 
 @attrs.define
@@ -325,7 +382,7 @@ class _Reader:
         self.buffer += data
 
 
-CLIENTS: dict[str, Poster] = {"httpx": post_httpx, "raw": post_raw}
+CLIENTS: dict[str, Poster] = {"raw": post_raw, "httpx": post_httpx}
 
 
 def timed_posts(post: Poster, url: str, events: Sequence[Event], connections: int) -> Any:
@@ -339,7 +396,7 @@ def timed_posts(post: Poster, url: str, events: Sequence[Event], connections: in
     return trio.run(run)
 
 
-# --- the trivial server: what the clients can do with nothing behind them -------------
+# --- servers without the daemon: the clients' ceiling, the listener's layers ----------
 
 
 async def _trivial_connection(stream: trio.SocketStream) -> None:
@@ -360,18 +417,149 @@ async def _trivial_connection(stream: trio.SocketStream) -> None:
             await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
 
-async def trivial_server() -> None:
+async def trivial_server(_: str = "trivial") -> None:
+    """Answers 200 to every request: no HTTP library, no app."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     print(f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}", flush=True)
     await trio.serve_listeners(_trivial_connection, listeners)
 
 
-def start_trivial() -> tuple[subprocess.Popen[str], str]:
+async def _floor_app(scope: Any, receive: Any, send: Any) -> None:
+    """hypercorn's own cost: read the body, answer 200."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@attrs.frozen
+class _NullIngest:
+    """Every event is new, and nothing is kept: the listener's cost without the store's."""
+
+    async def ingest(self, events: Sequence[Any]) -> list[bool]:
+        return [True] * len(events)
+
+
+def _listener_app(ingest: Any) -> Any:
+    from ringbearer.deliverability._settings import WebhookSettings
+    from ringbearer.listener import ListenerParts, WebhookSource, build_app
+
+    settings = _listener_settings()
+    source = WebhookSource("resend", "resend", SANDBOX_RESEND_SECRET)
+    nothing = cast(Any, None)  # unsubscribes and refusals: never reached here
+    parts = ListenerParts(ingest, nothing, nothing, nothing, time.time)
+    assert isinstance(settings, WebhookSettings)
+    return build_app(settings, [source], parts)
+
+
+def _listener_settings() -> Any:
+    from ringbearer._converter import HostPort, PositiveFloat, PositiveInt
+    from ringbearer.deliverability._settings import WebhookSettings
+
+    return WebhookSettings(
+        enabled=True,
+        listen=HostPort("127.0.0.1:0"),
+        per_client_per_second=PositiveFloat(1e6),
+        per_client_burst=PositiveInt(1_000_000),
+    )
+
+
+async def listener_server(layer: str, ingest: Any = None) -> None:
+    """The daemon's own ``serve`` (hypercorn's trio worker) with ``layer``'s app."""
+    from ringbearer.listener import serve
+
+    app = _floor_app if layer == "floor" else _listener_app(ingest or _NullIngest())
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve, app, _listener_settings())
+        print(f"http://127.0.0.1:{port}", flush=True)
+
+
+@attrs.frozen
+class _Quiet:
+    """The guard's journal and alerts: nothing to say in a benchmark of delivered events."""
+
+    def event(self, *args: Any, **detail: Any) -> None:
+        pass
+
+    def found(self, *args: Any) -> None:
+        pass
+
+    def cleared(self, *args: Any) -> None:
+        pass
+
+
+async def ingest_server(db: str) -> None:
+    """The listener with the daemon's real ingest on a copy of its store, and nothing else:
+    the event path without the daemon's actors, loops and control socket."""
+    from prometheus_client import CollectorRegistry
+
+    from ringbearer.deliverability._book import SuppressionBook
+    from ringbearer.deliverability._guard import ReputationGuard
+    from ringbearer.deliverability._ingest import Ingest
+    from ringbearer.deliverability._metrics import DeliverabilityMetrics
+    from ringbearer.deliverability._settings import ReputationSettings, SuppressionRules
+    from ringbearer.store import SqliteStore
+
+    rules, wall = SuppressionRules(), time.time
+    async with SqliteStore.open(Path(db), clock=wall, synchronous="full") as store:
+        book = await SuppressionBook.load(store, rules, wall())
+        metrics = DeliverabilityMetrics(CollectorRegistry())
+        quiet = _Quiet()
+        guard = await ReputationGuard.load(ReputationSettings(), store, quiet, quiet, wall, metrics)
+        await listener_server("app", Ingest(store, book, guard, rules, wall, metrics))
+
+
+def start_server(kind: str, db: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """A server process of ``kind`` (trivial, floor, app, ingest on ``db``), and its URL."""
+    extra = [] if db is None else ["--db", str(db)]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--trivial-server"], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--serve", kind, *extra], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
+
+
+@attrs.frozen
+class Layer:
+    name: str
+    client: str
+    rate: float
+    server_cpu: float  # the server process's CPU seconds
+    posted: int
+
+
+def measure_server(
+    kind: str, client: str, events: Sequence[Event], connections: int, db: Path | None = None
+) -> Layer:
+    """Post ``events`` to a server process of ``kind`` with ``client``."""
+    proc, url = start_server(kind, db)
+    try:
+        cpu = Cpu({"server": proc.pid})
+        statuses, seconds = timed_posts(
+            CLIENTS[client], f"{url}/webhooks/resend", events, connections
+        )
+        spent = cpu.since()["server"]
+        assert statuses[200] == len(events), statuses
+        return Layer(kind, client, len(events) / seconds, spent, len(events))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def without_daemon(daemon: DaemonProcess, ids: Sequence[Delivered], connections: int) -> Any:
+    """Each client against the trivial server; the bare client against the listener's layers
+    (the ingest's on a copy of the daemon's store, as it is before any event)."""
+    events = signed_events(ids, EVENT_TYPES[0], "layers")  # signed now: within the tolerance
+    layers = [measure_server("trivial", client, events, connections) for client in CLIENTS]
+    layers += [measure_server(kind, "raw", events, connections) for kind in ("floor", "app")]
+    with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
+        copy = Path(tmp) / "copy.db"
+        with sqlite3.connect(daemon.db) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        layers.append(measure_server("ingest", "raw", events, connections, copy))
+    return layers
 
 
 # --- 1. events on their own ----------------------------------------------------------
@@ -394,41 +582,23 @@ class EventRound:
         return self.ok / self.seconds
 
 
-def client_ceilings(
-    count: int, connections: int, ids: Sequence[tuple[str, str]]
-) -> dict[str, float]:
-    """Requests/s each client reaches against a server that only answers 200."""
-    proc, url = start_trivial()
-    try:
-        events = signed_events(ids[:count], EVENT_TYPES[0], "ceiling")
-        ceilings = {}
-        for name, post in CLIENTS.items():
-            statuses, seconds = timed_posts(post, f"{url}/webhooks/resend", events, connections)
-            assert statuses[200] == len(events), statuses
-            ceilings[name] = len(events) / seconds
-        return ceilings
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def seed_daemon(sim_url: str, workdir: Path, count: int, lanes: int) -> DaemonProcess:
+def seed_daemon(sim: SimControl, workdir: Path, count: int, lanes: int) -> DaemonProcess:
     """A daemon that has delivered ``count`` emails, with no event from the simulator."""
-    daemon = DaemonProcess(workdir, config_file(workdir, sim_url, lanes, webhooks=True))
-    clear_targets(sim_url)  # it registered at start: the benchmark alone sends events here
+    daemon = DaemonProcess(workdir, config_file(workdir, sim.url, lanes, webhooks=True))
+    sim.clear_targets()  # it registered at start: the benchmark alone sends events here
+    sim.reset()
     deliver(daemon, count)
     return daemon
 
 
 def event_round(
-    daemon: DaemonProcess, sim_pid: int, ids: Sequence[tuple[str, str]], n: int, client: str,
-    connections: int,
-) -> EventRound:  # fmt: skip
+    daemon: DaemonProcess, ids: Sequence[Delivered], n: int, client: str, connections: int
+) -> EventRound:
     kind = EVENT_TYPES[n % len(EVENT_TYPES)]
     events = signed_events(ids, kind, f"{n}-{client}")
-    url = f"{webhooks_url(daemon)}/webhooks/resend"
+    url = webhooks_url(daemon)
     before = committed(daemon.db)
-    cpu = Cpu({"daemon": daemon.proc.pid, "simulator": sim_pid})
+    cpu = Cpu({"daemon": daemon.proc.pid})
     statuses, seconds = timed_posts(CLIENTS[client], url, events, connections)
     spent = cpu.since()
     after = committed(daemon.db)
@@ -439,21 +609,20 @@ def event_round(
     )  # fmt: skip
 
 
-def events_alone(args: argparse.Namespace, sim_url: str, sim_pid: int) -> Any:
+def events_alone(args: argparse.Namespace, sim: SimControl) -> tuple[list[Layer], list[EventRound]]:
     with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
-        daemon = seed_daemon(sim_url, Path(tmp), args.events, args.lanes)
+        daemon = seed_daemon(sim, Path(tmp), args.events, args.lanes)
         try:
             ids = delivered(daemon.db)
             assert len(ids) == args.events, len(ids)
-            ceilings = client_ceilings(args.events, args.connections, ids)
+            layers = without_daemon(daemon, ids, args.connections)
             rounds = []
             for n in range(args.rounds):
-                order = list(CLIENTS) if n % 2 == 0 else list(reversed(CLIENTS))
-                for client in order:
-                    rounds.append(event_round(daemon, sim_pid, ids, n, client, args.connections))
+                for client in list(CLIENTS) if n % 2 == 0 else list(reversed(CLIENTS)):
+                    rounds.append(event_round(daemon, ids, n, client, args.connections))
         finally:
             daemon.stop()
-    return ceilings, rounds
+    return layers, rounds
 
 
 # --- 2. delivery with events flowing back, and without --------------------------------
@@ -461,66 +630,140 @@ def events_alone(args: argparse.Namespace, sim_url: str, sim_pid: int) -> Any:
 
 @attrs.frozen
 class DeliveryRound:
-    events_on: bool
+    mode: str
     rate: float
     seconds: float
     cpu: dict[str, float]
     during: int = 0  # events answered 2xx while delivery ran
     expected: int = 0  # events the simulator's mailboxes make of these emails
-    settled: dict[str, int] = attrs.Factory(dict)  # the simulator's counts once all settled
-    drain: float = 0.0  # seconds from resume until the last event was answered
-    committed: int = 0
+    answered: int = 0  # of them answered 2xx in the end
+    last: float = 0.0  # seconds from resume until the last event was answered
+    committed: int = 0  # mail_events rows in the end
+    lost: str = ""  # the simulator's events given up or dropped, retries
 
 
-def expected_events(ids: Sequence[tuple[str, str]]) -> int:
-    """How many events the simulator (seed 0) sends for these emails."""
+def fates_of(ids: Sequence[Delivered]) -> list[tuple[str, str, str]]:
+    """(Resend event type, provider id, address): the events the simulator (seed 0) sends."""
     fates = Fates(0)
-    return sum(len(fates.mail(address, provider_id)) for provider_id, address in ids)
+    return [(RESEND_TYPES[event], pid, to) for _, pid, to in ids for event in fates.mail(to, pid)]
 
 
-def wait_settled(sim_url: str, expected: int, timeout: float = 300.0) -> dict[str, int]:
-    """Poll the simulator until each expected event was answered, given up or dropped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = event_stats(sim_url)
-        done = stats["events_sent"] + stats["events_failed"] + stats["events_dropped"]
-        if done >= expected or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.05)
+def simulator_round(
+    args: argparse.Namespace, sim: SimControl, daemon: DaemonProcess
+) -> DeliveryRound:
+    """Delivery while the simulator sends its events back (it was told where at the start)."""
+    cpu = Cpu({"daemon": daemon.proc.pid, "simulator": sim.pid})
+    resumed, seconds = deliver(daemon, args.messages)
+    during = sim.event_stats()["events_sent"]
+    expected = len(fates_of(delivered(daemon.db)))
+    stats = sim.wait_settled(expected)
+    last = time.perf_counter() - resumed
+    lost = (
+        f"failed {stats['events_failed']} dropped {stats['events_dropped']}"
+        f" retries {stats['event_retries']}"
+    )
+    return DeliveryRound(
+        "simulator", args.messages / seconds, seconds, cpu.since(), during, expected,
+        stats["events_sent"], last, committed(daemon.db)[0], lost,
+    )  # fmt: skip
 
 
-def delivery_round(args: argparse.Namespace, sim_url: str, sim_pid: int, on: bool) -> DeliveryRound:
-    """One delivery run on a fresh daemon, with the simulator's events (``on``) or without."""
+def bench_round(args: argparse.Namespace, sim: SimControl, daemon: DaemonProcess) -> DeliveryRound:
+    """Delivery while this benchmark posts each committed email's events, as they come."""
+    sim.clear_targets()
+    cpu = Cpu({"daemon": daemon.proc.pid, "simulator": sim.pid})
+    paced = Paced(daemon, webhooks_url(daemon), args.connections, args.messages)
+    trio.run(paced.run)
+    return DeliveryRound(
+        "bench", args.messages / paced.seconds, paced.seconds, cpu.since(), paced.during,
+        paced.posted, paced.statuses[200], paced.last, committed(daemon.db)[0],
+    )  # fmt: skip
+
+
+@attrs.define
+class Paced:
+    """Posts the events of each email once its delivery is committed, while delivery runs."""
+
+    daemon: DaemonProcess
+    url: str
+    connections: int
+    messages: int
+    statuses: Counter = attrs.Factory(collections.Counter)
+    posted: int = 0
+    during: int = 0
+    seconds: float = 0.0
+    last: float = 0.0
+    _last_at: float = 0.0  # by time.perf_counter
+    _done: trio.Event = attrs.Factory(trio.Event)
+
+    async def run(self) -> None:
+        send, receive = trio.open_memory_channel[bytes](math.inf)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed, send)
+            for _ in range(self.connections):
+                nursery.start_soon(self._worker, receive)
+            resumed, self.seconds = await trio.to_thread.run_sync(
+                deliver, self.daemon, self.messages
+            )
+            self.during = self.statuses[200]
+            self._done.set()
+        self.last = self._last_at - resumed
+
+    async def _feed(self, send: trio.MemorySendChannel[bytes]) -> None:
+        """Every 20 ms, the events of the emails delivered since the last look."""
+        signer, target, after = Signer(), httpx.URL(self.url), 0
+        conn = sqlite3.connect(self.daemon.db, check_same_thread=False)
+        async with send:
+            while True:
+                finished = self._done.is_set()
+                found = await trio.to_thread.run_sync(delivered_since, conn, after)
+                after = found[-1][0] if found else after
+                for n, (kind, pid, to) in enumerate(fates_of(found)):
+                    event = signer.event(kind, pid, to, f"msg_paced_{pid}_{n}")
+                    send.send_nowait(raw_request(target, event))
+                    self.posted += 1
+                if finished:
+                    break
+                await trio.sleep(0.02)
+        conn.close()
+
+    async def _worker(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        target = httpx.URL(self.url)
+        async with await trio.open_tcp_stream(target.host, target.port or 80) as stream:
+            reader = _Reader(stream)
+            async for request in receive:
+                await stream.send_all(request)
+                self.statuses[await reader.answer()] += 1
+                self._last_at = time.perf_counter()
+
+
+def delivery_round(args: argparse.Namespace, sim: SimControl, mode: str) -> DeliveryRound:
+    """One delivery run of ``mode`` on a fresh daemon."""
     with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
         workdir = Path(tmp)
-        clear_targets(sim_url)
-        reset(sim_url)
-        daemon = DaemonProcess(workdir, config_file(workdir, sim_url, args.lanes, webhooks=on))
+        sim.clear_targets()
+        sim.reset()
+        config = config_file(workdir, sim.url, args.lanes, webhooks=mode != "off")
+        daemon = DaemonProcess(workdir, config)
         try:
-            cpu = Cpu({"daemon": daemon.proc.pid, "simulator": sim_pid})
-            resumed, seconds = deliver(daemon, args.messages)
-            if not on:
-                return DeliveryRound(False, args.messages / seconds, seconds, cpu.since())
-            during = event_stats(sim_url)["events_sent"]
-            expected = expected_events(delivered(daemon.db))
-            settled = wait_settled(sim_url, expected)
-            drain = time.perf_counter() - resumed
-            spent = cpu.since()
-            kept = committed(daemon.db)[0]
+            if mode == "simulator":
+                return simulator_round(args, sim, daemon)
+            if mode == "bench":
+                return bench_round(args, sim, daemon)
+            cpu = Cpu({"daemon": daemon.proc.pid, "simulator": sim.pid})
+            _, seconds = deliver(daemon, args.messages)
+            return DeliveryRound("off", args.messages / seconds, seconds, cpu.since())
         finally:
-            clear_targets(sim_url)
+            sim.clear_targets()
             daemon.stop()
-    return DeliveryRound(
-        True, args.messages / seconds, seconds, spent, during, expected, settled, drain, kept
-    )
 
 
-def deliveries(args: argparse.Namespace, sim_url: str, sim_pid: int) -> list[DeliveryRound]:
-    """Rounds of (a) with events and (b) without, alternating which goes first."""
+def deliveries(args: argparse.Namespace, sim: SimControl) -> list[DeliveryRound]:
+    """Rounds of each mode, the order turning by one each round."""
     rounds = []
     for n in range(args.rounds):
-        for on in (True, False) if n % 2 == 0 else (False, True):
-            rounds.append(delivery_round(args, sim_url, sim_pid, on))
+        for k in range(len(args.modes)):
+            rounds.append(delivery_round(args, sim, args.modes[(n + k) % len(args.modes)]))
     return rounds
 
 
@@ -532,96 +775,123 @@ def _runs(values: Sequence[float]) -> str:
 
 
 def _cpu(rounds: Sequence[Any]) -> str:
-    names = rounds[0].cpu
     return "  ".join(
-        f"{name} {statistics.median(r.cpu[name] for r in rounds):.1f}" for name in names
+        f"{name} {statistics.median(r.cpu[name] for r in rounds):.1f}" for name in rounds[0].cpu
     )
 
 
-def report_events(
-    args: argparse.Namespace, ceilings: dict[str, float], rounds: list[EventRound]
-) -> None:
+def report_events(args: argparse.Namespace, layers: list[Layer], rounds: list[EventRound]) -> None:
     print(
         f"1. events on their own: {args.events} signed Resend events a round, "
         f"{args.connections} kept-alive HTTP/1.1 connections, one request at a time on each"
     )
-    print(f"{'':<40}{'median/s':>10}   runs")
-    for client, ceiling in ceilings.items():
-        print(f"{'client ceiling, trivial server: ' + client:<40}{ceiling:>10.0f}")
+    print(f"{'':<44}{'median/s':>9}   runs")
     for client in CLIENTS:
         mine = [r for r in rounds if r.client == client]
         rates = [r.rate for r in mine]
         print(
-            f"{'daemon, events committed: ' + client:<40}{statistics.median(rates):>10.0f}   "
-            f"{_runs(rates)}"
+            f"{'daemon, events committed (' + client + ' client)':<44}"
+            f"{statistics.median(rates):>9.0f}   {_runs(rates)}"
         )
-        print(f"{'':<6}CPU seconds a round (median): {_cpu(mine)}")
+        ms = statistics.median(1000 * r.cpu["daemon"] / r.ok for r in mine)
+        print(f"{'':<6}CPU a round (s, median): {_cpu(mine)}; daemon {ms:.2f} ms an event")
     for r in rounds:
-        ok = r.ok == r.committed == r.audited and not r.others
+        ok = r.ok == r.committed == r.audited == r.posted and not r.others
         print(
-            f"      {r.client:<6}{r.kind:<17}200: {r.ok}  other: {r.others or '-'}  "
+            f"{'':<6}{r.client:<6}{r.kind:<16} 200: {r.ok}  other: {r.others or '-'}  "
             f"mail_events +{r.committed}  provider_event audit +{r.audited}  "
             f"{'all committed' if ok else 'MISMATCH'}"
+        )
+    print("   without the daemon (one run each):")
+    names = {
+        "trivial": "trivial server",
+        "floor": "hypercorn, app answers 200",
+        "app": "listener app, nothing committed",
+        "ingest": "listener app, real ingest + store",
+    }
+    for layer in layers:
+        ms = 1000 * layer.server_cpu / layer.posted
+        print(
+            f"{'':<3}{names[layer.name] + ' (' + layer.client + ' client)':<41}"
+            f"{layer.rate:>9.0f}   server {ms:.2f} ms CPU a request"
         )
 
 
 def report_deliveries(args: argparse.Namespace, rounds: list[DeliveryRound]) -> None:
-    on = [r for r in rounds if r.events_on]
-    off = [r for r in rounds if not r.events_on]
     print(
         f"2. delivery of {args.messages} emails (each to its own address), "
         f"{args.lanes} lanes, resume -> last committed"
     )
-    print(f"{'':<40}{'median/s':>10}   runs")
-    print(
-        f"{'(a) events flowing back':<40}{statistics.median(r.rate for r in on):>10.0f}   "
-        f"{_runs([r.rate for r in on])}"
-    )
-    print(f"{'':<6}CPU seconds a round (median, to the last event): {_cpu(on)}")
-    print(
-        f"{'(b) [webhooks] enabled = false':<40}{statistics.median(r.rate for r in off):>10.0f}   "
-        f"{_runs([r.rate for r in off])}"
-    )
-    print(f"{'':<6}CPU seconds a round (median): {_cpu(off)}")
-    ratio = statistics.median(r.rate for r in on) / statistics.median(r.rate for r in off)
-    print(f"{'ratio (a) / (b) (medians)':<40}{ratio:>10.2f}")
-    for r in on:
-        s = r.settled
-        print(
-            f"      (a) {r.seconds:5.1f} s: events answered during delivery {r.during} "
-            f"({r.during / r.seconds:.0f}/s); all {r.expected} settled after {r.drain:.1f} s "
-            f"({r.expected / r.drain:.0f}/s): sent {s['events_sent']} failed "
-            f"{s['events_failed']} dropped {s['events_dropped']} retries "
-            f"{s['event_retries']}; mail_events {r.committed}"
-        )
+    print(f"{'':<44}{'median/s':>9}   runs")
+    labels = {
+        "simulator": "events from the simulator",
+        "bench": "events from the bench, as committed",
+        "off": "[webhooks] enabled = false",
+    }
+    medians = {}
+    for mode in args.modes:
+        mine = [r for r in rounds if r.mode == mode]
+        medians[mode] = statistics.median(r.rate for r in mine)
+        print(f"{labels[mode]:<44}{medians[mode]:>9.0f}   {_runs([r.rate for r in mine])}")
+        print(f"{'':<6}CPU a round (s, median, to the last event): {_cpu(mine)}")
+    if "off" in medians:
+        for mode in (m for m in args.modes if m != "off"):
+            ratio = medians[mode] / medians["off"]
+            print(f"{'ratio ' + mode + ' / off (medians)':<44}{ratio:>9.2f}")
+    for r in rounds:
+        if r.mode != "off":
+            print(
+                f"{'':<6}{r.mode:<10}{r.seconds:5.1f} s: events answered meanwhile "
+                f"{r.during} ({r.during / r.seconds:.0f}/s); {r.answered} of {r.expected} "
+                f"answered by {r.last:.1f} s ({r.answered / r.last:.0f}/s); "
+                f"mail_events {r.committed} {r.lost}"
+            )
+
+
+SERVERS = ("trivial", "floor", "app", "ingest")
+
+
+def serve(kind: str, db: str | None) -> None:
+    """Run a server of ``kind`` in this process until terminated."""
+    if kind == "ingest":
+        import trio_asyncio
+
+        assert db is not None
+        trio_asyncio.run(ingest_server, db)
+    else:
+        trio.run(trivial_server if kind == "trivial" else listener_server, kind)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events a round (part 1)")
-    parser.add_argument("--messages", type=int, default=20_000, help="emails a round (part 2)")
+    parser.add_argument("--events", type=int, default=10_000, help="events a round (part 1)")
+    parser.add_argument("--messages", type=int, default=10_000, help="emails a round (part 2)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--lanes", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--skip", choices=("events", "delivery"), help="leave one part out")
-    parser.add_argument("--trivial-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.trivial_server:
-        trio.run(trivial_server)
+    if args.serve is not None:
+        serve(args.serve, args.db)
         return
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
-    sim, url = start_simulator()
+    proc, url = start_simulator()
+    sim = SimControl(url, proc.pid)
     print(
-        f"cores={os.cpu_count()} python={sys.version.split()[0]} date={datetime.now(UTC):%Y-%m-%d}"
+        f"cores={os.cpu_count()} python={sys.version.split()[0]} "
+        f"date={datetime.now(UTC):%Y-%m-%d} load={os.getloadavg()[0]:.2f}"
     )
     try:
         if args.skip != "events":
-            report_events(args, *events_alone(args, url, sim.pid))
+            report_events(args, *events_alone(args, sim))
         if args.skip != "delivery":
-            report_deliveries(args, deliveries(args, url, sim.pid))
+            report_deliveries(args, deliveries(args, sim))
     finally:
-        sim.terminate()
-        sim.wait(10)
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,16 @@ async def accept_forever(
         now = trio.current_time()
         for episode in episodes:
             episode.settle(now)
+
+
+async def open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
+    """TCP listeners on host:port, and the port they are bound to."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    if port == 0:
+        # Each address family would get its own ephemeral port; a caller can
+        # only be told one, so serve on the first address alone.
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
+    bound: int = listeners[0].socket.getsockname()[1]
+    return listeners, bound

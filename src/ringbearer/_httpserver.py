@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import attrs
 import trio
 
-from ._accept import Episode, accept_failures, accept_forever
+from ._accept import Episode, accept_failures, accept_forever, open_listeners
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the largest body GENEROUS_LIMITS take
@@ -204,7 +204,7 @@ async def serve_http(
 
     ``name`` says which listener a log line is about.
     """
-    listeners, bound = await _open_listeners(host, port)
+    listeners, bound = await open_listeners(host, port)
     where = f"{name} {host}:{bound}"
     async with trio.open_nursery() as nursery:
         served = _Listener(handler, limits, nursery, _refusals(where), _Budget(limits.budget_bytes))
@@ -222,7 +222,7 @@ async def serve_tcp(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run ``serve`` for each connection to host:port forever; ``started`` gets the bound port."""
-    listeners, bound = await _open_listeners(host, port)
+    listeners, bound = await open_listeners(host, port)
     async with trio.open_nursery() as nursery:
 
         def admit(stream: trio.SocketStream) -> None:
@@ -259,19 +259,6 @@ def _refusals(where: str) -> Episode:
         "connection limit: refused connections",
         where,
     )
-
-
-async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
-    """TCP listeners on host:port, and the port they are bound to."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    if port == 0:
-        # Each address family would get its own ephemeral port; a caller can
-        # only be told one, so serve on the first address alone.
-        for extra in listeners[1:]:
-            await extra.aclose()
-        listeners = listeners[:1]
-    bound: int = listeners[0].socket.getsockname()[1]
-    return listeners, bound
 
 
 @attrs.define(eq=False)

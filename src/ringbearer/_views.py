@@ -106,6 +106,8 @@ def format_status(status: StatusReply) -> str:
     )
     if status.sandbox:
         head += f" · sandbox {status.sandbox}"
+    if status.webhooks:
+        head += f" · webhooks {status.webhooks}"
     rows: list[tuple[str, ...]] = [STATUS_HEAD]
     rows += [_integration_row(i) for i in status.integrations]
     rows += [_group_row(name, g) for name, g in status.groups.items()]

@@ -32,7 +32,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 from hypercorn.utils import wrap_app
 
-from .._accept import accept_failures, accept_forever
+from .._accept import accept_failures, accept_forever, open_listeners
 from .._converter import parse_host_port
 from .._logging import fields
 from ..deliverability._settings import WebhookSettings
@@ -84,7 +84,7 @@ async def serve(
 ) -> None:
     """Serve ``app`` on ``settings.listen`` until cancelled; ``started`` gets the bound port."""
     host, port = parse_host_port(settings.listen)
-    inner, bound = await _open_listeners(host, port)
+    inner, bound = await open_listeners(host, port)
     slots = trio.Semaphore(settings.max_connections)  # shared by every address listened on
     config = hypercorn_config(settings)
     wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
@@ -165,16 +165,3 @@ class _WatchedStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-async def _open_listeners(host: str, port: int) -> tuple[list[trio.SocketListener], int]:
-    """TCP listeners on host:port, and the port they are bound to."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    if port == 0:
-        # Each address family would get its own ephemeral port; a caller can
-        # only be told one, so serve on the first address alone.
-        for extra in listeners[1:]:
-            await extra.aclose()
-        listeners = listeners[:1]
-    bound: int = listeners[0].socket.getsockname()[1]
-    return listeners, bound
