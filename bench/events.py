@@ -838,6 +838,13 @@ def report_deliveries(args: argparse.Namespace, rounds: list[DeliveryRound]) -> 
         for mode in (m for m in args.modes if m != "off"):
             ratio = medians[mode] / medians["off"]
             print(f"{'ratio ' + mode + ' / off (medians)':<44}{ratio:>9.2f}")
+    print("   delivery with its events kept up: messages / (resume -> last event answered)")
+    for mode in (m for m in args.modes if m != "off"):
+        kept_up = [args.messages / r.last for r in rounds if r.mode == mode]
+        line = f"{statistics.median(kept_up):>9.0f}   {_runs(kept_up)}"
+        if "off" in medians:
+            line += f"   ratio to off {statistics.median(kept_up) / medians['off']:.2f}"
+        print(f"{'':<3}{'events from the ' + mode:<41}{line}")
     for r in rounds:
         if r.mode != "off":
             print(
