@@ -119,10 +119,16 @@ class Ingest:
         if not rows:
             return
         self.guard.note(rows)
+        if not any(row.event in _WORSENING for row in rows):
+            return  # only a complaint or a bounce can pause; the guard's tick sees the rest
         try:
             await self.guard.evaluate(now)
         except RingbearerError as exc:  # the events are kept; the guard's next tick judges
             log.error("reputation guard could not judge", extra=fields(error=str(exc)))
+
+
+# What can make a domain's standing worse at once: judged after each event batch.
+_WORSENING = frozenset({EventType.COMPLAINED, EventType.HARD_BOUNCE})
 
 
 def _with_batch_soft_bounces(m: MatchedEvent, soft: collections.Counter[str]) -> MatchedEvent:

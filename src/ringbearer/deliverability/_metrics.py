@@ -23,6 +23,7 @@ class DeliverabilityMetrics:
     events: Counter = attrs.field(init=False)
     complaints: Gauge = attrs.field(init=False)
     suppressions: Counter = attrs.field(init=False)
+    _event_children: dict[tuple[str, EventType], Counter] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.events = Counter(
@@ -45,7 +46,12 @@ class DeliverabilityMetrics:
         )
 
     def event(self, integration: str, event_type: EventType) -> None:
-        self.events.labels(integration=integration, event=event_type.value).inc()
+        # Each event counts: the labelled child is looked up once, not on every event.
+        key = (integration, event_type)
+        child = self._event_children.get(key)
+        if child is None:
+            child = self._event_children[key] = self.events.labels(integration, event_type.value)
+        child.inc()
 
     def suppressed(self, reason: str) -> None:
         """``reason``: a Reason's value, or ``frequency_cap``."""
