@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from svix.webhooks import Webhook
 from twilio.request_validator import RequestValidator
 
+from ringbearer._converter import PositiveFloat, PositiveInt
 from ringbearer._journal import Journal
 from ringbearer._secrets import Secret
 from ringbearer.deliverability import (
@@ -104,7 +105,7 @@ def mailgun_bodies(draw: st.DrawFn) -> dict[str, Any]:
                     "message": values,
                     "user-variables": values,
                 },
-            ),  # fmt: skip
+            ),
         )
     )
     return {"event-data": event_data}
@@ -145,7 +146,11 @@ class Rig:
             WebhookSource("mailgun", "mailgun", Secret(MAILGUN_KEY)),
             WebhookSource("sms", "twilio", Secret(TWILIO_TOKEN)),
         ]
-        settings = WebhookSettings(enabled=True, per_client_per_second=1e9, per_client_burst=10**9)
+        settings = WebhookSettings(
+            enabled=True,
+            per_client_per_second=PositiveFloat(1e9),
+            per_client_burst=PositiveInt(10**9),
+        )
         return build_app(settings, sources, parts)
 
 
