@@ -416,6 +416,6 @@ def test_status_shows_uptime_in_the_one_duration_format(tmp_path: Path) -> None:
         head = ok(daemon.cli("status")).splitlines()[0]
     assert re.fullmatch(
         rf"ringbearer \S+ · protocol {PROTOCOL_VERSION} · mode normal \(off\) · {UPTIME}"
-        r" · sandbox http://127\.0\.0\.1:\d+",
+        r" · sandbox http://127\.0\.0\.1:\d+ · webhooks http://127\.0\.0\.1:\d+",
         head,
     ), head
