@@ -759,11 +759,42 @@ def test_the_limiter_forgets_the_oldest_client_past_its_capacity() -> None:
     limiter = ClientLimiter(RateLimitSettings(per_second=1.0, burst=1), lambda: now[0], capacity=3)
     for client in ("a", "b", "c"):
         assert limiter.admit(client) is None
+        limiter.refused(client)
     assert limiter.admit("a") == 1.0  # "a" is now the most recently seen
-    assert limiter.admit("d") is None  # evicts "b", the one seen longest ago
+    limiter.refused("d")  # evicts "b", the one seen longest ago
     assert len(limiter) == 3
     assert limiter.admit("c") == 1.0 and limiter.admit("a") == 1.0
     assert limiter.admit("b") is None  # forgotten: a fresh bucket
+
+
+def test_only_refused_requests_take_tokens() -> None:
+    """A client whose requests verify is never throttled; its refusals alone count."""
+    now = [0.0]
+    limiter = ClientLimiter(RateLimitSettings(per_second=1.0, burst=2), lambda: now[0])
+    assert all(limiter.admit("provider") is None for _ in range(10_000))
+    limiter.refused("prober")
+    assert limiter.admit("prober") is None
+    limiter.refused("prober")
+    assert limiter.admit("prober") == 1.0
+    now[0] += 1.0
+    assert limiter.admit("prober") is None
+
+
+async def test_verified_deliveries_past_the_rate_are_not_throttled(open_listener: Opener) -> None:
+    """A provider's burst of real events goes through a limit its refusals would hit."""
+    listener = await open_listener(per_client_per_second=0.5, per_client_burst=3)
+    for n in range(10):
+        body = resend_body(email_id=f"em_{n}")
+        answer = await listener.client.post(
+            "/webhooks/resend", content=body, headers=svix_headers(body, msg_id=f"msg_{n}")
+        )
+        assert answer.status_code == 200
+    assert [(await listener.client.get("/nowhere")).status_code for _ in range(4)] == [
+        404,
+        404,
+        404,
+        429,
+    ]
 
 
 @pytest.mark.parametrize(

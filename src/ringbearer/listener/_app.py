@@ -90,6 +90,12 @@ class ListenerApp:
         wait = self.limiter.admit(client)
         if wait is not None:
             return Response.text(429, "too many requests", ("retry-after", f"{wait:.0f}"))
+        response = await self._respond(request, receive)
+        if 400 <= response.status < 500:
+            self.limiter.refused(client)  # what verifies costs no token (see ``_limits``)
+        return response
+
+    async def _respond(self, request: Request, receive: Receive) -> Response:
         route = self.route(request.path)
         if route is None:
             return Response.text(404, "not found")

@@ -1,7 +1,13 @@
 """Per-client request rates on the public listener, in bounded memory.
 
 Each client address gets a token bucket (the same one that paces calls to
-providers). The table of buckets is bounded: past ``capacity`` clients the
+providers), and each request it makes that is refused (forged, stale, a bad
+token, an unknown path, too large) takes a token; once its bucket is empty,
+everything it sends is answered 429 until the bucket refills. A delivery that
+verifies takes none: a provider's burst of real events (a thousand a second
+from one address when a campaign lands) is never throttled, and a retry storm
+of 429s cannot starve the daemon of the very events it waits for. What bounds
+verified traffic is the connection limit, and it needs the provider's secret. The table of buckets is bounded: past ``capacity`` clients the
 one seen longest ago is forgotten. A forgotten client starts again with a
 full bucket, which costs at most one burst per eviction, while a flood from
 many addresses can no longer grow the table without end.
@@ -31,7 +37,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @attrs.define
 class ClientLimiter:
-    """Admits a client's request while its bucket has a token."""
+    """Admits a client's requests while its bucket has a token; its refusals take them."""
 
     settings: RateLimitSettings
     clock: Callable[[], float] = trio.current_time
@@ -42,15 +48,22 @@ class ClientLimiter:
         """None to go ahead; else the seconds (at least one) to tell the client to wait."""
         bucket = self._buckets.get(client)
         if bucket is None:
+            return None  # never refused yet: a full bucket
+        self._buckets.move_to_end(client)
+        wait = bucket.wait_time()
+        return None if wait <= 0.0 else float(max(1, math.ceil(wait)))
+
+    def refused(self, client: str) -> None:
+        """One of the client's requests was refused: it takes a token."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
             bucket = TokenBucket(self.settings, self.clock)
             self._buckets[client] = bucket
             while len(self._buckets) > self.capacity:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(client)
-        if bucket.try_take():
-            return None
-        return float(max(1, math.ceil(bucket.wait_time())))
+        bucket.try_take()
 
     def __len__(self) -> int:
         return len(self._buckets)

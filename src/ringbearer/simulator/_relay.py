@@ -42,7 +42,13 @@ def builders() -> dict[str, Builder]:
     }
 
 
-_POOL = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+# Posts in flight at once, each on a kept-alive connection of its own. No more
+# wait inside httpx than it has connections: httpcore's pool scans every waiting
+# request against every connection on each change, so a thousand waiters made
+# each post cost milliseconds of CPU and, in the daemon's own sandbox, starved
+# the daemon's loop (its store heartbeat missed, its stop was late).
+_CONNECTIONS = 16
+_POOL = httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS)
 
 
 @attrs.define
@@ -74,7 +80,8 @@ class EventRelay:
         """Send queued events until cancelled."""
         timeout = httpx.Timeout(self.timing.timeout)
         async with httpx.AsyncClient(timeout=timeout, limits=_POOL, trust_env=False) as client:
-            await self.outbox.run(_Poster(client), task_status=task_status)
+            poster = _Poster(client, trio.Semaphore(_CONNECTIONS))
+            await self.outbox.run(poster, task_status=task_status)
 
 
 @attrs.frozen
@@ -82,10 +89,12 @@ class _Poster:
     """One POST over the pooled client; no answer (refused, reset, timed out) is None."""
 
     client: httpx.AsyncClient
+    connections: trio.Semaphore  # a free connection, taken before the request
 
     async def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> int | None:
-        try:
-            response = await self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError:
-            return None
-        return response.status_code
+        async with self.connections:
+            try:
+                response = await self.client.post(url, content=body, headers=headers)
+            except httpx.HTTPError:
+                return None
+            return response.status_code
