@@ -7,8 +7,10 @@ everything it sends is answered 429 until the bucket refills. A delivery that
 verifies takes none: a provider's burst of real events (a thousand a second
 from one address when a campaign lands) is never throttled, and a retry storm
 of 429s cannot starve the daemon of the very events it waits for. What bounds
-verified traffic is the connection limit, and it needs the provider's secret. The table of buckets is bounded: past ``capacity`` clients the
-one seen longest ago is forgotten. A forgotten client starts again with a
+verified traffic is the connection limit, and it needs the provider's secret.
+
+The table of buckets is bounded: past ``capacity`` clients the one seen
+longest ago is forgotten. A forgotten client starts again with a
 full bucket, which costs at most one burst per eviction, while a flood from
 many addresses can no longer grow the table without end.
 
