@@ -67,7 +67,8 @@ def test_a_hard_bounce_suppresses_the_address_and_a_second_email_never_leaves(
     tmp_path: Path, sim: Simulator
 ) -> None:
     with running(tmp_path, config_for(tmp_path, sim)) as daemon:
-        first = daemon.call("submit", {"messages": [mail("bounce@simulator.test")]})
+        original = mail("bounce@simulator.test", key="first-try")
+        first = daemon.call("submit", {"messages": [original]})
         assert not first["refused"]
         poll(lambda: provider_events(daemon, "hard_bounce"), bool, 20, "the signed hard bounce")
         assert sent_to(sim, "bounce@simulator.test") == 1
@@ -85,6 +86,10 @@ def test_a_hard_bounce_suppresses_the_address_and_a_second_email_never_leaves(
         )  # fmt: skip
         assert again.returncode == 1
         assert "refused messages[0]: suppressed" in again.stdout + again.stderr
+        # A producer's retry of the message accepted before the bounce is that message.
+        retry = daemon.call("submit", {"messages": [original]})
+        assert not retry["refused"]
+        assert retry["accepted"] == [{**first["accepted"][0], "duplicate": True}]
         daemon.wait_idle()
         assert sent_to(sim, "guest@example.com") == 1
         assert sent_to(sim, "bounce@simulator.test") == 1  # it did not move

@@ -841,3 +841,10 @@ async def test_the_deliverability_reads_use_their_indexes(
     async with trio_asyncio.open_loop(), SqliteStore.open(tmp_path / "rb.db", clock=Wall()) as db:
         plan = str(await db.query(f"EXPLAIN QUERY PLAN {sql}"))
         assert index in plan, plan
+
+
+async def test_the_message_holding_a_key_is_found_by_it(store: Store) -> None:
+    """``holding_key``: the id of the message that holds a key, or None for a key never used."""
+    (a,) = await store.submit([mail(1, idempotency_key="held-key")])
+    assert await store.holding_key("held-key") == a.id
+    assert await store.holding_key("never-used") is None

@@ -95,8 +95,9 @@ async def _core(base: Base) -> _Core:
     current, fleet, journal = CurrentConfig(base.config), Fleet(), Journal(store, wall)
     intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry)
     submit = SubmitHandler(
-        current, fleet, store, base.metrics, intake.rules, lambda t, at: wakeups.scheduled(t, at)
-    )
+        current, fleet, store, base.metrics, intake.rules, store,
+        lambda t, at: wakeups.scheduled(t, at),
+    )  # fmt: skip
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
     events = await EventSide.load(base.config, intake, store, journal, alerts, wall)

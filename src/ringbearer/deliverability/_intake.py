@@ -49,10 +49,17 @@ class Prepared:
 
 @attrs.frozen
 class Refused:
-    """One message refused on its own; the rest of its request goes on."""
+    """One message refused on its own; the rest of its request goes on.
+
+    ``prepared`` is the message as it would have been stored: a producer's
+    retry of a message accepted before its recipient was suppressed is the
+    earlier message (a duplicate), not a refusal, and is compared as stored.
+    """
 
     code: ErrorCode
     reason: str
+    counted_as: str  # the ``ringbearer_suppressed_total`` reason, once it is refused
+    prepared: Prepared | None = None
 
 
 @attrs.frozen
@@ -88,16 +95,20 @@ class IntakeRules:
                 f"{where}: a {category} email goes to exactly one recipient"
                 f" (its unsubscribe link names them); it has {len(recipients)}",
             )
+        if category in self.settings.unsubscribe.categories:
+            payload = self._with_unsubscribe(payload, recipients[0], category)
+        prepared = Prepared(payload, category, recipients[0] if recipients else None, domain)
         now = self.wall()
         for index, address in enumerate(recipients):
             found = self.book.blocking(address, category, priority, now)
             if found is not None:
-                self.metrics.suppressed(found.reason.value)
-                return Refused(ErrorCode.SUPPRESSED, _why(where, index, category, found))
-        if category in self.settings.unsubscribe.categories:
-            payload = self._with_unsubscribe(payload, recipients[0], category)
-        recipient = recipients[0] if recipients else None
-        return Prepared(payload, category, recipient, domain)
+                why = _why(where, index, category, found)
+                return Refused(ErrorCode.SUPPRESSED, why, found.reason.value, prepared)
+        return prepared
+
+    def refused(self, refusal: Refused) -> None:
+        """Count a refusal the submit keeps (not one that turned out to be a repeat)."""
+        self.metrics.suppressed(refusal.counted_as)
 
     def _with_unsubscribe(
         self, payload: dict[str, Any], address: str, category: str

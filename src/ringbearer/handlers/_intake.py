@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 
@@ -41,6 +42,7 @@ class SubmitHandler:
     intake: Intake
     metrics: Metrics
     rules: IntakeRules
+    keys: KeyHolders
     # A message that waits (``not_before``) is noted with its dispatcher, which
     # otherwise learns of due times only from settles.
     scheduled: Callable[[str, float], None] = lambda target, at: None
@@ -53,7 +55,8 @@ class SubmitHandler:
             raise RequestError(
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
-        checked = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        found = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        checked = [await self._unless_repeat(c) for c in found]
         refused = [
             r.RefusedMessage(i, c.code.value, c.reason)
             for i, c in enumerate(checked)
@@ -71,6 +74,18 @@ class SubmitHandler:
             refused,
         )
 
+    async def _unless_repeat(self, checked: NewMessage | _Refusal) -> NewMessage | Refused:
+        """A refused message whose key is already held is a producer's retry of a message
+        accepted before its recipient was suppressed: the store answers it as that one."""
+        if isinstance(checked, NewMessage):
+            return checked
+        message = checked.message
+        key = message.idempotency_key if message is not None else None
+        if message is not None and key is not None and await self.keys.holding_key(key):
+            return message
+        self.rules.refused(checked.refusal)
+        return checked.refusal
+
     async def one(self, message: MessageIn) -> int:
         """Submit one message (an alert's); its id."""
         reply = await self(Submit([message]))
@@ -79,7 +94,7 @@ class SubmitHandler:
         (accepted,) = reply.accepted
         return accepted.id
 
-    def _check(self, where: str, message: MessageIn) -> NewMessage | Refused:
+    def _check(self, where: str, message: MessageIn) -> NewMessage | _Refusal:
         members = self.current.value.targets().get(message.target)
         if members is None:
             known = ", ".join(sorted(self.current.value.targets()))
@@ -99,18 +114,10 @@ class SubmitHandler:
         self._validate(where, members, message)
         prepared = self._prepare(where, members, message, category, priority)
         if isinstance(prepared, Refused):
-            return prepared
-        return NewMessage(
-            target=message.target,
-            payload=prepared.payload,
-            priority=priority,
-            idempotency_key=message.key,
-            deliver_by=message.deliver_by,
-            category=prepared.category,
-            recipient=prepared.recipient,
-            domain=prepared.domain,
-            not_before=message.not_before,
-        )
+            held = prepared.prepared
+            stored = None if held is None else _new(message, priority, held)
+            return _Refusal(prepared, stored)
+        return _new(message, priority, prepared)
 
     def _prepare(
         self,
@@ -135,6 +142,32 @@ class SubmitHandler:
                     adapter.validate(message.payload)
                 except InvalidPayload as exc:
                     raise InvalidPayload(f"{where}: {exc.message}") from None
+
+
+class KeyHolders(Protocol):
+    async def holding_key(self, key: str) -> int | None: ...
+
+
+@attrs.frozen
+class _Refusal:
+    """A message refused on its own, and what it would have been stored as."""
+
+    refusal: Refused
+    message: NewMessage | None
+
+
+def _new(message: MessageIn, priority: Priority, prepared: Prepared) -> NewMessage:
+    return NewMessage(
+        target=message.target,
+        payload=prepared.payload,
+        priority=priority,
+        idempotency_key=message.key,
+        deliver_by=message.deliver_by,
+        category=prepared.category,
+        recipient=prepared.recipient,
+        domain=prepared.domain,
+        not_before=message.not_before,
+    )
 
 
 def _check_time(where: str, value: float | None) -> None:

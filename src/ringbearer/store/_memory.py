@@ -249,6 +249,9 @@ class MemoryStore(ForwardsDeliverability):
     async def message(self, message_id: int) -> MessageRecord | None:
         return await self._queries.message(message_id)
 
+    async def holding_key(self, key: str) -> int | None:
+        return await self._queries.holding_key(key)
+
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         return await self._queries.states(ids)
 

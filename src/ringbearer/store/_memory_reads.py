@@ -56,6 +56,11 @@ class MemoryQueries:
         r = self._t.rows.get(message_id)
         return None if r is None else r.record()
 
+    async def holding_key(self, key: str) -> int | None:
+        await trio.lowlevel.checkpoint()
+        holder = self._t.keys.get(key)
+        return None if holder is None else holder.id
+
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         await trio.lowlevel.checkpoint()
         return {i: self._t.rows[i].status.value for i in ids if i in self._t.rows}

@@ -156,6 +156,9 @@ class Queries(Protocol):
     async def message(self, message_id: int) -> MessageRecord | None:
         """The message ``message_id`` as stored, or None."""
 
+    async def holding_key(self, key: str) -> int | None:
+        """The id of the message that holds idempotency key ``key``, or None."""
+
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         """The status of each of these messages (those that exist)."""
 

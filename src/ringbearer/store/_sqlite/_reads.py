@@ -86,6 +86,12 @@ class Reads:
         rows = await self.query(f"{SELECT_MESSAGE} WHERE id = ?", (message_id,))
         return message_record(rows[0]) if rows else None
 
+    async def holding_key(self, key: str) -> int | None:
+        rows = await self.query(
+            "SELECT id FROM messages WHERE idempotency_key = ? ORDER BY id LIMIT 1", (key,)
+        )
+        return int(rows[0][0]) if rows else None
+
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         if not ids:
             return {}

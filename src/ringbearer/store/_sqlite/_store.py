@@ -218,6 +218,9 @@ class SqliteStore(ForwardsDeliverability):
     async def message(self, message_id: int) -> MessageRecord | None:
         return await self._reads.message(message_id)
 
+    async def holding_key(self, key: str) -> int | None:
+        return await self._reads.holding_key(key)
+
     async def states(self, ids: Sequence[int]) -> dict[int, str]:
         return await self._reads.states(ids)
 
