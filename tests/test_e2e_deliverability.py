@@ -75,6 +75,8 @@ def test_a_hard_bounce_suppresses_the_address_and_a_second_email_never_leaves(
         shown = check(daemon, "bounce@simulator.test")
         (entry,) = shown["suppressions"]
         assert (entry["reason"], entry["scope"], entry["by"]) == ("hard_bounce", "*", "resend")
+        listed = daemon.call("suppression-list", {"address": "bounce@simulator.test"})
+        assert entry["id"] == listed["suppressions"][0]["id"]  # named as the store keeps it
         refused = [v for v in shown["verdicts"] if v["refused"]]
         assert {v["priority"] for v in refused} == {"normal"}  # critical may still try daily
         # The second email, and one to an innocent beside it in the same request.

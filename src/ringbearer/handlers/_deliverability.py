@@ -254,6 +254,7 @@ class SuppressionCheckHandler:
     book: SuppressionBook
     categories: Categories
     wall: Callable[[], float]
+    reads: Deliverability | None = None  # the stored rows, with their ids, for the list
 
     async def __call__(self, request: SuppressionCheck) -> r.SuppressionCheckReply:
         address = checked_address(request.address)
@@ -261,6 +262,11 @@ class SuppressionCheckHandler:
         asked = known if request.category is None else [checked_category(request.category, known)]
         now = self.wall()
         entries = [s for s in self.book.entries(address) if s.until is None or s.until > now]
+        if self.reads is not None:  # the book decides; the store names them by id
+            ids = {(s.scope, s.reason): s.id for s in await self.reads.suppressions(
+                address=address, active_at=now
+            )}  # fmt: skip
+            entries = [attrs.evolve(s, id=ids.get((s.scope, s.reason), s.id)) for s in entries]
         verdicts = [
             self._verdict(address, category, priority, now, entries)
             for category in asked
@@ -278,9 +284,9 @@ class SuppressionCheckHandler:
     ) -> r.SuppressionVerdict:
         found = self.book.blocking(address, category, priority, now)
         if found is not None:
-            return r.SuppressionVerdict(
-                category, priority.label, True, why(found, priority), found.id
-            )
+            same = [e.id for e in entries if (e.scope, e.reason) == (found.scope, found.reason)]
+            known = same[0] if same else found.id
+            return r.SuppressionVerdict(category, priority.label, True, why(found, priority), known)
         passes = _passes(entries, category, priority)
         return r.SuppressionVerdict(category, priority.label, False, passes)
 
@@ -395,7 +401,7 @@ def deliverability_table(
     """The handler of each deliverability request."""
     return {
         SuppressionList: SuppressionListHandler(reads, wall),
-        SuppressionCheck: SuppressionCheckHandler(book, categories, wall),
+        SuppressionCheck: SuppressionCheckHandler(book, categories, wall, reads),
         SuppressionAdd: SuppressionAddHandler(book, categories, wall),
         SuppressionRemove: SuppressionRemoveHandler(book, categories),
         DeliverabilityReport: DeliverabilityHandler(reads, guard, wall),
