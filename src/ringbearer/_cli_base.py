@@ -181,3 +181,14 @@ def time_back(text: str) -> float:
 
 def stderr(line: str) -> None:
     print(f"ringbearer: {line}", file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above zero")
+    return value

@@ -21,6 +21,7 @@ from ._cli_base import (
     add_daemon,
     call,
     exits,
+    positive_int,
     requester,
     show,
     time_ahead,
@@ -170,7 +171,7 @@ def _list_options(p: argparse.ArgumentParser, nested: bool = False) -> None:
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=argparse.SUPPRESS if nested else 1000,
         metavar="N",
         help="at most N",
@@ -182,16 +183,6 @@ def _list_options(p: argparse.ArgumentParser, nested: bool = False) -> None:
         metavar="ID",
         help="only those with an id above ID (the next page)",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above zero")
-    return value
 
 
 def _add_deliverability(command: AddCommand) -> None:

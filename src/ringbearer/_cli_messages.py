@@ -25,6 +25,7 @@ from ._cli_base import (
     add_daemon,
     call,
     exits,
+    positive_int,
     requester,
     seconds,
     show,
@@ -187,16 +188,6 @@ def _kinds(text: str) -> str:
             f"unknown event kind {', '.join(unknown)}; known: {', '.join(EVENT_KINDS)}"
         )
     return text
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above zero")
-    return value
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -429,9 +420,7 @@ def _add_audit(command: AddCommand) -> None:
         metavar="K",
         help="only events of kind K (repeat it, or K1,K2): " + ", ".join(EVENT_KINDS),
     )
-    p.add_argument(
-        "--limit", type=_positive_int, default=1000, metavar="N", help="at most N events"
-    )
+    p.add_argument("--limit", type=positive_int, default=1000, metavar="N", help="at most N events")
     p.add_argument(
         "--before", type=int, metavar="ID", help="only events older than event ID (the next page)"
     )
@@ -500,7 +489,7 @@ def _list_options(p: argparse.ArgumentParser, nested: bool = False) -> None:
     unset: Any = argparse.SUPPRESS if nested else None
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=argparse.SUPPRESS if nested else 1000,
         metavar="N",
         help="at most N, newest first",
