@@ -366,3 +366,38 @@ def test_an_undelivered_sms_is_reported_by_twilio_status_callback(
             "Twilio's signed status callbacks",
         )
         assert "failed" not in found
+
+
+def test_the_operator_commands_through_the_real_cli(tmp_path: Path, sim: Simulator) -> None:
+    """suppression add, list, check, remove and deliverability, as an operator types them."""
+    with running(tmp_path, config_for(tmp_path, sim)) as daemon:
+        added = daemon.cli("suppression", "add", "Ann@Example.com", "--scope", "marketing",
+                           "--note", "asked by phone")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        listed = daemon.cli("suppression", "list")
+        assert listed.returncode == 0 and "ann@example.com" in listed.stdout
+        assert "asked by phone" in listed.stdout and "marketing" in listed.stdout
+        shown = check(daemon, "ann@example.com")
+        verdicts = {(v["category"], v["priority"]): v["refused"] for v in shown["verdicts"]}
+        assert verdicts["marketing", "normal"] and not verdicts["transactional", "normal"]
+        bad = daemon.cli("suppression", "add", "not-an-address", "--note", "x")
+        assert bad.returncode in (1, 2) and "not-an-address" in bad.stderr
+        unknown = daemon.cli("suppression", "add", "ann@example.com", "--scope", "nope",
+                             "--note", "x")  # fmt: skip
+        assert unknown.returncode in (1, 2) and "transactional" in unknown.stderr
+        audit = daemon.cli("audit", "--kind", "suppressed", "--json")
+        assert "asked by phone" in audit.stdout and "ann@example.com" not in audit.stdout
+        removed = daemon.cli("suppression", "remove", "ann@example.com", "--note", "mistake")
+        assert removed.returncode == 0, removed.stderr
+        again = daemon.cli("suppression", "remove", "ann@example.com")
+        assert again.returncode == 1  # nothing left to remove
+        assert not check(daemon, "ann@example.com")["suppressions"]
+        daemon.call("submit", {"messages": [mail("reader@example.com")]})
+        daemon.wait_idle()
+        poll(lambda: provider_events(daemon, "delivered"), bool, 20, "a delivered event")
+        report = daemon.cli("deliverability", "--since", "1h")
+        assert report.returncode == 0 and "studio.example" in report.stdout
+        as_json = json.loads(daemon.cli("deliverability", "--json").stdout)
+        (row,) = [f for f in as_json["funnel"] if f["domain"] == "studio.example"]
+        assert (row["sent"], row["accepted"], row["delivered"]) == (1, 1, 1)
+        assert daemon.cli("deliverability", "resume", "studio.example").returncode == 1
