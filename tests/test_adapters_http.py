@@ -108,6 +108,8 @@ def test_provider_table_rows() -> None:
         "twilio_call": "alerts",
         "mixpanel": "analytics",
         "amplitude": "analytics",
+        "mixpanel_deletion": "privacy",
+        "amplitude_deletion": "privacy",
         "tave": "crm",
         "light_blue": "crm",
         "honeybook": "crm",

@@ -304,7 +304,7 @@ def test_config_check_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixt
     path = tmp_path / "config.toml"
     path.write_text(config_for(tmp_path))
     assert _cli.main(["config", "check", "-c", str(path)]) == EXIT_OK
-    assert capsys.readouterr().out == f"{path}: ok (17 integrations, 1 group)\n"
+    assert capsys.readouterr().out == f"{path}: ok (19 integrations, 1 group)\n"
 
 
 # -- against the real daemon -------------------------------------------------------------------

@@ -89,3 +89,11 @@ def test_the_kek_never_shows_itself_and_must_be_256_bits() -> None:
     assert repr(kek) == "Kek(***)" and bytes(range(32)).hex() not in f"{kek!r} {kek}"
     with pytest.raises(ValueError, match="32 bytes"):
         Kek(b"short")
+
+
+def test_a_kek_id_is_a_short_stable_public_fingerprint() -> None:
+    """``Kek.id`` names a KEK the same way every time, differs between KEKs, and hides the key."""
+    kek = Kek(bytes(range(32)))
+    assert kek.id == Kek(bytes(range(32))).id != Kek.generate().id
+    assert kek.id.startswith("k_") and len(kek.id) == 18
+    assert all(c in "0123456789abcdef" for c in kek.id[2:]) and kek.id[2:] not in kek.key.hex()

@@ -108,6 +108,16 @@ VALID: dict[str, dict[str, Any]] = {
             "events": [{"event_type": "Signup", "user_id": "user-1", "insert_id": "5f1c2a9e-1"}],
         },
     },
+    "mixpanel-deletion": {
+        "url": "/mixpanel-deletion/data-deletions/v3.0/?token=project-token",
+        "json": {"distinct_ids": ["user-1"], "compliance_type": "GDPR"},
+        "headers": {"Authorization": "Bearer gdpr-token"},
+    },
+    "amplitude-deletion": {
+        "url": "/amplitude-deletion/api/2/deletions/users",
+        "json": {"user_ids": ["user-1"], "requester": "ringbearer"},
+        "auth": ("amp-key", "amp-secret"),
+    },
     "facebook-page": {
         "url": "/facebook-page/v21.0/1234567890/feed",
         "data": {"message": "hi", "access_token": "sandbox"},
@@ -155,6 +165,8 @@ SUCCESS = {
     "honeybook": 200,
     "mixpanel": 200,
     "amplitude": 200,
+    "mixpanel-deletion": 201,
+    "amplitude-deletion": 200,
     "facebook-page": 200,
     "instagram": 200,
     "linkedin": 201,

@@ -60,3 +60,13 @@ class EventKind(enum.StrEnum):
     UNSUPPRESSED = "unsuppressed"  # removed from it
     REPUTATION_PAUSED = "reputation_paused"  # a sending domain's marketing and bulk mail waits
     REPUTATION_RESUMED = "reputation_resumed"
+    # Privacy (subjects appear by their opaque ids only).
+    ERASED = "erased"  # a message ended, or its payload wiped, by its subject's erasure
+    ERASURE_REQUESTED = "erasure_requested"
+    ERASURE_STEP = "erasure_step"  # one step of an erasure job done
+    ERASURE_FINISHED = "erasure_finished"
+    CONSENT = "consent"  # consent to a purpose given or withdrawn
+    SHREDDED = "shredded"  # retention: payloads of old delivered or dead messages shredded
+    KEYS_ROTATED = "keys_rotated"
+    TOKEN_REFRESHED = "token_refreshed"
+    TOKEN_REFRESH_FAILED = "token_refresh_failed"

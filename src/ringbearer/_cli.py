@@ -74,6 +74,8 @@ COMMAND_MODULES = {
     "dead-letters": "_cli_messages",
     "suppression": "_cli_deliverability",
     "deliverability": "_cli_deliverability",
+    "subject": "_cli_privacy",
+    "keys": "_cli_privacy",
     "sandbox": "_cli_sandbox",
     "simulate": "_cli_sandbox",
 }
@@ -82,6 +84,7 @@ MODULES = (
     "_cli_operate",
     "_cli_messages",
     "_cli_deliverability",
+    "_cli_privacy",
     "_cli_sandbox",
 )
 

@@ -38,7 +38,16 @@ from ._errors import ControlError, RequestError
 
 SEND_CHUNK = 1000  # messages a request
 ID_CHUNK = 1000  # dead letters replayed or purged a request
-LINE_FIELDS = {"target", "payload", "priority", "key", "deliver_by", "not_before", "category"}
+LINE_FIELDS = {
+    "target",
+    "payload",
+    "priority",
+    "key",
+    "deliver_by",
+    "not_before",
+    "category",
+    "subjects",
+}
 TIME_FIELDS = ("deliver_by", "not_before")  # a line may give them as the CLI's times ahead
 EVENT_KINDS = tuple(k.value for k in EventKind)
 
@@ -108,6 +117,8 @@ def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         message["not_before"] = args.not_before
     if args.category is not None:
         message["category"] = args.category
+    if args.subject:
+        message["subjects"] = list(args.subject)
     yield message
 
 
@@ -143,6 +154,7 @@ def _line(path: Path, number: int, line: str) -> dict[str, Any]:
     unknown = set(obj) - LINE_FIELDS
     if unknown:
         raise UsageError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+    _check_subjects(where, obj.get("subjects"))
     for name in TIME_FIELDS:
         if isinstance(obj.get(name), str):
             from ._cli_times import ahead
@@ -152,6 +164,14 @@ def _line(path: Path, number: int, line: str) -> dict[str, Any]:
             except ValueError as exc:
                 raise UsageError(f"{where}: {name}: {exc}") from None
     return obj
+
+
+def _check_subjects(where: str, subjects: Any) -> None:
+    """``subjects``, when a line gives it, is a list of identities (strings)."""
+    if subjects is None:
+        return
+    if not isinstance(subjects, list) or not all(isinstance(x, str) for x in subjects):
+        raise UsageError(f"{where}: 'subjects' must be a list of strings")
 
 
 # -- wait -------------------------------------------------------------------------------------
@@ -373,7 +393,15 @@ def _add_send(command: AddCommand) -> None:
         "--file",
         metavar="FILE",
         help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?,'
-        ' "not_before"?, "category"?}',
+        ' "not_before"?, "category"?, "subjects"?}',
+    )
+    p.add_argument(
+        "--subject",
+        action="append",
+        metavar="IDENTITY",
+        help="a person the message is about (an address, a phone number, a user id); repeat it"
+        " for several. Its payload is sealed under their keys; none given: the recipient"
+        " (email, SMS) or the distinct_id / user_id (analytics)",
     )
     _add_when(p)
 

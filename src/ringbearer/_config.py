@@ -29,6 +29,7 @@ from ._secrets import Secret, SecretRef
 from ._wedding import WeddingDaySettings
 from .deliverability._settings import DeliverabilitySettings, WebhookSettings
 from .integrations import ProviderKind, provider_kinds
+from .privacy._settings import PrivacySettings
 from .resilience import (
     BreakerSettings,
     BudgetSettings,
@@ -197,6 +198,7 @@ class Config:
     stalls: StallSettings = StallSettings()
     webhooks: WebhookSettings = WebhookSettings()
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @property
     def state_dir(self) -> Path:
@@ -234,6 +236,7 @@ class _TopLevel:
     stalls: StallSettings = StallSettings()
     webhooks: WebhookSettings = WebhookSettings()
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
+    privacy: PrivacySettings = PrivacySettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -252,6 +255,7 @@ _SECTIONS: dict[str, type] = {
     "stalls": StallSettings,
     "webhooks": WebhookSettings,
     "deliverability": DeliverabilitySettings,
+    "privacy": PrivacySettings,
 }
 
 
@@ -537,6 +541,7 @@ def unresolved_secrets(
     refs += [(f"alerting.{path}", ref) for path, ref in secret_refs(config.alerting)]
     unsubscribe = config.deliverability.unsubscribe
     refs += [(f"deliverability.unsubscribe.{p}", r) for p, r in secret_refs(unsubscribe)]
+    refs += [(f"privacy.{p}", r) for p, r in secret_refs(config.privacy)]
     return [
         ConfigProblem(path, f"secret not found ({ref.describe()})")
         for path, ref in refs

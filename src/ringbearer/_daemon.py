@@ -43,13 +43,16 @@ from ._metrics import DaemonGauges, Metrics
 from ._mode import ModeController
 from ._parts import Base, Parts
 from ._preflight_duty import PreflightDuty
+from ._privacy_parts import PrivacySide, open_vault, privacy_status, subject_namer
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
+from ._token_parts import TokenKeepers
 from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
 from ._wakeups import Wakeups
+from .deliverability import normalise_address
 from .handlers import (
     Addresses,
     StatusHandler,
@@ -59,6 +62,7 @@ from .handlers import (
     deliverability_table,
     summary_line,
 )
+from .handlers._privacy import privacy_table
 from .integrations import provider_kinds
 from .resilience import BreakerTransition
 from .store import EventKind, SqliteStore
@@ -87,20 +91,26 @@ class _Core:
     stalls: StallDetector
     intake: IntakeSide
     events: EventSide
+    privacy: PrivacySide | None
 
 
 async def _core(base: Base) -> _Core:
     """Build the fleet and the parts around it (reading what they keep); nothing runs yet."""
     store, wall = base.store, base.wall
     current, fleet, journal = CurrentConfig(base.config), Fleet(), Journal(store, wall)
-    intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry)
+    privacy = await _privacy(base)
+    name = subject_namer(privacy.vault) if privacy else normalise_address
+    intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry, name)
     submit = SubmitHandler(
         current, fleet, store, base.metrics, intake.rules, store,
-        lambda t, at: wakeups.scheduled(t, at),
+        lambda t, at: wakeups.scheduled(t, at), privacy.protection if privacy else None,
     )  # fmt: skip
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
-    events = await EventSide.load(base.config, intake, store, journal, alerts, wall)
+    events = await EventSide.load(
+        base.config, intake, store, journal, alerts, wall, name,
+        privacy.unsubscribed if privacy else None,
+    )  # fmt: skip
     wakeups = Wakeups(fleet, store.counters, wall, (base.metrics.observe, alerts.observe_settles))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
 
@@ -112,9 +122,13 @@ async def _core(base: Base) -> _Core:
     hooks = Hooks(breaker_moved, journal.health_changed, wakeups.slot_freed)
     factory = PartsFactory(
         store, wall, base.ssl_context, base.kinds, base.sandbox, hooks, events.gate,
-        intake.public.webhook,
+        intake.public.webhook, privacy.vault if privacy else None,
     )  # fmt: skip
+    if privacy is not None:
+        await base.tokens.start(base.config, factory, store, privacy.vault, alerts, wall)
     fleet.fill(base.config, factory)
+    if privacy is not None:
+        privacy.wire_erasure(submit, intake.book, lambda: current.value)
     supervisor = Supervisor(
         base.config.supervisor, on_event=journal.supervisor_event, on_state=wakeups.slot_freed
     )
@@ -124,8 +138,17 @@ async def _core(base: Base) -> _Core:
     )
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
-        stalls, intake, events,
+        stalls, intake, events, privacy,
     )  # fmt: skip
+
+
+async def _privacy(base: Base) -> PrivacySide | None:
+    """The privacy parts, over the vault the daemon was started with (if any)."""
+    if base.keys is None:
+        return None
+    return await PrivacySide.load(
+        base.config, base.keys, base.store, base.wall, base.metrics.registry
+    )
 
 
 def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -> Parts:
@@ -144,7 +167,7 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
     return Parts(
         base, core.current, core.fleet, core.wakeups, core.journal, core.mode, core.alerts,
         reloader, core.supervisor, preflight, _heartbeat(base, summary), table, addresses,
-        summary, core.intake, core.events,
+        summary, core.intake, core.events, core.privacy,
     )  # fmt: skip
 
 
@@ -168,6 +191,7 @@ def _table(
     status = StatusHandler(
         core.current, core.fleet, core.mode, base.store, addresses, trio.current_time(),
         stalls=core.stalls.views,
+        privacy=privacy_status(core.privacy, base.tokens) if core.privacy else lambda: None,
     )  # fmt: skip
     table = build_table(
         store=base.store,
@@ -182,8 +206,8 @@ def _table(
         status=status,
         crash_allowed=base.sandbox is not None and base.config.sandbox.fault_injection,
     )
-    current = core.current
-    return {
+    current, privacy = core.current, core.privacy
+    table = {
         **table,
         **deliverability_table(
             reads=base.store,
@@ -191,8 +215,15 @@ def _table(
             guard=core.events.guard,
             categories=lambda: current.value.deliverability.categories,
             wall=base.wall,
+            name=subject_namer(privacy.vault) if privacy else normalise_address,
         ),
     }
+    if privacy is None or privacy.jobs is None:
+        return table
+    return {**table, **privacy_table(
+        store=base.store, vault=privacy.vault, jobs=privacy.jobs, consent=privacy.consent,
+        rotator=privacy.rotation, wall=base.wall,
+    )}  # fmt: skip
 
 
 Front = Callable[[Parts, trio.Nursery, trio.Event], Awaitable[None]]
@@ -246,6 +277,9 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
     await nursery.start(parts.alerts.run)
     await nursery.start(parts.preflight.run)
     await nursery.start(parts.events.guard.run, GUARD_TICK_SECONDS)
+    if parts.privacy is not None:
+        await parts.privacy.run(nursery)
+        await nursery.start(base.tokens.run, parts.alerts, parts.privacy.metrics)
 
 
 def _where(parts: Parts) -> dict[str, object]:
@@ -346,6 +380,7 @@ async def _run(
                 batch_max=config.store.batch_max,
             )
         )
+        keys = await open_vault(config, stack, wall)
         recovered = await store.recover_inflight()
         if recovered:
             log.warning(
@@ -353,14 +388,17 @@ async def _run(
             )
         async with trio.open_nursery() as services:
             sandbox = await start_sandbox(config, services)
+            tokens = TokenKeepers()
             base = Base(
                 config,
                 store,
                 wall,
                 Metrics(),
                 sandbox,
-                provider_kinds(),
+                tokens.kinds(provider_kinds()),
                 ssl.create_default_context(),
+                keys=keys,
+                tokens=tokens,
             )
             await _run_parts(base, stop, on_ready)
             services.cancel_scope.cancel()

@@ -10,7 +10,7 @@ ingest and the unsubscriber after it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -19,6 +19,7 @@ from ._config import Config, resolve_secret
 from ._journal import Journal
 from ._logging import fields
 from ._secrets import Secret
+from .deliverability import normalise_address
 from .deliverability._book import SuppressionBook
 from .deliverability._caps import FrequencyCaps
 from .deliverability._gate import Gate
@@ -63,8 +64,15 @@ class IntakeSide:
 
     @classmethod
     async def load(
-        cls, config: Config, store: Store, wall: WallClock, registry: CollectorRegistry
+        cls,
+        config: Config,
+        store: Store,
+        wall: WallClock,
+        registry: CollectorRegistry,
+        name: Callable[[str], str] = normalise_address,
     ) -> IntakeSide:
+        """``name``: an address as the book and the store keep it (with the vault, its
+        subject id)."""
         settings, now = config.deliverability, wall()
         book = await SuppressionBook.load(store, settings.suppression, now)
         caps = await FrequencyCaps.load(settings.caps, store, now)
@@ -72,7 +80,7 @@ class IntakeSide:
         metrics = DeliverabilityMetrics(registry)
         public = PublicAddress(config.webhooks.public_url or None)
         rules = IntakeRules(
-            settings, book, tokens, public.base, wall, metrics, list_unsubscribe_headers
+            settings, book, tokens, public.base, wall, metrics, list_unsubscribe_headers, name
         )
         if settings.unsubscribe.categories and not (config.webhooks.enabled or public.url):
             log.warning(
@@ -101,14 +109,16 @@ class EventSide:
         journal: Journal,
         alerts: AlertSink,
         wall: WallClock,
+        name: Callable[[str], str] = normalise_address,
+        on_unsubscribed: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> EventSide:
         settings = config.deliverability
         guard = await ReputationGuard.load(
             settings.reputation, store, journal, alerts, wall, intake.metrics
         )
         gate = Gate(intake.book, guard, intake.caps, settings.default_category, intake.metrics)
-        ingest = Ingest(store, intake.book, guard, settings.suppression, wall, intake.metrics)
-        unsubscriber = Unsubscriber(intake.book, wall, intake.metrics)
+        ingest = Ingest(store, intake.book, guard, settings.suppression, wall, intake.metrics, name)
+        unsubscriber = Unsubscriber(intake.book, wall, intake.metrics, name, on_unsubscribed)
         return cls(guard, gate, ingest, unsubscriber)
 
 

@@ -37,6 +37,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_INTEGRATION = "unknown_integration"
     KEY_REUSED = "key_reused"  # an idempotency key already used for a different message
     SUPPRESSED = "suppressed"  # a recipient is on the suppression list for this category
+    ERASED = "erased"  # a subject of the message was erased: nothing new about them is taken
+    NO_CONSENT = "no_consent"  # a subject has not consented to the message's purpose
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"  # the peer's role does not allow this
     FROZEN = "frozen"  # the wedding-day change freeze: give --force

@@ -18,6 +18,7 @@ from ._dispatcher import Dispatcher, Gate, OpenGate
 from ._errors import ErrorCode, RequestError
 from ._sandbox import Sandbox
 from .integrations import Adapter, AdapterContext, ProviderKind
+from .privacy._opening import Opener, OpeningAdapter
 from .resilience import BreakerState, BreakerTransition, HealthState, RetryPolicy
 from .store import BreakerRecord, Controls, Store
 
@@ -46,12 +47,20 @@ class PartsFactory:
     gate: Gate = OpenGate()  # deliverability's, before each email is handed to an actor
     # The public URL of an integration's webhook on the listener, once it is known.
     webhook_url: Callable[[str], str | None] = lambda name: None
+    opener: Opener | None = None  # the vault: opens sealed payloads in the lanes
 
     def adapter(self, settings: IntegrationSettings) -> Adapter:
-        """Build one adapter; raises (secrets, settings) before anything runs."""
-        return self.kinds[settings.kind].build(settings.provider, self._context(settings))
+        """Build one adapter; raises (secrets, settings) before anything runs.
 
-    def _context(self, settings: IntegrationSettings) -> AdapterContext:
+        With a vault, its lanes open sealed payloads (and only they do)."""
+        row = self.kinds[settings.kind]
+        adapter = row.build(settings.provider, self.context(settings))
+        if self.opener is None:
+            return adapter
+        return OpeningAdapter(adapter, self.opener, row.family)
+
+    def context(self, settings: IntegrationSettings) -> AdapterContext:
+        """What an integration's adapter (or its token keeper) is built with."""
         sandbox, store = self.sandbox, self.store
         return AdapterContext(
             name=settings.name,

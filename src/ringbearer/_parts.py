@@ -16,6 +16,8 @@ from ._journal import Journal
 from ._metrics import Metrics
 from ._mode import ModeController
 from ._preflight_duty import PreflightDuty
+from ._privacy_parts import PrivacySide, VaultKeys
+from ._token_parts import TokenKeepers
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import Sandbox
 from ._supervisor import Supervisor
@@ -40,6 +42,8 @@ class Base:
     kinds: Mapping[str, ProviderKind]
     ssl_context: ssl.SSLContext
     notifier: Notifier = attrs.Factory(Notifier)  # sd_notify; does nothing outside systemd
+    keys: VaultKeys | None = None  # the vault: None stores payloads as given (some tests)
+    tokens: TokenKeepers = attrs.Factory(TokenKeepers)  # X's and LinkedIn's expiring tokens
 
 
 @attrs.frozen
@@ -62,3 +66,4 @@ class Parts:
     summary: Callable[[], str]
     intake: IntakeSide  # deliverability at submit: suppression book, caps, unsubscribe links
     events: EventSide  # provider events, the reputation guard, the gate
+    privacy: PrivacySide | None = None  # the vault, erasure, consent, retention, rotation

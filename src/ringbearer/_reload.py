@@ -48,8 +48,11 @@ log = logging.getLogger("ringbearer.reload")
 
 # Sections read once at start-up; a reload keeps their running values.
 # The public listener is bound at start; the deliverability parts (the book's
-# rules, the guard's thresholds, the caps) are built from their settings then.
-START_ONLY = ("daemon", "store", "metrics", "sandbox", "control", "webhooks", "deliverability")
+# rules, the guard's thresholds, the caps) are built from their settings then,
+# and so is the vault (its key-encryption key) with its consent rules.
+START_ONLY = (
+    "daemon", "store", "metrics", "sandbox", "control", "webhooks", "deliverability", "privacy"
+)  # fmt: skip
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ from .control._replies import (
     IntegrationStatus,
     ModeReply,
     PreflightReply,
+    PrivacyStatus,
     QueueDepth,
     ReloadReply,
     StallView,
@@ -112,7 +113,33 @@ def format_status(status: StatusReply) -> str:
     rows += [_integration_row(i) for i in status.integrations]
     rows += [_group_row(name, g) for name, g in status.groups.items()]
     lines = [head, "", *table(rows), *_legend(status.integrations)]
-    return "\n".join(lines + _budget_lines(status.integrations) + _stall_lines(status.stalls))
+    lines += _budget_lines(status.integrations) + _stall_lines(status.stalls)
+    return "\n".join(lines + _privacy_lines(status.privacy))
+
+
+def _privacy_lines(privacy: PrivacyStatus | None) -> list[str]:
+    """The vault's line, a rotation under way, and each OAuth token's time left."""
+    if privacy is None:
+        return []
+    vault = f"  {privacy.subjects} subjects with a key, under key-encryption key {privacy.kek_id}"
+    lines = ["", "PRIVACY", vault]
+    if privacy.old_key_needed:
+        doing = "rewrapping" if privacy.rotating else "waiting for `ringbearer keys rotate`"
+        lines.append(
+            f"  key rotation: {privacy.rotation_pending} data keys still under an older key "
+            f"({doing}); the older key is still needed"
+        )
+    if privacy.erasures_running:
+        lines.append(f"  erasures running: {privacy.erasures_running}")
+    for t in privacy.tokens:
+        left = duration(t.seconds_left) if t.has_token else "none (expired or not yet issued)"
+        line = f"  {t.integration} OAuth token: {left} left"
+        if t.failures:
+            line += f"; {t.failures} refreshes failed in a row: {t.last_problem}"
+        if t.reconnect:
+            line += "; the provider refused the refresh token: connect the account again"
+        lines.append(line)
+    return lines
 
 
 def _integration_row(i: IntegrationStatus) -> tuple[str, ...]:

@@ -5,11 +5,12 @@ connection's peer credentials (``SO_PEERCRED``: the uid and gid of the
 process at the other end, which it cannot forge) give it a role:
 
 * ``read`` — status, audit, dead letters, messages, waits, the suppression
-  list and the deliverability funnel;
+  list, the deliverability funnel and a subject's status (by opaque id);
 * ``send`` — also submit messages (the platform's own user);
 * ``operate`` — also pause, resume, breakers, reload, wedding-day mode,
   dead-letter replay and purge, suppressions added or removed, a sending
-  domain's reputation pause ended.
+  domain's reputation pause ended, a subject's erasure, export (decrypted
+  personal data) and consent, a key rotation.
 
 The daemon's own user is always an operator. A peer with no role is refused
 at once; a request beyond its role gets a ``forbidden`` reply. Both are
@@ -49,6 +50,7 @@ _NEEDS: dict[type, Role] = {
     proto.SuppressionList: Role.READ,
     proto.SuppressionCheck: Role.READ,
     proto.DeliverabilityReport: Role.READ,
+    proto.SubjectStatus: Role.READ,
     proto.Submit: Role.SEND,
 }
 

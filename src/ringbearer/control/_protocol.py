@@ -64,6 +64,9 @@ class MessageIn:
     # reputation guard read it); None: [deliverability] default_category.
     category: str | None = None
     not_before: UnixTime | None = None  # scheduled: not sent before this, Unix time
+    # The people it is about (addresses, phone numbers, user ids); None: read
+    # from the payload by the target's family (privacy/_subjects.py).
+    subjects: list[str] | None = None
 
 
 @attrs.frozen
@@ -353,6 +356,56 @@ class DeliverabilityResume(Asks[r.DomainResumeReply]):
     reply = r.DomainResumeReply
 
 
+@attrs.frozen
+class SubjectErase(Asks[r.ErasureView]):
+    """Start (or find) the erasure job of a subject, by its id (``s_…``) or identity."""
+
+    subject: str
+    by: str = "operator"
+
+    reply = r.ErasureView
+
+
+@attrs.frozen
+class SubjectStatus(Asks[r.SubjectStatusReply]):
+    """A subject's erasure jobs, step by step, consent and messages held."""
+
+    subject: str
+
+    reply = r.SubjectStatusReply
+
+
+@attrs.frozen
+class SubjectExport(Asks[r.SubjectExportReply]):
+    """Every message, event, suppression and consent record about a subject, decrypted."""
+
+    subject: str
+
+    reply = r.SubjectExportReply
+
+
+@attrs.frozen
+class SubjectConsent(Asks[r.ConsentView]):
+    """Record a subject's consent to ``purpose`` given (``granted``) or withdrawn."""
+
+    subject: str
+    purpose: str
+    granted: bool
+    source: str
+    by: str = "operator"
+
+    reply = r.ConsentView
+
+
+@attrs.frozen
+class KeysRotate(Asks[r.KeysRotateReply]):
+    """Rewrap every data key under the current (or, in the sandbox, a new) KEK."""
+
+    by: str = "operator"
+
+    reply = r.KeysRotateReply
+
+
 Request = (
     Submit
     | Status
@@ -378,6 +431,11 @@ Request = (
     | SuppressionRemove
     | DeliverabilityReport
     | DeliverabilityResume
+    | SubjectErase
+    | SubjectStatus
+    | SubjectExport
+    | SubjectConsent
+    | KeysRotate
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -405,6 +463,11 @@ COMMANDS: dict[str, type[Any]] = {
     "suppression-remove": SuppressionRemove,
     "deliverability": DeliverabilityReport,
     "deliverability-resume": DeliverabilityResume,
+    "subject-erase": SubjectErase,
+    "subject-status": SubjectStatus,
+    "subject-export": SubjectExport,
+    "subject-consent": SubjectConsent,
+    "keys-rotate": KeysRotate,
 }
 
 

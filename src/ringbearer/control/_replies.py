@@ -431,6 +431,32 @@ class StallView:
 
 
 @attrs.frozen
+class TokenView:
+    """An OAuth access token an integration keeps fresh: how long it has left."""
+
+    integration: str
+    has_token: bool
+    seconds_left: float
+    refresh_seconds_left: float | None  # the refresh token's, where the provider says
+    failures: int  # refreshes failed in a row
+    reconnect: bool  # the provider refused the refresh token: connect the account again
+    last_problem: str | None
+
+
+@attrs.frozen
+class PrivacyStatus:
+    """The vault: subjects with a key, the KEK, a rotation's progress, erasures, tokens."""
+
+    subjects: int
+    kek_id: str
+    rotation_pending: int  # data keys still wrapped under an older KEK
+    old_key_needed: bool  # an older KEK is still needed (until the rewrap finishes)
+    rotating: bool
+    erasures_running: int
+    tokens: list[TokenView] = attrs.Factory(list)
+
+
+@attrs.frozen
 class StatusReply:
     """``ringbearer status --json``: these fields are documented in the README."""
 
@@ -447,6 +473,7 @@ class StatusReply:
     store: StoreStatus
     stalls: list[StallView] = attrs.Factory(list)  # what the stall detector found
     webhooks: str | None = None  # the public listener's URL (provider events, unsubscribes)
+    privacy: PrivacyStatus | None = None  # None: a daemon without the vault (tests)
 
 
 Reply = (
@@ -474,3 +501,72 @@ Reply = (
     | DeliverabilityReply
     | DomainResumeReply
 )
+
+
+# -- privacy ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ErasureStepView:
+    step: str
+    done_at: float | None  # None: not done yet
+    detail: Json
+
+
+@attrs.frozen
+class ErasureView:
+    """One erasure job and where each of its steps stands."""
+
+    id: int
+    subject: str  # the opaque id, never the address
+    requested_by: str
+    requested_at: float
+    finished_at: float | None
+    outcome: str | None  # completed | provider_failed; None while it runs
+    steps: list[ErasureStepView]
+
+
+@attrs.frozen
+class SubjectStatusReply:
+    """What is known of a subject: its erasure jobs, consent by purpose, messages held."""
+
+    subject: str
+    erased: bool
+    has_key: bool
+    messages: int
+    consent: dict[str, bool]  # purpose -> latest recorded
+    erasures: list[ErasureView]
+
+
+@attrs.frozen
+class ConsentView:
+    subject: str
+    purpose: str
+    granted: bool
+    source: str
+    at: float
+    by: str
+
+
+@attrs.frozen
+class SubjectExportReply:
+    """Everything about one subject, decrypted, for a subject-access request."""
+
+    subject: str
+    identity: str | None  # the address/phone/user id, while the key lives
+    exported_at: float
+    messages: list[Json]
+    events: list[Json]
+    mail_events: list[Json]
+    suppressions: list[SuppressionView]
+    consent: list[ConsentView]
+
+
+@attrs.frozen
+class KeysRotateReply:
+    """A KEK rotation started (or already done): the new key's id, rows still to rewrap."""
+
+    kek_id: str
+    pending: int
+    old_needed: bool
+    running: bool

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -76,11 +76,14 @@ class Ingest:
     rules: SuppressionRules
     wall: Callable[[], float]
     metrics: EventCounts | None = None
+    # An address as the store keeps it (see ``IntakeRules.pseudonym``).
+    pseudonym: Callable[[str], str] = normalise_address
 
     async def ingest(self, events: Sequence[ProviderEvent]) -> list[bool]:
         """Keep ``events``; for each, True if it was new (False: kept before, nothing done)."""
         if not events:
             return []
+        events = [pseudonymised(e, self.pseudonym) for e in events]
         now = self.wall()
         soft_since = now - self.rules.soft_bounce_window_days * _rules.DAY
         matched = await self.store.match_events(events, soft_since=soft_since)
@@ -152,6 +155,20 @@ def _mail_row(record: EventRecord) -> MailEventRow | None:
     return MailEventRow(event.at, event.type, event.source, message.domain, message.message_id)
 
 
+def pseudonymised(event: ProviderEvent, pseudonym: Callable[[str], str]) -> ProviderEvent:
+    """The event naming its address as the store keeps it, and its detail not naming it."""
+    if event.address is None:
+        return event
+    address = normalise_address(event.address)
+    named = pseudonym(address)
+    if named == address:
+        return event
+    detail = {
+        k: v.replace(address, named) if isinstance(v, str) else v for k, v in event.detail.items()
+    }
+    return attrs.evolve(event, address=named, detail=detail)
+
+
 @attrs.frozen
 class Unsubscriber:
     """One-click unsubscribes: a suppression of the category, durable when it returns."""
@@ -159,10 +176,15 @@ class Unsubscriber:
     book: SuppressionBook
     wall: Callable[[], float]
     metrics: EventCounts | None = None
+    pseudonym: Callable[[str], str] = normalise_address
+    # Told of each unsubscribe (the subject, the category): privacy withdraws consent.
+    on_unsubscribed: Callable[[str, str], Awaitable[None]] | None = None
 
     async def unsubscribe(self, address: str, category: str, *, by: str) -> None:
         """Suppress ``category`` for ``address``; pressing the button twice writes once."""
-        address = normalise_address(address)
+        address = self.pseudonym(normalise_address(address))
+        if self.on_unsubscribed is not None:
+            await self.on_unsubscribed(address, category)
         if any(
             s.scope == category and s.reason is Reason.UNSUBSCRIBE
             for s in self.book.entries(address)

@@ -73,6 +73,9 @@ class IntakeRules:
     wall: Callable[[], float]
     metrics: SuppressedCount
     headers_for: Callable[[str, str], dict[str, str]]  # (url, mailto) -> the RFC 8058 pair
+    # An address as the book, the store and unsubscribe links name it: with the
+    # privacy vault, its subject id (a keyed hash); without, itself.
+    pseudonym: Callable[[str], str] = normalise_address
 
     def category(self, where: str, asked: str | None) -> str:
         category = asked if asked is not None else self.settings.default_category
@@ -87,7 +90,7 @@ class IntakeRules:
         self, where: str, payload: dict[str, Any], category: str, priority: Priority
     ) -> Prepared | Refused:
         """An email (its payload already checked by its adapters): refused, or ready."""
-        recipients = [normalise_address(a) for a in _addresses(payload)]
+        recipients = [self.pseudonym(normalise_address(a)) for a in _addresses(payload)]
         domain = _domain(payload.get("from"))
         if category in self.settings.unsubscribe.categories and len(recipients) != 1:
             raise RequestError(

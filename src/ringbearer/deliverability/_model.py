@@ -51,6 +51,7 @@ class Reason(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     SOFT_BOUNCE = "soft_bounce"  # repeated soft bounces: held for a while
     MANUAL = "manual"  # an operator's ``suppression add``
+    ERASED = "erased"  # the subject was erased: never contacted again
 
 
 def normalise_address(address: str) -> str:

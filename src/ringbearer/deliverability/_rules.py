@@ -30,6 +30,7 @@ HOUR = 3_600.0
 # When several suppressions block one message, the one named is the most lasting:
 # an operator looking at ``suppressed: ...`` should see the cause that matters.
 _RANK = {
+    Reason.ERASED: -1,
     Reason.HARD_BOUNCE: 0,
     Reason.COMPLAINT: 1,
     Reason.MANUAL: 2,

@@ -52,6 +52,7 @@ DEFAULT_WINDOW = 24 * 3600.0  # the funnel's, without ``since``
 CHECKED_PRIORITIES = (Priority.NORMAL, Priority.CRITICAL)
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_SUBJECT_ID = re.compile(r"s_[0-9a-f]{32}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _WHY = {
@@ -60,6 +61,7 @@ _WHY = {
     Reason.UNSUBSCRIBE: "unsubscribed",
     Reason.SOFT_BOUNCE: "held after repeated soft bounces",
     Reason.MANUAL: "suppressed by hand",
+    Reason.ERASED: "erased at the subject's request",
 }
 
 
@@ -93,16 +95,21 @@ Categories = Callable[[], Sequence[str]]  # the configured categories, as config
 # -- checks --------------------------------------------------------------------------------
 
 
-def checked_address(text: str, where: str = "address") -> str:
-    """The normalised address; BAD_ARGS naming it unless it is an email address or E.164."""
+def checked_address(
+    text: str, where: str = "address", name: Callable[[str], str] = normalise_address
+) -> str:
+    """The address as the book names it (``name``: with the vault, its subject id; a subject
+    id is taken as given); BAD_ARGS naming it unless it is an email address or E.164."""
     address = normalise_address(text)
-    if len(address) <= MAX_ADDRESS and (_EMAIL.fullmatch(address) or _E164.fullmatch(address)):
+    if _SUBJECT_ID.fullmatch(address):
         return address
+    if len(address) <= MAX_ADDRESS and (_EMAIL.fullmatch(address) or _E164.fullmatch(address)):
+        return name(address)
     shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
     raise RequestError(
         ErrorCode.BAD_ARGS,
-        f"{where}: {shown!r} is neither an email address (name@example.com) nor an E.164 "
-        "phone number (+15005550001)",
+        f"{where}: {shown!r} is neither an email address (name@example.com), an E.164 "
+        "phone number (+15005550001) nor a subject id (s_ and 32 hex)",
     )
 
 
@@ -236,10 +243,13 @@ def _domain_view(s: DomainStanding, held: int) -> r.DomainView:
 class SuppressionListHandler:
     reads: Deliverability
     wall: Callable[[], float]
+    name: Callable[[str], str] = normalise_address
 
     async def __call__(self, request: SuppressionList) -> r.SuppressionsReply:
         limit = max(1, min(request.limit, MAX_LIST))
-        address = None if request.address is None else checked_address(request.address)
+        address = (
+            None if request.address is None else checked_address(request.address, name=self.name)
+        )
         found = await self.reads.suppressions(
             address=address, active_at=self.wall(), after=request.after, limit=limit + 1
         )
@@ -255,9 +265,10 @@ class SuppressionCheckHandler:
     categories: Categories
     wall: Callable[[], float]
     reads: Deliverability | None = None  # the stored rows, with their ids, for the list
+    name: Callable[[str], str] = normalise_address
 
     async def __call__(self, request: SuppressionCheck) -> r.SuppressionCheckReply:
-        address = checked_address(request.address)
+        address = checked_address(request.address, name=self.name)
         known = self.categories()
         asked = known if request.category is None else [checked_category(request.category, known)]
         now = self.wall()
@@ -311,9 +322,10 @@ class SuppressionAddHandler:
     book: SuppressionBook
     categories: Categories
     wall: Callable[[], float]
+    name: Callable[[str], str] = normalise_address
 
     async def __call__(self, request: SuppressionAdd) -> r.SuppressionView:
-        address = checked_address(request.address)
+        address = checked_address(request.address, name=self.name)
         scope = checked_scope(request.scope, self.categories())
         note = _checked_note(request.note)
         if not note:
@@ -332,9 +344,10 @@ class SuppressionAddHandler:
 class SuppressionRemoveHandler:
     book: SuppressionBook
     categories: Categories
+    name: Callable[[str], str] = normalise_address
 
     async def __call__(self, request: SuppressionRemove) -> r.SuppressionRemoveReply:
-        address = checked_address(request.address)
+        address = checked_address(request.address, name=self.name)
         scope = None if request.scope is None else checked_scope(request.scope, self.categories())
         note = _checked_note(request.note)
         removed = await self.book.remove(address, scope=scope, by=request.by, note=note)
@@ -397,13 +410,14 @@ def deliverability_table(
     guard: ReputationGuard,
     categories: Categories,
     wall: Callable[[], float],
+    name: Callable[[str], str] = normalise_address,
 ) -> dict[type[Any], Callable[[Any], Awaitable[r.Reply]]]:
-    """The handler of each deliverability request."""
+    """The handler of each deliverability request (``name``: an address as the book names it)."""
     return {
-        SuppressionList: SuppressionListHandler(reads, wall),
-        SuppressionCheck: SuppressionCheckHandler(book, categories, wall, reads),
-        SuppressionAdd: SuppressionAddHandler(book, categories, wall),
-        SuppressionRemove: SuppressionRemoveHandler(book, categories),
+        SuppressionList: SuppressionListHandler(reads, wall, name),
+        SuppressionCheck: SuppressionCheckHandler(book, categories, wall, reads, name),
+        SuppressionAdd: SuppressionAddHandler(book, categories, wall, name),
+        SuppressionRemove: SuppressionRemoveHandler(book, categories, name),
         DeliverabilityReport: DeliverabilityHandler(reads, guard, wall),
         DeliverabilityResume: DeliverabilityResumeHandler(guard, wall),
     }

@@ -25,6 +25,8 @@ from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
 from ..control import _replies as r
 from ..deliverability._intake import IntakeRules, Prepared, Refused
 from ..integrations._base import describe_char
+from ..privacy._intake import PrivacyRefusal, Protection
+from ..privacy._subjects import check_identities
 from ..store import Intake, NewMessage
 
 MAX_KEY_LENGTH = 256
@@ -46,6 +48,8 @@ class SubmitHandler:
     # A message that waits (``not_before``) is noted with its dispatcher, which
     # otherwise learns of due times only from settles.
     scheduled: Callable[[str, float], None] = lambda target, at: None
+    # The privacy step (subjects, consent, sealing); None: stored as given.
+    privacy: Protection | None = None
 
     async def __call__(self, request: Submit) -> r.SubmitReply:
         messages = request.messages
@@ -56,11 +60,14 @@ class SubmitHandler:
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
         found = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
-        checked = [await self._unless_repeat(c) for c in found]
+        checked = [
+            await self._protect(f"messages[{i}]", await self._unless_repeat(c))
+            for i, c in enumerate(found)
+        ]
         refused = [
             r.RefusedMessage(i, c.code.value, c.reason)
             for i, c in enumerate(checked)
-            if isinstance(c, Refused)
+            if isinstance(c, Refused | PrivacyRefusal)
         ]
         going = [c for c in checked if isinstance(c, NewMessage)]
         accepted = await self.intake.submit(going) if going else []
@@ -86,6 +93,22 @@ class SubmitHandler:
         self.rules.refused(checked.refusal)
         return checked.refusal
 
+    async def _protect(
+        self, where: str, checked: NewMessage | Refused
+    ) -> NewMessage | Refused | PrivacyRefusal:
+        if not isinstance(checked, NewMessage):
+            return checked
+        if self.privacy is None:  # nothing sealed: no subject ids to name either
+            return attrs.evolve(checked, subjects=())
+        return await self.privacy.protect(where, checked, self._family(checked.target))
+
+    def _family(self, target: str) -> str:
+        """The family of a target's first member (a group's members share one)."""
+        config = self.current.value
+        members = config.targets().get(target, ())
+        settings = config.integrations.get(members[0]) if members else None
+        return settings.family if settings is not None else ""
+
     async def one(self, message: MessageIn) -> int:
         """Submit one message (an alert's); its id."""
         reply = await self(Submit([message]))
@@ -110,6 +133,11 @@ class SubmitHandler:
             check_key(f"{where}.key", message.key)
         for name in ("deliver_by", "not_before"):
             _check_time(f"{where}.{name}", getattr(message, name))
+        if message.subjects is not None:
+            try:
+                check_identities(f"{where}.subjects", message.subjects)
+            except ValueError as exc:
+                raise RequestError(ErrorCode.BAD_ARGS, str(exc)) from None
         category = self.rules.category(where, message.category)
         self._validate(where, members, message)
         prepared = self._prepare(where, members, message, category, priority)
@@ -167,6 +195,8 @@ def _new(message: MessageIn, priority: Priority, prepared: Prepared) -> NewMessa
         recipient=prepared.recipient,
         domain=prepared.domain,
         not_before=message.not_before,
+        # the producer's identities, until the privacy step names them by id
+        subjects=tuple(check_identities("subjects", message.subjects)) if message.subjects else (),
     )
 
 

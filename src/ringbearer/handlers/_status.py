@@ -74,6 +74,7 @@ class StatusHandler:
     addresses: Addresses
     started_at: float  # trio's clock
     stalls: Callable[[], list[r.StallView]] = lambda: []  # the stall detector's findings
+    privacy: Callable[[], r.PrivacyStatus | None] = lambda: None
 
     async def __call__(self, request: Status) -> r.StatusReply:
         return self.status()
@@ -99,6 +100,7 @@ class StatusHandler:
             ),
             stalls=self.stalls(),
             webhooks=self.addresses.webhooks,
+            privacy=self.privacy(),
         )
 
     def _groups(self) -> dict[str, r.GroupStatus]:

@@ -11,7 +11,7 @@ the adapter.
 
 from __future__ import annotations
 
-from . import _smtp, alerts, analytics, crm, email, social
+from . import _smtp, alerts, analytics, crm, email, privacy, social
 from ._base import Adapter as Adapter
 from ._base import AdapterContext as AdapterContext
 from ._base import BatchingLane as BatchingLane
@@ -45,6 +45,7 @@ def provider_kinds() -> dict[str, ProviderKind]:
         _smtp.KIND,
         *alerts.KINDS,
         *analytics.KINDS,
+        *privacy.KINDS,
         *crm.KINDS,
         *social.KINDS,
     )

@@ -18,6 +18,16 @@ Because reading those answers needs the envelope, which
 :class:`~._base.HttpProvider` does not pass to ``classify``, the three are
 one-step :class:`~._base.StepProvider` s (:class:`_OneStep`). Instagram
 publishes in two steps and keeps its media container between attempts.
+
+LinkedIn and X (``auth = "oauth2"``) take either a static ``access_token``
+or a ``refresh_token`` with the OAuth 2.0 client (``client_id``,
+``client_secret``, ``token_url``). With a refresh token the access token
+expires and a :class:`~._oauth2.TokenKeeper` keeps it fresh: the daemon
+builds one per integration from :func:`refresh_grant` and hands the
+providers a lookup through :func:`kinds`. A provider then sends the keeper's
+current token, and a 401 is retried after the keeper refreshes (at most once
+in a row, see :meth:`~._oauth2.TokenKeeper.reject`) instead of failing for
+good.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ from ._base import (
     steps_kind,
 )
 from ._graph import THROTTLING, GraphError
+from ._oauth2 import ClientAuth, RefreshGrant, TokenSource
 
 S = TypeVar("S")
 FAMILY = "social"
@@ -125,6 +136,129 @@ def _duplicate(
     if envelope.attempts > 0:
         return Delivered(provider_id=provider_id)
     return Permanent(reason, status=response.status_code)
+
+
+# --- shared by LinkedIn and X: OAuth 2.0 user tokens -----------------------------
+
+X_TOKEN_URL = "https://api.x.com/2/oauth2/token"
+LINKEDIN_TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"
+_CLIENT_KEYS = ("client_id", "client_secret")
+Keepers = Callable[[str], TokenSource | None]  # an integration's keeper, by its name
+
+
+def _no_keepers(name: str) -> TokenSource | None:
+    return None
+
+
+def _token_problem(settings: XSettings | LinkedInSettings, secret_required: bool) -> str | None:
+    """What is wrong with the token keys: one of access or refresh token, and the client."""
+    if (settings.access_token is None) == (settings.refresh_token is None):
+        return "give exactly one of access_token and refresh_token"
+    if settings.refresh_token is None:
+        given = [key for key in _CLIENT_KEYS if getattr(settings, key) is not None]
+        return f"{', '.join(given)} only go with refresh_token" if given else None
+    needed = _CLIENT_KEYS if secret_required else _CLIENT_KEYS[:1]
+    missing = [key for key in needed if getattr(settings, key) is None]
+    return f"refresh_token also needs {', '.join(missing)}" if missing else None
+
+
+def refresh_grant(
+    settings: XSettings | LinkedInSettings, ctx: AdapterContext
+) -> RefreshGrant | None:
+    """How the integration refreshes its token; None for a static access token.
+
+    In the sandbox the token endpoint is the simulator's: its prefix and the
+    path of ``token_url``.
+    """
+    if settings.refresh_token is None or settings.client_id is None:
+        return None
+    url = settings.token_url
+    if ctx.base_url_override is not None:
+        url = ctx.base_url(url) + urlsplit(url).path
+    secret = None if settings.client_secret is None else ctx.secrets(settings.client_secret)
+    linkedin = isinstance(settings, LinkedInSettings)
+    return RefreshGrant(
+        url=url,
+        client_id=settings.client_id,
+        seed=ctx.secrets(settings.refresh_token),
+        client_secret=secret,
+        client_auth=ClientAuth.BODY if linkedin else ClientAuth.BASIC,
+    )
+
+
+@attrs.frozen
+class _Bearer:
+    """OAuth 2.0 user context: the user's access token."""
+
+    token: Secret
+
+    def authorization(self, method: str, url: str) -> str:
+        return bearer(self.token)
+
+
+@attrs.frozen
+class _Unkept:
+    """A refresh token configured and no keeper given (preflight from the config alone).
+
+    No token to send: the API's 401 gets the default reading.
+    """
+
+    def current(self) -> Secret | None:
+        return None
+
+    def reject(self, sent: str | None) -> bool:
+        return False
+
+    def accept(self, sent: str | None) -> None:
+        return None
+
+
+@attrs.frozen
+class _Kept:
+    """OAuth 2.0 user context with a token that expires: the keeper's current one."""
+
+    source: TokenSource
+
+    def authorization(self, method: str, url: str) -> str:
+        token = self.source.current()
+        return "" if token is None else bearer(token)  # none: no header at all
+
+
+def _oauth2_auth(
+    access_token: SecretRef | None, ctx: AdapterContext, keeper: TokenSource | None
+) -> _Bearer | _Kept:
+    if access_token is not None:
+        return _Bearer(ctx.secrets(access_token))
+    return _Kept(keeper if keeper is not None else _Unkept())
+
+
+def _authorization(value: str) -> dict[str, str]:
+    return {"Authorization": value} if value else {}
+
+
+def _sent_token(response: httpx.Response) -> str | None:
+    """The bearer token the request carried, if any."""
+    try:
+        header = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response made without a request
+        return None
+    scheme, _, token = header.partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _token_refused(auth: object, response: httpx.Response, words: str) -> Outcome | None:
+    """After a 401 with a kept token: a Retry once the keeper refreshes, else None."""
+    if not isinstance(auth, _Kept) or response.status_code != 401:
+        return None
+    if not auth.source.reject(_sent_token(response)):
+        return None
+    reason = status_reason(response, f"{words}; retrying with a refreshed access token")
+    return Retry(reason, taken=Taken.NO, status=401)
+
+
+def _token_taken(auth: object, response: httpx.Response) -> None:
+    if isinstance(auth, _Kept):
+        auth.source.accept(_sent_token(response))
 
 
 def _url(key: str, text: str) -> str:
@@ -386,10 +520,21 @@ def _linkedin_version(_instance: object, attribute: attrs.Attribute[str], value:
 
 @attrs.frozen
 class LinkedInSettings:
-    access_token: SecretRef
+    """A static ``access_token``, or a ``refresh_token`` with the app's client id and secret."""
+
     author: str = attrs.field(validator=v.matches_re(r"urn:li:(person|organization):[\w-]+"))
     version: str = attrs.field(validator=_linkedin_version)
+    access_token: SecretRef | None = None
+    refresh_token: SecretRef | None = None
+    client_id: str | None = None
+    client_secret: SecretRef | None = None
+    token_url: str = LINKEDIN_TOKEN_URL
     base_url: str = "https://api.linkedin.com"
+
+    def __attrs_post_init__(self) -> None:
+        problem = _token_problem(self, secret_required=True)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 def little_text(text: str) -> str:
@@ -417,15 +562,18 @@ def _linkedin_post(raw: object) -> tuple[str, str]:
 class LinkedIn:
     """``POST /rest/posts`` with a member token; the new post's URN is in ``x-restli-id``."""
 
-    token: Secret
+    auth: _Bearer | _Kept
     url: str
     author: str
     version: str
 
     @classmethod
-    def from_settings(cls, settings: LinkedInSettings, ctx: AdapterContext) -> LinkedIn:
+    def from_settings(
+        cls, settings: LinkedInSettings, ctx: AdapterContext, keeper: TokenSource | None = None
+    ) -> LinkedIn:
         url = f"{ctx.base_url(settings.base_url)}/rest/posts"
-        return cls(ctx.secrets(settings.access_token), url, settings.author, settings.version)
+        auth = _oauth2_auth(settings.access_token, ctx, keeper)
+        return cls(auth, url, settings.author, settings.version)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         _linkedin_post(payload)
@@ -433,7 +581,7 @@ class LinkedIn:
     def build(self, envelope: Envelope) -> HttpCall:
         text, visibility = _linkedin_post(envelope.payload)
         headers = {
-            "Authorization": bearer(self.token),
+            **_authorization(self.auth.authorization("POST", self.url)),
             "LinkedIn-Version": self.version,
             "X-Restli-Protocol-Version": "2.0.0",
         }
@@ -453,9 +601,13 @@ class LinkedIn:
 
     def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome:
         if response.is_success:
+            _token_taken(self.auth, response)
             return _linkedin_delivered(response)
         status = response.status_code
         words = detail(response, "code", "message")
+        refused = _token_refused(self.auth, response, words)
+        if refused is not None:
+            return refused
         if status == 422 and "DUPLICATE_POST" in response.text:
             found = _DUPLICATE_OF.search(response.text)  # names the post it duplicates
             reason = status_reason(response, words)
@@ -513,27 +665,45 @@ _X_LINK = re.compile(r"https?://\S+?(?=[.,:;!?'\")\]]*(?:\s|$))")
 _X_LIMITS = ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
 _X_DUPLICATE = "duplicate content"
 _OAUTH1_ONLY = ("consumer_key", "consumer_secret", "access_token_secret")
+_OAUTH1_KEYS = ("access_token", *_OAUTH1_ONLY)
+_OAUTH2_ONLY = ("refresh_token", "client_id", "client_secret")
 
 
 @attrs.frozen
 class XSettings:
-    """``auth = "oauth2"``: a user access token; ``"oauth1"``: the four OAuth 1.0a keys."""
+    """``auth = "oauth1"``: the four OAuth 1.0a keys; ``"oauth2"``: a user access token, or
+    a refresh token with the app's ``client_id`` (and ``client_secret`` for a confidential
+    client)."""
 
     auth: Literal["oauth1", "oauth2"]
-    access_token: SecretRef  # the OAuth 2 user token, or the OAuth 1.0a access token
+    access_token: SecretRef | None = None  # the OAuth 2 user token, or the OAuth 1.0a one
     consumer_key: SecretRef | None = None
     consumer_secret: SecretRef | None = None
     access_token_secret: SecretRef | None = None
+    refresh_token: SecretRef | None = None  # OAuth 2: the seed, redeemed once
+    client_id: str | None = None
+    client_secret: SecretRef | None = None
+    token_url: str = X_TOKEN_URL
     base_url: str = "https://api.x.com"
     text_limit: int = attrs.field(default=X_TEXT_LIMIT, validator=[v.ge(1), v.le(25_000)])
 
     def __attrs_post_init__(self) -> None:
+        problem = self._oauth1_problem() if self.auth == "oauth1" else self._oauth2_problem()
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _oauth1_problem(self) -> str | None:
+        missing = [name for name in _OAUTH1_KEYS if getattr(self, name) is None]
+        if missing:
+            return f"auth 'oauth1' also needs {', '.join(missing)}"
+        given = [name for name in _OAUTH2_ONLY if getattr(self, name) is not None]
+        return f"auth 'oauth1' does not take {', '.join(given)}" if given else None
+
+    def _oauth2_problem(self) -> str | None:
         given = [name for name in _OAUTH1_ONLY if getattr(self, name) is not None]
-        if self.auth == "oauth1" and len(given) != len(_OAUTH1_ONLY):
-            missing = ", ".join(name for name in _OAUTH1_ONLY if name not in given)
-            raise ValueError(f"auth 'oauth1' also needs {missing}")
-        if self.auth == "oauth2" and given:
-            raise ValueError(f"auth 'oauth2' takes only access_token; remove {', '.join(given)}")
+        if given:
+            return f"auth 'oauth2' does not take {', '.join(given)}"
+        return _token_problem(self, secret_required=False)
 
 
 def _x_length(text: str) -> int:
@@ -569,16 +739,6 @@ def _x_post(raw: object, limit: int) -> dict[str, Any]:
 
 
 @attrs.frozen
-class _Bearer:
-    """OAuth 2.0 user context: the user's access token."""
-
-    token: Secret
-
-    def authorization(self, method: str, url: str) -> str:
-        return bearer(self.token)
-
-
-@attrs.frozen
 class _OAuth1:
     """OAuth 1.0a user context: each request signed anew (a fresh nonce and timestamp)."""
 
@@ -601,12 +761,18 @@ class _OAuth1:
         )
 
 
-def _x_auth(settings: XSettings, ctx: AdapterContext) -> _Bearer | _OAuth1:
-    token = ctx.secrets(settings.access_token)
+def _x_auth(
+    settings: XSettings, ctx: AdapterContext, keeper: TokenSource | None
+) -> _Bearer | _Kept | _OAuth1:
     if settings.auth == "oauth2":
-        return _Bearer(token)
-    refs = (settings.consumer_key, settings.consumer_secret, settings.access_token_secret)
-    key, secret, token_secret = (ctx.secrets(ref) for ref in refs if ref is not None)
+        return _oauth2_auth(settings.access_token, ctx, keeper)
+    refs = (
+        settings.consumer_key,
+        settings.consumer_secret,
+        settings.access_token,
+        settings.access_token_secret,
+    )
+    key, secret, token, token_secret = (ctx.secrets(ref) for ref in refs if ref is not None)
     return _OAuth1(key, secret, token, token_secret)
 
 
@@ -615,13 +781,15 @@ class X:
     """``POST /2/tweets`` with a JSON body, as an OAuth 2 or a signed OAuth 1.0a user."""
 
     url: str
-    auth: _Bearer | _OAuth1
+    auth: _Bearer | _Kept | _OAuth1
     text_limit: int
 
     @classmethod
-    def from_settings(cls, settings: XSettings, ctx: AdapterContext) -> X:
+    def from_settings(
+        cls, settings: XSettings, ctx: AdapterContext, keeper: TokenSource | None = None
+    ) -> X:
         url = f"{ctx.base_url(settings.base_url)}/2/tweets"
-        return cls(url, _x_auth(settings, ctx), settings.text_limit)
+        return cls(url, _x_auth(settings, ctx, keeper), settings.text_limit)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
         _x_post(payload, self.text_limit)
@@ -629,13 +797,17 @@ class X:
     def build(self, envelope: Envelope) -> HttpCall:
         body = _x_post(envelope.payload, self.text_limit)
         # A JSON body is no OAuth parameter: the signature covers method and URL.
-        headers = {"Authorization": self.auth.authorization("POST", self.url)}
+        headers = _authorization(self.auth.authorization("POST", self.url))
         return HttpCall("POST", self.url, headers=headers, json=body)
 
     def classify(self, envelope: Envelope, response: httpx.Response) -> Outcome:
         if response.is_success:
+            _token_taken(self.auth, response)
             return _x_delivered(response)
         status, words = response.status_code, _x_words(response)
+        refused = _token_refused(self.auth, response, words)
+        if refused is not None:
+            return refused
         if status == 429:
             after = _x_wait(response.headers)
             return Retry(status_reason(response, words), taken=Taken.NO, after=after, status=429)
@@ -718,14 +890,23 @@ def _graph_refused(response: httpx.Response) -> Finding:
     return Finding(Verdict.FAIL, f"HTTP {response.status_code}: {error.words}")
 
 
-def _users_me(settings: XSettings, ctx: AdapterContext) -> HttpCall:
+def _users_me(keepers: Keepers) -> Callable[[XSettings, AdapterContext], HttpCall]:
     """``GET /2/users/me``, signed by the adapter's own signer (OAuth 1.0a signs it anew)."""
-    url = f"{ctx.base_url(settings.base_url)}/2/users/me"
-    authorization = X.from_settings(settings, ctx).auth.authorization("GET", url)
-    return HttpCall("GET", url, headers={"Authorization": authorization})
+
+    def call(settings: XSettings, ctx: AdapterContext) -> HttpCall:
+        url = f"{ctx.base_url(settings.base_url)}/2/users/me"
+        auth = X.from_settings(settings, ctx, keepers(ctx.name)).auth
+        return HttpCall("GET", url, headers=_authorization(auth.authorization("GET", url)))
+
+    return call
 
 
 def _read_users_me(settings: XSettings, response: httpx.Response) -> Finding:
+    if response.status_code == 401 and settings.refresh_token and _sent_token(response) is None:
+        # No keeper here (checked from the config alone): the seed is not redeemed,
+        # which would spend it, so the credentials stay unchecked.
+        words = "reachable; the access token is refreshed by the running daemon, not checked here"
+        return Finding(Verdict.WARN, words)
     if not response.is_success:
         return refused(response, detail(response, "title", "detail"))
     data = (json_object(response) or {}).get("data")
@@ -733,33 +914,45 @@ def _read_users_me(settings: XSettings, response: httpx.Response) -> Finding:
     return Finding(Verdict.PASS, f"authenticated as @{username}" if username else "authenticated")
 
 
-KINDS: tuple[ProviderKind, ...] = (
-    steps_kind(
-        "facebook_page",
-        FAMILY,
-        FacebookPageSettings,
-        _one_step(FacebookPage.from_settings),
-        probe=CONNECT_TO_BASE_URL,
-    ),
-    steps_kind(
-        "instagram",
-        FAMILY,
-        InstagramSettings,
-        Instagram.from_settings,
-        probe=ReadOnly(_publishing_limit, _read_publishing_limit),
-    ),
-    steps_kind(
-        "linkedin",
-        FAMILY,
-        LinkedInSettings,
-        _one_step(LinkedIn.from_settings),
-        probe=CONNECT_TO_BASE_URL,
-    ),
-    steps_kind(
-        "x",
-        FAMILY,
-        XSettings,
-        _one_step(X.from_settings),
-        probe=ReadOnly(_users_me, _read_users_me),
-    ),
-)
+def kinds(keepers: Keepers = _no_keepers) -> tuple[ProviderKind, ...]:
+    """The family's rows; LinkedIn and X with a refresh token send ``keepers(name)``'s token."""
+
+    def linkedin(settings: LinkedInSettings, ctx: AdapterContext) -> LinkedIn:
+        return LinkedIn.from_settings(settings, ctx, keepers(ctx.name))
+
+    def x(settings: XSettings, ctx: AdapterContext) -> X:
+        return X.from_settings(settings, ctx, keepers(ctx.name))
+
+    return (
+        steps_kind(
+            "facebook_page",
+            FAMILY,
+            FacebookPageSettings,
+            _one_step(FacebookPage.from_settings),
+            probe=CONNECT_TO_BASE_URL,
+        ),
+        steps_kind(
+            "instagram",
+            FAMILY,
+            InstagramSettings,
+            Instagram.from_settings,
+            probe=ReadOnly(_publishing_limit, _read_publishing_limit),
+        ),
+        steps_kind(
+            "linkedin",
+            FAMILY,
+            LinkedInSettings,
+            _one_step(linkedin),
+            probe=CONNECT_TO_BASE_URL,
+        ),
+        steps_kind(
+            "x",
+            FAMILY,
+            XSettings,
+            _one_step(x),
+            probe=ReadOnly(_users_me(keepers), _read_users_me),
+        ),
+    )
+
+
+KINDS: tuple[ProviderKind, ...] = kinds()

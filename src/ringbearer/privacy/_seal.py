@@ -15,9 +15,10 @@ The scheme is envelope encryption:
 
 Erasure destroys the data key: every sealed copy (the database, its WAL, a
 backup) is then noise. A subject is named by an opaque id, a keyed hash
-(HMAC-SHA256 under a key derived from the KEK) of the normalised address, so
-the same person always gets the same id and the id gives the address away to
-no one without the KEK.
+(HMAC-SHA256) of the normalised address, so the same person always gets the
+same id and the id gives the address away to no one without the key. The
+vault keys that hash with a pepper kept in the key store, so ids survive a
+rotation of the KEK; a KEK is named by its public fingerprint, ``Kek.id``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ NONCE_BYTES = 12  # GCM's 96-bit nonce
 VERSION = b"\x01"  # the first byte of everything sealed: the format, for what comes later
 _WRAP = b"ringbearer data key v1\n"
 _SUBJECT = b"ringbearer subject id v1\n"
+_KEK_ID = b"ringbearer kek id v1"
 
 
 class Unsealable(Exception):
@@ -57,6 +59,11 @@ class Kek:
     @classmethod
     def generate(cls) -> Kek:
         return cls(os.urandom(KEY_BYTES))
+
+    @property
+    def id(self) -> str:
+        """A short public fingerprint naming this KEK (which one wrapped a key); never the key."""
+        return "k_" + hmac.new(self.key, _KEK_ID, hashlib.sha256).hexdigest()[:16]
 
     def subject_id(self, normalised: str) -> str:
         """The opaque id of the subject named ``normalised`` (an address, a phone, a user id)."""

@@ -6,6 +6,7 @@ import trio
 
 from .._httpserver import Handler, HttpRequest, HttpResponse
 from ._control import ControlApi
+from ._deletions import show_deletions
 from ._state import SimulatorState
 
 _CONTROL = "_sim"
@@ -22,6 +23,8 @@ def make_handler(state: SimulatorState) -> Handler:
         kind, _, rest = request.path[1:].partition("/")
         if kind == _CONTROL and rest == "wait":
             return await _wait(state, request)
+        if kind == _CONTROL and rest == "deletions":
+            return show_deletions(request, state.deletions)
         if kind == _CONTROL:
             return control.handle(request, "/" + rest)
         endpoint = state.endpoint(kind)

@@ -16,6 +16,22 @@
 * success: ``201``, an empty body, the post's URN in ``x-restli-id``.
 
 Every answer carries a ``Date`` header, as LinkedIn's do.
+
+Programmatic refresh (``POST /oauth/v2/accessToken``, a form with
+``grant_type=refresh_token``, ``refresh_token``, ``client_id`` and
+``client_secret``, each required: a missing one is ``400 invalid_request``
+naming it) answers ``{"access_token", "expires_in": 5184000,
+"refresh_token", "refresh_token_expires_in", "scope"}``: the **same**
+refresh token string, whose life runs a year from the authorization and is
+not extended (an access token never outlives it). An unknown or expired
+refresh token is ``400 invalid_request`` "The provided authorization grant
+or refresh token is invalid, expired or revoked". An issued access token is
+401 ``EXPIRED_ACCESS_TOKEN`` on ``/rest/posts`` once it has expired
+(``access_lifetime`` seconds, on ``clock``; that code is not confirmed by a
+source); a bearer token the simulator did not issue is taken as before.
+:data:`SANDBOX_SEED` (the sandbox's placeholder secret) is a refresh token
+whose year starts when it is first used; :meth:`LinkedIn.authorize` makes
+another, as after a member authorized the app.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import email.utils
 import json
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +56,12 @@ _VISIBILITY = frozenset({"PUBLIC", "CONNECTIONS", "LOGGED_IN"})
 _LIFECYCLE = frozenset({"PUBLISHED", "DRAFT"})
 _REQUIRED = ("author", "commentary", "visibility", "distribution", "lifecycleState")
 _DAY = 86_400
+ACCESS_LIFETIME = 60 * _DAY  # 5,184,000 seconds
+REFRESH_LIFETIME = 365 * _DAY  # from the authorization; refreshing does not extend it
+SANDBOX_SEED = "sandbox"
+_TOKEN_PATH = "/oauth/v2/accessToken"
+_TOKEN_FIELDS = ("grant_type", "client_id", "client_secret", "refresh_token")
+_BAD_GRANT = "The provided authorization grant or refresh token is invalid, expired or revoked"
 
 
 def _date(now: float) -> tuple[str, str]:
@@ -84,23 +107,35 @@ REPLIES = FaultReplies(
 )
 
 
+def _oauth_error(description: str, now: float) -> HttpResponse:
+    body = {"error": "invalid_request", "error_description": description}
+    return HttpResponse.json(400, body, (_date(now),))
+
+
 @attrs.define
 class LinkedIn:
-    """Posts by URN, each author's commentaries (for duplicates) and daily counts."""
+    """Posts by URN, each author's commentaries (for duplicates) and daily counts, and tokens."""
 
     daily_limit: int | None = None  # posts per member per UTC day
     clock: Callable[[], float] = time.time
+    access_lifetime: int = ACCESS_LIFETIME
     posts: dict[str, tuple[str, str]] = attrs.Factory(dict)  # urn -> (author, commentary)
     by_content: dict[tuple[str, str], str] = attrs.Factory(dict)  # -> urn
     today: dict[str, tuple[int, int]] = attrs.Factory(dict)  # token -> (day, posts)
+    refresh_tokens: dict[str, float] = attrs.Factory(dict)  # token -> when it expires
+    access_tokens: dict[str, float] = attrs.Factory(dict)  # token -> when it expires
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
         now = self.clock()
+        if path == _TOKEN_PATH and request.method == "POST":
+            return Outcome(self._token(request, now), accepted=False)  # no post made
         if path != "/rest/posts":
             return Outcome(_coded(404, "RESOURCE_NOT_FOUND", f"No resource found at {path}", now))
         if request.method != "POST":
             return Outcome(_coded(405, "METHOD_NOT_ALLOWED", "Method not allowed", now))
-        refusal = _refuse(request, now) or self._over_limit(request, now)
+        refusal = (
+            _refuse(request, now) or self._expired(request, now) or self._over_limit(request, now)
+        )
         if refusal is not None:
             return Outcome(refusal)
         try:
@@ -112,6 +147,50 @@ class LinkedIn:
         if problems:
             return Outcome(_field_errors(problems, now))
         return Outcome(self._create(post["author"], post["commentary"], rng, now))
+
+    def authorize(self) -> str:
+        """A new refresh token with a year to live, as after a member authorized the app."""
+        token = "simli-rt-" + secrets.token_urlsafe(24)
+        self.refresh_tokens[token] = self.clock() + REFRESH_LIFETIME
+        return token
+
+    def _token(self, request: HttpRequest, now: float) -> HttpResponse:
+        try:
+            form = {key: values[0] for key, values in request.form().items() if values[0]}
+        except ValueError:
+            form = {}
+        missing = next((key for key in _TOKEN_FIELDS if key not in form), None)
+        if missing is not None:
+            return _oauth_error(f'A required parameter "{missing}" is missing', now)
+        if form["grant_type"] != "refresh_token":
+            return _oauth_error(_BAD_GRANT, now)
+        token = form["refresh_token"]
+        if token == SANDBOX_SEED:
+            self.refresh_tokens.setdefault(token, now + REFRESH_LIFETIME)
+        expires_at = self.refresh_tokens.get(token)
+        if expires_at is None or now >= expires_at:
+            return _oauth_error(_BAD_GRANT, now)
+        return HttpResponse.json(200, self._issue(token, expires_at, now), (_date(now),))
+
+    def _issue(self, refresh: str, refresh_expires_at: float, now: float) -> dict[str, Any]:
+        access = "simli-at-" + secrets.token_urlsafe(24)
+        lifetime = max(1, int(min(self.access_lifetime, refresh_expires_at - now)))
+        self.access_tokens[access] = now + lifetime
+        return {
+            "access_token": access,
+            "expires_in": lifetime,
+            "refresh_token": refresh,
+            "refresh_token_expires_in": int(refresh_expires_at - now),
+            "scope": "w_member_social",
+        }
+
+    def _expired(self, request: HttpRequest, now: float) -> HttpResponse | None:
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        expires_at = self.access_tokens.get(token)
+        if expires_at is None or now < expires_at:
+            return None
+        body = {"serviceErrorCode": 65602, "code": "EXPIRED_ACCESS_TOKEN"}
+        return _error(401, {**body, "message": "The token used in the request has expired"}, now)
 
     def _over_limit(self, request: HttpRequest, now: float) -> HttpResponse | None:
         if self.daily_limit is None:

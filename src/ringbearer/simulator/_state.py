@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
-from . import _analytics, _crm, _mailgun, _pagerduty, _resend, _slack, _social, _twilio
+from . import (
+    _analytics,
+    _crm,
+    _deletions,
+    _mailgun,
+    _pagerduty,
+    _resend,
+    _slack,
+    _social,
+    _twilio,
+)
+from ._deletions import Deletion
 from ._endpoint import Endpoint, Report
 from ._fates import Fates
 from ._outbox import EventTiming
@@ -33,6 +44,7 @@ def provider_specs() -> tuple[ProviderSpec, ...]:
         _pagerduty.SPEC,
         *_twilio.SPECS,
         *_analytics.SPECS,
+        *_deletions.SPECS,
         *_crm.SPECS,
         *_social.SPECS,
     )
@@ -87,6 +99,12 @@ class SimulatorState:
         """The HTTP provider of that name or kind, if there is one."""
         found = self.name_of(name)
         return None if found is None else self.endpoints.get(found)
+
+    def deletions(self, provider: str) -> Sequence[Deletion]:
+        """The deletions a privacy provider accepted, oldest first (``mixpanel``, ``amplitude``,
+        or either one's name or kind); KeyError for any other provider."""
+        endpoint = self.endpoint(_deletions.ALIASES.get(provider, provider))
+        return _deletions.recorded(endpoint.logic if endpoint else None, provider)
 
     def slots(self) -> dict[str, ProviderSlot]:
         """Every provider's faults and stats, SMTP included, by provider name."""

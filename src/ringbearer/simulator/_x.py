@@ -23,6 +23,23 @@
 * ``GET /2/users/me`` says who the user is (``{"data": {"id", "name",
   "username"}}``), with the same auth checks; it posts nothing and is not
   counted against the posting window.
+* ``POST /2/oauth2/token`` (a form: ``grant_type=refresh_token``,
+  ``refresh_token``, ``client_id``; HTTP Basic ``client_id:secret`` from a
+  confidential client, whose id must match) answers ``200 {"token_type":
+  "bearer", "expires_in": 7200, "access_token", "scope", "refresh_token"}``
+  with a **new** refresh token each time. A refresh token is good once:
+  presented again, it revokes its whole family (every access and refresh
+  token descended from the same authorization) and is answered ``400
+  {"error": "invalid_request", "error_description": "Value passed for the
+  token was invalid."}``, as is any token of a revoked family or one never
+  issued. An issued access token is refused (401) once it has expired
+  (``token_lifetime`` seconds, on ``clock``) or its family was revoked; a
+  bearer token the simulator did not issue is taken as before. A family
+  starts from :data:`SANDBOX_SEED` (the sandbox's placeholder secret, never
+  spent: each use starts a new family), from :meth:`X.authorize` (a test's
+  fresh authorization), or from a refresh token shaped like the
+  simulator's that it does not know (one it issued before it restarted).
+  These rules follow client reports, not X's documentation (UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -31,6 +48,7 @@ import email.utils
 import hashlib
 import hmac
 import random
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +71,11 @@ _REQUIRED_OAUTH = (
     "oauth_token",
 )
 _RECENT_MAX = 10_000  # texts remembered per user, for duplicates
+TOKEN_LIFETIME = 7200  # seconds an access token lives, as X's do
+SANDBOX_SEED = "sandbox"  # a refresh token always honoured, each time for a new family
+_ACCESS_PREFIX, _REFRESH_PREFIX = "simx-at-", "simx-rt-"
+_SCOPE = "tweet.read tweet.write users.read offline.access"
+_TOKEN_PATH = "/2/oauth2/token"
 
 
 def _problem(
@@ -73,6 +96,18 @@ _DUPLICATE = _problem(
     403, "Forbidden", "You are not allowed to create a Tweet with duplicate content."
 )
 _TOO_MANY = _problem(429, "Too Many Requests", "Too Many Requests")
+_BAD_TOKEN = {
+    "error": "invalid_request",
+    "error_description": "Value passed for the token was invalid.",
+}
+_NO_CLIENT = {
+    "error": "unauthorized_client",
+    "error_description": "Missing valid authorization header",
+}
+
+
+def _oauth_error(description: str) -> dict[str, str]:
+    return {"error": "invalid_request", "error_description": description}
 
 
 def _invalid(message: str) -> dict[str, Any]:
@@ -118,23 +153,49 @@ class _Window:
 
 
 @attrs.define
+class _Family:
+    """The tokens descended from one authorization of one client."""
+
+    client_id: str
+    revoked: bool = False
+
+
+@attrs.define
+class _Refresh:
+    family: int
+    spent: bool = False
+
+
+@attrs.frozen
+class _Access:
+    family: int
+    expires_at: float
+
+
+@attrs.define
 class X:
-    """Posts by id, each user's recent texts and rate-limit window."""
+    """Posts by id, each user's recent texts and rate-limit window, and OAuth 2.0 tokens."""
 
     limit: int = 200
     clock: Callable[[], float] = time.time
+    token_lifetime: int = TOKEN_LIFETIME
     posts: dict[str, str] = attrs.Factory(dict)  # id -> text
     recent: dict[str, dict[str, None]] = attrs.Factory(dict)  # user -> texts, oldest first
     windows: dict[str, _Window] = attrs.Factory(dict)
+    families: list[_Family] = attrs.Factory(list)  # a family's id is its index
+    refresh_tokens: dict[str, _Refresh] = attrs.Factory(dict)
+    access_tokens: dict[str, _Access] = attrs.Factory(dict)
 
     def handle(self, request: HttpRequest, path: str, rng: random.Random) -> Outcome:
         now = self.clock()
+        if path == _TOKEN_PATH and request.method == "POST":
+            return Outcome(self._token(request, now), accepted=False)  # no post made
         if path == "/2/users/me" and request.method == "GET":
-            return Outcome(_me(request, path), accepted=False)  # a read
+            return Outcome(_me(*self._who(request, path, now)), accepted=False)  # a read
         if path != "/2/tweets" or request.method != "POST":
             body = _problem(404, "Not Found Error", f"Could not find {request.method} {path}")
             return Outcome(HttpResponse.json(404, body))
-        user, refusal = _user(request, path)
+        user, refusal = self._who(request, path, now)
         if user is None:
             return Outcome(HttpResponse.json(refusal["status"], refusal))
         window = self._window(user, now)
@@ -143,6 +204,80 @@ class X:
         window.used += 1
         answer = self._post(request, user, rng)
         return Outcome(self._answer(answer, window, now))
+
+    def authorize(self, client_id: str) -> str:
+        """A new family's first refresh token, as after a user authorized ``client_id``."""
+        token = _REFRESH_PREFIX + secrets.token_urlsafe(24)
+        self.refresh_tokens[token] = _Refresh(self._new_family(client_id))
+        return token
+
+    def _new_family(self, client_id: str) -> int:
+        self.families.append(_Family(client_id))
+        return len(self.families) - 1
+
+    def _who(
+        self, request: HttpRequest, path: str, now: float
+    ) -> tuple[str | None, dict[str, Any]]:
+        """As :func:`_user`, except that an issued token is checked and names its family."""
+        issued = self.access_tokens.get(_bearer(request))
+        if issued is None:
+            return _user(request, path)
+        if now >= issued.expires_at or self.families[issued.family].revoked:
+            return None, _UNAUTHORIZED
+        return f"family:{issued.family}", {}
+
+    def _token(self, request: HttpRequest, now: float) -> HttpResponse:
+        try:
+            form = {key: values[0] for key, values in request.form().items()}
+        except (ValueError, UnicodeDecodeError):
+            return HttpResponse.json(400, _oauth_error("The request body is not a form."))
+        basic = request.basic_auth()
+        client_id = form.get("client_id") or (basic[0] if basic else "")
+        if form.get("grant_type") != "refresh_token":
+            return HttpResponse.json(
+                400, _oauth_error("Value passed for the grant type was invalid.")
+            )
+        if not client_id:
+            return HttpResponse.json(400, _oauth_error("Missing required parameter [client_id]."))
+        if basic is not None and (basic[0] != client_id or not basic[1]):
+            return HttpResponse.json(401, _NO_CLIENT)
+        family = self._redeem(form.get("refresh_token", ""), client_id)
+        if family is None:
+            return HttpResponse.json(400, _BAD_TOKEN)
+        return HttpResponse.json(200, self._issue(family, now))
+
+    def _redeem(self, token: str, client_id: str) -> int | None:
+        """The family whose refresh token ``token`` is spent now; None if it cannot be."""
+        if token == SANDBOX_SEED:
+            return self._new_family(client_id)
+        if token.startswith(_REFRESH_PREFIX) and token not in self.refresh_tokens:
+            # Issued before the simulator restarted: adopted, and spent now as any other.
+            self.refresh_tokens[token] = _Refresh(self._new_family(client_id), spent=True)
+            return self.refresh_tokens[token].family
+        found = self.refresh_tokens.get(token)
+        if found is None:
+            return None
+        family = self.families[found.family]
+        if family.revoked or family.client_id != client_id:
+            return None
+        if found.spent:
+            family.revoked = True  # a spent token again: the whole family goes
+            return None
+        found.spent = True
+        return found.family
+
+    def _issue(self, family: int, now: float) -> dict[str, Any]:
+        access = _ACCESS_PREFIX + secrets.token_urlsafe(24)
+        refresh = _REFRESH_PREFIX + secrets.token_urlsafe(24)
+        self.access_tokens[access] = _Access(family, now + self.token_lifetime)
+        self.refresh_tokens[refresh] = _Refresh(family)
+        return {
+            "token_type": "bearer",
+            "expires_in": self.token_lifetime,
+            "access_token": access,
+            "scope": _SCOPE,
+            "refresh_token": refresh,
+        }
 
     def _window(self, user: str, now: float) -> _Window:
         window = self.windows.get(user)
@@ -177,8 +312,12 @@ class X:
         return {"data": {"edit_history_tweet_ids": [post_id], "id": post_id, "text": text}}
 
 
-def _me(request: HttpRequest, path: str) -> HttpResponse:
-    user, refusal = _user(request, path)
+def _bearer(request: HttpRequest) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _me(user: str | None, refusal: dict[str, Any]) -> HttpResponse:
     if user is None:
         return HttpResponse.json(refusal["status"], refusal)
     # The same user has the same id every time, as on the real API.

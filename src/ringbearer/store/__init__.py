@@ -1,5 +1,6 @@
-"""The durable outbox: messages, attempts, the audit log, dead letters, alerts, and what
-providers report back (their events on messages, the suppression list).
+"""The durable outbox: messages, attempts, the audit log, dead letters, alerts, what
+providers report back (their events on messages, the suppression list), and what
+privacy keeps (subjects' messages, erasure jobs, consent, sealed tokens).
 
 The stores themselves (``SqliteStore``, ``MemoryStore``) are imported on first
 use: the values and protocols here are what a CLI call needs, and it should not
@@ -30,6 +31,13 @@ from ._model import Settle as Settle
 from ._model import SettleKind as SettleKind
 from ._model import Span as Span
 from ._model import check_transition as check_transition
+from ._privacy_model import ERASED_PAYLOAD as ERASED_PAYLOAD
+from ._privacy_model import SHREDDED_PAYLOAD as SHREDDED_PAYLOAD
+from ._privacy_model import ConsentRecord as ConsentRecord
+from ._privacy_model import ErasedMessages as ErasedMessages
+from ._privacy_model import ErasureRecord as ErasureRecord
+from ._privacy_model import MailEvent as MailEvent
+from ._privacy_model import SubjectMessage as SubjectMessage
 from ._protocol import AlertState as AlertState
 from ._protocol import AuditLog as AuditLog
 from ._protocol import Controls as Controls
@@ -38,6 +46,7 @@ from ._protocol import Deliverability as Deliverability
 from ._protocol import Dispatch as Dispatch
 from ._protocol import Intake as Intake
 from ._protocol import Lifecycle as Lifecycle
+from ._protocol import Privacy as Privacy
 from ._protocol import Queries as Queries
 from ._protocol import Settling as Settling
 from ._protocol import Store as Store

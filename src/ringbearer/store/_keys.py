@@ -5,7 +5,8 @@ with the same target and payload it is a repeat (a producer's retry): the
 acknowledgement names the earlier message and marks it ``duplicate``. With
 another target or another payload it is a mistake the producer must hear of:
 the whole submit is refused with :class:`KeyReused` and nothing of it is
-stored. Payloads are compared as canonical JSON (sorted keys, no spaces).
+stored. Payloads are compared as canonical JSON (sorted keys, no spaces); a sealed
+payload by the keyed digest of what it seals.
 
 Both stores decide with :func:`admit`, from the keys they already hold; it
 also refuses a message a store could not hold as given (see ``_safe``).
@@ -116,6 +117,14 @@ def admit(messages: Sequence[NewMessage], held: Mapping[str, KeyHolder], next_id
 
 def _repeats(message: NewMessage, holder: KeyHolder) -> bool:
     # Canonical JSON only for repeats: a submit of new keys pays nothing for the check.
-    return message.target == holder.target and canonical(message.payload) == canonical(
+    return message.target == holder.target and _compared(message.payload) == _compared(
         holder.payload
     )
+
+
+def _compared(payload: Mapping[str, Any]) -> str:
+    """What a payload is compared by: a sealed one by the keyed digest of what it seals
+    (sealing the same payload twice gives two boxes), any other as canonical JSON."""
+    if payload.get("sealed") == 1 and isinstance(payload.get("digest"), str):
+        return f"sealed:{payload['digest']}"
+    return canonical(payload)

@@ -57,6 +57,10 @@ class MemoryDeliverability:
         self._t = tables
         self._k = _Kept()
 
+    def kept_events(self) -> list[KeptEvent]:
+        """``mail_events``, oldest first (the privacy role reads a subject's)."""
+        return list(self._k.events)
+
     async def match_events(
         self, events: Sequence[ProviderEvent], *, soft_since: float
     ) -> list[MatchedEvent]:

@@ -44,6 +44,7 @@ class Row:
     recipient: str | None = None
     domain: str | None = None
     held: str | None = None  # the key of the hold it waits under
+    subjects: tuple[str, ...] = ()
 
     def record(self) -> MessageRecord:
         return MessageRecord(
@@ -115,6 +116,7 @@ def new_row(fresh: Fresh, now: float) -> Row:
     row.next_attempt_at = now if m.not_before is None else max(now, m.not_before)
     row.updated_at, row.deliver_by = now, m.deliver_by
     row.category, row.recipient, row.domain = m.category, m.recipient, m.domain
+    row.subjects = m.subjects
     return row
 
 

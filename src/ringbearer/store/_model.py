@@ -19,6 +19,7 @@ class MessageStatus(enum.Enum):
     INFLIGHT = "inflight"
     DELIVERED = "delivered"
     DEAD = "dead"
+    ERASED = "erased"  # ended by its subject's erasure: never (again) sent, payload gone
 
 
 ALLOWED: frozenset[tuple[MessageStatus, MessageStatus]] = frozenset(
@@ -28,6 +29,8 @@ ALLOWED: frozenset[tuple[MessageStatus, MessageStatus]] = frozenset(
         (MessageStatus.INFLIGHT, MessageStatus.QUEUED),  # retry, failover, crash, restart
         (MessageStatus.INFLIGHT, MessageStatus.DEAD),
         (MessageStatus.DEAD, MessageStatus.QUEUED),  # operator replay
+        (MessageStatus.QUEUED, MessageStatus.ERASED),  # its subject erased before it went
+        (MessageStatus.DEAD, MessageStatus.ERASED),
     }
 )
 
@@ -52,6 +55,9 @@ class NewMessage:
     recipient: str | None = None
     domain: str | None = None
     not_before: float | None = None  # wall clock: not due before this (scheduled)
+    # The data subjects it is about, by opaque id (``s_…``): its payload is sealed
+    # under their keys, and an erasure finds it by them.
+    subjects: tuple[str, ...] = ()
 
 
 @attrs.frozen

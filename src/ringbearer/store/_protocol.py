@@ -37,6 +37,13 @@ from ._model import (
     Settle,
     Span,
 )
+from ._privacy_model import (
+    ConsentRecord,
+    ErasedMessages,
+    ErasureRecord,
+    MailEvent,
+    SubjectMessage,
+)
 
 
 class StoreListener(Protocol):
@@ -287,6 +294,56 @@ class Deliverability(Protocol):
         accepted and each event's count."""
 
 
+class Privacy(Protocol):
+    """Subjects' messages, erasure jobs, consent, retention and sealed tokens."""
+
+    async def subject_messages(
+        self, subject: str, *, after: int = 0, limit: int = 1000
+    ) -> list[SubjectMessage]:
+        """Messages about ``subject`` (by id ascending, above ``after``), payloads as stored."""
+
+    async def subject_mail_events(self, subject: str, *, limit: int = 10_000) -> list[MailEvent]:
+        """Provider events kept about ``subject`` (by ``mail_events.address``), oldest first."""
+
+    async def erase_messages(self, subject: str, *, at: float, job: int) -> ErasedMessages:
+        """In one commit: mark ``subject`` erased (``erased_subjects``); end its queued and dead
+        messages as ``erased`` (each with an ``erased`` audit event naming the job); replace
+        the payload of every one not in flight with ``ERASED_PAYLOAD``. Idempotent."""
+
+    async def erased_subjects(self) -> set[str]:
+        """The subjects erased so far."""
+
+    async def save_erasure(self, record: ErasureRecord) -> ErasureRecord:
+        """Durably keep an erasure job (a new one gets its id); return it, after the commit."""
+
+    async def erasures(
+        self, *, subject: str | None = None, unfinished: bool = False
+    ) -> list[ErasureRecord]:
+        """Erasure jobs by id ascending: of ``subject``, or those not finished, if asked."""
+
+    async def add_consent(self, record: ConsentRecord) -> ConsentRecord:
+        """Durably append a consent record with its ``consent`` audit event; return it, with id."""
+
+    async def consents(self, subject: str | None = None) -> list[ConsentRecord]:
+        """Consent records by id ascending (of ``subject`` only, if given)."""
+
+    async def shred_payloads(
+        self, *, delivered_before: float, dead_before: float, limit: int = 1000
+    ) -> int:
+        """Replace with ``SHREDDED_PAYLOAD`` the payloads of up to ``limit`` messages delivered
+        before ``delivered_before`` or dead-lettered before ``dead_before`` (wall times) and
+        not shredded yet; return how many (0: none left)."""
+
+    async def scrub(self) -> None:
+        """Leave nothing deleted or overwritten readable in the files (free pages, the WAL)."""
+
+    async def load_token(self, integration: str) -> str | None:
+        """The sealed token set last saved for ``integration``, or None."""
+
+    async def save_token(self, integration: str, sealed: str) -> None:
+        """Durably keep ``integration``'s sealed token set; return after the commit."""
+
+
 class Lifecycle(Protocol):
     """Start-up, shutdown and the listener told of each commit."""
 
@@ -312,6 +369,7 @@ class Store(
     DeadLetterOps,
     AlertState,
     Deliverability,
+    Privacy,
     Lifecycle,
     Protocol,
 ):

@@ -247,6 +247,53 @@ MIGRATIONS: tuple[str, ...] = (
             END);
     END;
     """,
+    # 7: privacy. A message names its data subjects by opaque id
+    # (message_subjects), so an erasure finds every message about someone;
+    # erased subjects are remembered (by id only) so nothing new about them is
+    # taken; erasure jobs keep the steps done, so a restart resumes them;
+    # consent is appended, latest record winning; shredded_at marks a payload
+    # retention has wiped; tokens keeps each OAuth token set, sealed.
+    """
+    ALTER TABLE messages ADD COLUMN shredded_at REAL;
+    CREATE INDEX messages_delivered_unshredded ON messages (delivered_at)
+        WHERE status = 'delivered' AND shredded_at IS NULL;
+    CREATE INDEX messages_dead_unshredded ON messages (updated_at)
+        WHERE status = 'dead' AND shredded_at IS NULL;
+    CREATE TABLE message_subjects (
+        subject TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (subject, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE erased_subjects (
+        subject TEXT PRIMARY KEY,
+        erased_at REAL NOT NULL,
+        job INTEGER NOT NULL
+    );
+    CREATE TABLE erasures (
+        id INTEGER PRIMARY KEY,
+        subject TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        steps TEXT NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX erasures_subject ON erasures (subject);
+    CREATE TABLE consents (
+        id INTEGER PRIMARY KEY,
+        subject TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        at REAL NOT NULL,
+        by TEXT NOT NULL
+    );
+    CREATE INDEX consents_subject ON consents (subject, id);
+    CREATE TABLE tokens (
+        integration TEXT PRIMARY KEY,
+        sealed TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,7 @@ from .._keys import Fresh, KeyHolder, admit
 from .._model import Claimed, MessageStatus, NewMessage, Settle, Span
 from ._claims import claim
 from ._db import Tx, dumps
-from ._rows import INSERT_MESSAGE, SETTLE, message_row, settle_row
+from ._rows import INSERT_MESSAGE, INSERT_SUBJECT, SETTLE, message_row, settle_row
 from ._shared import Shared
 from ._writer import Batch, OpKind
 
@@ -94,6 +94,9 @@ class QueueBatch:
             op.result = admission.accepted
         if written.fresh:
             await tx.executemany(INSERT_MESSAGE, [message_row(f, batch.now) for f in written.fresh])
+            about = [(s, f.id) for f in written.fresh for s in f.message.subjects]
+            if about:
+                await tx.executemany(INSERT_SUBJECT, about)
         # Ids are taken only once the statement succeeded; a failed batch reuses them.
         self._next_id += len(written.fresh)
         for f in written.fresh:

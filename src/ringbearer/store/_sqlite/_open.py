@@ -104,6 +104,9 @@ async def _prepare(conn: aiosqlite.Connection, synchronous: str) -> None:
     await tx.execute("PRAGMA busy_timeout = 5000")
     await tx.execute("PRAGMA cache_size = -65536")
     await tx.execute("PRAGMA foreign_keys = ON")
+    # Deleted and overwritten content is zeroed, not left in free space: an
+    # erased subject's key or payload must not survive in the file.
+    await tx.execute("PRAGMA secure_delete = ON")
     await _migrate(tx)
 
 

@@ -41,6 +41,8 @@ INSERT_MESSAGE = (
     " VALUES (?,?,?,?,?,'queued',?,?,?,?,?,?,?)"
 )
 
+INSERT_SUBJECT = "INSERT OR IGNORE INTO message_subjects (subject, message_id) VALUES (?,?)"
+
 
 def message_row(fresh: Fresh, now: float) -> Row:
     """A new message as ``INSERT_MESSAGE`` takes it: queued, due now or when scheduled."""

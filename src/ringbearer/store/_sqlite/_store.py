@@ -18,6 +18,7 @@ import trio
 from ..._delivery import Priority
 from .._alert_model import AlertRecord
 from .._forward_deliverability import ForwardsDeliverability
+from .._forward_privacy import ForwardsPrivacy
 from .._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -40,6 +41,7 @@ from ._deliverability import SqliteDeliverability
 from ._mail import write_mail
 from ._matcher import Matcher
 from ._open import Start, connections, load_start
+from ._privacy import SqlitePrivacy
 from ._queue import Queue
 from ._reads import Reads
 from ._rows import event_row
@@ -49,10 +51,11 @@ from ._writer import Op, OpKind, Writer, chained
 T = TypeVar("T")
 
 
-class SqliteStore(ForwardsDeliverability):
+class SqliteStore(ForwardsDeliverability, ForwardsPrivacy):
     """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop.
 
-    The deliverability role's methods are those of ``ForwardsDeliverability``.
+    The deliverability and privacy roles' methods are those of ``ForwardsDeliverability``
+    and ``ForwardsPrivacy``.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class SqliteStore(ForwardsDeliverability):
         self._deliverability = SqliteDeliverability(
             self._writer, self._reads, self._matcher, self._shared
         )
+        self._privacy = SqlitePrivacy(self._writer, self._reads, self._shared)
 
     @classmethod
     @asynccontextmanager
