@@ -101,8 +101,8 @@ def test_erase_wait_reports_each_step_until_completed_and_status_shows_it(
 def test_export_writes_a_private_file_with_the_payload_opened(
     live: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`send --subject` names the person; their export (-o, mode 0600) holds the decrypted text;
-    the recipient, not named a subject, has nothing exported."""
+    """`send --subject` names a person beside the recipient; their export (-o, mode 0600)
+    holds the decrypted text, and so does the recipient's; someone else's holds nothing."""
     canary = f"canary-{uuid.uuid4().hex}"
     payload = {"from": SENDER, "to": "usher@example.com", "subject": "Toasts", "text": canary}
     code = cli(live, "send", "email", "--payload", json.dumps(payload), "--subject", "bride@x.org")
@@ -117,6 +117,9 @@ def test_export_writes_a_private_file_with_the_payload_opened(
     (message,) = exported["messages"]
     assert (message["status"], message["payload"]["text"]) == ("delivered", canary)
     assert cli(live, "subject", "export", "usher@example.com", "--json") == EXIT_OK
+    (kept,) = json.loads(capsys.readouterr().out)["messages"]
+    assert kept["payload"]["text"] == canary
+    assert cli(live, "subject", "export", "nobody@example.com", "--json") == EXIT_OK
     assert json.loads(capsys.readouterr().out)["messages"] == []
 
 

@@ -375,9 +375,13 @@ def test_the_operator_commands_through_the_real_cli(tmp_path: Path, sim: Simulat
                            "--note", "asked by phone")  # fmt: skip
         assert added.returncode == 0, added.stderr
         listed = daemon.cli("suppression", "list")
-        assert listed.returncode == 0 and "ann@example.com" in listed.stdout
+        # Kept as her subject id (a keyed hash), never the address; named by either.
+        ann = daemon.call("subject-status", {"subject": "Ann@Example.com"})["subject"]
+        assert listed.returncode == 0 and ann in listed.stdout and "ann@" not in listed.stdout
         assert "asked by phone" in listed.stdout and "marketing" in listed.stdout
+        assert daemon.cli("suppression", "list", "--address", ann).stdout == listed.stdout
         shown = check(daemon, "ann@example.com")
+        assert shown["address"] == ann
         verdicts = {(v["category"], v["priority"]): v["refused"] for v in shown["verdicts"]}
         assert verdicts["marketing", "normal"] and not verdicts["transactional", "normal"]
         bad = daemon.cli("suppression", "add", "not-an-address", "--note", "x")

@@ -142,6 +142,9 @@ def test_a_dead_letter_alert_reaches_email_to_by_each_email_kind(
         )
         message = alert_message(daemon, alert["id"])
         assert (message["target"], message["status"]) == (kind, "delivered")
+        # Stored sealed under the on-call address's key; opened, it is what was sent.
+        export = daemon.call("subject-export", {"subject": ONCALL})
+        (payload,) = [m["payload"] for m in export["messages"] if m["id"] == message["id"]]
     subject = f"[ringbearer WARNING] {alert['summary']}"
     ack = f"ringbearer alerts ack {alert['id']}"
     assert alert["summary"].startswith("slack: 1 dead letter(s)")
@@ -152,6 +155,7 @@ def test_a_dead_letter_alert_reaches_email_to_by_each_email_kind(
     else:
         assert (email["to"], email["subject"]) == ([ONCALL], subject)
         assert ack in email["text"] and email["key"] == message["idempotency_key"]
-    payload = stored_payload(tmp_path, message["id"])
     assert (payload["to"], payload["subject"]) == (ONCALL, subject)
     assert ack in payload["text"]
+    stored = stored_payload(tmp_path, message["id"])
+    assert stored["sealed"] == 1 and ONCALL not in json.dumps(stored)

@@ -37,5 +37,8 @@ def test_one_message_to_every_integration_is_delivered_and_all_are_healthy(
     assert accepted["resend"] == 2 and accepted["smtp"] == 1
     # Táve is three requests for one lead; every other provider took one.
     assert accepted["tave"] == 3 and accepted["instagram"] == 2
-    for name in ("mixpanel", "amplitude", "facebook-page", "linkedin", "x", "twilio-sms"):
+    for name in (
+        "mixpanel", "amplitude", "mixpanel-deletion", "amplitude-deletion", "facebook-page",
+        "linkedin", "x", "twilio-sms",
+    ):  # fmt: skip
         assert accepted[name] == 1, name

@@ -40,7 +40,12 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(tmp_path: Path, sim: 
         assert str(first) in daemon.cli("dead-letters").stdout  # no action: list
         shown = daemon.cli("dead-letters", "show", str(first))
         assert shown.returncode == 0, shown.stderr
-        assert "Timeline update 1" in shown.stdout and "dead_lettered resend" in shown.stdout
+        assert "dead_lettered resend" in shown.stdout
+        # The payload is sealed: shown as whose it is; the subject's export opens it.
+        assert "sealed: personal data of s_" in shown.stdout
+        assert "Timeline update 1" not in shown.stdout and "guest1@" not in shown.stdout
+        opened = daemon.call("subject-export", {"subject": "guest1@example.com"})
+        assert opened["messages"][0]["payload"]["subject"] == "Timeline update 1"
 
         sim.clear()
         replayed = daemon.cli("dead-letters", "replay", str(first))

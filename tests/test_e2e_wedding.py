@@ -38,7 +38,7 @@ def test_preflight_names_a_misconfigured_provider_and_exits_non_zero(tmp_path: P
     config.write_text(config_for(tmp_path))
     ready = preflight(config)
     assert ready.returncode == 0, ready.stdout + ready.stderr
-    assert "ready with warnings: 17 integrations" in ready.stdout
+    assert "ready with warnings: 19 integrations" in ready.stdout
     refused = preflight(config, RESEND_API_KEY="invalid")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     failing = [line for line in refused.stdout.splitlines() if " fail " in f" {line} "]

@@ -10,7 +10,7 @@ other subject's messages must be intact.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,22 @@ async def deliver_everything(store: Store, target: str) -> None:
         await trio.sleep(0.01)
 
 
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(10_000):
+        if await check():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("not done in 100 s")
+
+
+async def finished(store: Store, subject: str) -> bool:
+    return (await store.erasures(subject=subject))[0].finished_at is not None
+
+
+async def all_finished(store: Store, jobs: ErasureJobs) -> bool:
+    return not (await store.erasures(unfinished=True) or jobs.running)
+
+
 @asynccontextmanager
 async def providers(store: Store) -> AsyncIterator[None]:
     async with trio.open_nursery() as nursery:
@@ -178,8 +194,7 @@ async def test_an_erasure_runs_every_step(tmp_path: Path) -> None:
             record = await jobs.start(world.vault.subject_id(ANN), "operator")
             again = await jobs.start(world.vault.subject_id(ANN), "someone else")
             assert again.id == record.id  # one open job per subject
-            while not (await world.store.erasures(subject=record.subject))[0].finished_at:
-                await trio.sleep(0.01)
+            await until(lambda: finished(world.store, record.subject))
             nursery.cancel_scope.cancel()
         await check_erased(world, ids)
         assert world.suppressed == [record.subject]
@@ -225,8 +240,7 @@ async def test_a_crash_at_any_step_resumes_and_finishes(
         jobs = ErasureJobs(world.erasure())
         async with trio.open_nursery() as nursery, providers(world.store):
             await nursery.start(jobs.run)  # resumes the unfinished job
-            while (await world.store.erasures(unfinished=True)) or jobs.running:
-                await trio.sleep(0.01)
+            await until(lambda: all_finished(world.store, jobs))
             nursery.cancel_scope.cancel()
         await check_erased(world, ids)
 
@@ -240,3 +254,42 @@ async def test_a_sealed_copy_is_unreadable_once_the_key_is_destroyed(tmp_path: P
         await world.vault.destroy(world.vault.subject_id(ANN))
         with pytest.raises(Erased):
             await world.vault.open_payload(kept.payload)
+
+
+@attrs.define
+class FailsOnce:
+    """A store whose erasure saves fail once at ``step``, as a full disk would."""
+
+    store: Store
+    step: str
+    failed: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def save_erasure(self, record: ErasureRecord) -> ErasureRecord:
+        if record.done(self.step) and not self.failed:
+            self.failed = True
+            raise OSError("disk full")
+        return await self.store.save_erasure(record)
+
+
+async def test_a_failed_step_is_tried_again_later_and_nothing_else_stops(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from ringbearer.privacy._keystore import MemoryKeyStore
+    from ringbearer.store import MemoryStore
+
+    world = World(MemoryStore(wall), await Vault.open(MemoryKeyStore(), Kek.generate(), wall=wall))
+    await world.seal("email", {"to": ANN, "text": "canary"}, ANN)
+    failing = FailsOnce(world.store, "destroy_key")
+    jobs = ErasureJobs(attrs.evolve(world.erasure(), store=failing))
+    async with trio.open_nursery() as nursery, providers(world.store):
+        await nursery.start(jobs.run)
+        record = await jobs.start(world.vault.subject_id(ANN), "operator")
+        await trio.sleep(1)
+        assert failing.failed and record.id in jobs.running  # waiting to try again
+        await until(lambda: finished(world.store, record.subject))
+        nursery.cancel_scope.cancel()
+    (job,) = await world.store.erasures(subject=record.subject)
+    assert outcome_of(job) == "completed" and trio.current_time() >= 30

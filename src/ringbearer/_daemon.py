@@ -47,10 +47,10 @@ from ._privacy_parts import PrivacySide, open_vault, privacy_status, subject_nam
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
-from ._token_parts import TokenKeepers
 from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
+from ._token_parts import TokenKeepers
 from ._wakeups import Wakeups
 from .deliverability import normalise_address
 from .handlers import (

@@ -17,11 +17,11 @@ from ._metrics import Metrics
 from ._mode import ModeController
 from ._preflight_duty import PreflightDuty
 from ._privacy_parts import PrivacySide, VaultKeys
-from ._token_parts import TokenKeepers
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import Sandbox
 from ._supervisor import Supervisor
 from ._systemd import Notifier
+from ._token_parts import TokenKeepers
 from ._wakeups import Wakeups
 from .handlers import Addresses, Table
 from .integrations import ProviderKind

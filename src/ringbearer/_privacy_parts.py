@@ -26,6 +26,7 @@ from .control._replies import PrivacyStatus, TokenView
 from .deliverability import EVERY_CATEGORY, Reason, Suppression
 from .deliverability._book import SuppressionBook
 from .handlers import SubmitHandler
+from .integrations._oauth2 import TokenStatistics
 from .privacy._books import ConsentBook, ErasedBook
 from .privacy._erasure import Erasure, ErasureJobs, outcome_of
 from .privacy._intake import Protection
@@ -191,18 +192,14 @@ def privacy_status(privacy: PrivacySide, tokens: TokenKeepers) -> Callable[[], P
             old_key_needed=rotation.old_needed,
             rotating=rotation.running,
             erasures_running=len(privacy.jobs.running) if privacy.jobs else 0,
-            tokens=[
-                TokenView(
-                    t.integration,
-                    t.has_token,
-                    round(t.remaining_seconds, 1),
-                    t.refresh_remaining_seconds,
-                    t.failures,
-                    t.reconnect,
-                    t.last_problem,
-                )  # fmt: skip
-                for t in tokens.statistics()
-            ],
+            tokens=[_token_view(t) for t in tokens.statistics()],
         )
 
     return status
+
+
+def _token_view(t: TokenStatistics) -> TokenView:
+    return TokenView(
+        t.integration, t.has_token, round(t.remaining_seconds, 1), t.refresh_remaining_seconds,
+        t.failures, t.reconnect, t.last_problem,
+    )  # fmt: skip

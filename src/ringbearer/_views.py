@@ -99,6 +99,19 @@ STATUS_HEAD = (
 )
 
 
+def _payload_lines(payload: dict[str, object]) -> list[str]:
+    """A payload as stored; a sealed one says whose it is and how an operator opens it."""
+    subjects = payload.get("subjects")
+    if payload.get("sealed") == 1 and isinstance(subjects, list):
+        named = ", ".join(str(s) for s in subjects)
+        return [
+            f"  sealed: personal data of {named}",
+            "  (an operator reads it with `ringbearer subject export SUBJECT`)",
+        ]
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    return [f"  {line}" for line in text.splitlines()]
+
+
 def format_status(status: StatusReply) -> str:
     """``ringbearer status``: a head line, one row per integration and group, budgets."""
     head = (
@@ -412,8 +425,7 @@ def format_dead_letter(d: DeadLetterReply) -> str:
     width = max(len(name) for name, _ in fields)
     lines = [f"dead letter {d.message_id}", ""]
     lines += [f"  {name.ljust(width)}  {value}" for name, value in fields]
-    payload = json.dumps(d.payload, indent=2, ensure_ascii=False)
-    lines += ["", "payload", *(f"  {line}" for line in payload.splitlines())]
+    lines += ["", "payload", *_payload_lines(d.payload)]
     lines += ["", "history", *(f"  {event_line(e)}" for e in d.events)]
     return "\n".join(lines)
 

@@ -64,8 +64,8 @@ class MessageIn:
     # reputation guard read it); None: [deliverability] default_category.
     category: str | None = None
     not_before: UnixTime | None = None  # scheduled: not sent before this, Unix time
-    # The people it is about (addresses, phone numbers, user ids); None: read
-    # from the payload by the target's family (privacy/_subjects.py).
+    # The people it is about (addresses, phone numbers, user ids), besides
+    # those its payload names by its target's family (privacy/_subjects.py).
     subjects: list[str] | None = None
 
 

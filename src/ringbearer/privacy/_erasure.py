@@ -46,6 +46,8 @@ STEPS = (
     "scrub",
 )
 _FINAL = frozenset({"delivered", "dead", "erased"})
+RETRY_FIRST_SECONDS = 30.0  # a failed step is tried again after this, doubling ...
+RETRY_MAX_SECONDS = 600.0  # ... up to this
 
 
 class Keys(Protocol):
@@ -228,12 +230,27 @@ class ErasureJobs:
                 nursery.start_soon(self._one, record)
 
     async def _one(self, record: ErasureRecord) -> None:
+        """Run a job to its end: a step that fails is tried again later (the job is durable,
+        and what its steps did is kept), never taking the daemon down with it."""
         assert record.id is not None
         log.info("erasure %s of subject %s: running", record.id, record.subject)
         self.running.add(record.id)
         try:
-            finished = await self.erasure.run(record)
+            finished = await self._until_done(record)
         finally:
             self.running.discard(record.id)
         log.info("erasure %s: %s", record.id, outcome_of(finished))
         self.on_finished(finished)
+
+    async def _until_done(self, record: ErasureRecord) -> ErasureRecord:
+        wait = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self.erasure.run(record)
+            except Exception as exc:  # a store or submit failure: the step runs again
+                log.warning("erasure %s: a step failed (%s); again in %.0f s",
+                            record.id, type(exc).__name__, wait)  # fmt: skip
+                await trio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX_SECONDS)
+                (record,) = [j for j in await self.erasure.store.erasures(
+                    subject=record.subject) if j.id == record.id]  # fmt: skip

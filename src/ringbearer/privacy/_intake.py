@@ -54,9 +54,11 @@ class Protection:
     async def protect(
         self, where: str, message: NewMessage, family: str
     ) -> NewMessage | PrivacyRefusal:
-        """``message.subjects`` holds the producer's identities (or nothing: the defaults);
-        the result names subject ids and carries the payload sealed."""
-        identities = list(message.subjects) or default_identities(family, message.payload)
+        """``message.subjects`` holds the producer's identities, to which those the payload
+        names are added (a recipient is always a subject of what is sent to them); the
+        result names subject ids and carries the payload sealed."""
+        named = [*message.subjects, *default_identities(family, message.payload)]
+        identities = list(dict.fromkeys(named))
         if not identities:
             return message
         ids = [self.vault.subject_id(identity) for identity in identities]

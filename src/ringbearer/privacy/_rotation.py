@@ -23,6 +23,7 @@ from typing import Protocol
 
 import attrs
 import trio
+import trio.lowlevel
 
 from .._audit_kinds import EventKind
 from ..store import AuditLog, Event
@@ -103,7 +104,7 @@ class KeyRotation:
         for _ in range(1000):  # the rewrap makes the new key current as it begins
             if self.vault.statistics().kek_id == self._current.id:
                 break
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         return self.vault.statistics().rotation
 
     def _pending_file(self) -> bool:

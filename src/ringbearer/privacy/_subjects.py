@@ -1,14 +1,17 @@
-"""Who a message is about: its data subjects, as the producer names them or by default.
+"""Who a message is about: its data subjects, as the producer names them and by default.
 
-A producer may name them (``subjects``: addresses, phone numbers, user ids).
-Otherwise they are read from the payload by the family of its target:
+A producer may name them (``subjects``: addresses, phone numbers, user ids);
+to those are added the ones the payload names, read by the family of its
+target (a recipient is always a subject of what is sent to them):
 
     email      every address in ``to``, ``cc`` and ``bcc`` ("Name <a@b>" or bare)
     alerts     ``to`` (an SMS or a call's phone number); Slack and PagerDuty: none
     analytics  ``distinct_id`` (Mixpanel), ``user_id`` and ``device_id`` (Amplitude)
     crm        ``email``
-    privacy    ``id`` (the person an analytics deletion is for)
     social     none (a post is public, not about one person)
+    privacy    none: an erasure's deletion request names the erasure job as its
+               subject (its key is destroyed when the job ends), never the person
+               being erased, whose key is destroyed first
 
 A message with no subject is not personal and is stored as given.
 """
@@ -24,7 +27,6 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "alerts": ("to",),
     "analytics": ("distinct_id", "user_id", "device_id"),
     "crm": ("email",),
-    "privacy": ("id",),
 }
 _ADDRESS_FIELDS = frozenset({"to", "cc", "bcc", "email"})
 MAX_SUBJECTS = 50  # a message about more people than this is a list, not a message

@@ -25,6 +25,8 @@ def make_handler(state: SimulatorState) -> Handler:
             return await _wait(state, request)
         if kind == _CONTROL and rest == "deletions":
             return show_deletions(request, state.deletions)
+        if kind == _CONTROL and rest == "tokens":
+            return _tokens(state, request)
         if kind == _CONTROL:
             return control.handle(request, "/" + rest)
         endpoint = state.endpoint(kind)
@@ -36,6 +38,34 @@ def make_handler(state: SimulatorState) -> Handler:
         return await endpoint.answer(request, "/" + rest)
 
     return handle
+
+
+_LIFETIMES = {"x": "token_lifetime", "linkedin": "access_lifetime"}
+
+
+def _tokens(state: SimulatorState, request: HttpRequest) -> HttpResponse:
+    """``/_sim/tokens?provider=x``: its OAuth token families (how many, how many revoked);
+    a POST ``{"lifetime": S}`` sets how long the access tokens it issues from now last."""
+    provider = request.query_params().get("provider", [""])[0]
+    endpoint = state.endpoint(provider)
+    attribute = _LIFETIMES.get(state.name_of(provider) or "")
+    if endpoint is None or attribute is None:
+        return HttpResponse.json(400, {"error": "provider: x or linkedin"})
+    logic = endpoint.logic
+    if request.method == "POST":
+        lifetime = (request.json() or {}).get("lifetime")
+        if not isinstance(lifetime, int) or lifetime < 1:
+            return HttpResponse.json(400, {"error": "lifetime: a whole number of seconds >= 1"})
+        setattr(logic, attribute, lifetime)
+    families = list(getattr(logic, "families", []))
+    return HttpResponse.json(
+        200,
+        {
+            "lifetime": getattr(logic, attribute),
+            "families": len(families),
+            "revoked": sum(1 for f in families if getattr(f, "revoked", False)),
+        },
+    )
 
 
 async def _wait(state: SimulatorState, request: HttpRequest) -> HttpResponse:
