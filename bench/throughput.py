@@ -19,6 +19,10 @@ the bare loop offered the same rate: each request's time from its scheduled
 start to its answer, the floor that the daemon's store and actors add to.
 
     python bench/throughput.py [--messages 20000] [--lanes 64] [--loads 0.25 0.5 0.75]
+        [--recipients one|unique]
+
+``--recipients unique`` sends each message to a guest of its own: with
+personal data sealed per subject, each is a new subject, a new data key.
 
 A change is measured against another checkout in the same sitting with
 ``--against PATH`` (a work tree, e.g. ``git worktree add /tmp/before HEAD~1``):
@@ -259,8 +263,15 @@ class DaemonProcess:
         self.notify.close()
 
 
+RECIPIENTS = {"one": False, "unique": True}
+_unique = False  # --recipients unique: each message to its own guest (its own data subject)
+
+
 def message(i: int) -> dict[str, Any]:
-    return {"target": "resend", "payload": BODY, "key": f"bench-{i}"}
+    if not _unique:
+        return {"target": "resend", "payload": BODY, "key": f"bench-{i}"}
+    payload = {**BODY, "to": [f"guest{i}@example.com"]}
+    return {"target": "resend", "payload": payload, "key": f"bench-{i}"}
 
 
 def daemon_throughput(daemon: DaemonProcess, total: int) -> tuple[float, float]:
@@ -372,7 +383,15 @@ def main() -> None:
         default=[0.25, 0.5, 0.75],
         help="latency runs at these fractions of the daemon's median rate (none: skip)",
     )
+    parser.add_argument(
+        "--recipients",
+        choices=sorted(RECIPIENTS),
+        default="one",
+        help="every message to one guest, or each to its own (a new data subject each)",
+    )
     args = parser.parse_args()
+    global _unique
+    _unique = RECIPIENTS[args.recipients]
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
     if args.against is not None:
         compare(args)
@@ -410,22 +429,29 @@ def compare(args: argparse.Namespace) -> None:
     """This checkout's daemon against ``args.against``'s, alternating rounds on one simulator."""
     sim, url = start_simulator()
     rates: dict[str, list[float]] = {"this": [], "other": []}
+    submits: dict[str, list[float]] = {"this": [], "other": []}
     try:
         for n in range(args.rounds):
             order = ("this", "other") if n % 2 == 0 else ("other", "this")
             for which in order:
                 reset(url)
                 src = None if which == "this" else args.against
-                rates[which].append(daemon_round(url, args.lanes, args.messages, src)[0])
+                rate, submit_rate = daemon_round(url, args.lanes, args.messages, src)
+                rates[which].append(rate)
+                submits[which].append(submit_rate)
     finally:
         sim.terminate()
         sim.wait(10)
-    print(f"messages={args.messages} lanes={args.lanes} rounds={args.rounds}")
-    for which, label in (("other", f"{args.against}"), ("this", "this checkout")):
-        runs = " ".join(f"{v:.0f}" for v in rates[which])
-        print(f"{label:<40}{statistics.median(rates[which]):>10.0f}/s   {runs}")
-    ratio = statistics.median(rates["this"]) / statistics.median(rates["other"])
-    print(f"{'ratio this / other (medians)':<40}{ratio:>10.2f}")
+    print(
+        f"messages={args.messages} lanes={args.lanes} rounds={args.rounds} "
+        f"recipients={args.recipients}"
+    )
+    for what, found in (("deliver", rates), ("submit", submits)):
+        for which, label in (("other", f"{args.against}"), ("this", "this checkout")):
+            runs = " ".join(f"{v:.0f}" for v in found[which])
+            print(f"{what + ': ' + label:<48}{statistics.median(found[which]):>10.0f}/s   {runs}")
+        ratio = statistics.median(found["this"]) / statistics.median(found["other"])
+        print(f"{what + ': ratio this / other (medians)':<48}{ratio:>10.2f}")
 
 
 def report(

@@ -137,15 +137,15 @@ def _open_copy(copy: Path, state: Path, subject: str) -> list[dict[str, Any] | s
         keys = await SqliteKeyStore.open(state / "keys.db")
         try:
             vault = await Vault.open(keys, kek, wall=time.time)
-            async with trio_asyncio.open_loop():
-                async with SqliteStore.open(copy / "ringbearer.db", clock=time.time) as store:
-                    opened: list[dict[str, Any] | str] = []
-                    for m in await store.subject_messages(vault.subject_id(subject)):
-                        try:
-                            opened.append(await vault.open_payload(m.payload))
-                        except Erased:
-                            opened.append("erased")
-                    return opened
+            database = copy / "ringbearer.db"
+            async with trio_asyncio.open_loop(), SqliteStore.open(database, clock=time.time) as db:
+                opened: list[dict[str, Any] | str] = []
+                for m in await db.subject_messages(vault.subject_id(subject)):
+                    try:
+                        opened.append(await vault.open_payload(m.payload))
+                    except Erased:
+                        opened.append("erased")
+                return opened
         finally:
             await keys.close()
 
@@ -314,8 +314,12 @@ def test_the_x_token_is_refreshed_across_a_restart_and_a_reused_one_is_an_alert(
         daemon.wait_idle()
         assert _tweets(sim) == 1
         (token,) = daemon.status()["privacy"]["tokens"]
-        assert token["has_token"] and token["failures"] == 0
+        assert token["has_token"] and token["failures"] == 0 and 0 < token["seconds_left"] <= 302
         assert _x_tokens(sim)["revoked"] == 0
+        report = daemon.call("preflight", {})
+        (x,) = [i for i in report["integrations"] if i["name"] == "x"]
+        (kept,) = [s for s in x["steps"] if "OAuth access token" in s["reason"]]
+        assert kept["verdict"] == "pass" and "min left" in kept["reason"]
     for name in ("ringbearer.db", "ringbearer.db-wal", "ringbearer.db-shm"):
         (state / name).unlink(missing_ok=True)
         if (backup / name).exists():

@@ -92,6 +92,7 @@ class World:
 @asynccontextmanager
 async def started(folder: Path, kek: Kek) -> AsyncIterator[World]:
     async with trio_asyncio.open_loop(), SqliteStore.open(folder / "rb.db", clock=wall) as store:
+        await store.recover_inflight()  # as the daemon does at each start
         keys = await SqliteKeyStore.open(folder / "keys.db")
         try:
             yield World(store, await Vault.open(keys, kek, wall=wall))
@@ -109,12 +110,12 @@ async def deliver_everything(store: Store, target: str) -> None:
         await trio.sleep(0.01)
 
 
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    for _ in range(10_000):
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
+    for _ in range(int(seconds * 100)):
         if await check():
             return
         await trio.sleep(0.01)
-    raise AssertionError("not done in 100 s")
+    raise AssertionError(f"not done in {seconds} s")
 
 
 async def finished(store: Store, subject: str) -> bool:
@@ -289,7 +290,7 @@ async def test_a_failed_step_is_tried_again_later_and_nothing_else_stops(
         record = await jobs.start(world.vault.subject_id(ANN), "operator")
         await trio.sleep(1)
         assert failing.failed and record.id in jobs.running  # waiting to try again
-        await until(lambda: finished(world.store, record.subject))
+        await until(lambda: finished(world.store, record.subject), seconds=100)  # virtual
         nursery.cancel_scope.cancel()
     (job,) = await world.store.erasures(subject=record.subject)
     assert outcome_of(job) == "completed" and trio.current_time() >= 30

@@ -399,9 +399,8 @@ def _add_send(command: AddCommand) -> None:
         "--subject",
         action="append",
         metavar="IDENTITY",
-        help="a person the message is about (an address, a phone number, a user id); repeat it"
-        " for several. Its payload is sealed under their keys; none given: the recipient"
-        " (email, SMS) or the distinct_id / user_id (analytics)",
+        help="someone it is about besides those its payload names (the recipient, an event's"
+        " user): an address, phone number or user id; repeatable. Sealed under their keys",
     )
     _add_when(p)
 

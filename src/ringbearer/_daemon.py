@@ -33,6 +33,7 @@ from ._alert_host import AlertHost
 from ._alerting import AlertManager
 from ._config import Config
 from ._deliverability_parts import EventSide, IntakeSide
+from ._dispatcher import Gate
 from ._errors import RingbearerError, cannot
 from ._fleet import Fleet, Hooks, PartsFactory
 from ._front import front_services
@@ -113,17 +114,7 @@ async def _core(base: Base) -> _Core:
     )  # fmt: skip
     wakeups = Wakeups(fleet, store.counters, wall, (base.metrics.observe, alerts.observe_settles))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
-
-    def breaker_moved(name: str, transition: BreakerTransition) -> None:
-        journal.breaker_changed(name, transition)
-        store.save_breaker(fleet.breaker_record(name, wall()))
-        wakeups.breaker_moved(name)
-
-    hooks = Hooks(breaker_moved, journal.health_changed, wakeups.slot_freed)
-    factory = PartsFactory(
-        store, wall, base.ssl_context, base.kinds, base.sandbox, hooks, events.gate,
-        intake.public.webhook, privacy.vault if privacy else None,
-    )  # fmt: skip
+    factory = _factory(base, fleet, journal, wakeups, events.gate, intake, privacy)
     if privacy is not None:
         await base.tokens.start(base.config, factory, store, privacy.vault, alerts, wall)
     fleet.fill(base.config, factory)
@@ -139,6 +130,25 @@ async def _core(base: Base) -> _Core:
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
         stalls, intake, events, privacy,
+    )  # fmt: skip
+
+
+def _factory(
+    base: Base, fleet: Fleet, journal: Journal, wakeups: Wakeups, gate: Gate,
+    intake: IntakeSide, privacy: PrivacySide | None,
+) -> PartsFactory:  # fmt: skip
+    """What builds adapters and actors, with the hooks that tell of breakers and health."""
+    store, wall = base.store, base.wall
+
+    def breaker_moved(name: str, transition: BreakerTransition) -> None:
+        journal.breaker_changed(name, transition)
+        store.save_breaker(fleet.breaker_record(name, wall()))
+        wakeups.breaker_moved(name)
+
+    hooks = Hooks(breaker_moved, journal.health_changed, wakeups.slot_freed)
+    return PartsFactory(
+        store, wall, base.ssl_context, base.kinds, base.sandbox, hooks, gate,
+        intake.public.webhook, privacy.vault if privacy else None,
     )  # fmt: skip
 
 
@@ -160,8 +170,9 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
         core.drains,
     )  # fmt: skip
     preflight = PreflightDuty(
-        core.current, base.kinds, base.sandbox, core.alerts, core.journal, base.wall
-    )
+        core.current, base.kinds, base.sandbox, core.alerts, core.journal, base.wall,
+        token_step=base.tokens.preflight_step,
+    )  # fmt: skip
     addresses = Addresses(sandbox=base.sandbox.url if base.sandbox else None)
     table = _table(base, core, reloader, preflight, addresses)
     return Parts(

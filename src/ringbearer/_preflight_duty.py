@@ -11,7 +11,7 @@ import trio
 from ._alerting import AlertManager
 from ._journal import Journal
 from ._logging import fields
-from ._preflight import PreflightReport, Verdict, preflight
+from ._preflight import PreflightReport, Step, Verdict, preflight
 from ._reload import CurrentConfig
 from ._sandbox import Sandbox
 from ._wedding import Calendar
@@ -34,6 +34,8 @@ class PreflightDuty:
     journal: Journal
     wall: Callable[[], float]
     timeout: float = 10.0
+    # An integration's kept OAuth token, as a step of its own (how long it has left).
+    token_step: Callable[[str], Step | None] = lambda name: None
 
     async def check(self, timeout: float | None = None) -> PreflightReport:  # noqa: ASYNC109 (each probe's bound)
         """Check every integration where this daemon sends, sending nothing; alert if not ready."""
@@ -43,6 +45,7 @@ class PreflightDuty:
             sandbox=self.sandbox,
             timeout=self.timeout if timeout is None else timeout,
         )
+        report = self._with_tokens(report)
         failing = [i.name for i in report.integrations if i.verdict is Verdict.FAIL]
         self.journal.event(EventKind.PREFLIGHT, verdict=report.readiness.value, failing=failing)
         if failing:
@@ -53,6 +56,14 @@ class PreflightDuty:
             self.alerts.cleared(PREFLIGHT_KEY)
             log.info("preflight: " + report.readiness.value)
         return report
+
+    def _with_tokens(self, report: PreflightReport) -> PreflightReport:
+        integrations = []
+        for found in report.integrations:
+            step = self.token_step(found.name)
+            steps = found.steps if step is None else (*found.steps, step)
+            integrations.append(attrs.evolve(found, steps=steps))
+        return attrs.evolve(report, integrations=tuple(integrations))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the preflight ``preflight_hours_before`` each wedding day the calendar knows of."""

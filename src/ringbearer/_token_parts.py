@@ -18,7 +18,7 @@ import trio
 
 from ._config import Config
 from ._fleet import PartsFactory
-from ._logging import fields
+from ._preflight import Stage, Step, Verdict
 from .control._replies import Severity
 from .deliverability._guard import AlertSink
 from .integrations import ProviderKind, social
@@ -106,11 +106,16 @@ class TokenKeepers:
                         alerts.cleared(alert_key(stats.integration))
                 await trio.sleep(WATCH_SECONDS)
 
-    def log_start(self) -> None:
-        for stats in self.statistics():
-            log.info(
-                "oauth token",
-                extra=fields(
-                    integration=stats.integration, seconds_left=int(stats.remaining_seconds)
-                ),
-            )
+    def preflight_step(self, integration: str) -> Step | None:
+        """How long the integration's kept token has left, as a preflight step."""
+        keeper = self.keepers.get(integration)
+        if keeper is None:
+            return None
+        stats = keeper.statistics()
+        if stats.reconnect or not stats.has_token:
+            why = stats.last_problem or "no access token"
+            return Step(Stage.CREDENTIALS, Verdict.FAIL, f"OAuth token: {why}")
+        left = f"OAuth access token: {stats.remaining_seconds / 60:.0f} min left"
+        if stats.failures:
+            return Step(Stage.CREDENTIALS, Verdict.WARN, f"{left}; refresh failing")
+        return Step(Stage.CREDENTIALS, Verdict.PASS, left)
