@@ -60,10 +60,7 @@ class SubmitHandler:
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
         found = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
-        checked = [
-            await self._protect(f"messages[{i}]", await self._unless_repeat(c))
-            for i, c in enumerate(found)
-        ]
+        checked = await self._protect([await self._unless_repeat(c) for c in found])
         refused = [
             r.RefusedMessage(i, c.code.value, c.reason)
             for i, c in enumerate(checked)
@@ -94,13 +91,19 @@ class SubmitHandler:
         return checked.refusal
 
     async def _protect(
-        self, where: str, checked: NewMessage | Refused
-    ) -> NewMessage | Refused | PrivacyRefusal:
-        if not isinstance(checked, NewMessage):
-            return checked
+        self, checked: list[NewMessage | Refused]
+    ) -> list[NewMessage | Refused | PrivacyRefusal]:
+        """The privacy step, for the messages of the request not refused already."""
         if self.privacy is None:  # nothing sealed: no subject ids to name either
-            return attrs.evolve(checked, subjects=())
-        return await self.privacy.protect(where, checked, self._family(checked.target))
+            return [attrs.evolve(c, subjects=()) if isinstance(c, NewMessage) else c
+                    for c in checked]  # fmt: skip
+        going = [
+            (f"messages[{i}]", c, self._family(c.target))
+            for i, c in enumerate(checked)
+            if isinstance(c, NewMessage)
+        ]
+        protected = iter(await self.privacy.protect_all(going))
+        return [next(protected) if isinstance(c, NewMessage) else c for c in checked]
 
     def _family(self, target: str) -> str:
         """The family of a target's first member (a group's members share one)."""

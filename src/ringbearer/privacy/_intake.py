@@ -54,20 +54,39 @@ class Protection:
     async def protect(
         self, where: str, message: NewMessage, family: str
     ) -> NewMessage | PrivacyRefusal:
-        """``message.subjects`` holds the producer's identities, to which those the payload
-        names are added (a recipient is always a subject of what is sent to them); the
+        """One message: see :meth:`protect_all`."""
+        (protected,) = await self.protect_all([(where, message, family)])
+        return protected
+
+    async def protect_all(
+        self, messages: Sequence[tuple[str, NewMessage, str]]
+    ) -> list[NewMessage | PrivacyRefusal]:
+        """Each ``(where, message, family)`` refused or sealed; the keys of every new subject
+        of them all are made in one durable write.
+
+        ``message.subjects`` holds the producer's identities, to which those the payload
+        names are added (a recipient is always a subject of what is sent to them); a
         result names subject ids and carries the payload sealed."""
-        named = [*message.subjects, *default_identities(family, message.payload)]
-        identities = list(dict.fromkeys(named))
+        found: list[tuple[NewMessage, list[str]] | PrivacyRefusal] = []
+        for where, message, family in messages:
+            named = [*message.subjects, *default_identities(family, message.payload)]
+            identities = list(dict.fromkeys(named))
+            ids = [self.vault.subject_id(identity) for identity in identities]
+            refusal = self._refusal(where, ids, _purpose(family, message.category))
+            # Refused before any key is made: an erased subject gets none again.
+            found.append(refusal if refusal is not None else (message, identities))
+        going = [i for item in found if not isinstance(item, PrivacyRefusal) for i in item[1]]
+        if going:
+            await self.vault.ensure(list(dict.fromkeys(going)))
+        return [item if isinstance(item, PrivacyRefusal) else await self._sealed(*item)
+                for item in found]  # fmt: skip
+
+    async def _sealed(self, message: NewMessage, identities: list[str]) -> NewMessage:
         if not identities:
             return message
-        ids = [self.vault.subject_id(identity) for identity in identities]
-        refusal = self._refusal(where, ids, _purpose(family, message.category))
-        if refusal is not None:
-            return refusal  # before any key is made: an erased subject gets none again
-        subjects = await self.vault.ensure(identities)
+        subjects = sorted({self.vault.subject_id(identity) for identity in identities})
         sealed = await self.vault.seal_payload(subjects, message.payload)
-        return attrs.evolve(message, payload=sealed, subjects=tuple(sorted(set(subjects))))
+        return attrs.evolve(message, payload=sealed, subjects=tuple(subjects))
 
     def _refusal(
         self, where: str, subjects: Sequence[str], purpose: str | None

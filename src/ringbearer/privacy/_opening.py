@@ -86,7 +86,7 @@ class OpeningLane:
         opened = await self._open(envelope)
         if not isinstance(opened, Envelope):
             return opened
-        return _kept_from(await self.inner.deliver(opened), self._identities(opened))
+        return self._kept_from(await self.inner.deliver(opened), opened)
 
     async def deliver_batch(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         opened = [await self._open(envelope) for envelope in envelopes]
@@ -96,7 +96,7 @@ class OpeningLane:
         outcomes: list[Outcome] = []
         for item in opened:
             if isinstance(item, Envelope):
-                outcomes.append(_kept_from(next(answers), self._identities(item)))
+                outcomes.append(self._kept_from(next(answers), item))
             else:
                 outcomes.append(item)
         return outcomes
@@ -115,11 +115,9 @@ class OpeningLane:
             return Permanent("its sealed payload cannot be opened with the keys held")
         return envelope if opened is payload else attrs.evolve(envelope, payload=opened)
 
-    def _identities(self, envelope: Envelope) -> list[str]:
-        return default_identities(self.family, envelope.payload)
-
-
-def _kept_from(outcome: Outcome, identities: Sequence[str]) -> Outcome:
-    if isinstance(outcome, Retry | Permanent):
-        return attrs.evolve(outcome, reason=redact(outcome.reason, identities))
-    return outcome
+    def _kept_from(self, outcome: Outcome, opened: Envelope) -> Outcome:
+        """A failure's reason without the message's identities (read only for a failure)."""
+        if isinstance(outcome, Retry | Permanent):
+            identities = default_identities(self.family, opened.payload)
+            return attrs.evolve(outcome, reason=redact(outcome.reason, identities))
+        return outcome
