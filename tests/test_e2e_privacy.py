@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio_asyncio
@@ -116,6 +117,11 @@ def test_an_erased_subject_leaves_no_residue_and_the_providers_are_asked(
         assert found_in(raw_state(state)) == []
         asked = deletions(sim)
         assert ADDRESS in asked["mixpanel-deletion"] and ADDRESS in asked["amplitude-deletion"]
+        scraped = httpx.get(daemon.status()["metrics"]).text
+        assert 'ringbearer_erasures_total{outcome="completed"} 1.0' in scraped
+        (subjects,) = [line for line in scraped.splitlines()
+                       if line.startswith("ringbearer_subjects_encrypted ")]  # fmt: skip
+        assert float(subjects.split()[1]) == 1  # the guest: Quill's key and the job's are gone
         # Later analytics about them is refused at submit; mail is suppressed.
         for later in (mixpanel(ADDRESS), amplitude(ADDRESS.lower()), email(ADDRESS, "hi")):
             (refusal,) = daemon.call("submit", {"messages": [later]})["refused"]
