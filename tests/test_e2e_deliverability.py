@@ -147,6 +147,11 @@ def test_rfc_8058_headers_reach_every_email_provider_and_one_click_suppresses_ma
         assert posted.status_code == 200
         (entry,) = check(daemon, "reader-smtp@example.com")["suppressions"]
         assert (entry["scope"], entry["reason"]) == ("marketing", "unsubscribe")
+        # The link names the reader by subject id, never by address, and the click
+        # withdrew their marketing consent.
+        assert "reader-smtp" not in links["smtp"]
+        shown = daemon.call("subject-status", {"subject": "reader-smtp@example.com"})
+        assert shown["consent"] == {"marketing": False}
         refused = daemon.cli(
             "send", "email", "--category", "marketing", "--payload",
             json.dumps(mail("reader-smtp@example.com")["payload"]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -163,9 +164,8 @@ def pseudonymised(event: ProviderEvent, pseudonym: Callable[[str], str]) -> Prov
     named = pseudonym(address)
     if named == address:
         return event
-    detail = {
-        k: v.replace(address, named) if isinstance(v, str) else v for k, v in event.detail.items()
-    }
+    said = re.compile(re.escape(address), re.IGNORECASE)  # a provider's words, any case
+    detail = {k: said.sub(named, v) if isinstance(v, str) else v for k, v in event.detail.items()}
     return attrs.evolve(event, address=named, detail=detail)
 
 
