@@ -70,3 +70,5 @@ class EventKind(enum.StrEnum):
     KEYS_ROTATED = "keys_rotated"
     TOKEN_REFRESHED = "token_refreshed"
     TOKEN_REFRESH_FAILED = "token_refresh_failed"
+    # Growth.
+    TEMPLATE_PUT = "template_put"  # a template's new version kept

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._alert_model import AlertRecord as AlertRecord
 from ._alert_model import SentNotice as SentNotice
+from ._growth_model import TemplateRecord as TemplateRecord
 from ._keys import KeyReused as KeyReused
 from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
@@ -50,6 +51,7 @@ from ._protocol import Privacy as Privacy
 from ._protocol import Queries as Queries
 from ._protocol import Settling as Settling
 from ._protocol import Store as Store
+from ._protocol import Templates as Templates
 from ._protocol import StoreListener as StoreListener
 from ._protocol import StoreStatistics as StoreStatistics
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION

@@ -16,10 +16,12 @@ from .._delivery import Priority
 from ._alert_model import AlertRecord
 from ._forward_deliverability import ForwardsDeliverability
 from ._forward_privacy import ForwardsPrivacy
+from ._forward_templates import ForwardsTemplates
 from ._keys import KeyHolder, admit
 from ._memory_alerts import MemoryAlerts
 from ._memory_deliverability import MemoryDeliverability
 from ._memory_privacy import MemoryPrivacy
+from ._memory_templates import MemoryTemplates
 from ._memory_reads import MemoryDeadLetters, MemoryQueries
 from ._memory_tables import Row, Tables, new_row, settled, submitted
 from ._model import (
@@ -45,7 +47,7 @@ Handoff = Callable[[list[Claimed]], None]
 _RECOVERED = {"reason": "in flight at the last stop; counted as an attempt"}
 
 
-class MemoryStore(ForwardsDeliverability, ForwardsPrivacy):
+class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
     """A fake :class:`~ringbearer.store.Store`; ``rows`` and ``event_log`` are there for tests.
 
     The deliverability role's methods are those of ``ForwardsDeliverability``.
@@ -65,6 +67,7 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy):
         self._alerts = MemoryAlerts()
         self._deliverability = MemoryDeliverability(self._t)
         self._privacy = MemoryPrivacy(self._t, self._deliverability)
+        self._templates = MemoryTemplates(self._t)
 
     @property
     def listener(self) -> StoreListener:

@@ -24,6 +24,7 @@ from ..deliverability import (
     Suppression,
 )
 from ._alert_model import AlertRecord
+from ._growth_model import TemplateRecord
 from ._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -344,6 +345,20 @@ class Privacy(Protocol):
         """Durably keep ``integration``'s sealed token set; return after the commit."""
 
 
+class Templates(Protocol):
+    """Versioned templates: a put adds a version, which never changes afterwards."""
+
+    async def put_template(self, name: str, parts: Mapping[str, str], *, by: str) -> TemplateRecord:
+        """Durably keep ``parts`` as the next version of ``name`` (1 for a new name), with a
+        ``template_put`` audit event; return it, after the commit."""
+
+    async def template(self, name: str, version: int | None = None) -> TemplateRecord | None:
+        """That version of ``name`` (None: its latest), or None."""
+
+    async def templates(self) -> list[TemplateRecord]:
+        """The latest version of each template, by name."""
+
+
 class Lifecycle(Protocol):
     """Start-up, shutdown and the listener told of each commit."""
 
@@ -370,6 +385,7 @@ class Store(
     AlertState,
     Deliverability,
     Privacy,
+    Templates,
     Lifecycle,
     Protocol,
 ):

@@ -294,6 +294,18 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 8: growth. Templates, versioned: a put adds the next version of a name,
+    # and a message rendered from one keeps its bytes whatever comes later.
+    """
+    CREATE TABLE templates (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        parts TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        by TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from ..._delivery import Priority
 from .._alert_model import AlertRecord
 from .._forward_deliverability import ForwardsDeliverability
 from .._forward_privacy import ForwardsPrivacy
+from .._forward_templates import ForwardsTemplates
 from .._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -46,16 +47,17 @@ from ._queue import Queue
 from ._reads import Reads
 from ._rows import event_row
 from ._shared import Shared
+from ._templates import SqliteTemplates
 from ._writer import Op, OpKind, Writer, chained
 
 T = TypeVar("T")
 
 
-class SqliteStore(ForwardsDeliverability, ForwardsPrivacy):
+class SqliteStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
     """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop.
 
-    The deliverability and privacy roles' methods are those of ``ForwardsDeliverability``
-    and ``ForwardsPrivacy``.
+    The deliverability, privacy and templates roles' methods are those of their
+    ``Forwards*`` classes.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class SqliteStore(ForwardsDeliverability, ForwardsPrivacy):
             self._writer, self._reads, self._matcher, self._shared
         )
         self._privacy = SqlitePrivacy(self._writer, self._reads, self._shared)
+        self._templates = SqliteTemplates(self._writer, self._shared)
 
     @classmethod
     @asynccontextmanager
