@@ -51,9 +51,9 @@ from ._protocol import Privacy as Privacy
 from ._protocol import Queries as Queries
 from ._protocol import Settling as Settling
 from ._protocol import Store as Store
-from ._protocol import Templates as Templates
 from ._protocol import StoreListener as StoreListener
 from ._protocol import StoreStatistics as StoreStatistics
+from ._protocol import Templates as Templates
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 if TYPE_CHECKING:

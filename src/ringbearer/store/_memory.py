@@ -21,9 +21,9 @@ from ._keys import KeyHolder, admit
 from ._memory_alerts import MemoryAlerts
 from ._memory_deliverability import MemoryDeliverability
 from ._memory_privacy import MemoryPrivacy
-from ._memory_templates import MemoryTemplates
 from ._memory_reads import MemoryDeadLetters, MemoryQueries
 from ._memory_tables import Row, Tables, new_row, settled, submitted
+from ._memory_templates import MemoryTemplates
 from ._model import (
     ALL_PRIORITIES,
     HELD_UNTIL,
