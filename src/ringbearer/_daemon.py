@@ -54,6 +54,9 @@ from ._systemd import watchdog_interval
 from ._token_parts import TokenKeepers
 from ._wakeups import Wakeups
 from .deliverability import normalise_address
+from .growth._book import TemplateBook
+from .growth._stages import Planning, StageSettings
+from .growth._templates import Engine
 from .handlers import (
     Addresses,
     StatusHandler,
@@ -64,9 +67,10 @@ from .handlers import (
     summary_line,
 )
 from .handlers._privacy import privacy_table
+from .handlers._templates import templates_table
 from .integrations import provider_kinds
 from .resilience import BreakerTransition
-from .store import EventKind, SqliteStore
+from .store import EventKind, SqliteStore, Store
 
 log = logging.getLogger("ringbearer.daemon")
 WallClock = Callable[[], float]
@@ -93,6 +97,7 @@ class _Core:
     intake: IntakeSide
     events: EventSide
     privacy: PrivacySide | None
+    templates: TemplateBook
 
 
 async def _core(base: Base) -> _Core:
@@ -102,9 +107,11 @@ async def _core(base: Base) -> _Core:
     privacy = await _privacy(base)
     name = subject_namer(privacy.vault) if privacy else normalise_address
     intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry, name)
+    templates = template_book(base.config, store, wall)
     submit = SubmitHandler(
         current, fleet, store, base.metrics, intake.rules, store,
         lambda t, at: wakeups.scheduled(t, at), privacy.protection if privacy else None,
+        templates,
     )  # fmt: skip
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
@@ -129,7 +136,7 @@ async def _core(base: Base) -> _Core:
     )
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
-        stalls, intake, events, privacy,
+        stalls, intake, events, privacy, templates,
     )  # fmt: skip
 
 
@@ -150,6 +157,12 @@ def _factory(
         store, wall, base.ssl_context, base.kinds, base.sandbox, hooks, gate,
         intake.public.webhook, privacy.vault if privacy else None,
     )  # fmt: skip
+
+
+def template_book(config: Config, store: Store, wall: WallClock) -> TemplateBook:
+    """The templates, rendered on the wedding-day calendar's time zone."""
+    planning = Planning(StageSettings(), config.wedding_day.timezone)
+    return TemplateBook(store, Engine(planning=planning), wall)
 
 
 async def _privacy(base: Base) -> PrivacySide | None:
@@ -229,6 +242,7 @@ def _table(
             name=subject_namer(privacy.vault) if privacy else normalise_address,
         ),
     }
+    table = {**table, **templates_table(core.templates)}
     if privacy is None or privacy.jobs is None:
         return table
     return {**table, **privacy_table(

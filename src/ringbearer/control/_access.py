@@ -5,8 +5,9 @@ connection's peer credentials (``SO_PEERCRED``: the uid and gid of the
 process at the other end, which it cannot forge) give it a role:
 
 * ``read`` — status, audit, dead letters, messages, waits, the suppression
-  list, the deliverability funnel and a subject's status (by opaque id);
-* ``send`` — also submit messages (the platform's own user);
+  list, the deliverability funnel, a subject's status (by opaque id) and
+  templates;
+* ``send`` — also submit messages and render templates (the platform's own user);
 * ``operate`` — also pause, resume, breakers, reload, wedding-day mode,
   dead-letter replay and purge, suppressions added or removed, a sending
   domain's reputation pause ended, a subject's erasure, export (decrypted
@@ -51,6 +52,9 @@ _NEEDS: dict[type, Role] = {
     proto.SuppressionCheck: Role.READ,
     proto.DeliverabilityReport: Role.READ,
     proto.SubjectStatus: Role.READ,
+    proto.TemplateShow: Role.READ,
+    proto.TemplateList: Role.READ,
+    proto.TemplateRender: Role.SEND,
     proto.Submit: Role.SEND,
 }
 

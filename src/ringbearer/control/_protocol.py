@@ -67,6 +67,11 @@ class MessageIn:
     # The people it is about (addresses, phone numbers, user ids), besides
     # those its payload names by its target's family (privacy/_subjects.py).
     subjects: list[str] | None = None
+    # A stored template (its latest version, or ``template_version``) rendered
+    # with ``vars`` once, at submit: its fields join the payload's.
+    template: str | None = None
+    template_version: int | None = None
+    vars: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -406,6 +411,41 @@ class KeysRotate(Asks[r.KeysRotateReply]):
     reply = r.KeysRotateReply
 
 
+@attrs.frozen
+class TemplatePut(Asks[r.TemplateView]):
+    """Keep ``parts`` (a payload field -> Liquid source) as the next version of ``name``."""
+
+    name: str
+    parts: dict[str, str]
+    by: str = "operator"
+
+    reply = r.TemplateView
+
+
+@attrs.frozen
+class TemplateShow(Asks[r.TemplateView]):
+    name: str
+    version: int | None = None  # None: the latest
+
+    reply = r.TemplateView
+
+
+@attrs.frozen
+class TemplateList(Asks[r.TemplatesReply]):
+    reply = r.TemplatesReply
+
+
+@attrs.frozen
+class TemplateRender(Asks[r.RenderedReply]):
+    """Render a template with ``vars`` as submit would, sending nothing."""
+
+    name: str
+    vars: dict[str, Any] = attrs.Factory(dict)
+    version: int | None = None
+
+    reply = r.RenderedReply
+
+
 Request = (
     Submit
     | Status
@@ -436,6 +476,10 @@ Request = (
     | SubjectExport
     | SubjectConsent
     | KeysRotate
+    | TemplatePut
+    | TemplateShow
+    | TemplateList
+    | TemplateRender
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -468,6 +512,10 @@ COMMANDS: dict[str, type[Any]] = {
     "subject-export": SubjectExport,
     "subject-consent": SubjectConsent,
     "keys-rotate": KeysRotate,
+    "template-put": TemplatePut,
+    "template-show": TemplateShow,
+    "template-list": TemplateList,
+    "template-render": TemplateRender,
 }
 
 

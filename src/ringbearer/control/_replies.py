@@ -476,33 +476,6 @@ class StatusReply:
     privacy: PrivacyStatus | None = None  # None: a daemon without the vault (tests)
 
 
-Reply = (
-    SubmitReply
-    | MessageReply
-    | WaitReply
-    | AuditReply
-    | DeadLettersReply
-    | DeadLetterReply
-    | ReplayReply
-    | PurgeReply
-    | PauseReply
-    | BreakerReply
-    | CrashReply
-    | ReloadReply
-    | ModeReply
-    | AlertView
-    | AlertsReply
-    | PreflightReply
-    | StatusReply
-    | SuppressionView
-    | SuppressionsReply
-    | SuppressionCheckReply
-    | SuppressionRemoveReply
-    | DeliverabilityReply
-    | DomainResumeReply
-)
-
-
 # -- privacy ------------------------------------------------------------------------------
 
 
@@ -570,3 +543,70 @@ class KeysRotateReply:
     pending: int
     old_needed: bool
     running: bool
+
+
+# -- growth: templates --------------------------------------------------------------------
+
+
+@attrs.frozen
+class TemplateView:
+    """One version of a template: its parts (a payload field -> Liquid source)."""
+
+    name: str
+    version: int
+    parts: dict[str, str]
+    created_at: float
+    by: str
+
+
+@attrs.frozen
+class TemplatesReply:
+    """The latest version of each template, by name."""
+
+    templates: list[TemplateView]
+
+
+@attrs.frozen
+class RenderedReply:
+    """A template rendered with the given vars: the payload fields it makes, and their digest
+    (the same bytes a message rendered from it at submit carries)."""
+
+    name: str
+    version: int
+    fields: dict[str, str]
+    digest: str
+
+
+Reply = (
+    SubmitReply
+    | MessageReply
+    | WaitReply
+    | AuditReply
+    | DeadLettersReply
+    | DeadLetterReply
+    | ReplayReply
+    | PurgeReply
+    | PauseReply
+    | BreakerReply
+    | CrashReply
+    | ReloadReply
+    | ModeReply
+    | AlertView
+    | AlertsReply
+    | PreflightReply
+    | StatusReply
+    | SuppressionView
+    | SuppressionsReply
+    | SuppressionCheckReply
+    | SuppressionRemoveReply
+    | DeliverabilityReply
+    | DomainResumeReply
+    | ErasureView
+    | SubjectStatusReply
+    | SubjectExportReply
+    | ConsentView
+    | KeysRotateReply
+    | TemplateView
+    | TemplatesReply
+    | RenderedReply
+)

@@ -24,6 +24,7 @@ from .._reload import CurrentConfig
 from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
 from ..control import _replies as r
 from ..deliverability._intake import IntakeRules, Prepared, Refused
+from ..growth._book import TemplateBook
 from ..integrations._base import describe_char
 from ..privacy._intake import PrivacyRefusal, Protection
 from ..privacy._subjects import check_identities
@@ -50,6 +51,8 @@ class SubmitHandler:
     scheduled: Callable[[str, float], None] = lambda target, at: None
     # The privacy step (subjects, consent, sealing); None: stored as given.
     privacy: Protection | None = None
+    # The templates a message may name, rendered here, once; None: none kept.
+    templates: TemplateBook | None = None
 
     async def __call__(self, request: Submit) -> r.SubmitReply:
         messages = request.messages
@@ -59,6 +62,7 @@ class SubmitHandler:
             raise RequestError(
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
+        messages = [await self._rendered(f"messages[{i}]", m) for i, m in enumerate(messages)]
         found = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
         checked = await self._protect([await self._unless_repeat(c) for c in found])
         refused = [
@@ -89,6 +93,33 @@ class SubmitHandler:
             return message
         self.rules.refused(checked.refusal)
         return checked.refusal
+
+    async def _rendered(self, where: str, message: MessageIn) -> MessageIn:
+        """A message naming a template, with its rendered fields in its payload (rendered
+        once, here: every retry and failover sends these very bytes)."""
+        if message.template is None:
+            if message.vars is not None or message.template_version is not None:
+                raise RequestError(ErrorCode.BAD_ARGS, f"{where}: vars given without a template")
+            return message
+        if self.templates is None:
+            raise RequestError(ErrorCode.BAD_ARGS, f"{where}.template: no templates are kept")
+        try:
+            rendered = await self.templates.render(
+                message.template, message.template_version, message.vars or {}
+            )
+        except RequestError as exc:
+            raise RequestError(exc.code, f"{where}: {exc.message}") from None
+        fields = rendered.payload()
+        both = sorted(set(fields) & set(message.payload))
+        if both:
+            raise RequestError(
+                ErrorCode.BAD_ARGS,
+                f"{where}.payload: {', '.join(both)} given and also rendered by the template",
+            )
+        return attrs.evolve(
+            message, payload={**message.payload, **fields}, template=None,
+            template_version=None, vars=None,
+        )  # fmt: skip
 
     async def _protect(
         self, checked: list[NewMessage | Refused]

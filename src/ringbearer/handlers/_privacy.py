@@ -10,7 +10,7 @@ subject's own data, given back to them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -219,7 +219,7 @@ def privacy_table(
     consent: ConsentBook,
     rotator: Rotator,
     wall: Callable[[], float],
-) -> dict[type[Any], Callable[[Any], Any]]:
+) -> dict[type[Any], Callable[[Any], Awaitable[r.Reply]]]:
     """The handler of each privacy request."""
     return {
         SubjectErase: SubjectEraseHandler(jobs, vault),
