@@ -9,6 +9,7 @@ sent, and what Mailgun takes is still what was rendered at submit.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,5 +107,45 @@ def test_a_missing_variable_or_a_bad_template_is_refused_naming_it(
         assert said.startswith("bad_args") and "messages[0]" in said and "guest" in said
         listed = daemon.call("template-list", {})["templates"]
         assert [(t["name"], t["version"]) for t in listed] == [("invite", 1)]
+    finally:
+        daemon.stop()
+
+
+def test_no_marketing_mail_in_the_final_week_and_a_held_message_says_which_rule(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    import datetime as dt
+
+    today = dt.datetime.now(dt.UTC).date()
+    soon, later = str(today + dt.timedelta(days=3)), str(today + dt.timedelta(days=40))
+
+    def mail(to: str, category: str, wedding: str) -> dict[str, Any]:
+        payload = {"from": "studio@example.com", "to": to, "subject": "Albums", "text": "Hi."}
+        return {"target": "email", "payload": payload, "category": category,
+                "wedding_date": wedding}  # fmt: skip
+
+    daemon = Daemon(tmp_path, config_for(tmp_path, sim)).start()
+    try:
+        reply = daemon.call(
+            "submit",
+            {
+                "messages": [
+                    mail("final-week@example.org", "marketing", soon),
+                    mail("final-week@example.org", "transactional", soon),
+                    mail("months-away@example.org", "marketing", later),
+                ]
+            },
+        )
+        held, receipt, away = reply["accepted"]
+        assert "marketing_quiet_week" in held["held"] and receipt["held"] is away["held"] is None
+        # Not idle: the held one waits in the store (``wait`` would wait days for it).
+        poll(lambda: mail_of(sim, "resend"), lambda m: len(m) == 2, 30, "the two not held")
+        sent = [m["to"] for m in mail_of(sim, "resend")]
+        assert sorted(sent) == [["final-week@example.org"], ["months-away@example.org"]]
+        history = daemon.call("message", {"id": held["id"]})
+        assert history["status"] == "queued"
+        (event,) = [e for e in history["events"] if e["kind"] == "stage_held"]
+        assert "marketing_quiet_week" in event["detail"]["rule"]
+        assert event["detail"]["until"] > time.time() + 3 * 86_400
     finally:
         daemon.stop()

@@ -72,3 +72,4 @@ class EventKind(enum.StrEnum):
     TOKEN_REFRESH_FAILED = "token_refresh_failed"
     # Growth.
     TEMPLATE_PUT = "template_put"  # a template's new version kept
+    STAGE_HELD = "stage_held"  # a message held by a stage rule until its window ends

@@ -76,6 +76,7 @@ COMMAND_MODULES = {
     "deliverability": "_cli_deliverability",
     "subject": "_cli_privacy",
     "keys": "_cli_privacy",
+    "template": "_cli_templates",
     "sandbox": "_cli_sandbox",
     "simulate": "_cli_sandbox",
 }
@@ -85,6 +86,7 @@ MODULES = (
     "_cli_messages",
     "_cli_deliverability",
     "_cli_privacy",
+    "_cli_templates",
     "_cli_sandbox",
 )
 

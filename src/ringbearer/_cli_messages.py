@@ -47,6 +47,9 @@ LINE_FIELDS = {
     "not_before",
     "category",
     "subjects",
+    "template",
+    "template_version",
+    "vars",
 }
 TIME_FIELDS = ("deliver_by", "not_before")  # a line may give them as the CLI's times ahead
 EVENT_KINDS = tuple(k.value for k in EventKind)
@@ -103,12 +106,15 @@ def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     if args.file:
         if args.target or args.payload:
             raise UsageError("give either TARGET --payload or --file, not both")
+        if args.template or args.template_version or args.vars:
+            raise UsageError('with --file, each line names its own "template" and "vars"')
         yield from _read_jsonl(Path(args.file))
         return
-    if not args.target or args.payload is None:
-        raise UsageError("send needs TARGET and --payload JSON (or --file FILE)")
-    payload = _json_object(args.payload, "--payload")
+    if not args.target or (args.payload is None and not args.template):
+        raise UsageError("send needs TARGET and --payload JSON or --template (or --file FILE)")
+    payload = {} if args.payload is None else _json_object(args.payload, "--payload")
     message: dict[str, Any] = {"target": args.target, "payload": payload, "priority": args.priority}
+    message.update(_template_of(args))
     if args.key:
         message["key"] = args.key
     if args.deliver_by is not None:
@@ -120,6 +126,21 @@ def _messages_from_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     if args.subject:
         message["subjects"] = list(args.subject)
     yield message
+
+
+def _template_of(args: argparse.Namespace) -> dict[str, Any]:
+    """``--template`` and its version and vars, as a message's fields (none without it)."""
+    if not args.template:
+        if args.template_version is not None or args.vars is not None:
+            raise UsageError("--template-version and --vars go with --template NAME")
+        return {}
+    from ._cli_templates import read_vars
+
+    fields: dict[str, Any] = {"template": args.template}
+    fields["vars"] = {} if args.vars is None else read_vars(args.vars)
+    if args.template_version is not None:
+        fields["template_version"] = args.template_version
+    return fields
 
 
 def _json_object(text: str, where: str) -> dict[str, Any]:
@@ -147,14 +168,19 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def _line(path: Path, number: int, line: str) -> dict[str, Any]:
     where = f"{path}:{number}"
     obj = _json_object(line, where)
+    if "template" in obj:
+        obj.setdefault("payload", {})
     if "target" not in obj or "payload" not in obj:
-        raise UsageError(f"{where}: each line needs an object with 'target' and 'payload'")
+        raise UsageError(
+            f"{where}: each line needs an object with 'target' and 'payload' (or 'template')"
+        )
     if not isinstance(obj["payload"], dict):
         raise UsageError(f"{where}: 'payload' must be a JSON object")
     unknown = set(obj) - LINE_FIELDS
     if unknown:
         raise UsageError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
     _check_subjects(where, obj.get("subjects"))
+    _check_template(where, obj)
     for name in TIME_FIELDS:
         if isinstance(obj.get(name), str):
             from ._cli_times import ahead
@@ -172,6 +198,21 @@ def _check_subjects(where: str, subjects: Any) -> None:
         return
     if not isinstance(subjects, list) or not all(isinstance(x, str) for x in subjects):
         raise UsageError(f"{where}: 'subjects' must be a list of strings")
+
+
+def _check_template(where: str, obj: dict[str, Any]) -> None:
+    """A line's ``template`` is a name, its version a whole number, its ``vars`` an object."""
+    if "template" not in obj:
+        if "template_version" in obj or "vars" in obj:
+            raise UsageError(f"{where}: 'template_version' and 'vars' go with 'template'")
+        return
+    if not isinstance(obj["template"], str) or not obj["template"]:
+        raise UsageError(f"{where}: 'template' must be a template's name (a string)")
+    version = obj.get("template_version")
+    if version is not None and (type(version) is not int or version < 1):
+        raise UsageError(f"{where}: 'template_version' must be a whole number above zero")
+    if not isinstance(obj.get("vars", {}), dict):
+        raise UsageError(f"{where}: 'vars' must be a JSON object")
 
 
 # -- wait -------------------------------------------------------------------------------------
@@ -373,7 +414,7 @@ def _add_send(command: AddCommand) -> None:
             "1  the daemon refused the request (nothing of it was stored), or refused some"
             " messages on their own (a suppressed recipient: each is printed; the others"
             " were stored)",
-            "2  bad usage, or a bad --payload or file",
+            "2  bad usage, or a bad --payload, --vars or file",
             "3  the daemon could not be reached",
         ),
     )
@@ -393,8 +434,15 @@ def _add_send(command: AddCommand) -> None:
         "--file",
         metavar="FILE",
         help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?,'
-        ' "not_before"?, "category"?, "subjects"?}',
+        ' "not_before"?, "category"?, "subjects"?, "template"?, "template_version"?, "vars"?}'
+        ' ("payload" may be left out of a line that names a "template")',
     )
+    _add_when(p)
+    _add_template(p)
+
+
+def _add_template(p: argparse.ArgumentParser) -> None:
+    """Who it is about; a stored template to render the message from, once, at submit."""
     p.add_argument(
         "--subject",
         action="append",
@@ -402,7 +450,23 @@ def _add_send(command: AddCommand) -> None:
         help="someone it is about besides those its payload names (the recipient, an event's"
         " user): an address, phone number or user id; repeatable. Sealed under their keys",
     )
-    _add_when(p)
+    p.add_argument(
+        "--template",
+        metavar="NAME",
+        help="render this stored template with --vars once, at submit (every retry and"
+        " failover sends the same bytes): its fields join --payload's, if any",
+    )
+    p.add_argument(
+        "--template-version",
+        type=positive_int,
+        metavar="N",
+        help="with --template: this version; none: the latest",
+    )
+    p.add_argument(
+        "--vars",
+        metavar="FILE",
+        help='with --template: its variables, a JSON object in FILE or "-" for stdin; none: {}',
+    )
 
 
 def _add_when(p: argparse.ArgumentParser) -> None:

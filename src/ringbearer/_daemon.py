@@ -56,6 +56,7 @@ from ._wakeups import Wakeups
 from .deliverability import normalise_address
 from .growth._book import TemplateBook
 from .growth._stages import Planning, StageSettings
+from .growth._staging import StageGate
 from .growth._templates import Engine
 from .handlers import (
     Addresses,
@@ -111,7 +112,7 @@ async def _core(base: Base) -> _Core:
     submit = SubmitHandler(
         current, fleet, store, base.metrics, intake.rules, store,
         lambda t, at: wakeups.scheduled(t, at), privacy.protection if privacy else None,
-        templates,
+        templates, StageGate(templates.engine.planning, wall), store,
     )  # fmt: skip
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)

@@ -39,6 +39,7 @@ class ErrorCode(enum.StrEnum):
     SUPPRESSED = "suppressed"  # a recipient is on the suppression list for this category
     ERASED = "erased"  # a subject of the message was erased: nothing new about them is taken
     NO_CONSENT = "no_consent"  # a subject has not consented to the message's purpose
+    STAGE_RULE = "stage_rule"  # a stage rule of the couple's planning refuses it
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"  # the peer's role does not allow this
     FROZEN = "frozen"  # the wedding-day change freeze: give --force

@@ -72,6 +72,9 @@ class MessageIn:
     template: str | None = None
     template_version: int | None = None
     vars: dict[str, Any] | None = None
+    # The couple's wedding day (YYYY-MM-DD; else ``vars.wedding_date``): stage
+    # rules read it (by default no marketing mail in the final week).
+    wedding_date: str | None = None
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ class AcceptedMessage:
     id: int
     key: str
     duplicate: bool  # the key (with the same target and payload) was known: the earlier message
+    held: str | None = None  # a stage rule holds it (which, and why); it goes when that ends
 
 
 @attrs.frozen

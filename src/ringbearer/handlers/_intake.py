@@ -25,10 +25,11 @@ from ..control import MAX_MESSAGES_PER_SUBMIT, MessageIn, Submit
 from ..control import _replies as r
 from ..deliverability._intake import IntakeRules, Prepared, Refused
 from ..growth._book import TemplateBook
+from ..growth._staging import StageGate
 from ..integrations._base import describe_char
 from ..privacy._intake import PrivacyRefusal, Protection
 from ..privacy._subjects import check_identities
-from ..store import Intake, NewMessage
+from ..store import Accepted, AuditLog, Event, EventKind, Intake, NewMessage
 
 MAX_KEY_LENGTH = 256
 # An idempotency key travels in providers' headers (``Idempotency-Key``, an email's
@@ -53,6 +54,9 @@ class SubmitHandler:
     privacy: Protection | None = None
     # The templates a message may name, rendered here, once; None: none kept.
     templates: TemplateBook | None = None
+    # The stage rules of a couple's planning (a message giving a wedding date).
+    stages: StageGate | None = None
+    audit: AuditLog | None = None  # where a stage hold is written (``stage_held``)
 
     async def __call__(self, request: Submit) -> r.SubmitReply:
         messages = request.messages
@@ -63,24 +67,43 @@ class SubmitHandler:
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
         messages = [await self._rendered(f"messages[{i}]", m) for i, m in enumerate(messages)]
-        found = [self._check(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        staged = [self._staged(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        found = [self._check(f"messages[{i}]", m) for i, (m, _) in enumerate(staged)]
         checked = await self._protect([await self._unless_repeat(c) for c in found])
         refused = [
             r.RefusedMessage(i, c.code.value, c.reason)
             for i, c in enumerate(checked)
             if isinstance(c, Refused | PrivacyRefusal)
         ]
-        going = [c for c in checked if isinstance(c, NewMessage)]
-        accepted = await self.intake.submit(going) if going else []
-        for message, a in zip(going, accepted, strict=True):
-            if not a.duplicate:
-                self.metrics.submitted_to(message.target)
-                if message.not_before is not None:
-                    self.scheduled(message.target, message.not_before)
+        going = [(c, staged[i][1]) for i, c in enumerate(checked) if isinstance(c, NewMessage)]
+        accepted = await self.intake.submit([c for c, _ in going]) if going else []
         return r.SubmitReply(
-            [r.AcceptedMessage(a.id, a.idempotency_key, a.duplicate) for a in accepted],
+            [self._accepted(m, held, a) for (m, held), a in zip(going, accepted, strict=True)],
             refused,
         )
+
+    def _accepted(self, message: NewMessage, held: str | None, a: Accepted) -> r.AcceptedMessage:
+        """Tell of a message accepted: its dispatcher if it waits, the audit log if held."""
+        if not a.duplicate:
+            self.metrics.submitted_to(message.target)
+            if message.not_before is not None:
+                self.scheduled(message.target, message.not_before)
+            if held is not None and self.audit is not None and self.stages is not None:
+                detail = {"rule": held, "until": message.not_before}
+                at = self.stages.wall()
+                self.audit.append_event(Event(EventKind.STAGE_HELD.value, at, a.id, None, detail))
+        return r.AcceptedMessage(a.id, a.idempotency_key, a.duplicate, held)
+
+    def _staged(self, where: str, message: MessageIn) -> tuple[MessageIn, str | None]:
+        """The message as the couple's planning stage allows it: held until a rule's window
+        ends (a later ``not_before``, and why), or refused (RequestError naming the rule)."""
+        if self.stages is None:
+            return message, None
+        category = self.rules.category(where, message.category)
+        staged = self.stages.judge(where, message, category)
+        if staged.held is None:
+            return message, None
+        return attrs.evolve(message, not_before=staged.not_before), staged.held
 
     async def _unless_repeat(self, checked: NewMessage | _Refusal) -> NewMessage | Refused:
         """A refused message whose key is already held is a producer's retry of a message
@@ -116,9 +139,11 @@ class SubmitHandler:
                 ErrorCode.BAD_ARGS,
                 f"{where}.payload: {', '.join(both)} given and also rendered by the template",
             )
+        wedding = message.wedding_date or (message.vars or {}).get("wedding_date")
         return attrs.evolve(
             message, payload={**message.payload, **fields}, template=None,
             template_version=None, vars=None,
+            wedding_date=wedding if isinstance(wedding, str) else None,
         )  # fmt: skip
 
     async def _protect(
