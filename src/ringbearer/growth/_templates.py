@@ -46,20 +46,13 @@ and ``{{ t | date: "%A %-d %B %Y" }}`` formats a date or time in the
 calendar's zone (or one given: ``date: "%H:%M", "America/New_York"``) with
 English names, whatever the host's locale.
 
-The exception tree (what the caller does next: change the template or vars)::
-
-    TemplateError
-    ├── TemplateSyntaxError   the source does not parse, or uses an unknown filter
-    ├── LimitExceeded         a limit was hit; ``limit`` names it
-    ├── MissingVariable       ``variable``, as written in the template
-    ├── BadVariable           a var the wedding helpers read has the wrong shape
-    └── RenderFailed          another error while rendering (``kind``, ``line``)
+The wedding helpers are in ``_wedding_helpers``, the ``date`` filter in
+``_liquid_date``, and the errors (what the caller does next: change the
+template or the vars) in ``_template_errors``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import hashlib
 import io
 import json
@@ -78,8 +71,18 @@ from liquid import exceptions as lx
 from liquid.builtin.expressions.primitive import RangeLiteral
 from liquid.filter import flatten, sequence_filter
 
-from .._errors import RingbearerError
+from ._liquid_date import date_filter
 from ._stages import Planning, StageSettings
+from ._template_errors import HELPERS as HELPERS
+from ._template_errors import BadVariable as BadVariable
+from ._template_errors import FilterFault, Over
+from ._template_errors import Limit as Limit
+from ._template_errors import LimitExceeded as LimitExceeded
+from ._template_errors import MissingVariable as MissingVariable
+from ._template_errors import RenderFailed as RenderFailed
+from ._template_errors import TemplateError as TemplateError
+from ._template_errors import TemplateSyntaxError as TemplateSyntaxError
+from ._wedding_helpers import wedding_helpers
 
 if TYPE_CHECKING:
     from liquid.builtin.tags.for_tag import ForLoop
@@ -89,18 +92,6 @@ _TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # A variable as the template writes it: ``couple.name``, ``guests[2].name``, ``a["b"]``.
 _VARIABLE = re.compile(r"[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[[^\]\n]{0,64}\])*")
-HELPERS = "wedding"  # the reserved top-level name of the wedding helpers
-
-
-class Limit(enum.Enum):
-    """A template limit, named as its setting in :class:`TemplateLimits`."""
-
-    SOURCE_BYTES = "source_bytes"
-    RENDER_SECONDS = "render_seconds"
-    LOOP_ITERATIONS = "loop_iterations"
-    OUTPUT_BYTES = "output_bytes"
-    VALUE_BYTES = "value_bytes"
-    NESTING = "nesting"
 
 
 NESTING_LIMIT = liquid.Environment.block_nesting_limit  # the engine's; not a setting
@@ -123,88 +114,6 @@ class TemplateLimits:
             return NESTING_LIMIT
         value: float = getattr(self, limit.value)
         return value
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class TemplateError(RingbearerError):
-    """A template cannot be stored or rendered as it is; nothing was sent."""
-
-    def __init__(self, template: str, field: str | None, message: str) -> None:
-        self.template = template
-        self.field = field
-        where = f"template {template!r}" + (f", field {field!r}" if field else "")
-        super().__init__(f"{where}: {message}")
-
-
-class TemplateSyntaxError(TemplateError):
-    """The source does not parse; ``line`` is 1-based."""
-
-    def __init__(self, template: str, field: str, line: int, detail: str) -> None:
-        self.line = line
-        self.detail = detail
-        super().__init__(template, field, f"line {line}: {detail}")
-
-
-class LimitExceeded(TemplateError):
-    """A limit was hit; ``limit`` names it and ``allowed`` is its setting."""
-
-    def __init__(self, template: str, field: str | None, limit: Limit, allowed: float) -> None:
-        self.limit = limit
-        self.allowed = allowed
-        shown = int(allowed) if float(allowed).is_integer() else allowed
-        super().__init__(template, field, f"over the {limit.value} limit ({shown})")
-
-
-class MissingVariable(TemplateError):
-    """The template uses ``variable`` (as it writes it) and the vars do not have it."""
-
-    def __init__(self, template: str, field: str, variable: str, line: int) -> None:
-        self.variable = variable
-        self.line = line
-        helper = variable.split(".")[1] if variable.startswith(f"{HELPERS}.") else ""
-        extra = f" ({_HELPER_HINTS[helper]})" if helper in _HELPER_HINTS else ""
-        super().__init__(template, field, f"line {line}: missing variable {variable}{extra}")
-
-
-_HELPER_HINTS = {
-    "couple": "needs vars 'couple'",
-    "names": "needs vars 'couple'",
-    "date": "needs vars 'wedding_date'",
-    "at": "needs vars 'wedding_date' with a time",
-    "days_until": "needs vars 'wedding_date'",
-    "stage": "needs vars 'wedding_date'",
-}
-
-
-class BadVariable(TemplateError):
-    """A var the wedding helpers read has the wrong shape (its value is not repeated)."""
-
-    def __init__(self, template: str, variable: str, reason: str) -> None:
-        self.variable = variable
-        super().__init__(template, None, f"vars {variable!r}: {reason}")
-
-
-class RenderFailed(TemplateError):
-    """Rendering failed otherwise; ``kind`` is the engine's name for it, ``line`` if known."""
-
-    def __init__(self, template: str, field: str, kind: str, line: int | None, detail: str) -> None:
-        self.kind = kind
-        self.line = line
-        super().__init__(template, field, detail if line is None else f"line {line}: {detail}")
-
-
-class _Over(Exception):
-    """Raised deep in the engine; turned into :class:`LimitExceeded` where the field is known."""
-
-    def __init__(self, limit: Limit) -> None:
-        self.limit = limit
-        super().__init__(limit.value)
-
-
-class _Fault(lx.FilterArgumentError):
-    """A filter's refusal whose message is ours (template text only), so it may be shown."""
 
 
 # --- templates and results ------------------------------------------------------------
@@ -285,7 +194,7 @@ class _Budget:
 
     def tick(self) -> None:
         if self.clock() > self.deadline:
-            raise _Over(Limit.RENDER_SECONDS)
+            raise Over(Limit.RENDER_SECONDS)
 
     def paced(self, items: Iterator[Any]) -> Iterator[Any]:
         for item in items:
@@ -294,7 +203,7 @@ class _Budget:
 
     def check_value(self, value: object) -> None:
         if isinstance(value, str | list | dict) and sys.getsizeof(value) > self.limits.value_bytes:
-            raise _Over(Limit.VALUE_BYTES)
+            raise Over(Limit.VALUE_BYTES)
 
 
 class _Sink(io.StringIO):
@@ -312,7 +221,7 @@ class _Sink(io.StringIO):
         if s:
             self.size += len(s.encode("utf-8"))
             if self.size > self.room:
-                raise _Over(self.limit)
+                raise Over(self.limit)
         return super().write(s)
 
 
@@ -350,12 +259,14 @@ def _guarded(name: str, func: Callable[..., object], budget: _Budget) -> Callabl
     def guarded(*args: Any, **kwargs: Any) -> object:
         budget.tick()
         if size_of is not None and size_of(args) > budget.limits.value_bytes:
-            raise _Over(Limit.VALUE_BYTES)  # refused before it is built
+            raise Over(Limit.VALUE_BYTES)  # refused before it is built
         try:
             result = func(*args, **kwargs)
         except (ArithmeticError, ValueError) as exc:
             # A few of the engine's filters let these through; their words may quote values.
-            raise _Fault(f"{name} failed on its input ({type(exc).__name__})", token=None) from None
+            raise FilterFault(
+                f"{name} failed on its input ({type(exc).__name__})", token=None
+            ) from None
         budget.check_value(result)
         budget.tick()
         return result
@@ -419,7 +330,7 @@ _ABSENT = object()
 
 def _property(item: object, key: object) -> object:
     if not isinstance(item, Mapping):
-        raise _Fault("uniq: given a property, every item must be an object", token=None)
+        raise FilterFault("uniq: given a property, every item must be an object", token=None)
     return item.get(key, _ABSENT)
 
 
@@ -434,7 +345,7 @@ class _BoundedRange(RangeLiteral):
         if isinstance(context, _Context):
             allowed = context.budget.limits.loop_iterations
         if found.stop - found.start > allowed:
-            raise _Over(Limit.LOOP_ITERATIONS)
+            raise Over(Limit.LOOP_ITERATIONS)
         return found
 
 
@@ -453,102 +364,6 @@ def _bound_ranges(bound: liquid.BoundTemplate) -> None:
                 expression.__class__ = _BoundedRange
 
 
-# --- the date filter ------------------------------------------------------------------
-
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-_DIRECTIVE = re.compile(r"%(-?)(.)")
-
-
-def _to_datetime(value: object, zone: zoneinfo.ZoneInfo) -> dt.datetime | dt.date:
-    """A date as given, or a time in ``zone``; no clock is read, so no ``now``."""
-    if isinstance(value, str) and value.strip().lower() in ("now", "today"):
-        raise _Fault("date: 'now' and 'today' are not allowed: a render reads no clock", token=None)
-    if isinstance(value, bool):
-        raise _Fault("date expects a date, an ISO 8601 text or epoch seconds", token=None)
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, zone)
-    if isinstance(value, str):
-        value = _parse_iso(value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(zone) if value.tzinfo is not None else value
-    if isinstance(value, dt.date):
-        return value
-    raise _Fault("date expects a date, an ISO 8601 text or epoch seconds", token=None)
-
-
-def _parse_iso(text: str) -> dt.date | dt.datetime:
-    try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _Fault("date expects an ISO 8601 date or time", token=None) from None
-
-
-def _directive(moment: dt.datetime | dt.date, unpadded: bool, code: str) -> str:
-    """One strftime directive, with English names whatever the host's locale."""
-    clock = moment if isinstance(moment, dt.datetime) else None
-    numbers: dict[str, int | None] = {
-        "Y": moment.year,
-        "m": moment.month,
-        "d": moment.day,
-        "e": moment.day,
-        "j": moment.timetuple().tm_yday,
-        "H": clock.hour if clock else 0,
-        "I": (clock.hour % 12 or 12) if clock else 12,
-        "M": clock.minute if clock else 0,
-        "S": clock.second if clock else 0,
-    }
-    if code in numbers:
-        width = 3 if code == "j" else (4 if code == "Y" else 2)
-        number = numbers[code]
-        if unpadded:
-            return str(number)
-        return f"{number:2d}" if code == "e" else f"{number:0{width}d}"
-    return _named(moment, clock, code)
-
-
-def _named(moment: dt.datetime | dt.date, clock: dt.datetime | None, code: str) -> str:
-    match code:
-        case "A" | "a":
-            name = _WEEKDAYS[moment.weekday()]
-            return name if code == "A" else name[:3]
-        case "B" | "b":
-            name = _MONTHS[moment.month - 1]
-            return name if code == "B" else name[:3]
-        case "y":
-            return f"{moment.year % 100:02d}"
-        case "p":
-            return "PM" if clock is not None and clock.hour >= 12 else "AM"
-        case "z":
-            return clock.strftime("%z") if clock is not None else ""
-        case "Z":
-            return (clock.tzname() or "") if clock is not None else ""
-        case "%":
-            return "%"
-    raise _Fault(f"date: the directive %{code} is not supported", token=None)
-
-
-def _date_filter(zone: zoneinfo.ZoneInfo) -> Callable[..., str]:
-    def date(value: object, fmt: object = "%Y-%m-%d", in_zone: object = None) -> str:
-        """``{{ t | date: "%-d %B %Y" }}`` (optionally ``, "Zone/Name"``)."""
-        moment = _to_datetime(value, _zone_arg(in_zone, zone))
-        return _DIRECTIVE.sub(lambda m: _directive(moment, m[1] == "-", m[2]), str(fmt))
-
-    return date
-
-
-def _zone_arg(name: object, default: zoneinfo.ZoneInfo) -> zoneinfo.ZoneInfo:
-    if name is None:
-        return default
-    try:
-        return zoneinfo.ZoneInfo(str(name))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _Fault("date: unknown time zone", token=None) from None
-
-
 def _environment(
     limits: TemplateLimits, zone: zoneinfo.ZoneInfo, *, html: bool
 ) -> liquid.Environment:
@@ -561,63 +376,9 @@ def _environment(
     env = Bounded(undefined=liquid.StrictUndefined, autoescape=html, strict_filters=True)
     for tag in ("include", "render"):
         env.tags.pop(tag, None)
-    env.add_filter("date", _date_filter(zone))
+    env.add_filter("date", date_filter(zone))
     env.add_filter("uniq", _uniq)
     return env
-
-
-# --- the wedding helpers --------------------------------------------------------------
-
-
-def wedding_helpers(
-    template: str, variables: Mapping[str, object], planning: Planning, now: float
-) -> dict[str, object]:
-    """The ``wedding`` namespace from the vars ``couple`` and ``wedding_date``, at ``now``."""
-    helpers: dict[str, object] = {"timezone": planning.timezone}
-    if "couple" in variables:
-        names = _couple(template, variables["couple"])
-        helpers["names"] = list(names)
-        helpers["couple"] = _join(names)
-    if "wedding_date" in variables:
-        day, at = _wedding_day(template, variables["wedding_date"], planning)
-        helpers["date"] = day.isoformat()
-        if at is not None:
-            helpers["at"] = at.isoformat()
-        helpers["days_until"] = planning.days_until(day, now)
-        helpers["stage"] = planning.stage(day, now).value
-    return helpers
-
-
-def _couple(template: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or not value:
-        raise BadVariable(template, "couple", "must be a list of one or more names")
-    if not all(isinstance(n, str) and n.strip() for n in value):
-        raise BadVariable(template, "couple", "each name must be non-empty text")
-    return tuple(n.strip() for n in value)
-
-
-def _join(names: tuple[str, ...]) -> str:
-    """``Ana``, ``Ana & Ben``, ``Ana, Ben & Cleo``."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} & {names[-1]}"
-
-
-def _wedding_day(
-    template: str, value: object, planning: Planning
-) -> tuple[dt.date, dt.datetime | None]:
-    """The wedding's local date (and local time, when one was given)."""
-    reason = "must be a date YYYY-MM-DD or an ISO 8601 time with its UTC offset"
-    if not isinstance(value, str):
-        raise BadVariable(template, "wedding_date", reason)
-    try:
-        if len(value) == 10:
-            return dt.date.fromisoformat(value), None
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise BadVariable(template, "wedding_date", reason) from None
-    if moment.tzinfo is None:
-        raise BadVariable(template, "wedding_date", "a time needs its UTC offset")
-    local = moment.astimezone(planning.zone)
-    return local.date(), local
 
 
 # --- compiling and rendering ----------------------------------------------------------
@@ -701,7 +462,7 @@ class Engine:
         sink = _Sink(budget, budget.output_left, Limit.OUTPUT_BYTES)
         try:
             bound.render_with_context(context, sink)
-        except _Over as over:
+        except Over as over:
             raise _limit_error(self.limits, name, field, over.limit) from None
         # ``from None`` below: the engine's words may quote values from the vars.
         except lx.LiquidError as err:
@@ -746,7 +507,7 @@ def _translate(limits: TemplateLimits, name: str, field: str, err: lx.LiquidErro
             return _limit_error(limits, name, field, limit)
     if isinstance(err, lx.UndefinedError):
         return MissingVariable(name, field, _variable(err), _line(err))
-    if isinstance(err, _Fault):
+    if isinstance(err, FilterFault):
         return RenderFailed(name, field, "filter", _line(err), str(err.message))
     kind = type(err).__name__
     near = f" near {err.token.value!r}" if err.token is not None else ""
