@@ -253,12 +253,13 @@ def test_key_rotation_while_messages_flow_loses_nothing(tmp_path: Path, sim: Sim
         sender = threading.Thread(target=flow)
         sender.start()
         try:
-            time.sleep(0.5)
+            poll(lambda: len(ids), lambda n: n >= 10, 30, "messages flowing before the rotation")
             rotated = daemon.call("keys-rotate", {})
             assert rotated["kek_id"] != before
             poll(lambda: daemon.status()["privacy"], lambda p: not p["old_key_needed"], 30,
                  "the rewrap to finish")  # fmt: skip
-            time.sleep(0.5)
+            after = len(ids)
+            poll(lambda: len(ids), lambda n: n >= after + 10, 30, "messages flowing after it")
         finally:
             stop.set()
             sender.join()
