@@ -237,3 +237,18 @@ def test_config_check_refuses_an_email_chain_without_email_to(tmp_path: Path) ->
     assert run.returncode == 2
     assert "alerting.email_to: required" in run.stderr
     assert "alerting.chain[0] = 'email'" in run.stderr
+
+
+def test_a_targets_family_is_its_integrations_or_its_groups() -> None:
+    """What submit and erasure ask of a target: the shipped config's kinds of work."""
+    config = load(ROOT / "config.toml")
+    families = {t: config.family_of(t) for t in ("email", "resend", "mixpanel", "sms", "x")}
+    assert families == {
+        "email": "email", "resend": "email", "mixpanel": "analytics", "sms": "alerts",
+        "x": "social",
+    }  # fmt: skip
+    assert config.family_of("mixpanel_deletion") == "privacy"
+    assert config.family_of("nowhere") == ""
+    assert {t: config.family_of(t) for t in config.targets()} == {
+        t: config.integrations[members[0]].family for t, members in config.targets().items()
+    }

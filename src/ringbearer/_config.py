@@ -222,6 +222,15 @@ class Config:
         routes.update(self.groups)
         return routes
 
+    def family_of(self, target: str) -> str:
+        """The family of a target (a group's members share one); "" for a name not routed."""
+        members = self.groups.get(target)
+        if members is None:
+            found = self.integrations.get(target)
+            members = (target,) if found is not None and found.enabled else ()
+        settings = self.integrations.get(members[0]) if members else None
+        return settings.family if settings is not None else ""
+
 
 @attrs.frozen
 class _TopLevel:

@@ -9,7 +9,6 @@ sends the analytics deletions through it).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
@@ -34,14 +33,13 @@ from .privacy._keystore import SqliteKeyStore
 from .privacy._metrics import PrivacyMetrics
 from .privacy._retention import Retention
 from .privacy._rotation import Keks, KeyRotation, load_keks
-from .privacy._vault import Vault
+from .privacy._vault import Vault, is_subject_id
 from .store import ConsentRecord, ErasureRecord, Store
 
 log = logging.getLogger("ringbearer.privacy")
 WallClock = Callable[[], float]
 KEY_FILE = "ringbearer.kek"
 KEY_STORE = "keys.db"
-_SUBJECT_ID = re.compile(r"s_[0-9a-f]{32}")
 
 
 @attrs.frozen
@@ -71,7 +69,7 @@ def subject_namer(vault: Vault) -> Callable[[str], str]:
     """An address as deliverability keeps it: its subject id (an id is kept as it is)."""
 
     def name(address: str) -> str:
-        return address if _SUBJECT_ID.fullmatch(address) else vault.subject_id(address)
+        return address if is_subject_id(address) else vault.subject_id(address)
 
     return name
 
@@ -128,7 +126,7 @@ class PrivacySide:
 
         erasure = Erasure(
             self.store, self.vault, self.erased, suppress, send, deletion_targets(current),
-            family_of(current), self.wall,
+            lambda target: current().family_of(target), self.wall,
         )  # fmt: skip
         self.jobs = ErasureJobs(erasure, self._finished)
         return self.jobs
@@ -165,18 +163,6 @@ def deletion_targets(current: Callable[[], Config]) -> Callable[[], list[str]]:
         )
 
     return targets
-
-
-def family_of(current: Callable[[], Config]) -> Callable[[str], str]:
-    """The family of a target's first member ("" for a target no longer configured)."""
-
-    def family(target: str) -> str:
-        config = current()
-        members = config.targets().get(target, ())
-        settings = config.integrations.get(members[0]) if members else None
-        return settings.family if settings is not None else ""
-
-    return family
 
 
 def privacy_status(privacy: PrivacySide, tokens: TokenKeepers) -> Callable[[], PrivacyStatus]:

@@ -41,6 +41,7 @@ from ..deliverability import (
     normalise_address,
 )
 from ..deliverability._guard import HOLD_PREFIX
+from ..privacy._vault import is_subject_id
 from ..store import Deliverability
 
 log = logging.getLogger("ringbearer.control")
@@ -52,7 +53,6 @@ DEFAULT_WINDOW = 24 * 3600.0  # the funnel's, without ``since``
 CHECKED_PRIORITIES = (Priority.NORMAL, Priority.CRITICAL)
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
-_SUBJECT_ID = re.compile(r"s_[0-9a-f]{32}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _WHY = {
@@ -101,7 +101,7 @@ def checked_address(
     """The address as the book names it (``name``: with the vault, its subject id; a subject
     id is taken as given); BAD_ARGS naming it unless it is an email address or E.164."""
     address = normalise_address(text)
-    if _SUBJECT_ID.fullmatch(address):
+    if is_subject_id(address):
         return address
     if len(address) <= MAX_ADDRESS and (_EMAIL.fullmatch(address) or _E164.fullmatch(address)):
         return name(address)

@@ -154,19 +154,12 @@ class SubmitHandler:
             return [attrs.evolve(c, subjects=()) if isinstance(c, NewMessage) else c
                     for c in checked]  # fmt: skip
         going = [
-            (f"messages[{i}]", c, self._family(c.target))
+            (f"messages[{i}]", c, self.current.value.family_of(c.target))
             for i, c in enumerate(checked)
             if isinstance(c, NewMessage)
         ]
         protected = iter(await self.privacy.protect_all(going))
         return [next(protected) if isinstance(c, NewMessage) else c for c in checked]
-
-    def _family(self, target: str) -> str:
-        """The family of a target's first member (a group's members share one)."""
-        config = self.current.value
-        members = config.targets().get(target, ())
-        settings = config.integrations.get(members[0]) if members else None
-        return settings.family if settings is not None else ""
 
     async def one(self, message: MessageIn) -> int:
         """Submit one message (an alert's); its id."""

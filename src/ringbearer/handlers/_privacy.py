@@ -9,7 +9,6 @@ subject's own data, given back to them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -28,11 +27,10 @@ from ..privacy._books import ConsentBook
 from ..privacy._erasure import STEPS, ErasureJobs, outcome_of
 from ..privacy._seal import Unsealable
 from ..privacy._settings import PURPOSES
-from ..privacy._vault import Erased, RotationState
+from ..privacy._vault import Erased, RotationState, is_subject_id
 from ..store import ERASED_PAYLOAD, SHREDDED_PAYLOAD, ConsentRecord, ErasureRecord, Store
 from ._deliverability import suppression_view
 
-_SUBJECT_ID = re.compile(r"s_[0-9a-f]{32}")
 MAX_IDENTITY = 320
 MAX_SOURCE = 200
 EXPORT_LIMIT = 10_000  # messages an export holds; more is refused, naming the count
@@ -55,7 +53,7 @@ class Rotator(Protocol):
 def subject_of(text: str, vault: Subjects) -> str:
     """The subject id ``text`` names (an id as is, else the identity's keyed hash)."""
     text = text.strip()
-    if _SUBJECT_ID.fullmatch(text):
+    if is_subject_id(text):
         return text
     if not text or len(text) > MAX_IDENTITY:
         raise RequestError(

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -74,6 +75,14 @@ class VaultStatistics:
     subjects: int  # data subjects with a key (system rows left out)
     kek_id: str
     rotation: RotationState
+
+
+_SUBJECT_ID = re.compile(r"s_[0-9a-f]{32}")
+
+
+def is_subject_id(text: str) -> bool:
+    """Whether ``text`` is a subject id as :meth:`Vault.subject_id` makes them."""
+    return _SUBJECT_ID.fullmatch(text) is not None
 
 
 def normalise_identity(identity: str) -> str:
