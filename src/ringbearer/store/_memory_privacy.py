@@ -17,11 +17,9 @@ from ._privacy_model import (
     ErasureRecord,
     MailEvent,
     SubjectMessage,
+    consent_detail,
+    erased_reason,
 )
-
-
-def _erased_reason(job: int) -> str:
-    return f"erased at its subject's request (erasure {job})"
 
 
 @attrs.define
@@ -73,7 +71,7 @@ class MemoryPrivacy:
                     self._t.counters.queued(r.target, r.priority, -1)
                 ended += 1
                 r.status, r.updated_at, r.held = MessageStatus.ERASED, at, None
-                r.last_error = _erased_reason(job)
+                r.last_error = erased_reason(job)
                 self._t.log(Event(EventKind.ERASED.value, at, r.id, r.integration, _change(r)))
             if r.payload != ERASED_PAYLOAD:
                 r.payload = dict(ERASED_PAYLOAD)
@@ -107,13 +105,7 @@ class MemoryPrivacy:
         await trio.lowlevel.checkpoint()
         record = attrs.evolve(record, id=len(self.consent_log) + 1)
         self.consent_log.append(record)
-        detail = {
-            "subject": record.subject,
-            "purpose": record.purpose,
-            "granted": record.granted,
-            "source": record.source,
-            "by": record.by,
-        }
+        detail = consent_detail(record)
         self._t.log(Event(EventKind.CONSENT.value, record.at, None, None, detail))
         return record
 

@@ -81,3 +81,19 @@ class MailEvent:
     integration: str | None
     domain: str | None
     detail: Mapping[str, Any]
+
+
+def erased_reason(job: int) -> str:
+    """The reason an erased message keeps (and its ``erased`` audit event shows)."""
+    return f"erased at its subject's request (erasure {job})"
+
+
+def consent_detail(record: ConsentRecord) -> dict[str, Any]:
+    """A ``consent`` audit event's detail: whose (by id), which purpose, given or not, how."""
+    return {
+        "subject": record.subject,
+        "purpose": record.purpose,
+        "granted": record.granted,
+        "source": record.source,
+        "by": record.by,
+    }

@@ -19,6 +19,8 @@ from .._privacy_model import (
     ErasureRecord,
     MailEvent,
     SubjectMessage,
+    consent_detail,
+    erased_reason,
 )
 from ._db import Row, Tx, dumps
 from ._reads import Reads
@@ -30,11 +32,6 @@ _ERASURE_COLUMNS = "id, subject, requested_by, requested_at, steps, finished_at"
 _CONSENT_COLUMNS = "id, subject, purpose, granted, source, at, by"
 # The messages of a subject that erasure may touch now: all but those in flight.
 _OF_SUBJECT = "id IN (SELECT message_id FROM message_subjects WHERE subject = ?)"
-
-
-def erased_reason(job: int) -> str:
-    """The reason an erased message keeps (and its audit event shows)."""
-    return f"erased at its subject's request (erasure {job})"
 
 
 class SqlitePrivacy:
@@ -212,13 +209,7 @@ class SqlitePrivacy:
 
 
 def consent_event(record: ConsentRecord) -> tuple[Any, ...]:
-    detail = {
-        "subject": record.subject,
-        "purpose": record.purpose,
-        "granted": record.granted,
-        "source": record.source,
-        "by": record.by,
-    }
+    detail = consent_detail(record)
     return (record.at, EventKind.CONSENT.value, None, None, dumps(detail))
 
 
