@@ -7,6 +7,7 @@ define a ``sim_seed`` fixture returning the module's seed.
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import EllipsisType
@@ -19,8 +20,8 @@ import trio
 
 from ringbearer._delivery import Envelope, Outcome, Permanent, Priority, Retry, Scope, Taken
 from ringbearer._secrets import Secret, SecretRef
-from ringbearer.integrations import AdapterContext
-from ringbearer.integrations._base import Adapter
+from ringbearer.integrations import AdapterContext, BatchingLane, provider_kinds
+from ringbearer.integrations._base import Adapter, BatchLane
 from ringbearer.simulator import SimulatorAddress, SimulatorState, serve_simulator
 
 HOST = "127.0.0.1"
@@ -217,3 +218,48 @@ async def sim_fixture(nursery: trio.Nursery, sim_seed: int) -> AsyncIterator[Sim
     address = await nursery.start(serve_simulator, state, HOST, 0, None)
     async with httpx.AsyncClient(base_url=address.url, timeout=5) as client:
         yield Sim(state, address, client)
+
+
+@attrs.define
+class BatchRig:
+    """One batching adapter with one open lane; records what it sent when mocked."""
+
+    lane: BatchingLane
+    sent: list[httpx.Request]
+
+    async def deliver(self, *envelopes: Envelope) -> list[Outcome]:
+        return await self.lane.deliver_batch(envelopes)
+
+    def bodies(self) -> list[Any]:
+        return [json.loads(request.content) for request in self.sent]
+
+
+async def open_batch_rig(
+    nursery: trio.Nursery,
+    keys: Mapping[str, str],
+    kind: str,
+    settings: Any,
+    handler: Handler | None = None,
+    base_url: str | None = None,
+) -> BatchRig:
+    """Build ``kind``'s adapter (mocked by ``handler``, or at ``base_url``) and open a lane,
+    held open in ``nursery`` for the rest of the test."""
+    sent: list[httpx.Request] = []
+    if handler is None:
+        ctx = context(keys, base_url_override=base_url)
+    else:
+        ctx, sent = mock_context(keys, handler, base_url_override=base_url)
+    adapter = provider_kinds()[kind].build(settings, ctx)
+    ready = trio.Event()
+    holder: list[BatchingLane] = []
+
+    async def hold_lane() -> None:
+        async with adapter.open_lane() as lane:
+            assert isinstance(lane, BatchLane)
+            holder.append(lane)
+            ready.set()
+            await trio.sleep_forever()
+
+    nursery.start_soon(hold_lane)
+    await ready.wait()
+    return BatchRig(holder[0], sent)

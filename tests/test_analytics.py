@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 from collections.abc import Callable, Mapping
@@ -30,10 +31,8 @@ from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
 from ringbearer.integrations import (
     Adapter,
-    BatchingLane,
     BatchLimits,
     HttpAdapter,
-    _base,
     provider_kinds,
 )
 from ringbearer.integrations.analytics import (
@@ -50,7 +49,7 @@ from ringbearer.simulator._mixpanel import Geolocation, GeoSource
 from ringbearer.simulator._mixpanel import Mixpanel as MixpanelSim
 
 from . import kit
-from .kit import Handler, Sim, answer, context, mock_context, permanent, retry
+from .kit import Handler, Sim, answer, context, permanent, retry
 from .kit import sim_fixture as sim_fixture
 
 KEYS = {"MP_TOKEN": "mp-5ecret-token", "MP_SA": "mp-5ecret-sa", "AMP": "amp5ecretkey"}
@@ -83,48 +82,13 @@ def provider_of(adapter: Adapter, kind: type[P]) -> P:
     return adapter.provider
 
 
-@attrs.define
-class Rig:
-    """One adapter with one open lane; records what it sent when mocked."""
-
-    lane: BatchingLane
-    sent: list[httpx.Request]
-
-    async def deliver(self, *envelopes: Envelope) -> list[Outcome]:
-        return await self.lane.deliver_batch(envelopes)
-
-    def bodies(self) -> list[Any]:
-        return [json.loads(request.content) for request in self.sent]
+Rig = kit.BatchRig
 
 
 @pytest.fixture
 async def rig_for(nursery: trio.Nursery) -> Callable[..., Any]:
-    """Build ``kind``'s adapter (mocked by ``handler``, or at ``base_url``) and open a lane."""
-
-    async def open_rig(
-        kind: str, settings: Any, handler: Handler | None = None, base_url: str | None = None
-    ) -> Rig:
-        sent: list[httpx.Request] = []
-        if handler is None:
-            ctx = context(KEYS, base_url_override=base_url)
-        else:
-            ctx, sent = mock_context(KEYS, handler, base_url_override=base_url)
-        adapter = provider_kinds()[kind].build(settings, ctx)
-        ready = trio.Event()
-        holder: list[BatchingLane] = []
-
-        async def hold_lane() -> None:
-            async with adapter.open_lane() as lane:
-                assert isinstance(lane, _base.BatchLane)
-                holder.append(lane)
-                ready.set()
-                await trio.sleep_forever()
-
-        nursery.start_soon(hold_lane)
-        await ready.wait()
-        return Rig(holder[0], sent)
-
-    return open_rig
+    """``rig_for(kind, settings, handler=None, base_url=None)``: an adapter with one open lane."""
+    return functools.partial(kit.open_batch_rig, nursery, KEYS)
 
 
 MP_OK = answer(200, {"code": 200, "num_records_imported": 2, "status": "OK"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from ringbearer._config import parse
 from ringbearer._delivery import Delivered, Envelope, Outcome, Permanent, Priority, Scope, Taken
 from ringbearer._errors import InvalidPayload
 from ringbearer._secrets import SecretRef
-from ringbearer.integrations import BatchingLane, BatchLimits, Connect, _base, provider_kinds
+from ringbearer.integrations import BatchLimits, Connect, provider_kinds
 from ringbearer.integrations.privacy import (
     AMPLITUDE_MAX_IDS,
     MIXPANEL_MAX_IDS,
@@ -28,7 +28,7 @@ from ringbearer.integrations.privacy import (
 )
 
 from . import kit
-from .kit import Handler, Sim, answer, context, mock_context, permanent, retry
+from .kit import Handler, Sim, answer, context, permanent, retry
 from .kit import sim_fixture as sim_fixture
 
 KEYS = {
@@ -71,48 +71,13 @@ def envelope(number: int, who: str | None = None, kind: str = "mixpanel_deletion
     )
 
 
-@attrs.define
-class Rig:
-    """One adapter with one open lane; records what it sent when mocked."""
-
-    lane: BatchingLane
-    sent: list[httpx.Request]
-
-    async def deliver(self, *envelopes: Envelope) -> list[Outcome]:
-        return await self.lane.deliver_batch(envelopes)
-
-    def bodies(self) -> list[Any]:
-        return [json.loads(request.content) for request in self.sent]
+Rig = kit.BatchRig
 
 
 @pytest.fixture
 async def rig_for(nursery: trio.Nursery) -> Callable[..., Any]:
-    """Build ``kind``'s adapter (mocked by ``handler``, or at ``base_url``) and open a lane."""
-
-    async def open_rig(
-        kind: str, settings: Any, handler: Handler | None = None, base_url: str | None = None
-    ) -> Rig:
-        sent: list[httpx.Request] = []
-        if handler is None:
-            ctx = context(KEYS, base_url_override=base_url)
-        else:
-            ctx, sent = mock_context(KEYS, handler, base_url_override=base_url)
-        adapter = provider_kinds()[kind].build(settings, ctx)
-        ready = trio.Event()
-        holder: list[BatchingLane] = []
-
-        async def hold_lane() -> None:
-            async with adapter.open_lane() as lane:
-                assert isinstance(lane, _base.BatchLane)
-                holder.append(lane)
-                ready.set()
-                await trio.sleep_forever()
-
-        nursery.start_soon(hold_lane)
-        await ready.wait()
-        return Rig(holder[0], sent)
-
-    return open_rig
+    """``rig_for(kind, settings, handler=None, base_url=None)``: an adapter with one open lane."""
+    return functools.partial(kit.open_batch_rig, nursery, KEYS)
 
 
 async def sim_rig(rig_for: Any, sim: Sim, kind: str, settings: Any = None) -> Rig:
