@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from ringbearer.privacy import (
     KeyStore,
     MemoryKeyStore,
     RotationState,
-    SqliteKeyStore,
     Unsealable,
     Vault,
     normalise_identity,
 )
+
+from .test_privacy_keystore import store as store  # both key stores, as the contract runs
 
 T0 = 1_750_000_000.0
 ANN, BEN, CAT = "Ann@Example.com", "+447700900123", "user-cat-42"
@@ -80,17 +81,6 @@ class Spy:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyStore]:
-    keys: KeyStore
-    if request.param == "memory":
-        keys = MemoryKeyStore()
-    else:
-        keys = await SqliteKeyStore.open(tmp_path / "keys.db")
-    yield keys
-    await keys.close()
 
 
 def test_identities_are_normalised_as_addresses_or_as_given() -> None:
