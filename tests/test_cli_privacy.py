@@ -96,6 +96,15 @@ def test_erase_wait_reports_each_step_until_completed_and_status_shows_it(
     assert cli(live, "subject", "status", job[2]) == EXIT_OK
     text = capsys.readouterr().out
     assert "erased: yes\nkey held: no\n" in text and "pending" not in text
+    # Nothing new about them is taken: an analytics event refused as erased, mail suppressed.
+    event = json.dumps({"event": "rsvp", "distinct_id": address})
+    assert cli(live, "send", "mixpanel", "--payload", event) == 1
+    said = capsys.readouterr()
+    assert "erased" in said.out + said.err and address not in said.out + said.err
+    mail = json.dumps({"from": SENDER, "to": address, "subject": "Again", "text": "Hi"})
+    assert cli(live, "send", "email", "--payload", mail) == 1
+    said = capsys.readouterr()
+    assert "suppressed" in said.out + said.err
 
 
 def test_export_writes_a_private_file_with_the_payload_opened(
@@ -240,3 +249,24 @@ def test_send_names_subjects_from_the_options_and_from_a_file(
     assert _cli.main(["send", "--file", str(write_jsonl(tmp_path / "b.jsonl", bad))]) == EXIT_USAGE
     assert "b.jsonl:1: 'subjects' must be a list of strings" in capsys.readouterr().err
     assert len(daemon.requests) == 2
+
+
+def test_marketing_needs_recorded_consent_where_config_requires_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`send --category marketing` is refused as no_consent, naming the purpose, until
+    `subject consent --grant marketing` is recorded; transactional mail needs none."""
+    config = config_for(tmp_path).replace("require_consent = []", 'require_consent = ["marketing"]')
+    assert 'require_consent = ["marketing"]' in config
+    with running(tmp_path, config) as daemon:
+        payload = json.dumps({"from": SENDER, "to": "bride@example.org", "subject": "Offer",
+                              "text": "10% off albums"})  # fmt: skip
+        send = ("send", "email", "--category", "marketing", "--payload", payload)
+        assert cli(daemon, *send) == 1
+        said = capsys.readouterr()
+        assert "no_consent" in said.out + said.err and "marketing consent" in said.out + said.err
+        assert cli(daemon, "send", "email", "--payload", payload) == EXIT_OK  # transactional
+        grant = ("subject", "consent", "bride@example.org", "--grant", "marketing")
+        assert cli(daemon, *grant, "--source", "signup-form") == EXIT_OK
+        capsys.readouterr()
+        assert cli(daemon, *send) == EXIT_OK

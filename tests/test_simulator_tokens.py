@@ -225,3 +225,30 @@ async def test_linkedin_names_a_missing_parameter(sim: Sim, wall: Wall) -> None:
     assert response.json()["error_description"] == 'A required parameter "client_secret" is missing'
     unknown = await li_refresh(sim, "made-up")
     assert unknown.status_code == 400
+
+
+async def test_sim_tokens_shows_families_and_sets_the_lifetime_of_tokens_issued_next(
+    sim: Sim, wall: Wall
+) -> None:
+    """``/_sim/tokens``: how many families and how many revoked; a POST sets the lifetime."""
+    shown = (await sim.client.get("/_sim/tokens", params={"provider": "x"})).json()
+    assert shown == {"lifetime": 7200, "families": 0, "revoked": 0}
+    changed = await sim.client.post(
+        "/_sim/tokens", params={"provider": "x"}, json={"lifetime": 302}
+    )
+    assert changed.json()["lifetime"] == 302
+    first = await x_issued(sim, sim.logic("x").authorize(CLIENT))
+    assert first["expires_in"] == 302
+    await x_issued(sim, first["refresh_token"])
+    await x_refresh(sim, first["refresh_token"])  # reused: its family is revoked
+    shown = (await sim.client.get("/_sim/tokens", params={"provider": "x"})).json()
+    assert shown == {"lifetime": 302, "families": 1, "revoked": 1}
+    linkedin = await sim.client.post(
+        "/_sim/tokens", params={"provider": "linkedin"}, json={"lifetime": 60}
+    )
+    assert linkedin.json()["lifetime"] == 60
+    for bad in ({"lifetime": 0}, {"lifetime": "1"}, {}):
+        refused = await sim.client.post("/_sim/tokens", params={"provider": "x"}, json=bad)
+        assert refused.status_code == 400 and "lifetime" in refused.text
+    unknown = await sim.client.get("/_sim/tokens", params={"provider": "resend"})
+    assert unknown.status_code == 400
