@@ -72,9 +72,6 @@ class OpeningAdapter:
         async with self.inner.open_lane() as lane:
             yield OpeningLane(lane, self.opener, self.family)
 
-    def __getattr__(self, name: str) -> Any:  # probes and statistics of the wrapped adapter
-        return getattr(self.inner, name)
-
 
 @attrs.frozen
 class OpeningLane:
