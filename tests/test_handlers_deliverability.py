@@ -278,7 +278,8 @@ def test_an_unknown_scope_is_bad_args_listing_the_known_ones() -> None:
     assert refused.value.code == ErrorCode.BAD_ARGS
     assert "'promos'" in refused.value.message
     assert (
-        "*" in refused.value.message and "transactional, marketing, digest" in refused.value.message
+        "*" in refused.value.message
+        and "transactional, marketing, invites, digest" in refused.value.message
     )
 
 
@@ -409,7 +410,10 @@ async def test_check_of_a_clean_address_and_of_another_category(d: Deliverabilit
 async def test_check_of_an_unknown_category_lists_the_known_ones(d: Deliverability) -> None:
     refused = await d.refused(proto.SuppressionCheck("a@example.com", "promos"))
     assert refused.code == ErrorCode.BAD_ARGS
-    assert "'promos'" in refused.message and "transactional, marketing, digest" in refused.message
+    assert (
+        "'promos'" in refused.message
+        and "transactional, marketing, invites, digest" in refused.message
+    )
 
 
 async def test_check_with_the_daemons_own_book() -> None:

@@ -73,3 +73,6 @@ class EventKind(enum.StrEnum):
     # Growth.
     TEMPLATE_PUT = "template_put"  # a template's new version kept
     STAGE_HELD = "stage_held"  # a message held by a stage rule until its window ends
+    EXPERIMENT_CREATED = "experiment_created"  # an experiment's phase started
+    EXPERIMENT_STOPPED = "experiment_stopped"  # ... and stopped, with why
+    GROWTH_DECISION = "growth_decision"  # an opportunity rule's decision, naming the rule

@@ -77,6 +77,8 @@ COMMAND_MODULES = {
     "subject": "_cli_privacy",
     "keys": "_cli_privacy",
     "template": "_cli_templates",
+    "growth": "_cli_growth",
+    "experiment": "_cli_growth",
     "sandbox": "_cli_sandbox",
     "simulate": "_cli_sandbox",
 }
@@ -87,6 +89,7 @@ MODULES = (
     "_cli_deliverability",
     "_cli_privacy",
     "_cli_templates",
+    "_cli_growth",
     "_cli_sandbox",
 )
 

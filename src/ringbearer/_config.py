@@ -28,6 +28,7 @@ from ._errors import ConfigError, ConfigProblem
 from ._secrets import Secret, SecretRef
 from ._wedding import WeddingDaySettings
 from .deliverability._settings import DeliverabilitySettings, WebhookSettings
+from .growth._settings import GrowthSettings, growth_problems
 from .integrations import ProviderKind, provider_kinds
 from .privacy._settings import PrivacySettings
 from .resilience import (
@@ -199,6 +200,7 @@ class Config:
     webhooks: WebhookSettings = WebhookSettings()
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
     privacy: PrivacySettings = PrivacySettings()
+    growth: GrowthSettings = GrowthSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -246,6 +248,7 @@ class _TopLevel:
     webhooks: WebhookSettings = WebhookSettings()
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
     privacy: PrivacySettings = PrivacySettings()
+    growth: GrowthSettings = GrowthSettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -265,6 +268,7 @@ _SECTIONS: dict[str, type] = {
     "webhooks": WebhookSettings,
     "deliverability": DeliverabilitySettings,
     "privacy": PrivacySettings,
+    "growth": GrowthSettings,
 }
 
 
@@ -416,6 +420,9 @@ class _Loader:
         self.check_alerting(config)
         self.problems.extend(deliverability_problems(config.deliverability, config.webhooks))
         self.check_webhooks(config)
+        self.problems.extend(
+            ConfigProblem(where, why) for where, why in growth_problems(config.growth, config)
+        )
 
     def check_webhooks(self, config: Config) -> None:
         """PagerDuty posts to the public listener; outside the sandbox, links need a key."""

@@ -37,6 +37,7 @@ from ._dispatcher import Gate
 from ._errors import RingbearerError, cannot
 from ._fleet import Fleet, Hooks, PartsFactory
 from ._front import front_services
+from ._growth_parts import GrowthSide
 from ._heartbeat import Heartbeat
 from ._journal import Journal
 from ._logging import fields
@@ -55,7 +56,8 @@ from ._token_parts import TokenKeepers
 from ._wakeups import Wakeups
 from .deliverability import normalise_address
 from .growth._book import TemplateBook
-from .growth._stages import Planning, StageSettings
+from .growth._sealing import ClearSealer, Sealer, VaultSealer
+from .growth._stages import Planning
 from .growth._staging import StageGate
 from .growth._templates import Engine
 from .handlers import (
@@ -67,6 +69,7 @@ from .handlers import (
     deliverability_table,
     summary_line,
 )
+from .handlers._growth import growth_table
 from .handlers._privacy import privacy_table
 from .handlers._templates import templates_table
 from .integrations import provider_kinds
@@ -99,6 +102,7 @@ class _Core:
     events: EventSide
     privacy: PrivacySide | None
     templates: TemplateBook
+    growth: GrowthSide
 
 
 async def _core(base: Base) -> _Core:
@@ -109,18 +113,21 @@ async def _core(base: Base) -> _Core:
     name = subject_namer(privacy.vault) if privacy else normalise_address
     intake = await IntakeSide.load(base.config, store, wall, base.metrics.registry, name)
     templates = template_book(base.config, store, wall)
+    growth = await _growth(base, privacy)
     submit = SubmitHandler(
         current, fleet, store, base.metrics, intake.rules, store,
         lambda t, at: wakeups.scheduled(t, at), privacy.protection if privacy else None,
-        templates, StageGate(templates.engine.planning, wall), store,
+        templates, StageGate(templates.engine.planning, wall), store, growth,
     )  # fmt: skip
+    growth.wire(submit, store)
     host = AlertHost(current, fleet, store, journal, submit.one, store)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
     events = await EventSide.load(
         base.config, intake, store, journal, alerts, wall, name,
-        privacy.unsubscribed if privacy else None,
+        privacy.unsubscribed if privacy else None, growth.lab.mail_events,
     )  # fmt: skip
-    wakeups = Wakeups(fleet, store.counters, wall, (base.metrics.observe, alerts.observe_settles))
+    observers = (base.metrics.observe, alerts.observe_settles, growth.lab.settled)
+    wakeups = Wakeups(fleet, store.counters, wall, observers)
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
     factory = _factory(base, fleet, journal, wakeups, events.gate, intake, privacy)
     if privacy is not None:
@@ -128,16 +135,14 @@ async def _core(base: Base) -> _Core:
     fleet.fill(base.config, factory)
     if privacy is not None:
         privacy.wire_erasure(submit, intake.book, lambda: current.value)
-    supervisor = Supervisor(
-        base.config.supervisor, on_event=journal.supervisor_event, on_state=wakeups.slot_freed
-    )
+    supervisor = Supervisor(base.config.supervisor, journal.supervisor_event, wakeups.slot_freed)
     drains = Drains(store, lambda: current.value.targets(), wall, alerts)
     stalls = StallDetector(
         lambda: current.value, fleet, store, wakeups.progress, drains, alerts, wall
     )
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
-        stalls, intake, events, privacy, templates,
+        stalls, intake, events, privacy, templates, growth,
     )  # fmt: skip
 
 
@@ -162,8 +167,14 @@ def _factory(
 
 def template_book(config: Config, store: Store, wall: WallClock) -> TemplateBook:
     """The templates, rendered on the wedding-day calendar's time zone."""
-    planning = Planning(StageSettings(), config.wedding_day.timezone)
+    planning = Planning(config.growth.stages, config.wedding_day.timezone)
     return TemplateBook(store, Engine(planning=planning), wall)
+
+
+async def _growth(base: Base, privacy: PrivacySide | None) -> GrowthSide:
+    """Growth events (read back into the cohorts), experiments; people kept by subject id."""
+    sealer: Sealer = VaultSealer(privacy.vault, privacy.erased) if privacy else ClearSealer()
+    return await GrowthSide.load(base.config, base.store, sealer, base.wall, base.metrics.registry)
 
 
 async def _privacy(base: Base) -> PrivacySide | None:
@@ -192,7 +203,7 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
     return Parts(
         base, core.current, core.fleet, core.wakeups, core.journal, core.mode, core.alerts,
         reloader, core.supervisor, preflight, _heartbeat(base, summary), table, addresses,
-        summary, core.intake, core.events, core.privacy,
+        summary, core.intake, core.events, core.privacy, core.growth,
     )  # fmt: skip
 
 
@@ -243,7 +254,7 @@ def _table(
             name=subject_namer(privacy.vault) if privacy else normalise_address,
         ),
     }
-    table = {**table, **templates_table(core.templates)}
+    table = {**table, **templates_table(core.templates), **growth_table(core.growth, base.store)}
     if privacy is None or privacy.jobs is None:
         return table
     return {**table, **privacy_table(
@@ -303,6 +314,8 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
     await nursery.start(parts.alerts.run)
     await nursery.start(parts.preflight.run)
     await nursery.start(parts.events.guard.run, GUARD_TICK_SECONDS)
+    if parts.growth is not None:
+        await parts.growth.run(nursery)
     if parts.privacy is not None:
         await parts.privacy.run(nursery)
         await nursery.start(base.tokens.run, parts.alerts, parts.privacy.metrics)

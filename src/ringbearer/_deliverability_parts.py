@@ -24,7 +24,7 @@ from .deliverability._book import SuppressionBook
 from .deliverability._caps import FrequencyCaps
 from .deliverability._gate import Gate
 from .deliverability._guard import AlertSink, ReputationGuard
-from .deliverability._ingest import Ingest, Unsubscriber
+from .deliverability._ingest import Ingest, MailEventHook, Unsubscriber
 from .deliverability._intake import IntakeRules
 from .deliverability._metrics import DeliverabilityMetrics
 from .deliverability._unsubscribe import (
@@ -111,13 +111,16 @@ class EventSide:
         wall: WallClock,
         name: Callable[[str], str] = normalise_address,
         on_unsubscribed: Callable[[str, str], Awaitable[None]] | None = None,
+        on_events: MailEventHook | None = None,
     ) -> EventSide:
         settings = config.deliverability
         guard = await ReputationGuard.load(
             settings.reputation, store, journal, alerts, wall, intake.metrics
         )
         gate = Gate(intake.book, guard, intake.caps, settings.default_category, intake.metrics)
-        ingest = Ingest(store, intake.book, guard, settings.suppression, wall, intake.metrics, name)
+        ingest = Ingest(
+            store, intake.book, guard, settings.suppression, wall, intake.metrics, name, on_events
+        )
         unsubscriber = Unsubscriber(intake.book, wall, intake.metrics, name, on_unsubscribed)
         return cls(guard, gate, ingest, unsubscriber)
 

@@ -11,6 +11,7 @@ from ._alerting import AlertManager
 from ._config import Config
 from ._deliverability_parts import EventSide, IntakeSide
 from ._fleet import Fleet
+from ._growth_parts import GrowthSide
 from ._heartbeat import Heartbeat
 from ._journal import Journal
 from ._metrics import Metrics
@@ -67,3 +68,4 @@ class Parts:
     intake: IntakeSide  # deliverability at submit: suppression book, caps, unsubscribe links
     events: EventSide  # provider events, the reputation guard, the gate
     privacy: PrivacySide | None = None  # the vault, erasure, consent, retention, rotation
+    growth: GrowthSide | None = None  # growth events, cohorts, experiments, opportunity rules

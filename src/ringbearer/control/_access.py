@@ -6,12 +6,14 @@ process at the other end, which it cannot forge) give it a role:
 
 * ``read`` — status, audit, dead letters, messages, waits, the suppression
   list, the deliverability funnel, a subject's status (by opaque id) and
-  templates;
-* ``send`` — also submit messages and render templates (the platform's own user);
+  templates, the growth figures, partners and a user's story, experiments'
+  readouts and assignments;
+* ``send`` — also submit messages, record growth events and render templates
+  (the platform's own user);
 * ``operate`` — also pause, resume, breakers, reload, wedding-day mode,
   dead-letter replay and purge, suppressions added or removed, a sending
   domain's reputation pause ended, a subject's erasure, export (decrypted
-  personal data) and consent, a key rotation.
+  personal data) and consent, a key rotation, an experiment created or stopped.
 
 The daemon's own user is always an operator. A peer with no role is refused
 at once; a request beyond its role gets a ``forbidden`` reply. Both are
@@ -30,6 +32,7 @@ import struct
 
 import attrs
 
+from . import _growth_protocol as g
 from . import _protocol as proto
 
 
@@ -56,6 +59,13 @@ _NEEDS: dict[type, Role] = {
     proto.TemplateList: Role.READ,
     proto.TemplateRender: Role.SEND,
     proto.Submit: Role.SEND,
+    g.GrowthRecord: Role.SEND,
+    g.GrowthReport: Role.READ,
+    g.GrowthPartners: Role.READ,
+    g.GrowthExplain: Role.READ,
+    g.ExperimentShow: Role.READ,
+    g.ExperimentList: Role.READ,
+    g.ExperimentAssign: Role.READ,
 }
 
 

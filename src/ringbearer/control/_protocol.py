@@ -12,7 +12,7 @@ import enum
 import json
 import math
 import re
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any
 
 import attrs
 import cattrs
@@ -21,7 +21,9 @@ from .. import _converter
 from .._audit_kinds import EventKind
 from .._converter import INT64_MAX, INT64_MIN, UnixTime
 from .._errors import ErrorCode, RequestError
+from . import _growth_protocol as g
 from . import _replies as r
+from ._asks import Asks as Asks
 
 # 2: typed replies; audit and dead-letters newest first with a ``before`` cursor;
 # key_reused; breaker actions and override states checked as enums.
@@ -30,15 +32,6 @@ MAX_LINE = 1 << 20  # one request line, bytes
 MAX_MESSAGES_PER_SUBMIT = 10_000
 MAX_IDS_PER_REQUEST = 10_000  # dead-letter replay and purge: the CLI sends chunks of 1,000
 MAX_DEPTH = 64  # objects and lists nested in one request line (a payload's nesting is less by 5)
-
-
-R = TypeVar("R", covariant=True)
-
-
-class Asks(Generic[R]):
-    """A request whose result is an ``R`` (its class is ``reply``)."""
-
-    reply: ClassVar[type[Any]]
 
 
 class BreakerAction(enum.StrEnum):
@@ -75,6 +68,15 @@ class MessageIn:
     # The couple's wedding day (YYYY-MM-DD; else ``vars.wedding_date``): stage
     # rules read it (by default no marketing mail in the final week).
     wedding_date: str | None = None
+    # An experiment (growth) the message takes part in: its unit (the recipient,
+    # or ``unit`` where the experiment says "user") gets a sticky variant, whose
+    # template or fields the message is rendered with; exposure on delivery.
+    experiment: str | None = None
+    unit: str | None = None
+    # An email inviting someone: it counts as invite ``invite``'s invite_sent,
+    # from user ``inviter`` to the recipient.
+    invite: str | None = None
+    inviter: str | None = None
 
 
 @attrs.frozen
@@ -483,6 +485,7 @@ Request = (
     | TemplateShow
     | TemplateList
     | TemplateRender
+    | g.GrowthRequest
 )
 
 COMMANDS: dict[str, type[Any]] = {
@@ -519,6 +522,7 @@ COMMANDS: dict[str, type[Any]] = {
     "template-show": TemplateShow,
     "template-list": TemplateList,
     "template-render": TemplateRender,
+    **g.GROWTH_COMMANDS,
 }
 
 

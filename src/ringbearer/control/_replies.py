@@ -13,6 +13,8 @@ import enum
 
 import attrs
 
+from . import _growth_replies as g
+
 Json = dict[str, object]  # a JSON object as a producer gave it (payloads, event details)
 
 
@@ -610,4 +612,5 @@ Reply = (
     | TemplateView
     | TemplatesReply
     | RenderedReply
+    | g.GrowthReply
 )

@@ -67,6 +67,9 @@ class EventCounts(Protocol):
     def event(self, integration: str, event_type: EventType) -> None: ...
 
 
+MailEventHook = Callable[[Sequence[tuple[int, str]]], Awaitable[None]]
+
+
 @attrs.frozen
 class Ingest:
     """Provider events to the store, then to the book, the guard and the metrics."""
@@ -79,6 +82,9 @@ class Ingest:
     metrics: EventCounts | None = None
     # An address as the store keeps it (see ``IntakeRules.pseudonym``).
     pseudonym: Callable[[str], str] = normalise_address
+    # Told of each new event of one of our messages, as (message id, type): experiments
+    # count a delivery, an open or a click as a conversion where they name it.
+    on_events: MailEventHook | None = None
 
     async def ingest(self, events: Sequence[ProviderEvent]) -> list[bool]:
         """Keep ``events``; for each, True if it was new (False: kept before, nothing done)."""
@@ -119,6 +125,11 @@ class Ingest:
             if self.metrics is not None:
                 event = record.matched.event
                 self.metrics.event(event.source, event.type)
+        if self.on_events is not None:
+            await self.on_events([
+                (r.matched.message.message_id, r.matched.event.type.value)
+                for r in records if r.matched.message is not None
+            ])  # fmt: skip
         rows = [row for row in map(_mail_row, records) if row is not None]
         if not rows:
             return

@@ -15,7 +15,10 @@ import attrs
 
 TRANSACTIONAL = "transactional"
 MARKETING = "marketing"
-DEFAULT_CATEGORIES = (TRANSACTIONAL, MARKETING)
+# Someone asked to join the platform (a vendor invited on a couple's behalf): not
+# transactional, not a newsletter; capped, and with an unsubscribe link, on its own.
+INVITES = "invites"
+DEFAULT_CATEGORIES = (TRANSACTIONAL, MARKETING, INVITES)
 EVERY_CATEGORY = "*"  # a suppression's scope that covers every category
 
 

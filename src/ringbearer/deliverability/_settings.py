@@ -13,7 +13,7 @@ import attrs
 
 from .._converter import Fraction, HostPort, NonNegativeFloat, PositiveFloat, PositiveInt
 from .._secrets import SecretRef
-from ._model import DEFAULT_CATEGORIES, MARKETING, TRANSACTIONAL
+from ._model import DEFAULT_CATEGORIES, INVITES, MARKETING, TRANSACTIONAL
 
 
 @attrs.frozen
@@ -68,7 +68,7 @@ class FrequencyCap:
 class UnsubscribeSettings:
     """RFC 8058 one-click unsubscribe headers, on email of these categories."""
 
-    categories: tuple[str, ...] = (MARKETING,)
+    categories: tuple[str, ...] = (MARKETING, INVITES)
     mailto: str = ""  # an address for the mailto: alternative; "" leaves it out
     # Signs the tokens in unsubscribe URLs; in the sandbox a missing one is a fixed stand-in.
     secret: SecretRef | None = None

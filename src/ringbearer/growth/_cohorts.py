@@ -267,6 +267,7 @@ class Growth:
         self._window_days = window_days
         self._window = window_days * DAY
         self._signups: dict[str, Signup] = {}
+        self._emails: dict[str, str] = {}  # a sign-up's address (as given to the model) -> user
         self._keys: dict[str, _Keys] = {}  # member -> their cohort's key in each view
         self._members: dict[str, tuple[_Cohort, ...]] = {}  # member -> their cohorts
         self._invites: dict[str, InviteSent] = {}
@@ -329,6 +330,45 @@ class Growth:
             couples=tuple(sorted(self._unknown_couples)),
         )
 
+    def user_with_email(self, email: str) -> str | None:
+        """The user who signed up with ``email`` (compared as the model was given it)."""
+        return self._emails.get(email)
+
+    def invitee_of(self, invite: str) -> str | None:
+        """The invitee of invite ``invite`` (as the model was given it), if it was sent."""
+        sent = self._invites.get(invite)
+        return sent.invitee if sent else None
+
+    def signup(self, user: str) -> Signup | None:
+        """The sign-up of ``user`` that holds, if any."""
+        return self._signups.get(user)
+
+    def couples_married_between(self, first: dt.date, last: dt.date) -> list[Signup]:
+        """Couples whose wedding date lies in ``[first, last]``, by user id (a sweep's list)."""
+        found = [
+            s for s in self._signups.values()
+            if s.role.value == "couple" and s.wedding_date and first <= s.wedding_date <= last
+        ]  # fmt: skip
+        return sorted(found, key=lambda s: s.user)
+
+    def vendor_name(self, vendor: str) -> str | None:
+        """The least of the names ``vendor`` was booked under, if it was booked."""
+        return self._vendor_names.get(normalise_identity(vendor))
+
+    def couples_of(self, vendor: str) -> int:
+        """How many couples booked ``vendor``."""
+        key = normalise_identity(vendor)
+        return sum(1 for booked in self._booked.values() if key in booked)
+
+    def unmatched_counts(self) -> tuple[int, int, int]:
+        """How many acceptances, invites and couples :meth:`unmatched` would list (cheaper)."""
+        invites = sum(
+            len(self._pairs[key].invites)
+            for inviter in self._unknown_inviters
+            for key in self._sent_by[inviter]
+        )
+        return len(self._orphan_accepts), invites, len(self._unknown_couples)
+
     def partners(self, vendor: str) -> list[Partner]:
         """The vendors most often booked by couples who booked ``vendor``; ties by name."""
         together = self._together.get(normalise_identity(vendor), Counter[str]())
@@ -365,6 +405,10 @@ class Growth:
         if old is not None:
             self._count_user(self._keys[event.user], -1)
         self._signups[event.user] = event
+        if old is not None and old.email is not None and self._emails.get(old.email) == event.user:
+            del self._emails[old.email]
+        if event.email is not None:
+            self._emails.setdefault(event.email, event.user)
         self._keys[event.user] = keys = self._keys_of(event)
         self._members[event.user] = self._count_user(keys, 1)
         for pair in pairs:

@@ -10,8 +10,8 @@ The reply comes after the commit, so an accepted message is a durable one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -57,6 +57,8 @@ class SubmitHandler:
     # The stage rules of a couple's planning (a message giving a wedding date).
     stages: StageGate | None = None
     audit: AuditLog | None = None  # where a stage hold is written (``stage_held``)
+    # Growth: a message's experiment (its variant), an invite email (invite_sent).
+    growth: GrowthHooks | None = None
 
     async def __call__(self, request: Submit) -> r.SubmitReply:
         messages = request.messages
@@ -66,7 +68,8 @@ class SubmitHandler:
             raise RequestError(
                 ErrorCode.TOO_MANY, f"at most {MAX_MESSAGES_PER_SUBMIT} messages a request"
             )
-        messages = [await self._rendered(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        varied = [await self._varied(f"messages[{i}]", m) for i, m in enumerate(messages)]
+        messages = [await self._rendered(f"messages[{i}]", m) for i, (m, _) in enumerate(varied)]
         staged = [self._staged(f"messages[{i}]", m) for i, m in enumerate(messages)]
         found = [self._check(f"messages[{i}]", m) for i, (m, _) in enumerate(staged)]
         checked = await self._protect([await self._unless_repeat(c) for c in found])
@@ -75,8 +78,13 @@ class SubmitHandler:
             for i, c in enumerate(checked)
             if isinstance(c, Refused | PrivacyRefusal)
         ]
-        going = [(c, staged[i][1]) for i, c in enumerate(checked) if isinstance(c, NewMessage)]
+        kept = [(i, c) for i, c in enumerate(checked) if isinstance(c, NewMessage)]
+        going = [(c, staged[i][1]) for i, c in kept]
         accepted = await self.intake.submit([c for c, _ in going]) if going else []
+        if self.growth is not None and going:
+            await self.growth.accepted(
+                [(messages[i], varied[i][1], a) for (i, _), a in zip(kept, accepted, strict=True)]
+            )
         return r.SubmitReply(
             [self._accepted(m, held, a) for (m, held), a in zip(going, accepted, strict=True)],
             refused,
@@ -116,6 +124,15 @@ class SubmitHandler:
             return message
         self.rules.refused(checked.refusal)
         return checked.refusal
+
+    async def _varied(self, where: str, message: MessageIn) -> tuple[MessageIn, object]:
+        """The message as its experiment's variant makes it, and what growth keeps of it."""
+        if self.growth is None:
+            if message.experiment is not None or message.invite is not None:
+                raise RequestError(ErrorCode.BAD_ARGS, f"{where}: growth is not kept here")
+            return message, None
+        family = self.current.value.family_of(message.target)
+        return await self.growth.vary(where, message, family)
 
     async def _rendered(self, where: str, message: MessageIn) -> MessageIn:
         """A message naming a template, with its rendered fields in its payload (rendered
@@ -222,6 +239,12 @@ class SubmitHandler:
                     adapter.validate(message.payload)
                 except InvalidPayload as exc:
                     raise InvalidPayload(f"{where}: {exc.message}") from None
+
+
+class GrowthHooks(Protocol):
+    async def vary(self, where: str, message: MessageIn, family: str) -> tuple[MessageIn, Any]: ...
+
+    async def accepted(self, items: Sequence[tuple[MessageIn, Any, Accepted]]) -> None: ...
 
 
 class KeyHolders(Protocol):

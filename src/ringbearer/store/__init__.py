@@ -1,6 +1,7 @@
 """The durable outbox: messages, attempts, the audit log, dead letters, alerts, what
-providers report back (their events on messages, the suppression list), and what
-privacy keeps (subjects' messages, erasure jobs, consent, sealed tokens).
+providers report back (their events on messages, the suppression list), what
+privacy keeps (subjects' messages, erasure jobs, consent, sealed tokens), and what
+growth keeps (templates, growth events, experiments).
 
 The stores themselves (``SqliteStore``, ``MemoryStore``) are imported on first
 use: the values and protocols here are what a CLI call needs, and it should not
@@ -11,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._alert_model import AlertRecord as AlertRecord
 from ._alert_model import SentNotice as SentNotice
+from ._growth_model import ExperimentRecord as ExperimentRecord
+from ._growth_model import Exposure as Exposure
+from ._growth_model import GrowthRow as GrowthRow
 from ._growth_model import TemplateRecord as TemplateRecord
+from ._growth_model import VariantCounts as VariantCounts
 from ._keys import KeyReused as KeyReused
 from ._model import ALL_PRIORITIES as ALL_PRIORITIES
 from ._model import ALLOWED as ALLOWED
@@ -45,6 +50,8 @@ from ._protocol import Controls as Controls
 from ._protocol import DeadLetterOps as DeadLetterOps
 from ._protocol import Deliverability as Deliverability
 from ._protocol import Dispatch as Dispatch
+from ._protocol import Experiments as Experiments
+from ._protocol import GrowthRecords as GrowthRecords
 from ._protocol import Intake as Intake
 from ._protocol import Lifecycle as Lifecycle
 from ._protocol import Privacy as Privacy

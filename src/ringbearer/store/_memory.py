@@ -15,11 +15,13 @@ import trio
 from .._delivery import Priority
 from ._alert_model import AlertRecord
 from ._forward_deliverability import ForwardsDeliverability
+from ._forward_growth import ForwardsGrowth
 from ._forward_privacy import ForwardsPrivacy
 from ._forward_templates import ForwardsTemplates
 from ._keys import KeyHolder, admit
 from ._memory_alerts import MemoryAlerts
 from ._memory_deliverability import MemoryDeliverability
+from ._memory_growth import MemoryExperiments, MemoryGrowthRecords
 from ._memory_privacy import MemoryPrivacy
 from ._memory_reads import MemoryDeadLetters, MemoryQueries
 from ._memory_tables import Row, Tables, new_row, settled, submitted
@@ -47,10 +49,11 @@ Handoff = Callable[[list[Claimed]], None]
 _RECOVERED = {"reason": "in flight at the last stop; counted as an attempt"}
 
 
-class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
+class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth):
     """A fake :class:`~ringbearer.store.Store`; ``rows`` and ``event_log`` are there for tests.
 
-    The deliverability role's methods are those of ``ForwardsDeliverability``.
+    The deliverability, privacy, templates and growth roles' methods are those of
+    their ``Forwards*`` classes.
     """
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -68,6 +71,8 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
         self._deliverability = MemoryDeliverability(self._t)
         self._privacy = MemoryPrivacy(self._t, self._deliverability)
         self._templates = MemoryTemplates(self._t)
+        self._growth_records = MemoryGrowthRecords(self._t)
+        self._experiments = MemoryExperiments(self._t)
 
     @property
     def listener(self) -> StoreListener:

@@ -24,7 +24,7 @@ from ..deliverability import (
     Suppression,
 )
 from ._alert_model import AlertRecord
-from ._growth_model import TemplateRecord
+from ._growth_model import ExperimentRecord, Exposure, GrowthRow, TemplateRecord, VariantCounts
 from ._model import (
     ALL_PRIORITIES,
     Accepted,
@@ -359,6 +359,72 @@ class Templates(Protocol):
         """The latest version of each template, by name."""
 
 
+class GrowthRecords(Protocol):
+    """Growth events, append-only: what the viral coefficient is computed from."""
+
+    async def append_growth(
+        self, events: Sequence[tuple[str, float, Mapping[str, Any]]]
+    ) -> list[int]:
+        """Durably keep each ``(kind, at, body)``, in order, in one commit; their ids, ascending.
+        A ``body`` that is not a JSON object raises ValueError and nothing is kept."""
+
+    async def growth_rows(self, *, after: int = 0, limit: int = 10_000) -> list[GrowthRow]:
+        """Kept events with an id above ``after``, by id, at most ``limit``: a replay's cursor."""
+
+    async def growth_count(self) -> int:
+        """How many growth events are kept."""
+
+
+class Experiments(Protocol):
+    """Experiments by phase: their specs, sticky assignments, exposures and conversions."""
+
+    async def put_experiment(
+        self, name: str, spec: Mapping[str, Any], *, by: str
+    ) -> ExperimentRecord:
+        """Durably start the next phase of ``name`` (1 for a new name) with ``spec``, with an
+        ``experiment_created`` audit event; return it, after the commit."""
+
+    async def experiment(self, name: str, phase: int | None = None) -> ExperimentRecord | None:
+        """That phase of ``name`` (None: its latest), or None."""
+
+    async def experiments(self) -> list[ExperimentRecord]:
+        """The latest phase of each experiment, by name."""
+
+    async def stop_experiment(self, name: str, phase: int, *, at: float, reason: str) -> bool:
+        """Mark the phase stopped at ``at``, with an ``experiment_stopped`` audit event; False
+        (and nothing written) if it is unknown or already stopped."""
+
+    async def assign_unit(
+        self, name: str, phase: int, unit: str, variant: int, *, at: float
+    ) -> int:
+        """Keep ``unit``'s variant in the phase unless it has one already; the one kept (sticky)."""
+
+    async def assignments(self, name: str, phase: int) -> dict[str, int]:
+        """Every unit assigned in the phase, with its variant."""
+
+    async def note_exposures(self, rows: Sequence[Exposure]) -> None:
+        """Keep exposures, as given (one per message id: a repeated id is ignored)."""
+
+    async def pending_exposures(self) -> list[Exposure]:
+        """The exposures whose message is not delivered yet (``exposed_at`` None), by message id."""
+
+    async def mark_exposed(self, message_ids: Sequence[int], *, at: float) -> list[Exposure]:
+        """Set ``exposed_at`` of those of these messages' exposures still pending; return them
+        as now kept, by message id (unknown or already exposed ids are left out)."""
+
+    async def exposed_units(self, name: str, phase: int) -> dict[str, int]:
+        """Every unit exposed in the phase (an exposure whose message was delivered), with the
+        variant of its first such exposure, by message id."""
+
+    async def add_conversions(self, rows: Sequence[tuple[str, int, str, int, float]]) -> list[bool]:
+        """Keep each ``(experiment, phase, unit, variant, at)``, a unit converting once per
+        phase; True for each that was new."""
+
+    async def experiment_counts(self, name: str, phase: int) -> list[VariantCounts]:
+        """Distinct units assigned, exposed and converted, per variant that has an assignment,
+        by variant."""
+
+
 class Lifecycle(Protocol):
     """Start-up, shutdown and the listener told of each commit."""
 
@@ -386,6 +452,8 @@ class Store(
     Deliverability,
     Privacy,
     Templates,
+    GrowthRecords,
+    Experiments,
     Lifecycle,
     Protocol,
 ):

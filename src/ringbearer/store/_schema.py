@@ -306,6 +306,57 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, version)
     );
     """,
+    # 9: growth events and experiments. Growth events are appended, their
+    # personal fields already pseudonymised or sealed, and replayed at start.
+    # An experiment is kept by phase (each put of a name starts the next); a
+    # unit's assignment in a phase is sticky; an exposure is a message showing
+    # a unit its variant, pending until the message is delivered; a unit
+    # converts once per phase.
+    """
+    CREATE TABLE growth_events (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        body TEXT NOT NULL,
+        recorded_at REAL NOT NULL
+    );
+    CREATE TABLE experiments (
+        name TEXT NOT NULL,
+        phase INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        by TEXT NOT NULL,
+        stopped_at REAL,
+        stop_reason TEXT,
+        PRIMARY KEY (name, phase)
+    );
+    CREATE TABLE assignments (
+        experiment TEXT NOT NULL,
+        phase INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        variant INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (experiment, phase, unit)
+    ) WITHOUT ROWID;
+    CREATE TABLE exposures (
+        message_id INTEGER PRIMARY KEY,
+        experiment TEXT NOT NULL,
+        phase INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        variant INTEGER NOT NULL,
+        exposed_at REAL
+    );
+    CREATE INDEX exposures_pending ON exposures (message_id) WHERE exposed_at IS NULL;
+    CREATE INDEX exposures_phase ON exposures (experiment, phase);
+    CREATE TABLE conversions (
+        experiment TEXT NOT NULL,
+        phase INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        variant INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (experiment, phase, unit)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ import trio
 from ..._delivery import Priority
 from .._alert_model import AlertRecord
 from .._forward_deliverability import ForwardsDeliverability
+from .._forward_growth import ForwardsGrowth
 from .._forward_privacy import ForwardsPrivacy
 from .._forward_templates import ForwardsTemplates
 from .._model import (
@@ -39,6 +40,7 @@ from ._controls import Controls
 from ._db import Row, Tx, WallClock
 from ._dead import DeadLetters
 from ._deliverability import SqliteDeliverability
+from ._growth import SqliteExperiments, SqliteGrowthRecords
 from ._mail import write_mail
 from ._matcher import Matcher
 from ._open import Start, connections, load_start
@@ -53,11 +55,11 @@ from ._writer import Op, OpKind, Writer, chained
 T = TypeVar("T")
 
 
-class SqliteStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
+class SqliteStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth):
     """The durable outbox. Open it with :meth:`open` inside a trio-asyncio loop.
 
-    The deliverability, privacy and templates roles' methods are those of their
-    ``Forwards*`` classes.
+    The deliverability, privacy, templates and growth roles' methods are those of
+    their ``Forwards*`` classes.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class SqliteStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates):
         )
         self._privacy = SqlitePrivacy(self._writer, self._reads, self._shared)
         self._templates = SqliteTemplates(self._writer, self._shared)
+        self._growth_records = SqliteGrowthRecords(self._writer, self._reads, self._shared)
+        self._experiments = SqliteExperiments(self._writer, self._reads, self._shared)
 
     @classmethod
     @asynccontextmanager

@@ -1,0 +1,192 @@
+"""Growth events in: pseudonymised, sealed where they must be read again, kept append-only,
+then counted by the cohort model and handed to whoever watches (rules, experiments,
+forwarding).
+
+A person in an event is kept by their subject id (``Sealer.name``): an invitee, a
+sign-up's address, a vendor's address. A new sign-up's or vendor's key is made first, so
+the address can be read again from the vault while the person is not erased (a referral
+ask is mailed to it); a vendor's name is sealed under the vendor's key. An event about an
+erased person is refused (``erased``), on its own.
+
+At start :meth:`Recorder.replay` reads every kept event back into the model, by id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from .._errors import ErrorCode
+from ..store import GrowthRow
+from ._cohorts import Growth
+from ._events import (
+    Channel,
+    GrowthEvent,
+    InviteAccepted,
+    InviteSent,
+    Role,
+    Signup,
+    VendorBooked,
+    event_json,
+    personal_fields,
+)
+from ._sealing import Sealer
+
+REPLAY_BATCH = 20_000
+
+
+class GrowthRows(Protocol):
+    async def append_growth(
+        self, events: Sequence[tuple[str, float, Mapping[str, Any]]]
+    ) -> list[int]: ...
+
+    async def growth_rows(self, *, after: int = 0, limit: int = 10_000) -> list[GrowthRow]: ...
+
+
+@attrs.frozen
+class Recorded:
+    """One event kept: as the model counts it (people by subject id), and the personal
+    values it came with (this batch only: never kept in clear)."""
+
+    id: int
+    event: GrowthEvent
+    clear: Mapping[str, str] = attrs.field(repr=False, factory=dict)
+
+
+@attrs.frozen
+class Refusal:
+    index: int
+    code: ErrorCode
+    reason: str
+
+
+Observer = Callable[[Sequence[Recorded]], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class Recorder:
+    store: GrowthRows
+    sealer: Sealer
+    model: Growth
+    observers: list[Observer] = attrs.Factory(list)
+    kept: int = 0  # events kept, replayed ones included
+
+    async def record(self, events: Sequence[GrowthEvent]) -> tuple[list[Recorded], list[Refusal]]:
+        """Keep ``events`` (in one transaction), count them, tell the observers."""
+        going, refused = self._screened(events)
+        if not going:
+            return [], refused
+        await self.sealer.ensure([i for _, e in going for i in _keyed(e)])
+        bodies = [await self._body(e) for _, e in going]
+        ids = await self.store.append_growth(
+            [(e.KIND, e.at, b) for (_, e), b in zip(going, bodies, strict=True)]
+        )
+        recorded = [
+            Recorded(row, self._named(event), _clear(event))
+            for row, (_, event) in zip(ids, going, strict=True)
+        ]
+        self._count(recorded)
+        for observer in self.observers:
+            await observer(recorded)
+        return recorded, refused
+
+    async def replay(self) -> int:
+        """Read every kept event into the model; how many."""
+        after = 0
+        while rows := await self.store.growth_rows(after=after, limit=REPLAY_BATCH):
+            for row in rows:
+                self.model.apply(await self._stored(row))
+            self.kept += len(rows)
+            after = rows[-1].id
+        return self.kept
+
+    def _count(self, recorded: Sequence[Recorded]) -> None:
+        for one in recorded:
+            self.model.apply(one.event)
+        self.kept += len(recorded)
+
+    def _screened(
+        self, events: Sequence[GrowthEvent]
+    ) -> tuple[list[tuple[int, GrowthEvent]], list[Refusal]]:
+        going, refused = [], []
+        for index, event in enumerate(events):
+            erased = next(
+                (
+                    f.name
+                    for f in personal_fields(event)
+                    if self.sealer.erased(self.sealer.name(f.about))
+                ),
+                None,
+            )
+            if erased is None:
+                going.append((index, event))
+            else:
+                why = f"events[{index}].{erased}: names an erased subject"
+                refused.append(Refusal(index, ErrorCode.ERASED, why))
+        return going, refused
+
+    def _named(self, event: GrowthEvent) -> GrowthEvent:
+        """``event`` with its people by subject id (a vendor's name stays: it is no one's id)."""
+        match event:
+            case Signup(email=str(email)):
+                return attrs.evolve(event, email=self.sealer.name(email))
+            case InviteSent():
+                return attrs.evolve(event, invitee=self.sealer.name(event.invitee))
+            case VendorBooked():
+                return attrs.evolve(event, vendor_email=self.sealer.name(event.vendor_email))
+        return event
+
+    async def _body(self, event: GrowthEvent) -> dict[str, Any]:
+        named = self._named(event)
+        body = event_json(named)
+        del body["event"], body["at"]  # kept in their own columns
+        if isinstance(named, VendorBooked):
+            body["vendor_name"] = await self.sealer.seal(named.vendor_email, named.vendor_name)
+        return body
+
+    async def _stored(self, row: GrowthRow) -> GrowthEvent:
+        body = dict(row.body)
+        if row.kind == VendorBooked.KIND:
+            body["vendor_name"] = await self.sealer.open(body["vendor_name"]) or ERASED_NAME
+        return stored_event(row.kind, row.at, body)
+
+
+ERASED_NAME = "(erased)"
+
+
+def _keyed(event: GrowthEvent) -> list[str]:
+    """Whose keys an event needs: a sign-up's address, a vendor's (an invitee: none)."""
+    match event:
+        case Signup(email=str(email)):
+            return [email]
+        case VendorBooked():
+            return [event.vendor_email]
+    return []
+
+
+def _clear(event: GrowthEvent) -> dict[str, str]:
+    return {f.name: f.value for f in personal_fields(event)}
+
+
+def stored_event(kind: str, at: float, body: Mapping[str, Any]) -> GrowthEvent:
+    """The event a kept row holds (its people by subject id), as :meth:`Recorder._body` wrote it."""
+    if kind == Signup.KIND:
+        wedding = body.get("wedding_date")
+        return Signup(
+            body["user"], at, Role(body["role"]), body.get("email"), body.get("vendor_type"),
+            dt.date.fromisoformat(wedding) if wedding else None,
+        )  # fmt: skip
+    if kind == InviteSent.KIND:
+        return InviteSent(
+            body["invite"], body["inviter"], body["invitee"], Channel(body["channel"]), at
+        )
+    if kind == InviteAccepted.KIND:
+        return InviteAccepted(body["invite"], body["user"], at)
+    if kind == VendorBooked.KIND:
+        return VendorBooked(
+            body["couple"], body["vendor_email"], body["vendor_name"], body["vendor_type"], at
+        )
+    raise ValueError(f"a kept growth event of unknown kind {kind!r}")
