@@ -167,6 +167,11 @@ async def test_exposures_wait_for_delivery_and_are_exposed_once(store: Store) ->
     assert await store.pending_exposures() == [exposure(11, "s_cid", 1)]
     assert await store.exposed_units("subject", 1) == {"s_bob": 0, "s_ann": 1}
     assert await store.exposed_units("subject", 2) == {}
+    assert await store.exposures_of([12, 99, 11, 12]) == [
+        exposure(11, "s_cid", 1),
+        Exposure(12, "subject", 1, "s_ann", 1, T0 + 5),
+    ]
+    assert await store.exposures_of([]) == []
 
 
 async def test_a_units_first_delivered_exposure_names_its_variant(store: Store) -> None:

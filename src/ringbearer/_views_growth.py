@@ -48,7 +48,7 @@ def format_report(reply: GrowthReportReply) -> str:
     lines = [head, *table(rows, right=range(1, 8))] if reply.cohorts else [head, "no users yet"]
     lines.append(
         f"{reply.events} events kept; unmatched: {reply.unmatched_acceptances} acceptance(s),"
-        f" {reply.unmatched_invites} invite(s) from unknown users,"
+        f" {reply.unmatched_inviters} inviter(s) not signed up,"
         f" {reply.unmatched_couples} booking couple(s) not signed up"
     )
     return "\n".join(lines)

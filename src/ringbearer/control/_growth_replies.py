@@ -51,7 +51,7 @@ class GrowthReportReply:
     min_cohort: int
     events: int  # growth events kept
     unmatched_acceptances: int
-    unmatched_invites: int
+    unmatched_inviters: int  # users who sent invites but never signed up
     unmatched_couples: int
 
 

@@ -361,13 +361,10 @@ class Growth:
         return sum(1 for booked in self._booked.values() if key in booked)
 
     def unmatched_counts(self) -> tuple[int, int, int]:
-        """How many acceptances, invites and couples :meth:`unmatched` would list (cheaper)."""
-        invites = sum(
-            len(self._pairs[key].invites)
-            for inviter in self._unknown_inviters
-            for key in self._sent_by[inviter]
-        )
-        return len(self._orphan_accepts), invites, len(self._unknown_couples)
+        """How many invites accepted but never sent, inviters and booking couples never
+        signed up there are now (O(1): for every reply)."""
+        acceptances, inviters = len(self._orphan_accepts), len(self._unknown_inviters)
+        return acceptances, inviters, len(self._unknown_couples)
 
     def partners(self, vendor: str) -> list[Partner]:
         """The vendors most often booked by couples who booked ``vendor``; ties by name."""

@@ -117,13 +117,26 @@ class PersonalField:
 def personal_fields(event: GrowthEvent) -> tuple[PersonalField, ...]:
     """The personal values ``event`` holds (absent optional ones left out)."""
     found = []
-    for field in attrs.fields(type(event)):
-        about = field.metadata.get(PERSONAL)
-        value = getattr(event, field.name)
-        if about is not None and value is not None:
-            subject = normalise_identity(getattr(event, about))
-            found.append(PersonalField(field.name, value, subject))
+    for name, about in _personal_of(type(event)):
+        value = getattr(event, name)
+        if value is not None:
+            found.append(PersonalField(name, value, normalise_identity(getattr(event, about))))
     return tuple(found)
+
+
+def _personal_of(kind: type) -> tuple[tuple[str, str], ...]:
+    """(field, the field naming whom it is about) of each personal field of a kind."""
+    found = _PERSONAL_OF.get(kind)
+    if found is None:
+        found = _PERSONAL_OF[kind] = tuple(
+            (field.name, field.metadata[PERSONAL])
+            for field in attrs.fields(kind)
+            if PERSONAL in field.metadata
+        )
+    return found
+
+
+_PERSONAL_OF: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
 def event_json(event: GrowthEvent) -> dict[str, object]:

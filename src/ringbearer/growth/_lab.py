@@ -81,7 +81,6 @@ class Lab:
     metrics: LabMetrics
     _running: dict[str, tuple[ExperimentRecord, ExperimentSpec]] = attrs.Factory(dict)
     _pending: dict[int, Exposure] = attrs.Factory(dict)
-    _by_message: dict[int, Exposure] = attrs.Factory(dict)  # exposed this run
     _exposed: dict[tuple[str, int], dict[str, int]] = attrs.Factory(dict)
     _delivered: list[int] = attrs.Factory(list)
     _wake: trio.Event = attrs.Factory(trio.Event)
@@ -255,7 +254,6 @@ class Lab:
         exposed = await self.store.mark_exposed(ids, at=self.wall())
         for e in exposed:
             self._pending.pop(e.message_id, None)
-            self._by_message[e.message_id] = e
             units = self._exposed.setdefault((e.experiment, e.phase), {})
             if e.unit not in units:
                 units[e.unit] = e.variant
@@ -264,13 +262,16 @@ class Lab:
 
     async def mail_events(self, events: Sequence[tuple[int, str]]) -> None:
         """Delivery events ``(message id, type)`` kept: a conversion where one names it."""
-        found = []
-        for message_id, kind in events:
-            e = self._by_message.get(message_id) or self._pending.get(message_id)
-            if e is not None:
-                found.append((kind, (e.experiment, e.phase, e.unit)))
-        for kind in {k for k, _ in found}:
-            await self._convert(kind, [u for k, u in found if k == kind])
+        wanted = {"opened", "clicked", "delivered"} & {
+            s.conversion for _, s in self._running.values()
+        }
+        events = [(m, kind) for m, kind in events if kind in wanted]
+        if not events:
+            return
+        found = {e.message_id: e for e in await self.store.exposures_of([m for m, _ in events])}
+        for kind in {kind for _, kind in events}:
+            units = [found[m] for m, k in events if k == kind and m in found]
+            await self._convert(kind, [(e.experiment, e.phase, e.unit) for e in units])
 
     async def growth_units(self, kind: str, units: Sequence[str]) -> None:
         """A growth event of ``kind`` names these units (subject ids)."""

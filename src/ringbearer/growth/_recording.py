@@ -14,12 +14,14 @@ At start :meth:`Recorder.replay` reads every kept event back into the model, by 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
 from .._errors import ErrorCode
+from .._logging import fields
 from ..store import GrowthRow
 from ._cohorts import Growth
 from ._events import (
@@ -27,6 +29,7 @@ from ._events import (
     GrowthEvent,
     InviteAccepted,
     InviteSent,
+    PersonalField,
     Role,
     Signup,
     VendorBooked,
@@ -36,6 +39,7 @@ from ._events import (
 from ._sealing import Sealer
 
 REPLAY_BATCH = 20_000
+log = logging.getLogger("ringbearer.growth")
 
 
 class GrowthRows(Protocol):
@@ -79,18 +83,22 @@ class Recorder:
         going, refused = self._screened(events)
         if not going:
             return [], refused
-        await self.sealer.ensure([i for _, e in going for i in _keyed(e)])
-        bodies = [await self._body(e) for _, e in going]
+        await self.sealer.ensure([i for e, _ in going for i in _keyed(e)])
+        named = [self._named(e) for e, _ in going]
+        bodies = [await self._body(e) for e in named]
         ids = await self.store.append_growth(
-            [(e.KIND, e.at, b) for (_, e), b in zip(going, bodies, strict=True)]
+            [(e.KIND, e.at, b) for e, b in zip(named, bodies, strict=True)]
         )
         recorded = [
-            Recorded(row, self._named(event), _clear(event))
-            for row, (_, event) in zip(ids, going, strict=True)
+            Recorded(row, event, {f.name: f.value for f in personal})
+            for row, event, (_, personal) in zip(ids, named, going, strict=True)
         ]
         self._count(recorded)
         for observer in self.observers:
-            await observer(recorded)
+            try:
+                await observer(recorded)
+            except Exception as exc:  # the events are kept; one watcher's failure is its own
+                log.error("a growth observer failed", extra=fields(error=repr(exc)))
         return recorded, refused
 
     async def replay(self) -> int:
@@ -110,21 +118,17 @@ class Recorder:
 
     def _screened(
         self, events: Sequence[GrowthEvent]
-    ) -> tuple[list[tuple[int, GrowthEvent]], list[Refusal]]:
+    ) -> tuple[list[tuple[GrowthEvent, tuple[PersonalField, ...]]], list[Refusal]]:
+        """The events to keep, with their personal values; those about an erased subject."""
         going, refused = [], []
         for index, event in enumerate(events):
-            erased = next(
-                (
-                    f.name
-                    for f in personal_fields(event)
-                    if self.sealer.erased(self.sealer.name(f.about))
-                ),
-                None,
-            )
-            if erased is None:
-                going.append((index, event))
+            personal = personal_fields(event)
+            name, erased = self.sealer.name, self.sealer.erased
+            found = next((f.name for f in personal if erased(name(f.about))), None)
+            if found is None:
+                going.append((event, personal))
             else:
-                why = f"events[{index}].{erased}: names an erased subject"
+                why = f"events[{index}].{found}: names an erased subject"
                 refused.append(Refusal(index, ErrorCode.ERASED, why))
         return going, refused
 
@@ -139,8 +143,8 @@ class Recorder:
                 return attrs.evolve(event, vendor_email=self.sealer.name(event.vendor_email))
         return event
 
-    async def _body(self, event: GrowthEvent) -> dict[str, Any]:
-        named = self._named(event)
+    async def _body(self, named: GrowthEvent) -> dict[str, Any]:
+        """What the store keeps of an event whose people are already named by id."""
         body = event_json(named)
         del body["event"], body["at"]  # kept in their own columns
         if isinstance(named, VendorBooked):
@@ -165,10 +169,6 @@ def _keyed(event: GrowthEvent) -> list[str]:
         case VendorBooked():
             return [event.vendor_email]
     return []
-
-
-def _clear(event: GrowthEvent) -> dict[str, str]:
-    return {f.name: f.value for f in personal_fields(event)}
 
 
 def stored_event(kind: str, at: float, body: Mapping[str, Any]) -> GrowthEvent:

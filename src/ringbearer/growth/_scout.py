@@ -15,6 +15,7 @@ scheduled (``not_before``) inside the sending hours.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from .._errors import RequestError
 from .._logging import fields
 from ..control import MessageIn, Submit
 from ..control import _replies as r
+from ..privacy._vault import is_subject_id
 from ..store import AuditLog, Event
 from ._cohorts import Growth
 from ._events import Role, VendorBooked
@@ -66,10 +68,10 @@ class Scout:
     async def _booking(self, one: Recorded) -> None:
         event = one.event
         assert isinstance(event, VendorBooked)
-        vendor = event.vendor_email  # its subject id, as the model has it
+        vendor = event.vendor_email  # as the model has it: a subject id (with the vault)
         clear = attrs.evolve(event, vendor_email=one.clear["vendor_email"])
         decision = vendor_invite(
-            self.settings, clear, vendor_id=vendor,
+            self.settings, clear, vendor_id=_vendor_id(vendor),
             vendor_on_platform=self.model.user_with_email(vendor) is not None,
             couple_known=self.model.signup(event.couple) is not None,
             now=self.wall(), zone=self.zone,
@@ -122,6 +124,7 @@ class Scout:
             return 0
         (accepted,) = reply.accepted
         if accepted.duplicate:
+            self._decided_users.add((decision.rule, decision.user))
             if not quiet_repeat:
                 why = "already sent: the same candidate was submitted before"
                 self._decided(decision.rule, decision.user, "skipped", why, accepted.id)
@@ -137,6 +140,14 @@ class Scout:
         detail = {"rule": rule, "user": user, "outcome": outcome, "reason": reason}
         kind = EventKind.GROWTH_DECISION.value
         self.audit.append_event(Event(kind, self.wall(), message_id, None, detail))
+
+
+def _vendor_id(vendor: str) -> str:
+    """The vendor's id in a key: its subject id; without the vault (people kept by their
+    address) a hash of the address, so the key names no one in clear."""
+    if is_subject_id(vendor):
+        return vendor
+    return "s_" + hashlib.sha256(vendor.encode()).hexdigest()[:32]
 
 
 def _message(candidate: Candidate) -> MessageIn:

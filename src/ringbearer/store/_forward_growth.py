@@ -59,6 +59,9 @@ class ForwardsGrowth:
     async def pending_exposures(self) -> list[Exposure]:
         return await self._experiments.pending_exposures()
 
+    async def exposures_of(self, message_ids: Sequence[int]) -> list[Exposure]:
+        return await self._experiments.exposures_of(message_ids)
+
     async def mark_exposed(self, message_ids: Sequence[int], *, at: float) -> list[Exposure]:
         return await self._experiments.mark_exposed(message_ids, at=at)
 

@@ -127,6 +127,10 @@ class MemoryExperiments:
         await trio.lowlevel.checkpoint()
         return [e for _, e in sorted(self.exposures.items()) if e.exposed_at is None]
 
+    async def exposures_of(self, message_ids: Sequence[int]) -> list[Exposure]:
+        await trio.lowlevel.checkpoint()
+        return [self.exposures[i] for i in sorted(set(message_ids)) if i in self.exposures]
+
     async def mark_exposed(self, message_ids: Sequence[int], *, at: float) -> list[Exposure]:
         await trio.lowlevel.checkpoint()
         pending = [self.exposures.get(i) for i in sorted(set(message_ids))]

@@ -408,6 +408,9 @@ class Experiments(Protocol):
     async def pending_exposures(self) -> list[Exposure]:
         """The exposures whose message is not delivered yet (``exposed_at`` None), by message id."""
 
+    async def exposures_of(self, message_ids: Sequence[int]) -> list[Exposure]:
+        """The exposures of these messages (pending or not), by message id."""
+
     async def mark_exposed(self, message_ids: Sequence[int], *, at: float) -> list[Exposure]:
         """Set ``exposed_at`` of those of these messages' exposures still pending; return them
         as now kept, by message id (unknown or already exposed ids are left out)."""

@@ -214,6 +214,16 @@ class SqliteExperiments:
         )
         return [Exposure(*r) for r in rows]
 
+    async def exposures_of(self, message_ids: Sequence[int]) -> list[Exposure]:
+        if not message_ids:
+            return []
+        rows = await self._reads.query(
+            f"SELECT {_EXPOSURE} FROM exposures"
+            " WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id",
+            (dumps(list(message_ids)),),
+        )
+        return [Exposure(*r) for r in rows]
+
     async def mark_exposed(self, message_ids: Sequence[int], *, at: float) -> list[Exposure]:
         if not message_ids:
             return []
