@@ -24,7 +24,18 @@ def any_hour(config: str) -> str:
     """The shipped config with sending hours all day, every day."""
     config = config.replace('hours = "09:00-18:00"', 'hours = "00:00-24:00"')
     week = '["mon", "tue", "wed", "thu", "fri", "sat"]'
-    return config.replace(f"days = {week}", f'days = {week[:-1]}, "sun"]')
+    return config.replace(f"days = {week}", f'days = {week[:-1]}, "sun"]') + REFUSE_RULE
+
+
+# A stage rule that refuses, beside the shipped one that holds.
+REFUSE_RULE = """
+[[growth.stages.rules]]
+name = "honeymoon_quiet"
+category = "marketing"
+first_day = 1
+last_day = 14
+action = "refuse"
+"""
 
 
 VENDOR = "lens@studio.example"
@@ -120,6 +131,13 @@ def test_a_booked_vendor_is_invited_and_its_acceptance_moves_k_at_once(
         partners = cli_json(daemon, "growth", "partners", VENDOR)
         assert partners["couples"] == 1 and partners["partners"] == []
         assert len(mail_to(sim, VENDOR)) == 1
+        married = (now - dt.timedelta(days=2)).date().isoformat()
+        offer = {"target": "email", "category": "marketing", "wedding_date": married,
+                 "payload": {"from": "news@example.com", "to": "ana.ben@example.org",
+                             "subject": "Frames for your photos", "text": "10% off"}}  # fmt: skip
+        refused = daemon.cli("send", "--file", str(write_jsonl(tmp_path / "o.jsonl", [offer])))
+        assert refused.returncode == 1 and "stage_rule" in refused.stderr
+        assert "'honeymoon_quiet'" in refused.stderr and "refused" in refused.stderr
         raw = (tmp_path / "state" / "ringbearer.db").read_bytes()
         assert VENDOR.encode() not in raw and b"Lens & Light" not in raw
         scraped = httpx.get(daemon.status()["metrics"]).text

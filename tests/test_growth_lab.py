@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from ringbearer._errors import ErrorCode, RequestError
 from ringbearer.control import MessageIn
 from ringbearer.growth._assignment import assign
-from ringbearer.growth._lab import Draft, Lab, LabMetrics
+from ringbearer.growth._lab import STOP_CHECK_SECONDS, Draft, Lab, LabMetrics
 from ringbearer.growth._sealing import ClearSealer, VaultSealer
 from ringbearer.privacy import Kek, MemoryKeyStore, Vault
 from ringbearer.privacy._books import ErasedBook
@@ -575,3 +575,27 @@ async def test_config_changing_a_running_design_is_refused(rig: Rig) -> None:
         f"[growth.experiments.{NAME}]: coverage differs: 1 -> 0.5"
     )
     assert caught.value.message.endswith(f"(ringbearer experiment create {NAME} --new-phase)")
+
+
+# -- the stop rule ---------------------------------------------------------------------------
+
+
+async def test_auto_stop_stops_when_the_rule_says_so_and_only_then(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, rig: Rig
+) -> None:
+    """With ``auto_stop`` the lab judges the rule every minute: after max_days it stops the
+    experiment, naming the rule; one without ``auto_stop`` runs on past the same rule."""
+    stop = {"max_days": 2, "min_units_per_variant": 1}
+    await rig.lab.create(NAME, spec(stop=stop, auto_stop=True), new_phase=False, by="ops")
+    await rig.lab.create("manual", spec(stop=stop), new_phase=False, by="ops")
+    await nursery.start(rig.lab.run)
+    await trio.sleep(STOP_CHECK_SECONDS * 3)
+    assert {r.name for r in rig.lab.running()} == {NAME, "manual"}  # a day in: go on
+    rig.wall.now += 3 * DAY
+    await trio.sleep(STOP_CHECK_SECONDS * 2)
+    assert [r.name for r in rig.lab.running()] == ["manual"]
+    stopped = await rig.store.experiment(NAME)
+    assert stopped is not None and stopped.stopped_at == T0 + 3 * DAY
+    assert stopped.stop_reason is not None and stopped.stop_reason.startswith("stop rule: ")
+    shown = await rig.lab.report("manual")
+    assert shown["decision"]["stop"] is True and shown["auto_stop"] is False

@@ -290,3 +290,23 @@ async def test_the_vault_sealer_names_a_subject_id_as_itself(rig: Rig) -> None:
     assert rig.sealer.erased(ann) is False
     rig.erased.add(ann)
     assert rig.sealer.erased(ann) is True
+
+
+# -- read back in the background -------------------------------------------------------------
+
+
+async def test_events_recorded_while_the_kept_ones_are_read_back_count_once(rig: Rig) -> None:
+    """The replay runs after the daemon is ready: an event recorded meanwhile is counted
+    at once and skipped when the replay reaches its row; the figures end as if in order."""
+    await rig.recorder.record(STORY[:3])
+    later = rig.restarted()
+    assert not later.ready.is_set()
+    await later.record(STORY[3:])  # before the replay: counted live
+    assert later.kept == 2
+    assert await later.replay() == 3
+    assert later.ready.is_set() and (later.kept, later.read, later.total) == (5, 3, 5)
+    fresh = rig.restarted()  # all five kept: read back in order
+    assert await fresh.replay() == 5
+    for by in By:
+        assert later.model.report(by) == fresh.model.report(by)
+    assert later.model.report(By.SIGNUP_MONTH)[0].k == 0.5

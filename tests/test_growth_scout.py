@@ -319,3 +319,22 @@ async def test_the_scout_sweeps_every_hour(
     await trio.sleep(2 * SWEEP_SECONDS)
     assert [t - start for t in rig.submit.times] == [0.0, SWEEP_SECONDS]
     assert rig.decisions() == [(T0, 7, decision("scheduled", "scheduled", "referral_ask", "a"))]
+
+
+async def test_bookings_recorded_while_events_are_read_back_wait_for_them(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, rig: Rig
+) -> None:
+    """Until the kept events are read back nobody knows who is on the platform: a booking
+    recorded meanwhile is judged once they are, against everything kept."""
+    ready = trio.Event()
+    await nursery.start(rig.scout.run, ready)
+    await rig.record(couple(), BOOKING)
+    await rig.record(Signup("v1", T0, Role.VENDOR, VENDOR))  # read back: the vendor is in
+    await trio.sleep(1)
+    assert rig.submit.requests == [] and rig.decisions() == []
+    ready.set()
+    await trio.sleep(1)
+    assert rig.submit.requests == []
+    (decision,) = [d for _, _, d in rig.decisions()]
+    assert (decision["rule"], decision["outcome"]) == ("vendor_invite", "skipped")
+    assert decision["reason"] == "vendor already on the platform"

@@ -42,6 +42,12 @@ ANNOUNCED |= {
     "ringbearer_email_complaint_ratio",
     "ringbearer_suppressed_total",
 }
+# Growth's series (the viral coefficient, experiments).
+ANNOUNCED |= {
+    "ringbearer_growth_k",
+    "ringbearer_experiment_exposures_total",
+    "ringbearer_experiment_conversions_total",
+}
 DEADLINE = 30.0
 T = TypeVar("T")
 
@@ -198,6 +204,8 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
         "ringbearer_email_events_total",
         "ringbearer_email_complaint_ratio",
         "ringbearer_suppressed_total",
+        "ringbearer_growth_k",
+        "ringbearer_experiment_exposures_total",
     }
     assert wanted <= selected, f"not on the dashboard: {wanted - selected}"
     ids = [p["id"] for p in dashboard["panels"]]

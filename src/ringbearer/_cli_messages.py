@@ -50,6 +50,11 @@ LINE_FIELDS = {
     "template",
     "template_version",
     "vars",
+    "wedding_date",
+    "experiment",
+    "unit",
+    "invite",
+    "inviter",
 }
 TIME_FIELDS = ("deliver_by", "not_before")  # a line may give them as the CLI's times ahead
 EVENT_KINDS = tuple(k.value for k in EventKind)
@@ -434,8 +439,9 @@ def _add_send(command: AddCommand) -> None:
         "--file",
         metavar="FILE",
         help='JSON lines: {"target", "payload", "priority"?, "key"?, "deliver_by"?,'
-        ' "not_before"?, "category"?, "subjects"?, "template"?, "template_version"?, "vars"?}'
-        ' ("payload" may be left out of a line that names a "template")',
+        ' "not_before"?, "category"?, "subjects"?, "template"?, "template_version"?, "vars"?,'
+        ' "wedding_date"?, "experiment"?, "unit"?, "invite"?, "inviter"?} ("payload" may be'
+        ' left out of a line that names a "template")',
     )
     _add_when(p)
     _add_template(p)

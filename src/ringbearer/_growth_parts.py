@@ -54,12 +54,10 @@ class GrowthSide:
         settings = config.growth
         zone = ZoneInfo(config.wedding_day.timezone)
         model = Growth(zone, window_days=settings.window_days)
-        recorder = Recorder(store, sealer, model)
-        kept = await recorder.replay()
+        recorder = Recorder(store, sealer, model, total=await store.growth_count())
         lab = Lab(store, sealer, wall, LabMetrics.on(registry))
         await lab.load(settings.experiments)
-        watch_growth(registry, model)
-        log.info("growth events read", extra=fields(events=kept))
+        watch_growth(registry, model, recorder.ready.is_set)
         side = cls(config, model, recorder, lab, sealer, wall)
         recorder.observers.append(side._conversions)
         return side
@@ -82,9 +80,28 @@ class GrowthSide:
         return "amplitude" if kinds <= {"amplitude"} else "mixpanel"
 
     async def run(self, nursery: trio.Nursery) -> None:
+        """The duties: exposures, the growth events read back (in the background: the
+        daemon is ready before), then the opportunity rules' sweep."""
         await nursery.start(self.lab.run)
+        nursery.start_soon(self._read_back)
         if self.scout is not None:
-            await nursery.start(self.scout.run)
+            await nursery.start(self.scout.run, self.recorder.ready)
+
+    async def _read_back(self) -> None:
+        began = trio.current_time()
+        read = await self.recorder.replay()
+        took = round(trio.current_time() - began, 3)
+        log.info("growth events read back", extra=fields(events=read, seconds=took))
+
+    def loading(self) -> None:
+        """BUSY while the events kept before this start are still being read back."""
+        recorder = self.recorder
+        if not recorder.ready.is_set():
+            raise RequestError(
+                ErrorCode.BUSY,
+                f"the growth figures are being read back ({recorder.read:,} of"
+                f" {recorder.total:,} events); ask again in a moment",
+            )
 
     # -- what submit calls -------------------------------------------------------------------
 

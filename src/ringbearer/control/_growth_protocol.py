@@ -19,7 +19,7 @@ class GrowthRecord(Asks[g.GrowthRecordReply]):
     """Keep growth events (JSON objects, ``growth/_events.py``), all or none if one is
     malformed; an event refused by policy (an erased subject) is refused on its own."""
 
-    events: list[dict[str, Any]] = attrs.Factory(list)
+    events: list[Any] = attrs.Factory(list)  # each checked by the handler (parse_event)
 
     reply = g.GrowthRecordReply
 

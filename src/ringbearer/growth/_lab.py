@@ -45,6 +45,7 @@ from ._sealing import Sealer
 
 log = logging.getLogger("ringbearer.growth")
 DAY = 86400.0
+STOP_CHECK_SECONDS = 60.0  # how often an auto_stop experiment's rule is judged
 
 
 @attrs.frozen
@@ -84,6 +85,7 @@ class Lab:
     _exposed: dict[tuple[str, int], dict[str, int]] = attrs.Factory(dict)
     _delivered: list[int] = attrs.Factory(list)
     _wake: trio.Event = attrs.Factory(trio.Event)
+    _next_check: dict[str, float] = attrs.Factory(dict)  # auto_stop: when to judge again
 
     async def load(self, configured: Mapping[str, Mapping[str, Any]]) -> None:
         """The experiments kept; those in config started (or refused: see ``same_design``)."""
@@ -239,16 +241,34 @@ class Lab:
             self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Mark exposures as deliveries come; every minute, apply the stop rule of each
+        experiment that says ``auto_stop``."""
         task_status.started()
         while True:
-            await self._wake.wait()
+            with trio.move_on_after(STOP_CHECK_SECONDS):
+                await self._wake.wait()
             self._wake = trio.Event()
             ids, self._delivered = self._delivered, []
             try:
-                await self._expose(ids)
+                if ids:
+                    await self._expose(ids)
+                await self._auto_stop()
             except Exception as exc:  # the exposures stay pending; the next delivery retries
                 log.error("experiment exposures not kept", extra=fields(error=repr(exc)))
                 self._delivered.extend(ids)
+
+    async def _auto_stop(self) -> None:
+        """Stop the experiments whose stop rule says so, where their definition allows it."""
+        now = trio.current_time()
+        for name, (record, spec) in list(self._running.items()):
+            if not spec.auto_stop or now < self._next_check.get(name, 0.0):
+                continue
+            self._next_check[name] = now + STOP_CHECK_SECONDS
+            decision = (await self.report(name, record.phase))["decision"]
+            if decision["stop"]:
+                await self.stop(name, f"stop rule: {decision['explanation']}")
+                log.info("experiment stopped by its stop rule", extra=fields(
+                    experiment=name, phase=record.phase, reason=decision["reason"]))  # fmt: skip
 
     async def _expose(self, ids: list[int]) -> None:
         exposed = await self.store.mark_exposed(ids, at=self.wall())

@@ -3,7 +3,7 @@ view, read from the model at each scrape (O(cohorts), no rescan)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -18,6 +18,7 @@ LAST_COHORTS = 12
 @attrs.frozen
 class GrowthCollector(Collector):
     model: Growth
+    ready: Callable[[], bool] = lambda: True  # False while kept events are read back
 
     def collect(self) -> Iterator[Metric]:
         k = GaugeMetricFamily(
@@ -25,12 +26,14 @@ class GrowthCollector(Collector):
             "Viral coefficient (accepted invites per user) of the last 12 cohorts of each view",
             labels=("by", "cohort"),
         )
-        for by in By:
+        for by in By if self.ready() else ():  # no partial figures after a restart
             rows = [row for row in self.model.report(by) if row.cohort is not None]
             for row in rows[-LAST_COHORTS:]:
                 k.add_metric((by.value, str(row.cohort)), row.k)
         yield k
 
 
-def watch_growth(registry: CollectorRegistry, model: Growth) -> None:
-    registry.register(GrowthCollector(model))
+def watch_growth(
+    registry: CollectorRegistry, model: Growth, ready: Callable[[], bool] = lambda: True
+) -> None:
+    registry.register(GrowthCollector(model, ready))

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
+import trio
 
 from .._errors import ErrorCode
 from .._logging import fields
@@ -49,6 +50,8 @@ class GrowthRows(Protocol):
 
     async def growth_rows(self, *, after: int = 0, limit: int = 10_000) -> list[GrowthRow]: ...
 
+    async def growth_count(self) -> int: ...
+
 
 @attrs.frozen
 class Recorded:
@@ -77,6 +80,10 @@ class Recorder:
     model: Growth
     observers: list[Observer] = attrs.Factory(list)
     kept: int = 0  # events kept, replayed ones included
+    total: int = 0  # events kept before this start, to read back
+    read: int = 0  # of those, read back so far
+    ready: trio.Event = attrs.Factory(trio.Event)  # set once they are all read back
+    _live: set[int] = attrs.Factory(set)  # kept during the replay, counted already
 
     async def record(self, events: Sequence[GrowthEvent]) -> tuple[list[Recorded], list[Refusal]]:
         """Keep ``events`` (in one transaction), count them, tell the observers."""
@@ -89,6 +96,8 @@ class Recorder:
         ids = await self.store.append_growth(
             [(e.KIND, e.at, b) for e, b in zip(named, bodies, strict=True)]
         )
+        if not self.ready.is_set():
+            self._live.update(ids)
         recorded = [
             Recorded(row, event, {f.name: f.value for f in personal})
             for row, event, (_, personal) in zip(ids, named, going, strict=True)
@@ -102,14 +111,20 @@ class Recorder:
         return recorded, refused
 
     async def replay(self) -> int:
-        """Read every kept event into the model; how many."""
+        """Read every kept event into the model (events recorded meanwhile are counted as
+        they come: the model takes events in any order); how many were read."""
+        self.total = await self.store.growth_count()
         after = 0
         while rows := await self.store.growth_rows(after=after, limit=REPLAY_BATCH):
             for row in rows:
-                self.model.apply(await self._stored(row))
-            self.kept += len(rows)
+                if row.id not in self._live:
+                    self.model.apply(await self._stored(row))
+                    self.read += 1
             after = rows[-1].id
-        return self.kept
+        self.kept += self.read
+        self._live.clear()
+        self.ready.set()
+        return self.read
 
     def _count(self, recorded: Sequence[Recorded]) -> None:
         for one in recorded:
@@ -134,13 +149,22 @@ class Recorder:
 
     def _named(self, event: GrowthEvent) -> GrowthEvent:
         """``event`` with its people by subject id (a vendor's name stays: it is no one's id)."""
-        match event:
+        name = self.sealer.name
+        match event:  # built directly, not by attrs.evolve: this runs for every event
             case Signup(email=str(email)):
-                return attrs.evolve(event, email=self.sealer.name(email))
+                return Signup(
+                    event.user, event.at, event.role, name(email), event.vendor_type,
+                    event.wedding_date,
+                )  # fmt: skip
             case InviteSent():
-                return attrs.evolve(event, invitee=self.sealer.name(event.invitee))
+                return InviteSent(
+                    event.invite, event.inviter, name(event.invitee), event.channel, event.at
+                )
             case VendorBooked():
-                return attrs.evolve(event, vendor_email=self.sealer.name(event.vendor_email))
+                return VendorBooked(
+                    event.couple, name(event.vendor_email), event.vendor_name,
+                    event.vendor_type, event.at,
+                )  # fmt: skip
         return event
 
     async def _body(self, named: GrowthEvent) -> dict[str, Any]:

@@ -58,12 +58,19 @@ class Scout:
     zone: ZoneInfo
     wall: Callable[[], float]
     _decided_users: set[tuple[str, str]] = attrs.Factory(set)  # (rule, user) this run
+    _ready: trio.Event | None = None  # the kept events are read back
+    _waiting: list[Recorded] = attrs.Factory(list)  # bookings recorded before that
 
     async def recorded(self, batch: Sequence[Recorded]) -> None:
-        """A recorder's observer: each booking judged by the vendor-invite rule."""
-        for one in batch:
-            if isinstance(one.event, VendorBooked):
-                await self._booking(one)
+        """A recorder's observer: each booking judged by the vendor-invite rule (those that
+        come while the kept events are read back wait for them: who is on the platform
+        is known only then)."""
+        bookings = [one for one in batch if isinstance(one.event, VendorBooked)]
+        if self._ready is not None and not self._ready.is_set():
+            self._waiting += bookings
+            return
+        for one in bookings:
+            await self._booking(one)
 
     async def _booking(self, one: Recorded) -> None:
         event = one.event
@@ -99,8 +106,18 @@ class Scout:
             sent += await self._act(decision, quiet_repeat=True)
         return sent
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, ready: trio.Event | None = None,
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:  # fmt: skip
+        """Judge the bookings that waited for ``ready``, then sweep every hour."""
+        self._ready = ready
         task_status.started()
+        if ready is not None:
+            await ready.wait()
+            waiting, self._waiting = self._waiting, []
+            for one in waiting:
+                await self._booking(one)
         while True:
             try:
                 await self.sweep()

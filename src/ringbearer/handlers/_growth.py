@@ -53,6 +53,7 @@ class ReportHandler:
     async def __call__(self, request: p.GrowthReport) -> g.GrowthReportReply:
         if request.by not in tuple(By):
             raise RequestError(ErrorCode.BAD_ARGS, f"by: one of {', '.join(By)}")
+        self.growth.loading()
         model, settings = self.growth.model, self.growth.config.growth
         rows = model.report(request.by, min_cohort=settings.min_cohort)
         acceptances, invites, couples = model.unmatched_counts()
@@ -70,6 +71,7 @@ class PartnersHandler:
     async def __call__(self, request: p.GrowthPartners) -> g.PartnersReply:
         if request.limit < 1:
             raise RequestError(ErrorCode.BAD_ARGS, "limit: at least 1")
+        self.growth.loading()
         model = self.growth.model
         vendor = self.growth.sealer.name(request.vendor)
         name = model.vendor_name(vendor)
@@ -87,6 +89,7 @@ class ExplainHandler:
     reads: Queries
 
     async def __call__(self, request: p.GrowthExplain) -> g.ExplainReply:
+        self.growth.loading()
         story = self.growth.model.explain(request.user)
         events = await self.reads.events(kinds=["growth_decision"], limit=DECISIONS_READ)
         details = [(e, e.detail or {}) for e in reversed(events)]
