@@ -1,4 +1,5 @@
-"""One contract for every store: each test runs on the in-memory fake and on SQLite (a file).
+"""One contract for every store: each test runs on the in-memory fake, on SQLite (a file)
+and on PostgreSQL (a throwaway cluster).
 
 The SQLite store is the reference; the in-memory store must behave the same
 wherever a caller can tell. A wall clock the tests set stands in for time.
@@ -31,6 +32,7 @@ from ringbearer.store import (
     SqliteStore,
     Store,
 )
+from ringbearer.store._pg._store import PostgresStore
 
 T0 = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
 
@@ -67,10 +69,20 @@ def wall() -> Wall:
     return Wall()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+# PostgreSQL runs on a throwaway cluster (tests/conftest.py); without PostgreSQL's
+# programs its cases skip, saying why.
+STORES = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path, wall: Wall) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(wall)
+        return
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        async with PostgresStore.open(url, clock=wall, node="node-a") as pg:
+            yield pg
         return
     async with trio_asyncio.open_loop(), SqliteStore.open(tmp_path / "rb.db", clock=wall) as db:
         yield db

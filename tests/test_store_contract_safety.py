@@ -1,8 +1,7 @@
-"""What comes from outside is made safe to store, on both stores; the writer never dies of one op.
+"""What comes from outside is made safe to store, on every store; the writer never dies of one op.
 
-The contract part runs on the in-memory store and on SQLite (the fixture of
-tests/test_store_contract.py); the writer's isolation of one failing op is
-SQLite's own.
+The contract part runs on every store (the fixture of tests/test_store_contract.py);
+the writer's isolation of one failing op is tested on SQLite.
 """
 
 from __future__ import annotations
@@ -32,18 +31,24 @@ from ringbearer.store import (
     SqliteStore,
     Store,
 )
+from ringbearer.store._pg._store import PostgresStore
 from ringbearer.store._safe import PROVIDER_ID_MAX, REASON_MAX, safe_text
 
-from .test_store_contract import T0, Wall, msg, settle, settled
+from .test_store_contract import STORES, T0, Wall, msg, settle, settled
 
 LONE = "\ud800"  # valid JSON as "\ud800", not encodable as UTF-8
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """The two stores, as tests/test_store_contract.py makes them."""
+    """The stores, as tests/test_store_contract.py makes them."""
     if request.param == "memory":
         yield MemoryStore(Wall())
+        return
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        async with PostgresStore.open(url, clock=Wall(), node="node-a") as pg:
+            yield pg
         return
     async with trio_asyncio.open_loop(), SqliteStore.open(tmp_path / "rb.db", clock=Wall()) as db:
         yield db

@@ -1,0 +1,91 @@
+"""The connection seam: psycopg 3 used synchronously, a transaction at a time in a trio
+worker thread; psycopg's errors translated to the store's.
+
+A :class:`PgTx` is what a transaction's statements see. Its methods block: a whole
+transaction (the writer's batch, or a read) runs in one worker thread, so it crosses
+into the thread once, not once per statement. Statements use psycopg's ``%s``
+placeholders; values are adapted by psycopg (JSON goes in as text from :func:`dumps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+
+from ..._errors import StoreError, StoreFullError
+from .._sqlite._db import dumps as dumps
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+WallClock = Callable[[], float]
+
+
+def translate(exc: psycopg.Error) -> StoreError:
+    """The store's error for a psycopg one: a disk that refuses writes is ``StoreFullError``."""
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return StoreFullError(f"the store refuses writes: {exc}")
+    return StoreError(f"store error: {type(exc).__name__}: {exc}")
+
+
+def is_store_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is the database's own failure (connection, disk, shutdown), not one
+    statement's data (a constraint, a value it cannot hold)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+class PgTx:
+    """A connection inside a transaction, as the store's statements use it."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One statement; without parameters, a script of several (a migration)."""
+        self._conn.execute(sql, params or None)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, [tuple(row) for row in rows])
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
+
+
+def connect(url: str, *, application_name: str = "ringbearer") -> psycopg.Connection[Any]:
+    """A connection (autocommit off: each use opens its transaction); StoreError if refused."""
+    try:
+        return psycopg.connect(url, application_name=application_name, autocommit=True)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+class Session:
+    """One connection used from trio: each call a transaction in a worker thread, one at a
+    time (a psycopg connection runs one statement at a time anyway)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.lock = trio.Lock()  # one transaction at a time on the connection
+
+    async def transaction(self, work: Callable[[PgTx], T]) -> T:
+        """Run ``work`` in a transaction (committed if it returns, rolled back if it raises)."""
+
+        def run() -> T:
+            with self.conn.transaction():
+                return work(PgTx(self.conn))
+
+        async with self.lock:
+            try:
+                return await trio.to_thread.run_sync(run)
+            except psycopg.Error as exc:
+                raise translate(exc) from exc
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """One read, in a transaction of its own."""
+        return await self.transaction(lambda tx: tx.fetchall(sql, params))
+
+    def close(self) -> None:
+        self.conn.close()

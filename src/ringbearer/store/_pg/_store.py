@@ -1,0 +1,282 @@
+"""``PostgresStore``: the store on PostgreSQL, one object presenting every role of the
+``Store``, composed of parts as ``SqliteStore`` is; each method says which part does it.
+
+Several daemons may share one database: each opens the store as its own node. A claim
+leases its messages to the node (``lease_node``, ``lease_until``) under an epoch a
+settle must present, so a node that lost a lease cannot settle over the node that took
+the work (fencing).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from ..._delivery import Priority
+from .._alert_model import AlertRecord
+from .._forward_deliverability import ForwardsDeliverability
+from .._forward_growth import ForwardsGrowth
+from .._forward_privacy import ForwardsPrivacy
+from .._forward_templates import ForwardsTemplates
+from .._group_commit import Op, OpKind
+from .._model import (
+    ALL_PRIORITIES,
+    Accepted,
+    BreakerRecord,
+    Claimed,
+    DeadLetter,
+    Event,
+    MessageRecord,
+    NewMessage,
+    Settle,
+    Span,
+)
+from .._protocol import StoreListener, StoreStatistics
+from .._sqlite._batch import Handoff, Parked
+from .._sqlite._rows import event_row
+from .._sqlite._shared import Shared
+from ._alerts import PgAlerts
+from ._controls import PgControls
+from ._db import PgTx, Row, Session, WallClock, connect
+from ._dead import PgDeadLetters
+from ._deliverability import PgDeliverability
+from ._growth import PgExperiments, PgGrowthRecords
+from ._mail import write_mail
+from ._privacy import PgPrivacy
+from ._queue import PgQueue
+from ._reads import PgReads
+from ._schema import migrate
+from ._templates import PgTemplates
+from ._writer import PgWriter, chained
+
+T = TypeVar("T")
+LEASE_SECONDS = 15.0
+
+
+def node_name() -> str:
+    """A node's id: its host name and a random suffix (two daemons on one host differ)."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth):
+    """The durable outbox on PostgreSQL. Open it with :meth:`open` inside trio."""
+
+    def __init__(
+        self, write: Session, read: Session, *, clock: WallClock, batch_max: int, node: str,
+        lease_seconds: float,
+    ) -> None:  # fmt: skip
+        self.node = node
+        self._shared = Shared(clock)
+        self.counters = self._shared.counters
+        self._queue = PgQueue(read, self._shared, node=node, lease_seconds=lease_seconds)
+        write_batch = chained(self._queue.write_batch, write_mail)
+        self._writer = PgWriter(write, clock=clock, batch_max=batch_max, write_batch=write_batch)
+        self._queue.writer = self._writer
+        self._reads = PgReads(read)
+        self._dead = PgDeadLetters(self._writer, self._reads, self._shared)
+        self._controls = PgControls(self._writer)
+        self._alerts = PgAlerts(self._writer)
+        self._deliverability = PgDeliverability(self._writer, self._reads, self._shared)
+        self._privacy = PgPrivacy(self._writer, self._reads, self._shared)
+        self._templates = PgTemplates(self._writer, self._shared)
+        self._growth_records = PgGrowthRecords(self._writer, self._reads, self._shared)
+        self._experiments = PgExperiments(self._writer, self._reads, self._shared)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: WallClock,
+        batch_max: int = 1024,
+        node: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> AsyncIterator[PostgresStore]:
+        """Connect (migrating the schema if needed) and run the writer."""
+        write = Session(await trio.to_thread.run_sync(connect, url))
+        read = Session(await trio.to_thread.run_sync(connect, url))
+        try:
+            await write.transaction(migrate)
+            store = cls(
+                write, read, clock=clock, batch_max=batch_max, node=node or node_name(),
+                lease_seconds=lease_seconds,
+            )  # fmt: skip
+            await store._queue.load()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store._writer.write_loop)
+                try:
+                    yield store
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(30):
+                        await store.flush()
+                    nursery.cancel_scope.cancel()
+        finally:
+            write.close()
+            read.close()
+
+    # -- Lifecycle ------------------------------------------------------------------------
+
+    @property
+    def listener(self) -> StoreListener:
+        return self._shared.listener
+
+    @listener.setter
+    def listener(self, listener: StoreListener) -> None:
+        self._shared.listener = listener
+
+    def statistics(self) -> StoreStatistics:
+        return self._writer.statistics()
+
+    async def recover_inflight(self) -> int:
+        return await self._queue.recover_inflight()
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._writer.last_error
+
+    # -- Intake, Dispatch, Settling -------------------------------------------------------
+
+    async def submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        return await self._queue.submit(messages)
+
+    async def claim(self, target: str, limit: int, span: Span = ALL_PRIORITIES) -> list[Claimed]:
+        return await self._queue.claim(target, limit, span)
+
+    def park_claim(
+        self, target: str, limit: int, handoff: Handoff, span: Span = ALL_PRIORITIES
+    ) -> None:
+        self._queue.park(target, Parked(limit, handoff, span))
+
+    def unpark_claim(self, target: str) -> None:
+        self._queue.unpark(target)
+
+    async def next_due(self, target: str) -> float | None:
+        return await self._reads.next_due(target)
+
+    async def record(self, settles: Sequence[Settle]) -> None:
+        await self._queue.record(settles)
+
+    async def save_progress(
+        self, message_id: int, integration: str, progress: Mapping[str, Any]
+    ) -> None:
+        await self._queue.save_progress(message_id, integration, progress)
+
+    # -- Controls, AuditLog ---------------------------------------------------------------
+
+    def save_breaker(self, record: BreakerRecord) -> None:
+        self._controls.save_breaker(record)
+
+    async def breakers(self) -> dict[str, BreakerRecord]:
+        return await self._controls.breakers()
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await self._controls.set_paused(name, paused)
+
+    async def paused(self) -> set[str]:
+        return await self._controls.paused()
+
+    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
+        return await self._reads.attempt_times(integration, since=since, limit=limit)
+
+    def append_event(self, event: Event) -> None:
+        self._writer.push(Op(OpKind.EVENT, event_row(event)))
+
+    # -- Queries --------------------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        since: float | None = None,
+        message_id: int | None = None,
+        kinds: Sequence[str] = (),
+        before: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        return await self._reads.events(
+            since=since, message_id=message_id, kinds=kinds, before=before, limit=limit
+        )
+
+    async def dead_letters(
+        self, *, target: str | None = None, before: int | None = None, limit: int = 1000
+    ) -> list[DeadLetter]:
+        return await self._reads.dead_letters(target=target, before=before, limit=limit)
+
+    async def dead_letter(self, message_id: int) -> DeadLetter | None:
+        return await self._reads.dead_letter(message_id)
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        return await self._reads.message(message_id)
+
+    async def holding_key(self, key: str) -> int | None:
+        return await self._reads.holding_key(key)
+
+    async def states(self, ids: Sequence[int]) -> dict[int, str]:
+        return await self._reads.states(ids)
+
+    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
+        return await self._reads.deadlines_before(wall)
+
+    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
+        return await self._reads.oldest_queued()
+
+    # -- DeadLetterOps --------------------------------------------------------------------
+
+    async def count_dead(
+        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
+    ) -> int:
+        return await self._dead.count_dead(target=target, after=after, dead_before=dead_before)
+
+    async def replay_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        return await self._dead.replay_dead(ids, target=target, after=after, limit=limit, by=by)
+
+    async def purge_dead(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        target: str | None = None,
+        after: int = 0,
+        dead_before: float | None = None,
+        limit: int = 1000,
+        by: str = "operator",
+    ) -> list[int]:
+        return await self._dead.purge_dead(
+            ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
+        )
+
+    # -- AlertState -----------------------------------------------------------------------
+
+    async def save_alert(self, alert: AlertRecord) -> None:
+        await self._alerts.save_alert(alert)
+
+    async def open_alerts(self) -> list[AlertRecord]:
+        return await self._alerts.open_alerts()
+
+    async def last_alert_id(self) -> int:
+        return await self._alerts.last_alert_id()
+
+    # -- PostgreSQL only: SQL for tests and benchmarks -------------------------------------
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read on the reading connection."""
+        return await self._reads.query(sql, params)
+
+    async def run(self, fn: Callable[[PgTx], T]) -> T:
+        """Run ``fn`` inside the writer's next transaction and return its result."""
+        return await self._writer.run(fn)

@@ -1,0 +1,167 @@
+"""Leases and fencing on a real PostgreSQL: two nodes share one database; a claim leases its
+messages to its node, an expired lease is taken back by another node, and a settle from a
+node whose lease was taken over is refused (fenced), logged and counted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+
+from ringbearer.store import Claimed, NewMessage, Settle, SettleKind
+from ringbearer.store._pg._db import PgTx, Row
+from ringbearer.store._pg._store import PostgresStore
+
+T0 = 1_750_000_000.0
+LEASE = 30.0
+
+
+@attrs.define
+class Wall:
+    """A wall clock the test moves by hand, shared by both nodes."""
+
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@attrs.frozen
+class Nodes:
+    a: PostgresStore
+    b: PostgresStore
+    wall: Wall
+
+
+@pytest.fixture
+async def nodes(pg_url: str) -> AsyncIterator[Nodes]:
+    wall = Wall()
+    async with (
+        PostgresStore.open(pg_url, clock=wall, node="node-a", lease_seconds=LEASE) as a,
+        PostgresStore.open(pg_url, clock=wall, node="node-b", lease_seconds=LEASE) as b,
+    ):
+        yield Nodes(a, b, wall)
+
+
+async def lease_of(store: PostgresStore, message_id: int) -> Row:
+    """The message's status, lease holder, lease end, epoch and attempts, as stored."""
+
+    def read(tx: PgTx) -> list[Row]:
+        return tx.fetchall(
+            "SELECT status, lease_node, lease_until, lease_epoch, attempts FROM messages"
+            " WHERE id = %s",
+            (message_id,),
+        )
+
+    (row,) = await store.run(read)
+    return row
+
+
+def delivered(c: Claimed) -> Settle:
+    return Settle(
+        c.id, c.target, SettleKind.DELIVERED, "resend", c.attempts + 1, T0, created_at=c.created_at
+    )
+
+
+async def test_ids_come_from_the_database_whichever_node_submits(nodes: Nodes) -> None:
+    """Submits on two nodes get distinct, growing ids; each node counts only its own."""
+    first = await nodes.a.submit([NewMessage("email", {"n": n}) for n in range(2)])
+    second = await nodes.b.submit([NewMessage("email", {"n": 2})])
+    assert [a.id for a in first + second] == [1, 2, 3]
+    assert nodes.a.counters.of("email").total_queued == 2
+    assert nodes.b.counters.of("email").total_queued == 1
+
+
+async def test_deadlines_another_node_submitted_order_the_claim(nodes: Nodes) -> None:
+    """node-a has seen no deadline for the target, node-b submitted some: nearest first."""
+    await nodes.b.submit(
+        [
+            NewMessage("crm", {"n": 1}),
+            NewMessage("crm", {"n": 2}, deliver_by=T0 + 3600),
+            NewMessage("crm", {"n": 3}, deliver_by=T0 + 60),
+        ]
+    )
+    assert [c.payload["n"] for c in await nodes.a.claim("crm", 10)] == [3, 2, 1]
+
+
+async def test_a_claim_leases_its_messages_to_its_node(nodes: Nodes) -> None:
+    """A claimed message is leased to the claiming node until now + lease, epoch 1; the
+    other node cannot claim it."""
+    (a,) = await nodes.a.submit([NewMessage("email", {})])
+    (c,) = await nodes.a.claim("email", 10)
+    assert c.id == a.id
+    assert await lease_of(nodes.a, a.id) == ("inflight", "node-a", T0 + LEASE, 1, 0)
+    assert await nodes.b.claim("email", 10) == []
+    assert await nodes.b._queue.reclaim_expired() == 0  # not expired yet
+    assert nodes.a.counters.of("email").inflight == 1
+
+
+async def test_an_expired_lease_moves_to_another_node_and_the_late_settle_is_fenced(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the lease, node-b takes the message back (an attempt, audited) and claims it
+    under epoch 2; node-a's late settle changes nothing and is logged and counted;
+    node-b's settle applies."""
+    (a,) = await nodes.a.submit([NewMessage("email", {})])
+    (late,) = await nodes.a.claim("email", 1)
+    nodes.wall.now = T0 + LEASE + 1
+    assert await nodes.a._queue.reclaim_expired() == 0  # its own lease: not another node's
+    assert await nodes.b._queue.reclaim_expired() == 1
+    assert await lease_of(nodes.b, a.id) == ("queued", None, None, 1, 1)
+    (recovered,) = await nodes.b.events(message_id=a.id, kinds=["recovered"])
+    assert recovered.detail == {"reason": "its lease expired; counted as an attempt",
+                                "node": "node-a"}  # fmt: skip
+    (taken,) = await nodes.b.claim("email", 1)
+    assert (taken.id, taken.attempts) == (a.id, 1)
+    assert await lease_of(nodes.b, a.id) == ("inflight", "node-b", T0 + 2 * LEASE + 1, 2, 1)
+
+    with caplog.at_level(logging.WARNING, logger="ringbearer.store"):
+        await nodes.a.record([delivered(late)])
+        await nodes.a.flush()
+    assert await lease_of(nodes.a, a.id) == ("inflight", "node-b", T0 + 2 * LEASE + 1, 2, 1)
+    assert nodes.a._queue.fenced == 1
+    (record,) = [r for r in caplog.records if r.getMessage() == "settle fenced"]
+    assert (record.name, getattr(record, "fields", None)) == (
+        "ringbearer.store",
+        {"message_id": a.id, "node": "node-a"},
+    )
+    assert nodes.a.counters.of("email").inflight == 0  # node-a holds it no longer
+
+    await nodes.b.record([delivered(taken)])
+    await nodes.b.flush()
+    assert await lease_of(nodes.b, a.id) == ("delivered", None, None, 2, 2)
+    assert nodes.b._queue.fenced == 0
+    assert [e.kind for e in await nodes.b.events(message_id=a.id, kinds=["delivered"])] == [
+        "delivered"
+    ]
+
+
+async def test_a_settle_after_its_message_was_recovered_is_fenced(nodes: Nodes) -> None:
+    """A message returned to the queue is no longer leased: the settle of the claim it was
+    taken back from changes nothing, and the message is claimed again under epoch 2."""
+    await nodes.a.submit([NewMessage("email", {})])
+    (old,) = await nodes.a.claim("email", 1)
+    assert await nodes.a.recover_inflight() == 1
+    await nodes.a.record([delivered(old)])
+    await nodes.a.flush()
+    assert nodes.a._queue.fenced == 1
+    assert await lease_of(nodes.a, old.id) == ("queued", None, None, 1, 1)
+    assert nodes.a.counters.of("email").total_queued == 1
+    (again,) = await nodes.a.claim("email", 1)
+    assert await lease_of(nodes.a, again.id) == ("inflight", "node-a", T0 + LEASE, 2, 1)
+
+
+async def test_recover_inflight_leaves_another_nodes_live_leases_alone(nodes: Nodes) -> None:
+    """A node's recovery takes back its own claims and expired leases, not live ones."""
+    await nodes.a.submit([NewMessage("email", {"n": n}) for n in range(2)])
+    (mine,) = await nodes.a.claim("email", 1)
+    (theirs,) = await nodes.b.claim("email", 1)
+    assert await nodes.a.recover_inflight() == 1
+    assert (await lease_of(nodes.a, mine.id))[:2] == ("queued", None)
+    assert (await lease_of(nodes.a, theirs.id))[:2] == ("inflight", "node-b")
+    assert nodes.a.counters.of("email").inflight == 0
+    nodes.wall.now = T0 + LEASE + 1  # node-b's lease ends
+    assert await nodes.a.recover_inflight() == 1
+    assert await lease_of(nodes.a, theirs.id) == ("queued", None, None, 1, 1)
