@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,41 @@ class StoreSettings:
     # The state holds message payloads: its folder is 0700 and the database 0600, the
     # daemon's user's alone; a group named here may read them (0750 / 0640), for backups.
     group: str = ""
+    # PostgreSQL instead of the embedded SQLite file: "postgresql://user@host:5432/db"
+    # (no password in it: ``password`` names where it is read from). Several daemons
+    # may share one database, each a node: its id (default: host name and a random
+    # suffix), how often it beats, how long its leases last without a beat.
+    url: str = attrs.field(default="")
+    password: SecretRef | None = None
+    node: str = ""
+    heartbeat_seconds: PositiveFloat = PositiveFloat(5.0)
+    lease_seconds: PositiveFloat = PositiveFloat(15.0)
 
     @synchronous.validator
     def _check_sync(self, _: Any, value: str) -> None:
         if value not in {"full", "normal"}:
             raise ValueError(f"synchronous must be 'full' or 'normal', got {value!r}")
+
+    @url.validator
+    def _check_url(self, _: Any, value: str) -> None:
+        if not value:
+            return
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("url: expected postgresql://user@host:port/database")
+        if parts.password is not None:
+            raise ValueError("url: no password in it; name where it is read from in password")
+
+    def postgres_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """``url`` with the password put in (percent-encoded); the URL itself without one."""
+        secret = self.password.resolve(environ) if self.password is not None else None
+        if secret is None:
+            return self.url
+        parts = urllib.parse.urlsplit(self.url)
+        quoted = urllib.parse.quote(secret.reveal(), safe="")
+        user = urllib.parse.quote(parts.username or "", safe="")
+        netloc = f"{user}:{quoted}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 @attrs.frozen
@@ -558,6 +589,7 @@ def unresolved_secrets(
     unsubscribe = config.deliverability.unsubscribe
     refs += [(f"deliverability.unsubscribe.{p}", r) for p, r in secret_refs(unsubscribe)]
     refs += [(f"privacy.{p}", r) for p, r in secret_refs(config.privacy)]
+    refs += [(f"store.{p}", r) for p, r in secret_refs(config.store)]
     return [
         ConfigProblem(path, f"secret not found ({ref.describe()})")
         for path, ref in refs

@@ -49,6 +49,7 @@ from ._privacy_parts import PrivacySide, open_vault, privacy_status, subject_nam
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
+from ._store_open import open_store, start_node_duty
 from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
@@ -74,7 +75,7 @@ from .handlers._privacy import privacy_table
 from .handlers._templates import templates_table
 from .integrations import provider_kinds
 from .resilience import BreakerTransition
-from .store import EventKind, SqliteStore, Store
+from .store import EventKind, Store
 
 log = logging.getLogger("ringbearer.daemon")
 WallClock = Callable[[], float]
@@ -409,16 +410,9 @@ async def run(
 async def _run(
     config: Config, wall: WallClock, on_ready: Callable[[Parts], None], stop: trio.Event
 ) -> None:
-    private_state(config.db_path, config.store.group)
+    private = lambda: private_state(config.db_path, config.store.group)  # noqa: E731
     async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
-        store = await stack.enter_async_context(
-            SqliteStore.open(
-                config.db_path,
-                clock=wall,
-                synchronous=config.store.synchronous,
-                batch_max=config.store.batch_max,
-            )
-        )
+        store = await stack.enter_async_context(open_store(config, wall, private))
         keys = await open_vault(config, stack, wall)
         recovered = await store.recover_inflight()
         if recovered:
@@ -439,6 +433,7 @@ async def _run(
                 keys=keys,
                 tokens=tokens,
             )
+            await start_node_duty(store, config, base.metrics.registry, services)
             await _run_parts(base, stop, on_ready)
             services.cancel_scope.cancel()
 

@@ -47,6 +47,7 @@ from ._dead import PgDeadLetters
 from ._deliverability import PgDeliverability
 from ._growth import PgExperiments, PgGrowthRecords
 from ._mail import write_mail
+from ._nodes import Leadership, Nodes, NodeView
 from ._privacy import PgPrivacy
 from ._queue import PgQueue
 from ._reads import PgReads
@@ -86,6 +87,9 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
         self._templates = PgTemplates(self._writer, self._shared)
         self._growth_records = PgGrowthRecords(self._writer, self._reads, self._shared)
         self._experiments = PgExperiments(self._writer, self._reads, self._shared)
+        self._nodes = Nodes(read, node, socket.gethostname(), clock, lease_seconds)
+        self._clock = clock
+        self._lease_seconds = lease_seconds
 
     @classmethod
     @asynccontextmanager
@@ -270,6 +274,37 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
 
     async def last_alert_id(self) -> int:
         return await self._alerts.last_alert_id()
+
+    # -- Several nodes ----------------------------------------------------------------------
+
+    async def beat(self) -> int:
+        """This node is alive: its heartbeat, its in-flight leases extended (how many)."""
+        return await self._nodes.beat()
+
+    async def leave(self) -> None:
+        """A clean stop: this node is no longer listed."""
+        await self._nodes.leave()
+
+    async def reclaim_expired(self) -> int:
+        """Return other nodes' expired leases to the queue (ambiguous attempts); how many."""
+        return await self._queue.reclaim_expired()
+
+    async def nodes(self) -> list[NodeView]:
+        """Every node listed, with its last heartbeat and the leases it holds."""
+        return await self._nodes.views()
+
+    async def forget_silent(self) -> list[str]:
+        """Unlist the nodes silent for longer than a lease; their ids."""
+        return await self._nodes.forget_silent(self._lease_seconds)
+
+    def leadership(self, duty: str) -> Leadership:
+        """Taking and keeping the lead of ``duty`` for this node."""
+        return Leadership(self._reads.session, duty, self.node, self._clock, self._lease_seconds)
+
+    @property
+    def fenced(self) -> int:
+        """Settles refused since start: their lease had passed to another node."""
+        return self._queue.fenced
 
     # -- PostgreSQL only: SQL for tests and benchmarks -------------------------------------
 
