@@ -165,3 +165,33 @@ async def test_recover_inflight_leaves_another_nodes_live_leases_alone(nodes: No
     nodes.wall.now = T0 + LEASE + 1  # node-b's lease ends
     assert await nodes.a.recover_inflight() == 1
     assert await lease_of(nodes.a, theirs.id) == ("queued", None, None, 1, 1)
+
+
+def message(key: str) -> NewMessage:
+    return NewMessage("email", {"to": "ann@example.org"}, idempotency_key=key)
+
+
+async def test_a_dropped_connection_fails_one_write_and_the_next_reconnects(pg_url: str) -> None:
+    """PostgreSQL drops the store's connections (a restart, a network cut): the write
+    under way fails with the store's error, nothing of it acknowledged; the next
+    write and read connect again."""
+    import psycopg
+
+    from ringbearer._errors import StoreError
+
+    wall = Wall()
+    async with PostgresStore.open(pg_url, clock=wall, node="node-a") as store:
+        await store.submit([message("before")])
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreError):
+            await store.submit([message("lost")])
+        (accepted,) = await store.submit([message("after")])
+        assert not accepted.duplicate
+        with pytest.raises(StoreError):
+            await store.holding_key("after")  # the reading connection finds it dropped too
+        assert await store.holding_key("after") == accepted.id
+        assert await store.holding_key("lost") is None

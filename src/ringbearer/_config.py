@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ._daemon_settings import relative as _relative
 from ._daemon_settings import socket_path as _socket_path
 from ._daemon_settings import socket_path_of as socket_path_of
 from ._errors import ConfigError, ConfigProblem
-from ._secrets import Secret, SecretRef
+from ._secrets import Secret, SecretRef, check_database_url, with_password
 from ._wedding import WeddingDaySettings
 from .deliverability._settings import DeliverabilitySettings, WebhookSettings
 from .growth._settings import GrowthSettings, growth_problems
@@ -70,24 +69,15 @@ class StoreSettings:
 
     @url.validator
     def _check_url(self, _: Any, value: str) -> None:
-        if not value:
-            return
-        parts = urllib.parse.urlsplit(value)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-            raise ValueError("url: expected postgresql://user@host:port/database")
-        if parts.password is not None:
-            raise ValueError("url: no password in it; name where it is read from in password")
+        if value:
+            try:
+                check_database_url(value)
+            except ValueError as exc:
+                raise ValueError(f"url: {exc}") from None
 
     def postgres_url(self, environ: Mapping[str, str] | None = None) -> str:
         """``url`` with the password put in (percent-encoded); the URL itself without one."""
-        secret = self.password.resolve(environ) if self.password is not None else None
-        if secret is None:
-            return self.url
-        parts = urllib.parse.urlsplit(self.url)
-        quoted = urllib.parse.quote(secret.reveal(), safe="")
-        user = urllib.parse.quote(parts.username or "", safe="")
-        netloc = f"{user}:{quoted}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return with_password(self.url, self.password, environ)
 
 
 @attrs.frozen

@@ -40,6 +40,7 @@ from ._front import front_services
 from ._growth_parts import GrowthSide
 from ._heartbeat import Heartbeat
 from ._journal import Journal
+from ._leader_duties import Starter
 from ._logging import fields
 from ._metrics import DaemonGauges, Metrics
 from ._mode import ModeController
@@ -49,7 +50,7 @@ from ._privacy_parts import PrivacySide, open_vault, privacy_status, subject_nam
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
-from ._store_open import open_store, start_node_duty
+from ._store_open import cluster_status, leader_duties, open_store, start_node_duty
 from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
@@ -222,14 +223,19 @@ def _heartbeat(base: Base, summary: Callable[[], str]) -> Heartbeat:
     )
 
 
-def _table(
-    base: Base, core: _Core, reloader: Reloader, preflight: PreflightDuty, addresses: Addresses
-) -> Table:
-    status = StatusHandler(
+def _status(base: Base, core: _Core, addresses: Addresses) -> StatusHandler:
+    return StatusHandler(
         core.current, core.fleet, core.mode, base.store, addresses, trio.current_time(),
         stalls=core.stalls.views,
         privacy=privacy_status(core.privacy, base.tokens) if core.privacy else lambda: None,
+        cluster=cluster_status(base.store),
     )  # fmt: skip
+
+
+def _table(
+    base: Base, core: _Core, reloader: Reloader, preflight: PreflightDuty, addresses: Addresses
+) -> Table:
+    status = _status(base, core, addresses)
     table = build_table(
         store=base.store,
         fleet=core.fleet,
@@ -312,14 +318,25 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
     )
     await parts.reloader.start()
     await nursery.start(parts.mode.watch)
-    await nursery.start(parts.alerts.run)
-    await nursery.start(parts.preflight.run)
-    await nursery.start(parts.events.guard.run, GUARD_TICK_SECONDS)
     if parts.growth is not None:
         await parts.growth.run(nursery)
-    if parts.privacy is not None:
-        await parts.privacy.run(nursery)
-        await nursery.start(base.tokens.run, parts.alerts, parts.privacy.metrics)
+    await nursery.start(leader_duties(parts, _once_only(parts)).run)
+
+
+def _once_only(parts: Parts) -> list[Starter]:
+    """The duties that must run once across nodes (see ``_leader_duties``)."""
+    base, privacy, growth = parts.base, parts.privacy, parts.growth
+    starters: list[Starter] = [
+        lambda n: n.start(parts.alerts.run),
+        lambda n: n.start(parts.preflight.run),
+        lambda n: n.start(parts.events.guard.run, GUARD_TICK_SECONDS),
+    ]
+    if growth is not None:
+        starters.append(growth.run_sweep)
+    if privacy is not None:
+        starters.append(privacy.run)
+        starters.append(lambda n: n.start(base.tokens.run, parts.alerts, privacy.metrics))
+    return starters
 
 
 def _where(parts: Parts) -> dict[str, object]:

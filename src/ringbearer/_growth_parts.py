@@ -80,10 +80,14 @@ class GrowthSide:
         return "amplitude" if kinds <= {"amplitude"} else "mixpanel"
 
     async def run(self, nursery: trio.Nursery) -> None:
-        """The duties: exposures, the growth events read back (in the background: the
-        daemon is ready before), then the opportunity rules' sweep."""
+        """This node's duties: exposures, the growth events read back (in the background:
+        the daemon is ready before)."""
         await nursery.start(self.lab.run)
         nursery.start_soon(self._read_back)
+
+    async def run_sweep(self, nursery: trio.Nursery) -> None:
+        """The duty that runs once across nodes: the opportunity rules' sweep (bookings
+        recorded before the events are read back wait for them)."""
         if self.scout is not None:
             await nursery.start(self.scout.run, self.recorder.ready)
 

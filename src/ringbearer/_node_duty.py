@@ -7,12 +7,14 @@ went silent for ``lease_seconds``: each an ambiguous attempt, sent again with th
 key) and unlists silent nodes. Metrics: ``ringbearer_nodes`` (nodes listed),
 ``ringbearer_lease_reclaims_total`` (messages taken back) and
 ``ringbearer_fenced_settles_total`` (this node's settles refused because its lease had
-passed to another node: a long pause, a partition).
+passed to another node: a long pause, a partition). Work submitted on another node, or
+taken back, reaches this node's dispatchers at its next beat.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
@@ -21,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ._errors import RingbearerError
 from ._logging import fields
+from .store import StoreListener
 from .store._pg._nodes import NodeView
 
 log = logging.getLogger("ringbearer.nodes")
@@ -28,6 +31,7 @@ log = logging.getLogger("ringbearer.nodes")
 
 class ClusterStore(Protocol):
     node: str
+    listener: StoreListener
 
     async def beat(self) -> int: ...
 
@@ -66,6 +70,7 @@ class NodeDuty:
     store: ClusterStore
     every: float
     metrics: NodeMetrics
+    targets: Callable[[], Iterable[str]] = lambda: ()  # what this node's dispatchers serve
     _fenced_seen: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -95,6 +100,9 @@ class NodeDuty:
         if gone:
             log.warning("nodes went silent", extra=fields(nodes=",".join(gone)))
         self.metrics.nodes.set(len(listed))
+        # Work another node submitted, or took back, reaches this node's dispatchers only
+        # through the database: each beat they look again (a claim each, if nothing is due).
+        self.store.listener.submitted(set(self.targets()))
         fenced = self.store.fenced
         if fenced > self._fenced_seen:
             self.metrics.fenced.inc(fenced - self._fenced_seen)

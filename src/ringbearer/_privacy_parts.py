@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from ._config import Config
 from ._errors import RingbearerError
 from ._logging import fields
+from ._secrets import with_password
 from ._token_parts import TokenKeepers
 from .control import MessageIn, Submit
 from .control._replies import PrivacyStatus, TokenView
@@ -29,7 +30,7 @@ from .integrations._oauth2 import TokenStatistics
 from .privacy._books import ConsentBook, ErasedBook
 from .privacy._erasure import Erasure, ErasureJobs, outcome_of
 from .privacy._intake import Protection
-from .privacy._keystore import SqliteKeyStore
+from .privacy._keystore import KeyStore, SqliteKeyStore
 from .privacy._metrics import PrivacyMetrics
 from .privacy._retention import Retention
 from .privacy._rotation import Keks, KeyRotation, load_keks
@@ -54,7 +55,7 @@ async def open_vault(config: Config, stack: AsyncExitStack, wall: WallClock) -> 
     """Open the key store beside the database and the vault over it (closed with ``stack``)."""
     state = config.state_dir
     keks = load_keks(config.privacy, state / KEY_FILE)
-    keystore = await SqliteKeyStore.open(state / KEY_STORE)
+    keystore: KeyStore = await _keystore(config)
     stack.push_async_callback(keystore.close)
     vault = await Vault.open(keystore, keks.current, wall=wall, retired=keks.retired)
     stats = vault.statistics()
@@ -63,6 +64,17 @@ async def open_vault(config: Config, stack: AsyncExitStack, wall: WallClock) -> 
         extra=fields(subjects=stats.subjects, kek=stats.kek_id, pending=stats.rotation.pending),
     )
     return VaultKeys(vault, keks)
+
+
+async def _keystore(config: Config) -> KeyStore:
+    """The key store: a file beside the database, or, for several nodes, a PostgreSQL
+    database of its own (``[privacy] keys_url``)."""
+    settings = config.privacy
+    if not settings.keys_url:
+        return await SqliteKeyStore.open(config.state_dir / KEY_STORE)
+    from .privacy._keystore_pg import PgKeyStore
+
+    return await PgKeyStore.open(with_password(settings.keys_url, settings.keys_password))
 
 
 def subject_namer(vault: Vault) -> Callable[[str], str]:

@@ -67,3 +67,33 @@ class SecretRef:
             return None
         text = text.strip()
         return Secret(text) if text else None
+
+
+def with_password(
+    url: str, password: SecretRef | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """A database URL with the password its secret names put in (percent-encoded); the URL
+    as given without a password, or when the secret is not found (the connection then
+    says what it refused)."""
+    import urllib.parse
+
+    secret = password.resolve(environ) if password is not None else None
+    if secret is None:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    quoted = urllib.parse.quote(secret.reveal(), safe="")
+    user = urllib.parse.quote(parts.username or "", safe="")
+    netloc = f"{user}:{quoted}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_database_url(url: str) -> None:
+    """ValueError unless ``url`` is ``postgresql://user@host[:port]/database`` without a
+    password (the password is a secret of its own)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ValueError("expected postgresql://user@host:port/database")
+    if parts.password is not None:
+        raise ValueError("no password in it; name where it is read from in the password key")

@@ -4,7 +4,7 @@ shared with other daemons, each a node of it."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -12,7 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from ._config import Config
 from ._errors import cannot
+from ._leader_duties import DUTY, LeaderDuties, Starter
 from ._node_duty import NodeDuty, NodeMetrics
+from ._parts import Parts
+from .control._replies import ClusterStatus, NodeStatus
 from .store import SqliteStore, Store
 from .store._pg._store import PostgresStore
 
@@ -48,5 +51,34 @@ async def start_node_duty(
 ) -> None:
     """On a shared database: this node's heartbeat and the reclaiming of silent nodes' work."""
     if isinstance(store, PostgresStore):
-        duty = NodeDuty(store, config.store.heartbeat_seconds, NodeMetrics.on(registry))
+        duty = NodeDuty(
+            store, config.store.heartbeat_seconds, NodeMetrics.on(registry), config.targets
+        )
         await nursery.start(duty.run)
+
+
+def leader_duties(parts: Parts, starters: list[Starter]) -> LeaderDuties:
+    """The once-only duties: run always alone on SQLite, while leading on PostgreSQL."""
+    store, registry = parts.base.store, parts.base.metrics.registry
+    leading = store.leadership(DUTY) if isinstance(store, PostgresStore) else None
+    return LeaderDuties(
+        starters, leading, parts.base.config.store.lease_seconds, parts.alerts.restore,
+        LeaderDuties.gauge_on(registry) if leading is not None else None,
+    )  # fmt: skip
+
+
+def cluster_status(store: Store) -> Callable[[], Awaitable[ClusterStatus | None]] | None:
+    """What ``status`` says of the nodes sharing the database (None: alone, on SQLite)."""
+    if not isinstance(store, PostgresStore):
+        return None
+    pg, leadership = store, store.leadership(DUTY)
+
+    async def status() -> ClusterStatus | None:
+        lead = await leadership.leader()
+        views = await pg.nodes()
+        nodes = [NodeStatus(v.node, v.host, v.heartbeat_at, v.leases) for v in views]
+        return ClusterStatus(
+            pg.node, lead.node if lead else None, lead.term if lead else None, nodes, pg.fenced
+        )
+
+    return status

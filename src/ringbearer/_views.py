@@ -14,6 +14,7 @@ from typing import Any
 from .control._replies import (
     AlertsReply,
     AuditReply,
+    ClusterStatus,
     DeadLetterReply,
     DeadLettersReply,
     EventView,
@@ -127,7 +128,23 @@ def format_status(status: StatusReply) -> str:
     rows += [_group_row(name, g) for name, g in status.groups.items()]
     lines = [head, "", *table(rows), *_legend(status.integrations)]
     lines += _budget_lines(status.integrations) + _stall_lines(status.stalls)
-    return "\n".join(lines + _privacy_lines(status.privacy))
+    return "\n".join(lines + _privacy_lines(status.privacy) + _cluster_lines(status.cluster))
+
+
+def _cluster_lines(cluster: ClusterStatus | None) -> list[str]:
+    """The nodes sharing the database: which leads, each one's heartbeat and leases."""
+    if cluster is None:
+        return []
+    leader = "nobody leads right now" if cluster.leader is None else (
+        f"{cluster.leader} leads (term {cluster.leader_term})"
+    )  # fmt: skip
+    lines = ["", f"NODES  this is {cluster.node}; {leader}"]
+    rows = [("NODE", "HOST", "LAST HEARTBEAT", "LEASES")]
+    rows += [(n.node, n.host, utc(n.heartbeat_at), str(n.leases)) for n in cluster.nodes]
+    lines += [f"  {line}" for line in table(rows, right=[3])]
+    if cluster.fenced:
+        lines.append(f"  {cluster.fenced} settle(s) fenced: this node's lease had passed on")
+    return lines
 
 
 def _privacy_lines(privacy: PrivacyStatus | None) -> list[str]:

@@ -477,6 +477,26 @@ class StatusReply:
     stalls: list[StallView] = attrs.Factory(list)  # what the stall detector found
     webhooks: str | None = None  # the public listener's URL (provider events, unsubscribes)
     privacy: PrivacyStatus | None = None  # None: a daemon without the vault (tests)
+    cluster: ClusterStatus | None = None  # None: alone, on the embedded store
+
+
+@attrs.frozen
+class NodeStatus:
+    node: str
+    host: str
+    heartbeat_at: float
+    leases: int  # messages it holds in flight
+
+
+@attrs.frozen
+class ClusterStatus:
+    """Daemons sharing one PostgreSQL: this node, who leads the once-only duties, the nodes."""
+
+    node: str
+    leader: str | None  # None: nobody leads right now (a takeover within a lease)
+    leader_term: int | None
+    nodes: list[NodeStatus]
+    fenced: int  # this node's settles refused since its start: its lease had passed on
 
 
 # -- privacy ------------------------------------------------------------------------------

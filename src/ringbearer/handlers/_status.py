@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -75,9 +75,13 @@ class StatusHandler:
     started_at: float  # trio's clock
     stalls: Callable[[], list[r.StallView]] = lambda: []  # the stall detector's findings
     privacy: Callable[[], r.PrivacyStatus | None] = lambda: None
+    cluster: Callable[[], Awaitable[r.ClusterStatus | None]] | None = None
 
     async def __call__(self, request: Status) -> r.StatusReply:
-        return self.status()
+        status = self.status()
+        if self.cluster is None:
+            return status
+        return attrs.evolve(status, cluster=await self.cluster())
 
     def status(self) -> r.StatusReply:
         config, counts = self.current.value, self.store.counters.by_target

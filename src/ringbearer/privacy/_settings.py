@@ -7,7 +7,7 @@ from typing import Literal
 import attrs
 
 from .._converter import PositiveFloat
-from .._secrets import SecretRef
+from .._secrets import SecretRef, check_database_url
 
 Purpose = Literal["marketing", "analytics"]
 PURPOSES: tuple[str, ...] = ("marketing", "analytics")
@@ -27,6 +27,21 @@ class PrivacySettings:
 
     kek: SecretRef | None = None
     retired_keks: tuple[SecretRef, ...] = ()
+    # Several daemons on one PostgreSQL share their subjects' keys: a PostgreSQL
+    # database of its own for them ("postgresql://user@host/ringbearer_keys", never the
+    # messages' database, so that a copy of that one opens nothing), its password a
+    # secret; and the same ``kek`` on every node. Default: <state_dir>/keys.db.
+    keys_url: str = attrs.field(default="")
+    keys_password: SecretRef | None = None
+
+    @keys_url.validator
+    def _check_keys_url(self, _: attrs.Attribute[str], value: str) -> None:
+        if value:
+            try:
+                check_database_url(value)
+            except ValueError as exc:
+                raise ValueError(f"keys_url: {exc}") from None
+
     # Purposes a message needs its subjects' recorded consent for: a marketing
     # email (category "marketing"), an analytics event ("analytics").
     require_consent: tuple[Purpose, ...] = ()

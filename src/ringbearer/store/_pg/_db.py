@@ -55,7 +55,7 @@ class PgTx:
 
 
 def connect(url: str, *, application_name: str = "ringbearer") -> psycopg.Connection[Any]:
-    """A connection (autocommit off: each use opens its transaction); StoreError if refused."""
+    """A connection (autocommit: each use opens its own transaction); StoreError if refused."""
     try:
         return psycopg.connect(url, application_name=application_name, autocommit=True)
     except psycopg.Error as exc:
@@ -64,22 +64,37 @@ def connect(url: str, *, application_name: str = "ringbearer") -> psycopg.Connec
 
 class Session:
     """One connection used from trio: each call a transaction in a worker thread, one at a
-    time (a psycopg connection runs one statement at a time anyway)."""
+    time (a psycopg connection runs one statement at a time anyway). A connection found
+    broken (the server restarted, the network dropped it) is opened again before the next
+    transaction, when the session knows how (``reopen``); the transaction that found it broken
+    fails with the store's error, and its caller decides (the writer keeps settles)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        reopen: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
         self.conn = conn
+        self._reopen = reopen  # how to connect again (blocking: called in the worker thread)
         self.lock = trio.Lock()  # one transaction at a time on the connection
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on the connection, in the calling (worker) thread; the lock held."""
+        if self.conn.broken and self._reopen is not None:
+            self.conn.close()
+            self.conn = self._reopen()
+        return work(self.conn)
 
     async def transaction(self, work: Callable[[PgTx], T]) -> T:
         """Run ``work`` in a transaction (committed if it returns, rolled back if it raises)."""
 
-        def run() -> T:
-            with self.conn.transaction():
-                return work(PgTx(self.conn))
+        def run(conn: psycopg.Connection[Any]) -> T:
+            with conn.transaction():
+                return work(PgTx(conn))
 
         async with self.lock:
             try:
-                return await trio.to_thread.run_sync(run)
+                return await trio.to_thread.run_sync(self.run, run)
             except psycopg.Error as exc:
                 raise translate(exc) from exc
 

@@ -9,6 +9,7 @@ the work (fencing).
 
 from __future__ import annotations
 
+import functools
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -103,8 +104,9 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
         lease_seconds: float = LEASE_SECONDS,
     ) -> AsyncIterator[PostgresStore]:
         """Connect (migrating the schema if needed) and run the writer."""
-        write = Session(await trio.to_thread.run_sync(connect, url))
-        read = Session(await trio.to_thread.run_sync(connect, url))
+        reopen = functools.partial(connect, url)
+        write = Session(await trio.to_thread.run_sync(reopen), reopen)
+        read = Session(await trio.to_thread.run_sync(reopen), reopen)
         try:
             await write.transaction(migrate)
             store = cls(

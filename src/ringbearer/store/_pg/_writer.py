@@ -67,9 +67,7 @@ class PgWriter(GroupWriter):
         return await self._session.query(sql, params)
 
     async def _run_transaction(self, batch: Batch) -> None:
-        conn = self._session.conn
-
-        def run() -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 self._transaction(PgTx(conn), batch)
 
@@ -77,7 +75,7 @@ class PgWriter(GroupWriter):
             try:
                 # Not abandoned on cancellation: a transaction under way ends, either way.
                 async with self._session.lock:
-                    await trio.to_thread.run_sync(run)
+                    await trio.to_thread.run_sync(self._session.run, run)
                 return
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 # Another node's transaction crossed this one and PostgreSQL rolled this
