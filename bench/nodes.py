@@ -3,8 +3,8 @@
 
 Each run: a fresh database on a throwaway cluster (``tests/pgcluster.py``, fsync on),
 ``ringbearer simulate`` with Resend answering after ``--latency-ms``, N daemons sharing
-the database (their own state folders; no vault: the nodes' keys are not what is
-measured), Resend paused on every node, ``--messages`` submitted spread over the nodes,
+the database and a key store (their own state folders, one key-encryption key), Resend
+paused on every node, ``--messages`` submitted spread over the nodes,
 then Resend resumed everywhere; the rate is resume to the last message delivered in
 the database. Each node has ``--lanes`` lanes.
 
@@ -38,6 +38,7 @@ from throughput import BODY, DaemonProcess, start_simulator
 
 def config(workdir: Path, sim_url: str, lanes: int, url: str | None, node: str) -> Path:
     store = f'url = "{url}"\nnode = "{node}"' if url else ""
+    keys = f'[privacy]\nkek = {{ env = "RB_BENCH_KEK" }}\nkeys_url = "{url}_keys"' if url else ""
     path = workdir / "config.toml"
     path.write_text(f"""
 [daemon]
@@ -56,6 +57,7 @@ kind = "resend"
 api_key = {{ env = "RESEND_API_KEY" }}
 lanes = {lanes}
 mailbox = {lanes * 2}
+{keys}
 """)
     return path
 
@@ -63,8 +65,9 @@ mailbox = {lanes * 2}
 @contextmanager
 def database(admin_url: str, name: str) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
+        for db in (name, f"{name}_keys"):  # the messages', and the nodes' shared key store
+            admin.execute(f"DROP DATABASE IF EXISTS {db}")
+            admin.execute(f"CREATE DATABASE {db}")
     yield admin_url.rsplit("/", 1)[0] + "/" + name
 
 
@@ -135,6 +138,7 @@ def main() -> None:
     parser.add_argument("--lanes", type=int)
     args = parser.parse_args()
     os.environ.setdefault("RESEND_API_KEY", "re_bench")
+    os.environ.setdefault("RB_BENCH_KEK", "cd" * 32)  # one key-encryption key for every node
     proc, sim = start_simulator()
     try:
         with cluster() as admin:

@@ -48,3 +48,13 @@ def test_the_defaults_keep_the_embedded_store(tmp_path: Path) -> None:
     assert config.store.url == "" and config.db_path == tmp_path / "state" / "ringbearer.db"
     settings = StoreSettings()
     assert (settings.url, settings.heartbeat_seconds, settings.lease_seconds) == ("", 5.0, 15.0)
+
+
+def test_a_shared_store_needs_a_shared_key_store(tmp_path: Path) -> None:
+    """Without one, a node could not open what another sealed (it would read as erased)."""
+    text = '[store]\nurl = "postgresql://rb@db/outbox"\n' + RESEND
+    (found,) = problems(text, tmp_path)
+    assert found.startswith("privacy.keys_url: required with [store] url")
+    keys = '[privacy]\nkeys_url = "postgresql://rb@keys/ringbearer_keys"\n'
+    config = parse(text + keys, tmp_path / "config.toml")
+    assert config.privacy.keys_url.endswith("/ringbearer_keys")

@@ -439,6 +439,12 @@ class _Loader:
     def check_across(self, config: Config) -> None:
         """What one section says about another: chains, categories, the listener."""
         self.check_alerting(config)
+        if config.store.url and not config.privacy.keys_url:
+            why = (
+                "required with [store] url: every node must open the payloads every other"
+                " node sealed (a key store of its own database, and the same kek on each)"
+            )
+            self.problems.append(ConfigProblem("privacy.keys_url", why))
         self.problems.extend(deliverability_problems(config.deliverability, config.webhooks))
         self.check_webhooks(config)
         self.problems.extend(
