@@ -140,3 +140,39 @@ def test_a_daemon_on_postgres_delivers_and_survives_a_kill(
         assert nodes == [("node-a",)]
     finally:
         daemon.stop()
+
+
+def test_three_nodes_keep_together_to_a_providers_rate_limit(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    """Resend allows 100 requests a second (the simulator's bucket refuses the rest with
+    429, counted); three nodes configured with that limit split it among themselves and
+    are never refused, while they send about as fast as the limit allows."""
+    keys_url = keys_database(pg_url)
+    sim.fault("resend", limit_per_second=100, limit_burst=10)
+    nodes = []
+    for n in range(3):
+        workdir = tmp_path / f"node{n}"
+        workdir.mkdir()
+        text = node_config(workdir, sim, pg_url, keys_url, f"node-{n}").replace(
+            "rate_limit = { per_second = 200, burst = 50 }",
+            "rate_limit = { per_second = 100, burst = 10 }",
+        )
+        nodes.append(Daemon(workdir, text, env={"RB_KEK": KEK}).start())
+    try:
+        time.sleep(1.5)  # every node has beaten since the last started: each knows of three
+        began = time.monotonic()
+        for round_ in range(3):
+            for n, daemon in enumerate(nodes):
+                batch = [{**email(1000 * round_ + 100 * n + i), "target": "resend"}
+                         for i in range(100)]  # fmt: skip
+                daemon.call("submit", {"messages": batch})
+        poll(lambda: delivered(pg_url), lambda d: d == 900, 60, "900 delivered")
+        took = time.monotonic() - began
+        stats = sim.http.get("/_sim/stats", params={"provider": "resend"}).json()["resend"]
+        assert stats["status_counts"].get("429", 0) == 0  # never over the provider's limit
+        assert stats["accepted"] == 900
+        assert 900 / took <= 100 + 10  # together, at most the limit (and its one burst)
+    finally:
+        for daemon in nodes:
+            daemon.stop()

@@ -317,6 +317,7 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
         lambda: DaemonGauges(wedding_day=mode.mode.on, oldest_queued=heartbeat.oldest_queued),
     )
     await parts.reloader.start()
+    await start_node_duty(parts, nursery)
     await nursery.start(parts.mode.watch)
     if parts.growth is not None:
         await parts.growth.run(nursery)
@@ -450,7 +451,6 @@ async def _run(
                 keys=keys,
                 tokens=tokens,
             )
-            await start_node_duty(store, config, base.metrics.registry, services)
             await _run_parts(base, stop, on_ready)
             services.cancel_scope.cancel()
 

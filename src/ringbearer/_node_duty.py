@@ -8,7 +8,8 @@ key) and unlists silent nodes. Metrics: ``ringbearer_nodes`` (nodes listed),
 ``ringbearer_lease_reclaims_total`` (messages taken back) and
 ``ringbearer_fenced_settles_total`` (this node's settles refused because its lease had
 passed to another node: a long pause, a partition). Work submitted on another node, or
-taken back, reaches this node's dispatchers at its next beat.
+taken back, reaches this node's dispatchers at its next beat, and each provider's rate
+limit and budgets are split anew among the live nodes (``_limit_share``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class NodeDuty:
     every: float
     metrics: NodeMetrics
     targets: Callable[[], Iterable[str]] = lambda: ()  # what this node's dispatchers serve
+    share: Callable[[int], None] = lambda nodes: None  # a provider's limits among live nodes
     _fenced_seen: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -100,6 +102,7 @@ class NodeDuty:
         if gone:
             log.warning("nodes went silent", extra=fields(nodes=",".join(gone)))
         self.metrics.nodes.set(len(listed))
+        self.share(len(listed))  # silent nodes were unlisted above: these are the live ones
         # Work another node submitted, or took back, reaches this node's dispatchers only
         # through the database: each beat they look again (a claim each, if nothing is due).
         self.store.listener.submitted(set(self.targets()))

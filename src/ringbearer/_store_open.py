@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
-from prometheus_client import CollectorRegistry
 
 from ._config import Config
 from ._errors import cannot
 from ._leader_duties import DUTY, LeaderDuties, Starter
+from ._limit_share import share_limits
 from ._node_duty import NodeDuty, NodeMetrics
 from ._parts import Parts
 from .control._replies import ClusterStatus, NodeStatus
@@ -46,14 +46,15 @@ async def open_store(
         yield pg
 
 
-async def start_node_duty(
-    store: Store, config: Config, registry: CollectorRegistry, nursery: trio.Nursery
-) -> None:
-    """On a shared database: this node's heartbeat and the reclaiming of silent nodes' work."""
+async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
+    """On a shared database: this node's heartbeat, the reclaiming of silent nodes' work,
+    and each provider's limits split among the live nodes."""
+    store, config = parts.base.store, parts.base.config
     if isinstance(store, PostgresStore):
         duty = NodeDuty(
-            store, config.store.heartbeat_seconds, NodeMetrics.on(registry), config.targets
-        )
+            store, config.store.heartbeat_seconds, NodeMetrics.on(parts.base.metrics.registry),
+            lambda: parts.current.value.targets(), lambda n: share_limits(parts.fleet, n),
+        )  # fmt: skip
         await nursery.start(duty.run)
 
 

@@ -64,6 +64,11 @@ class Faults:
     truncate_rate: float = attrs.field(default=0.0, validator=_rate)
     malformed_rate: float = attrs.field(default=0.0, validator=_rate)
     latency_ms: float = attrs.field(default=0.0, validator=_latency)
+    # A real rate limit, as a provider enforces one: a token bucket of ``limit_burst``
+    # filling at ``limit_per_second``; a request finding it empty gets the 429
+    # (0: no limit). Unlike ``rate_limit_rate`` it depends on how fast requests come.
+    limit_per_second: float = attrs.field(default=0.0, validator=_latency)
+    limit_burst: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     outage: bool = False
     storm: bool = False
     retry_after: int = attrs.field(default=1, validator=_seconds)

@@ -6,6 +6,7 @@ import random
 
 import attrs
 
+from ..resilience import RateLimitSettings, TokenBucket
 from ._faults import FaultKind, Faults
 from ._stats import Stats
 
@@ -24,6 +25,7 @@ class ProviderSlot:
     faults: Faults = attrs.Factory(Faults)
     stats: Stats = attrs.Factory(Stats)
     rng: random.Random = attrs.field(init=False)
+    _bucket: TokenBucket | None = None  # the rate limit's, made for the faults set
 
     def __attrs_post_init__(self) -> None:
         self.rng = _stream(self.seed, self.name)
@@ -31,8 +33,21 @@ class ProviderSlot:
     def draw(self) -> FaultKind | None:
         """The fault for the next request, if any; the request counts against ``count``."""
         fault = self.faults.draw(self.rng)
+        if fault is None and not self._within_limit():
+            fault = FaultKind.RATE_LIMIT
         self.spend()
         return fault
+
+    def _within_limit(self) -> bool:
+        """Whether the provider's rate limit lets one more request in now."""
+        faults = self.faults
+        if not faults.limit_per_second:
+            self._bucket = None
+            return True
+        wanted = RateLimitSettings(faults.limit_per_second, faults.limit_burst)
+        if self._bucket is None or self._bucket.settings != wanted:
+            self._bucket = TokenBucket(wanted)
+        return self._bucket.try_take()
 
     def spend(self) -> None:
         """One request met the faults: with a ``count``, the last one heals the provider."""
