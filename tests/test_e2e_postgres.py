@@ -4,14 +4,18 @@ same key after a restart."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
-from .procs import Daemon, Simulator, config_for, email, poll
+from .procs import Daemon, Simulator, config_for, email, poll, ringbearer, write_jsonl
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +34,13 @@ def delivered(url: str) -> int:
 
 
 KEK = "ab" * 32  # the same key-encryption key on every node (64 hex characters)
+TOKEN = "producer-token-" + "9" * 24
+INTAKE = """
+[intake]
+enabled = true
+[intake.producers.platform]
+token = { env = "RB_TOKEN" }
+"""
 
 
 def node_config(workdir: Path, sim: Simulator, url: str, keys_url: str, node: str) -> str:
@@ -121,9 +132,10 @@ def test_a_node_killed_mid_flow_loses_nothing(tmp_path: Path, sim: Simulator, pg
 def test_a_daemon_on_postgres_delivers_and_survives_a_kill(
     tmp_path: Path, sim: Simulator, pg_url: str
 ) -> None:
-    config = node_config(tmp_path, sim, pg_url, keys_database(pg_url), "node-a")
+    config = node_config(tmp_path, sim, pg_url, keys_database(pg_url), "node-a") + INTAKE
     assert 'url = "postgresql://' in config
-    daemon = Daemon(tmp_path, config, env={"RB_KEK": KEK}).start()
+    env = {"RB_KEK": KEK, "RB_TOKEN": TOKEN}
+    daemon = Daemon(tmp_path, config, env=env).start()
     try:
         accepted = daemon.call("submit", {"messages": [email(n) for n in range(20)]})
         assert len(accepted["accepted"]) == 20
@@ -132,9 +144,23 @@ def test_a_daemon_on_postgres_delivers_and_survives_a_kill(
         later = daemon.call("submit", {"messages": [email(n) for n in range(20, 30)]})
         assert len(later["accepted"]) == 10
         daemon.kill9()  # nothing is lost: the queue is in PostgreSQL
-        daemon = Daemon(tmp_path, config, env={"RB_KEK": KEK}).start()
+        daemon = Daemon(tmp_path, config, env=env).start()
         daemon.call("resume", {"name": "email"})
         poll(lambda: delivered(pg_url), lambda n: n == 30, 30, "30 delivered")
+        # A producer on another host: over HTTP to the node's listener, with its token.
+        lines = write_jsonl(tmp_path / "net.jsonl", [email(n, key=f"net-{n}") for n in range(5)])
+        url = daemon.status()["webhooks"]
+        for _ in range(2):  # a retry of the same lines: the same messages
+            sent = subprocess.run(
+                ringbearer("send", "--file", str(lines), "--url", url, "--token-env", "RB_TOKEN"),
+                capture_output=True, text=True, timeout=60, env={**os.environ, "RB_TOKEN": TOKEN},
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stderr
+        assert "5 messages (5 duplicates)" in sent.stdout
+        poll(lambda: delivered(pg_url), lambda n: n == 35, 30, "35 delivered")
+        wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+        refused = httpx.post(f"{url}/v1/messages", json=[email(99)], headers=wrong)
+        assert refused.status_code == 401
         with psycopg.connect(pg_url) as conn:
             nodes = conn.execute("SELECT node FROM nodes").fetchall()
         assert nodes == [("node-a",)]
@@ -175,4 +201,41 @@ def test_three_nodes_keep_together_to_a_providers_rate_limit(
         assert 900 / took <= 100 + 10  # together, at most the limit (and its one burst)
     finally:
         for daemon in nodes:
+            daemon.stop()
+
+
+def test_a_paused_node_cannot_settle_what_another_took_over(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    """Node A is stopped (SIGSTOP) in the middle of its attempts, past its lease; node B
+    takes its messages over and delivers them. When A runs again (SIGCONT) its attempts
+    end, and its settles are refused by fencing and logged: the messages stay B's."""
+    keys_url = keys_database(pg_url)
+    nodes = []
+    for n in range(2):
+        workdir = tmp_path / f"node{n}"
+        workdir.mkdir()
+        text = node_config(workdir, sim, pg_url, keys_url, f"node-{n}")
+        nodes.append(Daemon(workdir, text, env={"RB_KEK": KEK}).start())
+    a, b = nodes
+    try:
+        b.call("pause", {"name": "email"})  # only A attempts, at first
+        sim.fault("resend", latency_ms=4000)  # each attempt outlives A's lease (3 s)
+        a.call("submit", {"messages": [email(n, key=f"p-{n}") for n in range(5)]})
+        poll(lambda: in_flight_on(pg_url, "node-0"), lambda n: n == 5, 30, "A attempting")
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)
+        sim.clear()  # B's attempts are quick
+        b.call("resume", {"name": "email"})
+        poll(lambda: delivered(pg_url), lambda n: n == 5, 30, "B delivered A's five")
+        a.proc.send_signal(signal.SIGCONT)
+        poll(a.log_text, lambda text: text.count("settle fenced") == 5, 30, "A's settles fenced")
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute("SELECT status, lease_node FROM messages ORDER BY id").fetchall()
+        assert rows == [("delivered", None)] * 5 or all(r[0] == "delivered" for r in rows)
+        assert delivered(pg_url) == 5
+    finally:
+        for daemon in nodes:
+            if daemon.proc is not None:
+                daemon.proc.send_signal(signal.SIGCONT)
             daemon.stop()

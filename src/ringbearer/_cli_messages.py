@@ -64,18 +64,19 @@ EVENT_KINDS = tuple(k.value for k in EventKind)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from .control import MessageIn, Submit
+    from .control import MessageIn
     from .control._protocol import converter
 
     lines = list(_messages_from_args(args))
     structure = converter().structure
     messages = [structure(line, MessageIn) for line in lines]
+    submit, size = _submitter(args)
     accepted: list[Any] = []
     refused: list[Any] = []
-    for start in range(0, len(messages), SEND_CHUNK):
-        chunk = messages[start : start + SEND_CHUNK]
+    for start in range(0, len(messages), size):
+        chunk = messages[start : start + size]
         try:
-            reply = call(args, Submit(chunk), timeout=120.0)
+            reply = submit(chunk)
         except RequestError:
             if accepted or refused:
                 also = f" ({len(refused)} refused on their own)" if refused else ""
@@ -85,6 +86,45 @@ def cmd_send(args: argparse.Namespace) -> int:
         refused.extend(attrs.evolve(x, index=x.index + start) for x in reply.refused)
     _show_submitted(args, accepted, refused)
     return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _submitter(args: argparse.Namespace) -> tuple[Callable[[list[Any]], Any], int]:
+    """How a chunk is submitted, and its size: over the control socket, or with ``--url``
+    over HTTP (smaller chunks: each is one body within the listener's limit)."""
+    from .control import Submit
+    from .control._protocol import converter
+    from .control._replies import SubmitReply
+
+    if not args.url:
+        return lambda chunk: call(args, Submit(chunk), timeout=120.0), SEND_CHUNK
+    from ._cli_http import HTTP_CHUNK, submit_over_http, token_from_env
+
+    token = token_from_env(args.token_env)
+    wire = converter()
+
+    def over_http(chunk: list[Any]) -> SubmitReply:
+        reply = submit_over_http(args.url, token, [wire.unstructure(m) for m in chunk])
+        try:
+            return wire.structure(reply, SubmitReply)
+        except Exception as exc:
+            raise ControlError(f"unreadable reply from {args.url}: {exc}") from exc
+
+    return over_http, HTTP_CHUNK
+
+
+def _add_network(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="submit over HTTP to a node's public listener (https://host:port) instead of"
+        " the control socket; the producer's token is read from --token-env",
+    )
+    p.add_argument(
+        "--token-env",
+        default="RINGBEARER_TOKEN",
+        metavar="NAME",
+        help="with --url: the environment variable holding the producer's bearer token",
+    )
 
 
 def _show_submitted(args: argparse.Namespace, accepted: list[Any], refused: list[Any]) -> None:
@@ -443,6 +483,7 @@ def _add_send(command: AddCommand) -> None:
         ' "wedding_date"?, "experiment"?, "unit"?, "invite"?, "inviter"?} ("payload" may be'
         ' left out of a line that names a "template")',
     )
+    _add_network(p)
     _add_when(p)
     _add_template(p)
 

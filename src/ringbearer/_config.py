@@ -25,6 +25,7 @@ from ._daemon_settings import relative as _relative
 from ._daemon_settings import socket_path as _socket_path
 from ._daemon_settings import socket_path_of as socket_path_of
 from ._errors import ConfigError, ConfigProblem
+from ._intake_settings import IntakeSettings
 from ._secrets import Secret, SecretRef, check_database_url, with_password
 from ._wedding import WeddingDaySettings
 from .deliverability._settings import DeliverabilitySettings, WebhookSettings
@@ -222,6 +223,7 @@ class Config:
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
     privacy: PrivacySettings = PrivacySettings()
     growth: GrowthSettings = GrowthSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -270,6 +272,7 @@ class _TopLevel:
     deliverability: DeliverabilitySettings = DeliverabilitySettings()
     privacy: PrivacySettings = PrivacySettings()
     growth: GrowthSettings = GrowthSettings()
+    intake: IntakeSettings = IntakeSettings()
     defaults: dict[str, Any] = attrs.Factory(dict)
     integrations: dict[str, dict[str, Any]] = attrs.Factory(dict)
     groups: dict[str, list[str]] = attrs.Factory(dict)
@@ -290,6 +293,7 @@ _SECTIONS: dict[str, type] = {
     "deliverability": DeliverabilitySettings,
     "privacy": PrivacySettings,
     "growth": GrowthSettings,
+    "intake": IntakeSettings,
 }
 
 
@@ -460,6 +464,9 @@ class _Loader:
         if webhooks.enabled and not config.sandbox.enabled and unsubscribe.secret is None:
             why = "required with [webhooks] enabled: it signs unsubscribe links"
             self.problems.append(ConfigProblem("deliverability.unsubscribe.secret", why))
+        if config.intake.enabled and not webhooks.enabled:
+            why = "producers submit on the public listener: enable [webhooks]"
+            self.problems.append(ConfigProblem("intake.enabled", why))
         for index, proxy in enumerate(webhooks.trusted_proxies):
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -586,6 +593,11 @@ def unresolved_secrets(
     refs += [(f"deliverability.unsubscribe.{p}", r) for p, r in secret_refs(unsubscribe)]
     refs += [(f"privacy.{p}", r) for p, r in secret_refs(config.privacy)]
     refs += [(f"store.{p}", r) for p, r in secret_refs(config.store)]
+    refs += [
+        (f"intake.producers.{name}.{p}", r)
+        for name, producer in config.intake.producers.items()
+        for p, r in secret_refs(producer)
+    ]
     return [
         ConfigProblem(path, f"secret not found ({ref.describe()})")
         for path, ref in refs

@@ -26,7 +26,18 @@ from ._errors import RingbearerError, cannot
 from ._logging import fields
 from ._parts import Parts
 from ._secrets import Secret, SecretRef
-from .listener import ListenerParts, PagerDutyHook, WebhookSource, build_app, serve
+from .control import Submit
+from .control._replies import SubmitReply
+from .handlers import answer
+from .listener import (
+    IntakeParts,
+    ListenerParts,
+    PagerDutyHook,
+    WebhookSource,
+    build_app,
+    producers,
+    serve,
+)
 from .listener._webhooks import SourceKind
 
 log = logging.getLogger("ringbearer.webhooks")
@@ -73,6 +84,22 @@ def _pagerduty(parts: Parts) -> PagerDutyHook | None:
     return PagerDutyHook(secret, parts.alerts.ack_key, alerting.pagerduty_webhook_path)
 
 
+def _intake(parts: Parts) -> IntakeParts | None:
+    """``POST /v1/messages`` when ``[intake]`` enables it: the socket's own submit handler,
+    behind the producers' tokens (read now: a missing one stops the start, named)."""
+    settings = parts.current.value.intake
+    if not settings.enabled:
+        return None
+    table = parts.table
+
+    async def submit(request: Submit) -> SubmitReply:
+        reply = await answer(table, request)
+        assert isinstance(reply, SubmitReply)
+        return reply
+
+    return IntakeParts(producers(settings), submit)
+
+
 async def serve_public(parts: Parts, nursery: trio.Nursery) -> None:
     """Start the public listener if ``[webhooks]`` enables it; learn and tell its address."""
     config = parts.current.value
@@ -86,6 +113,7 @@ async def serve_public(parts: Parts, nursery: trio.Nursery) -> None:
         tokens=parts.intake.tokens,
         wall=parts.base.wall,
         pagerduty=_pagerduty(parts),
+        intake=_intake(parts),
     )
     app = build_app(config.webhooks, sources, listener)
     with cannot(f"listen for webhooks on {config.webhooks.listen} ([webhooks] listen)"):

@@ -1,4 +1,5 @@
-"""The public listener: provider webhooks, one-click unsubscribes, PagerDuty's acknowledgements.
+"""The public listener: provider webhooks, one-click unsubscribes, PagerDuty's acknowledgements,
+and producers on other hosts submitting messages (``POST /v1/messages``).
 
 It faces the internet behind the operator's TLS proxy, so it runs on a
 maintained HTTP server (hypercorn's trio worker) serving a small plain ASGI
@@ -9,6 +10,9 @@ only once what it reports is committed.
 from ._app import ListenerApp as ListenerApp
 from ._app import ListenerParts as ListenerParts
 from ._app import build_app as build_app
+from ._intake import IntakeParts as IntakeParts
+from ._intake import Producers as Producers
+from ._intake import producers as producers
 from ._pagerduty import Acknowledge as Acknowledge
 from ._pagerduty import PagerDutyHook as PagerDutyHook
 from ._serve import serve as serve
@@ -23,9 +27,11 @@ from ._webhooks import WebhookSource as WebhookSource
 __all__ = [
     "Acknowledge",
     "Ingest",
+    "IntakeParts",
     "ListenerApp",
     "ListenerParts",
     "PagerDutyHook",
+    "Producers",
     "Refused",
     "Unsubscriber",
     "Verification",
@@ -33,5 +39,6 @@ __all__ = [
     "WebhookSource",
     "Why",
     "build_app",
+    "producers",
     "serve",
 ]

@@ -2,10 +2,12 @@
 
 Routes: ``POST /webhooks/{name}`` for each configured source,
 ``GET|POST /unsubscribe/{token}``, and ``POST`` at PagerDuty's path when its
-secret is configured; anything else is 404, a known path with the wrong
-method 405. Before any handler runs, a request must pass its client's rate
-(429 with ``Retry-After``) and fit in ``max_body_bytes`` (413, read no further
-than the limit); a body that does not arrive within ``idle_seconds`` is 408.
+secret is configured, and ``POST /v1/messages`` (producers submitting over the
+network, ``_intake``) when ``[intake]`` is enabled; anything else is 404, a
+known path with the wrong method 405. Before any handler runs, a request must
+pass its client's rate (429 with ``Retry-After``) and fit in ``max_body_bytes``
+(413, read no further than the limit); a body that does not arrive within
+``idle_seconds`` is 408.
 
 The app holds no server of its own (see ``_serve``), and every dependency is
 handed in, each a narrow protocol with a fake in the tests.
@@ -27,6 +29,8 @@ from ..resilience._ratelimit import RateLimitSettings
 from ..store import AuditLog
 from . import _pagerduty
 from ._http import Disconnected, Receive, Request, Response, Scope, Send, read_body, send_response
+from ._intake import PATH as INTAKE_PATH
+from ._intake import IntakeParts, MessageIntake
 from ._limits import ClientLimiter, Proxies
 from ._pagerduty import PagerDutyHook
 from ._refusals import Refusals
@@ -59,6 +63,7 @@ class ListenerParts:
     wall: Callable[[], float]  # wall clock: Svix's tolerance, audit times, Twilio's events
     pagerduty: PagerDutyHook | None = None
     monotonic: Callable[[], float] = trio.current_time  # the rate limiter's clock
+    intake: IntakeParts | None = None  # POST /v1/messages: producers, and the submit handler
 
 
 @attrs.frozen
@@ -72,6 +77,7 @@ class ListenerApp:
     limiter: ClientLimiter
     proxies: Proxies = Proxies()
     pagerduty: PagerDutyHook | None = None
+    intake: MessageIntake | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -120,6 +126,8 @@ class ListenerApp:
         if self.pagerduty is not None and path == self.pagerduty.path:
             hook = self.pagerduty
             return Route(frozenset({"POST"}), lambda r: _pagerduty.answer(hook, self.refusals, r))
+        if self.intake is not None and path == INTAKE_PATH:
+            return Route(frozenset({"POST"}), self.intake.answer)
         found = _WEBHOOK.fullmatch(path)
         if found is not None and found[1] in self.webhooks.sources:
             name = found[1]
@@ -165,6 +173,7 @@ def build_app(
         limiter=ClientLimiter(rate, parts.monotonic),
         proxies=Proxies.of(settings.trusted_proxies),
         pagerduty=parts.pagerduty,
+        intake=None if parts.intake is None else MessageIntake(parts.intake, refusals),
     )
 
 

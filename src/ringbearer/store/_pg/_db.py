@@ -54,10 +54,24 @@ class PgTx:
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
-def connect(url: str, *, application_name: str = "ringbearer") -> psycopg.Connection[Any]:
-    """A connection (autocommit: each use opens its own transaction); StoreError if refused."""
+def connect(
+    url: str, *, application_name: str = "ringbearer", idle_in_transaction: float | None = None
+) -> psycopg.Connection[Any]:
+    """A connection (autocommit: each use opens its own transaction); StoreError if refused.
+
+    ``idle_in_transaction``: seconds after which the server ends this session if it sits
+    inside a transaction waiting for its client (a node paused, SIGSTOP or a long GC,
+    between two statements): its row locks go with it, so that the other nodes can take
+    its work over instead of skipping the locked rows for as long as it sleeps.
+    """
+    options = ""
+    if idle_in_transaction is not None:
+        ms = max(1, round(idle_in_transaction * 1000))
+        options = f"-c idle_in_transaction_session_timeout={ms}"
     try:
-        return psycopg.connect(url, application_name=application_name, autocommit=True)
+        return psycopg.connect(
+            url, application_name=application_name, autocommit=True, options=options
+        )
     except psycopg.Error as exc:
         raise translate(exc) from exc
 
@@ -93,10 +107,19 @@ class Session:
                 return work(PgTx(conn))
 
         async with self.lock:
-            try:
-                return await trio.to_thread.run_sync(self.run, run)
-            except psycopg.Error as exc:
-                raise translate(exc) from exc
+            for attempt in (1, 2):
+                try:
+                    return await trio.to_thread.run_sync(self.run, run)
+                except psycopg.OperationalError as exc:
+                    # The server ended the session (a restart, a paused node's idle
+                    # transaction timed out): this transaction did not commit. Once more,
+                    # on a new connection (the session's work is reads and idempotent
+                    # writes; the writer's batches do not come this way).
+                    if attempt == 2 or not self.conn.broken or self._reopen is None:
+                        raise translate(exc) from exc
+                except psycopg.Error as exc:
+                    raise translate(exc) from exc
+        raise AssertionError("unreachable")
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """One read, in a transaction of its own."""

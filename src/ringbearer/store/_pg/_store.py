@@ -104,7 +104,8 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
         lease_seconds: float = LEASE_SECONDS,
     ) -> AsyncIterator[PostgresStore]:
         """Connect (migrating the schema if needed) and run the writer."""
-        reopen = functools.partial(connect, url)
+        # A transaction is short: one sitting idle for a third of a lease is a paused node.
+        reopen = functools.partial(connect, url, idle_in_transaction=lease_seconds / 3)
         write = Session(await trio.to_thread.run_sync(reopen), reopen)
         read = Session(await trio.to_thread.run_sync(reopen), reopen)
         try:
