@@ -43,10 +43,12 @@ token = { env = "RB_TOKEN" }
 """
 
 
-def node_config(workdir: Path, sim: Simulator, url: str, keys_url: str, node: str) -> str:
-    """The shipped config for one of several nodes: one database, one key store, one KEK,
-    a short lease so that the test waits seconds, not minutes."""
-    config = config_for(workdir, sim)
+def node_config(
+    workdir: Path, sim: Simulator, url: str, keys_url: str, node: str, base: str | None = None
+) -> str:
+    """The shipped config (or ``base``) for one of several nodes: one database, one key
+    store, one KEK, a short lease so that the test waits seconds, not minutes."""
+    config = base if base is not None else config_for(workdir, sim)
     config = config.replace(
         "[store]\n",
         f'[store]\nurl = "{url}"\nnode = "{node}"\nheartbeat_seconds = 0.5\nlease_seconds = 3\n',
@@ -239,3 +241,49 @@ def test_a_paused_node_cannot_settle_what_another_took_over(
             if daemon.proc is not None:
                 daemon.proc.send_signal(signal.SIGCONT)
             daemon.stop()
+
+
+def test_when_the_leader_dies_another_takes_up_its_open_alert_without_paging_twice(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    """Slack refuses everything: its dead letter (on whichever node) opens an alert, which
+    the leader emails through Resend every second. The leader is SIGKILLed: the other node
+    leads within the lease and goes on with the same alert, each of its emails sent once."""
+    from .test_e2e_alert_restart import alert_config, emails_for
+
+    keys_url = keys_database(pg_url)
+    sim.fault("slack-webhook", permanent_rate=1.0)
+    nodes = []
+    for n in range(2):
+        workdir = tmp_path / f"node{n}"
+        workdir.mkdir()
+        base = alert_config(workdir, sim)
+        text = node_config(workdir, sim, pg_url, keys_url, f"node-{n}", base=base)
+        nodes.append(Daemon(workdir, text, env={"RB_KEK": KEK}).start())
+        time.sleep(0.5)  # node-0 leads: it started first
+    leader, other = nodes
+    try:
+        cause = {"target": "slack", "payload": {"text": "The florist moved to 10:00."}}
+        other.call("submit", {"messages": [cause]})  # any node may dead-letter it
+        found = poll(lambda: open_alert(pg_url), bool, 30, "the alert opened")
+        assert found is not None
+        alert = found
+        poll(lambda: emails_for(sim, alert), lambda e: len(e) >= 2, 30, "two emails")
+        leader.kill9()
+        killed = time.monotonic()
+        before = emails_for(sim, alert)
+        poll(lambda: emails_for(sim, alert) - before, lambda e: len(e) >= 2, 30, "it goes on")
+        assert time.monotonic() - killed < 3 + 5  # led again within the lease, and a repeat
+        assert open_alert(pg_url) == alert  # the same alert, taken up, not a new one
+        keys = sent_keys(sim)
+        assert all(keys[k] == 1 for k in emails_for(sim, alert))  # each email sent once
+    finally:
+        other.stop()
+
+
+def open_alert(url: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM alerts WHERE key = 'dead_letters:slack' AND resolved_at IS NULL"
+        ).fetchall()
+    return int(rows[0][0]) if len(rows) == 1 else None

@@ -200,7 +200,7 @@ class AlertManager:
 
     def _take_up(self, alert: Alert, record: AlertRecord, now: float) -> None:
         earlier = self.alerts.get(alert.key)
-        if earlier is not None:  # never kept so, but one alert per cause all the same
+        if earlier is not None and earlier.id != alert.id:  # never kept so; one per cause
             earlier.resolved_at = now
             self._closing.append(earlier)
         self.alerts[alert.key] = alert
@@ -212,8 +212,13 @@ class AlertManager:
     def observe_settles(self, settles: Sequence[Settle], now: float) -> None:
         """Count dead letters, except those of alert messages (no alerts about alerts)."""
         for s in settles:
-            if s.kind is SettleKind.DEAD_LETTERED and s.message_id not in self._own:
-                self.conditions.dead.append((now, s.target))
+            if s.kind is SettleKind.DEAD_LETTERED:
+                self.observe_dead(s.message_id, s.target, now)
+
+    def observe_dead(self, message_id: int, target: str, at: float) -> None:
+        """One dead letter (here, or on another node: ``_alert_feed``), unless an alert's own."""
+        if message_id not in self._own:
+            self.conditions.dead.append((at, target))
 
     async def ack(self, alert_id: int, by: str = "operator") -> AlertView:
         """Acknowledge by id (the CLI), durably; tell the PagerDuty channels it reached.

@@ -50,12 +50,19 @@ from ._privacy_parts import PrivacySide, open_vault, privacy_status, subject_nam
 from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
-from ._store_open import cluster_status, leader_duties, open_store, start_node_duty
+from ._store_open import (
+    cluster_status,
+    dead_letter_starters,
+    leader_duties,
+    open_store,
+    shared,
+    start_node_duty,
+)
 from ._strand import Drains
 from ._supervisor import Supervisor
 from ._systemd import watchdog_interval
 from ._token_parts import TokenKeepers
-from ._wakeups import Wakeups
+from ._wakeups import SettleObserver, Wakeups
 from .deliverability import normalise_address
 from .growth._book import TemplateBook
 from .growth._sealing import ClearSealer, Sealer, VaultSealer
@@ -128,8 +135,7 @@ async def _core(base: Base) -> _Core:
         base.config, intake, store, journal, alerts, wall, name,
         privacy.unsubscribed if privacy else None, growth.lab.mail_events,
     )  # fmt: skip
-    observers = (base.metrics.observe, alerts.observe_settles, growth.lab.settled)
-    wakeups = Wakeups(fleet, store.counters, wall, observers)
+    wakeups = Wakeups(fleet, store.counters, wall, _observers(base, alerts, growth))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
     factory = _factory(base, fleet, journal, wakeups, events.gate, intake, privacy)
     if privacy is not None:
@@ -146,6 +152,13 @@ async def _core(base: Base) -> _Core:
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
         stalls, intake, events, privacy, templates, growth,
     )  # fmt: skip
+
+
+def _observers(base: Base, alerts: AlertManager, growth: GrowthSide) -> tuple[SettleObserver, ...]:
+    """Who hears of settles; on a shared store the leader reads every node's dead letters
+    from the store instead (``_alert_feed``)."""
+    dead = () if shared(base.store) else (alerts.observe_settles,)
+    return (base.metrics.observe, growth.lab.settled, *dead)
 
 
 def _factory(
@@ -337,7 +350,7 @@ def _once_only(parts: Parts) -> list[Starter]:
     if privacy is not None:
         starters.append(privacy.run)
         starters.append(lambda n: n.start(base.tokens.run, parts.alerts, privacy.metrics))
-    return starters
+    return starters + dead_letter_starters(parts)
 
 
 def _where(parts: Parts) -> dict[str, object]:

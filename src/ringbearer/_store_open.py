@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from ._alert_feed import DeadLetterFeed
 from ._config import Config
 from ._errors import cannot
 from ._leader_duties import DUTY, LeaderDuties, Starter
@@ -83,3 +84,17 @@ def cluster_status(store: Store) -> Callable[[], Awaitable[ClusterStatus | None]
         )
 
     return status
+
+
+def shared(store: Store) -> bool:
+    """Whether other nodes share this store (dead letters then reach alerts through it)."""
+    return isinstance(store, PostgresStore)
+
+
+def dead_letter_starters(parts: Parts) -> list[Starter]:
+    """On a shared store: the leader's feed of every node's dead letters to its alerts."""
+    if not shared(parts.base.store):
+        return []
+    tick = parts.base.config.alerting.tick_seconds
+    feed = DeadLetterFeed(parts.base.store, parts.alerts, tick)
+    return [lambda n: n.start(feed.run)]
