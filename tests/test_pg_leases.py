@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import pytest
@@ -173,8 +174,8 @@ def message(key: str) -> NewMessage:
 
 async def test_a_dropped_connection_fails_one_write_and_the_next_reconnects(pg_url: str) -> None:
     """PostgreSQL drops the store's connections (a restart, a network cut): the write
-    under way fails with the store's error, nothing of it acknowledged; the next
-    write and read connect again."""
+    under way fails with the store's error, nothing of it acknowledged; the next write
+    connects again, and a read (safe to repeat) is repeated on a new connection."""
     import psycopg
 
     from ringbearer._errors import StoreError
@@ -191,7 +192,26 @@ async def test_a_dropped_connection_fails_one_write_and_the_next_reconnects(pg_u
             await store.submit([message("lost")])
         (accepted,) = await store.submit([message("after")])
         assert not accepted.duplicate
-        with pytest.raises(StoreError):
-            await store.holding_key("after")  # the reading connection finds it dropped too
+        # The reading connection was dropped too: a read is tried once more, reconnected.
         assert await store.holding_key("after") == accepted.id
         assert await store.holding_key("lost") is None
+
+
+async def test_a_key_another_node_stored_meanwhile_is_answered_as_a_duplicate(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes take the same key at the same instant: the second's look-up missed it,
+    its insert meets the unique index; the submit is tried once more and answered as
+    the message node A already holds (not an error to a producer retrying)."""
+    from ringbearer.store._pg import _batch
+
+    (held,) = await nodes.a.submit([message("same-key")])
+    looked_up = _batch._held_keys
+    misses = iter([True])
+
+    def stale(tx: PgTx, messages: list[NewMessage]) -> Any:
+        return {} if next(misses, False) else looked_up(tx, messages)
+
+    monkeypatch.setattr(_batch, "_held_keys", stale)
+    (again,) = await nodes.b.submit([message("same-key")])
+    assert (again.id, again.duplicate) == (held.id, True)

@@ -14,9 +14,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import psycopg
 import trio
 
 from ..._delivery import Priority
+from ..._errors import StoreError
 from .._group_commit import Batch, Op, OpKind
 from .._model import Accepted, Claimed, NewMessage, Settle, Span
 from .._safe import safe_settle
@@ -97,6 +99,16 @@ class PgQueue:
         """Store messages durably; return only after the commit."""
         if not messages:
             return []
+        try:
+            return await self._submit(messages)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise
+            # Another node stored one of these keys between this batch's look-up and its
+            # insert: once more, and the key is found (a duplicate, or key_reused).
+            return await self._submit(messages)
+
+    async def _submit(self, messages: Sequence[NewMessage]) -> list[Accepted]:
         op = Op(OpKind.SUBMIT, list(messages), done=trio.Event())
         accepted: list[Accepted] = await self.writer.enqueue(op)
         return accepted

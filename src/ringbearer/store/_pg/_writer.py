@@ -99,7 +99,11 @@ class PgWriter(GroupWriter):
         return None
 
     def _refused(self, exc: Exception) -> RingbearerError | None:
-        return translate(exc) if isinstance(exc, psycopg.Error) else None
+        if not isinstance(exc, psycopg.Error):
+            return None
+        error = translate(exc)
+        error.__cause__ = exc  # what the caller may act on (a key another node just took)
+        return error
 
 
 def _rolled_back(batch: Batch) -> None:
