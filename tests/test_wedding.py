@@ -437,3 +437,19 @@ async def test_the_preflight_runs_twelve_hours_before_the_wedding_day(
         assert "preflight" not in core.daemon.alerts.alerts
         await trio.sleep_until(at(SATURDAY) + 3 * HOUR)
         assert len([e for e in core.store.event_log if e.kind == "preflight"]) == 1
+
+
+async def test_a_node_that_does_not_lead_follows_the_mode_without_telling_of_it(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """Several nodes all follow the mode; only the leader writes its changes' audit events."""
+    async with running_core(tmp_path, BASE + WEDDING) as core:
+        daemon = core.daemon
+        daemon.parts.mode.announces = lambda: False  # another node leads
+        await daemon.set_override("on", wall() + HOUR)
+        assert daemon.status()["mode"] == "wedding_day"  # followed all the same
+        await trio.sleep(HOUR + 1)
+        assert not daemon.mode.on
+        kinds = {e.kind for e in core.store.event_log}
+        assert not kinds & {"wedding_day_on", "wedding_day_off"}
+        assert "wedding_day_override" in kinds  # the operator's own request is still audited

@@ -43,6 +43,9 @@ class ModeController:
     override: Override | None = None
     mode: Mode = Mode(False, Cause.NONE, "")
     _kick: trio.Event = attrs.Factory(trio.Event)
+    # Whether this daemon writes the transitions' audit events: always alone; on a shared
+    # store only the leader does (every node follows the mode all the same).
+    announces: Callable[[], bool] = lambda: True
 
     @property
     def calendar(self) -> Calendar:
@@ -64,12 +67,13 @@ class ModeController:
             "wedding-day mode " + ("on" if new.on else "off"),
             extra=fields(cause=new.cause.value, detail=new.detail, was=old.describe()),
         )
-        self.journal.event(
-            EventKind.WEDDING_DAY_ON if new.on else EventKind.WEDDING_DAY_OFF,
-            cause=new.cause.value,
-            detail=new.detail,
-            was=old.describe(),
-        )
+        if self.announces():
+            self.journal.event(
+                EventKind.WEDDING_DAY_ON if new.on else EventKind.WEDDING_DAY_OFF,
+                cause=new.cause.value,
+                detail=new.detail,
+                was=old.describe(),
+            )
         self.apply(released=old.on and not new.on)
 
     def apply(self, *, released: bool = False) -> None:

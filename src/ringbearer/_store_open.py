@@ -54,7 +54,10 @@ async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
     if isinstance(store, PostgresStore):
         duty = NodeDuty(
             store, config.store.heartbeat_seconds, NodeMetrics.on(parts.base.metrics.registry),
-            lambda: parts.current.value.targets(), lambda n: share_limits(parts.fleet, n),
+            lambda: parts.current.value.targets(),
+            lambda n: share_limits(
+                parts.fleet, n, parts.current.value.wedding_day.release_per_second
+            ),
         )  # fmt: skip
         await nursery.start(duty.run)
 
@@ -63,10 +66,13 @@ def leader_duties(parts: Parts, starters: list[Starter]) -> LeaderDuties:
     """The once-only duties: run always alone on SQLite, while leading on PostgreSQL."""
     store, registry = parts.base.store, parts.base.metrics.registry
     leading = store.leadership(DUTY) if isinstance(store, PostgresStore) else None
-    return LeaderDuties(
+    duties = LeaderDuties(
         starters, leading, parts.base.config.store.lease_seconds, parts.alerts.restore,
         LeaderDuties.gauge_on(registry) if leading is not None else None,
     )  # fmt: skip
+    if leading is not None:  # every node follows the mode; the leader tells of its changes
+        parts.mode.announces = lambda: duties.leads
+    return duties
 
 
 def cluster_status(store: Store) -> Callable[[], Awaitable[ClusterStatus | None]] | None:
