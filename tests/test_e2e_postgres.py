@@ -4,6 +4,7 @@ same key after a restart."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -142,6 +143,9 @@ def test_a_daemon_on_postgres_delivers_and_survives_a_kill(
         accepted = daemon.call("submit", {"messages": [email(n) for n in range(20)]})
         assert len(accepted["accepted"]) == 20
         poll(lambda: delivered(pg_url), lambda n: n == 20, 30, "20 delivered")
+        shown = daemon.cli("status")
+        assert shown.returncode == 0, shown.stderr
+        assert "NODES  this is node-a; node-a leads (term 1)" in shown.stdout
         daemon.call("pause", {"name": "email"})
         later = daemon.call("submit", {"messages": [email(n) for n in range(20, 30)]})
         assert len(later["accepted"]) == 10
@@ -188,7 +192,9 @@ def test_three_nodes_keep_together_to_a_providers_rate_limit(
         )
         nodes.append(Daemon(workdir, text, env={"RB_KEK": KEK}).start())
     try:
-        time.sleep(1.5)  # every node has beaten since the last started: each knows of three
+        for url in [daemon.status()["metrics"] for daemon in nodes]:
+            # each has beaten knowing of three nodes, and taken its third of the limit
+            poll(functools.partial(scrape, url), lambda t: "ringbearer_nodes 3.0" in t, 30, "3")
         began = time.monotonic()
         for round_ in range(3):
             for n, daemon in enumerate(nodes):
@@ -260,7 +266,7 @@ def test_when_the_leader_dies_another_takes_up_its_open_alert_without_paging_twi
         base = alert_config(workdir, sim)
         text = node_config(workdir, sim, pg_url, keys_url, f"node-{n}", base=base)
         nodes.append(Daemon(workdir, text, env={"RB_KEK": KEK}).start())
-        time.sleep(0.5)  # node-0 leads: it started first
+        poll(lambda: leader_of(pg_url), lambda node: node == "node-0", 30, "node-0 leads")
     leader, other = nodes
     try:
         cause = {"target": "slack", "payload": {"text": "The florist moved to 10:00."}}
@@ -279,6 +285,16 @@ def test_when_the_leader_dies_another_takes_up_its_open_alert_without_paging_twi
         assert all(keys[k] == 1 for k in emails_for(sim, alert))  # each email sent once
     finally:
         other.stop()
+
+
+def scrape(url: str) -> str:
+    return httpx.get(url).text
+
+
+def leader_of(url: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT node FROM leaders WHERE duty = 'duties'").fetchone()
+    return str(row[0]) if row else None
 
 
 def open_alert(url: str) -> int | None:

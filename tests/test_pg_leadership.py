@@ -103,7 +103,7 @@ async def test_heartbeats_list_nodes_and_keep_their_leases(pg_url: str) -> None:
         others = Nodes(b._reads.session, "node-b", "host-b", wall, LEASE)
         for _ in range(4):  # a minute of beats every 10 s: the lease is kept
             wall.now += 10
-            assert await beats.beat() == 1
+            assert await beats.beat([held.id]) == 1
             await others.beat()
             assert await b._queue.reclaim_expired() == 0
         views = await others.views()

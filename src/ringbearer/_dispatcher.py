@@ -12,6 +12,7 @@ scheduled retry is due.
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -22,6 +23,8 @@ import trio
 from . import _lifecycle
 from ._actor import IntegrationActor
 from ._delivery import Envelope, Priority
+from ._errors import StoreError
+from ._logging import fields
 from .deliverability import PASS, Pass, Verdict
 from .resilience import RateLimitSettings, TokenBucket
 from .store import ALL_PRIORITIES, Claimed, Span, Store
@@ -42,6 +45,8 @@ class OpenGate:
         return PASS
 
 
+STORE_RETRY_SECONDS = 1.0  # after a store failure, claim again this much later
+log = logging.getLogger("ringbearer.dispatch")
 IDLE_RECHECK_SECONDS = 60.0  # a safety net: a missed kick costs at most this much delay
 
 
@@ -94,7 +99,7 @@ class Dispatcher:
         task_status.started()
         try:
             while not self._stopping:
-                deadline = await self._step()
+                deadline = await self._step_or_wait()
                 if deadline is not None and not self._stopping:
                     with trio.move_on_at(deadline):
                         await self._kicked.wait()
@@ -103,6 +108,15 @@ class Dispatcher:
             self.store.unpark_claim(self.target)
         await self._give_back_handed()
         self._stopped.set()
+
+    async def _step_or_wait(self) -> float | None:
+        """One step; if the store failed it (a lost connection, a full disk), say so and
+        look again a little later: the messages are in the store, nothing is lost."""
+        try:
+            return await self._step()
+        except StoreError as exc:
+            log.error("claim failed", extra=fields(target=self.target, error=str(exc)))
+            return trio.current_time() + STORE_RETRY_SECONDS
 
     async def stop(self) -> None:
         """Stop claiming; give back what was claimed but not handed to an actor; return when done.

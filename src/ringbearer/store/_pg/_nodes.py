@@ -22,6 +22,8 @@ second or two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 
 from ._db import PgTx, Session, WallClock
@@ -57,8 +59,10 @@ class Nodes:
     lease_seconds: float
     started_at: float = 0.0
 
-    async def beat(self) -> int:
-        """Say this node is alive; extend its in-flight leases. How many it extended."""
+    async def beat(self, held: Sequence[int] = ()) -> int:
+        """Say this node is alive; extend the leases of ``held``, the messages it is working
+        on (one it claimed in a transaction whose commit it never heard of is not among
+        them: that lease runs out, and the message is taken back). How many it extended."""
         now = self.clock()
         started = self.started_at = self.started_at or now
 
@@ -71,10 +75,10 @@ class Nodes:
             # Locked in id order, as a settle locks them: two never wait on each other.
             rows = tx.fetchall(
                 "WITH mine AS (SELECT id FROM messages WHERE status = 'inflight'"
-                " AND lease_node = %s ORDER BY id FOR UPDATE)"
+                " AND lease_node = %s AND id = ANY(%s) ORDER BY id FOR UPDATE)"
                 " UPDATE messages SET lease_until = %s WHERE id IN (SELECT id FROM mine)"
                 " RETURNING id",
-                (self.node, now + self.lease_seconds),
+                (self.node, sorted(held), now + self.lease_seconds),
             )
             return len(rows)
 

@@ -164,6 +164,10 @@ class PgQueue:
             f"lease_node = %s OR {_EXPIRED}", (self._node,), lambda node: _RECOVERED
         )
 
+    def held(self) -> list[int]:
+        """The messages this node claimed and has not settled (their leases to keep)."""
+        return list(self._batch.leases)
+
     async def reclaim_expired(self) -> int:
         """Return to the queue the messages other nodes hold under an expired lease.
 

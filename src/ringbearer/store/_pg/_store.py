@@ -282,7 +282,7 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
 
     async def beat(self) -> int:
         """This node is alive: its heartbeat, its in-flight leases extended (how many)."""
-        return await self._nodes.beat()
+        return await self._nodes.beat(self._queue.held())
 
     async def leave(self) -> None:
         """A clean stop: this node is no longer listed."""
