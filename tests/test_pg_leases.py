@@ -1,6 +1,7 @@
 """Leases and fencing on a real PostgreSQL: two nodes share one database; a claim leases its
 messages to its node, an expired lease is taken back by another node, and a settle from a
-node whose lease was taken over is refused (fenced), logged and counted."""
+node whose lease was taken over is refused (fenced), logged and counted. And what the
+nodes share besides: the operator's override; and never the key store's database."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 
-from ringbearer.store import Claimed, NewMessage, Settle, SettleKind
+from ringbearer._errors import StoreError
+from ringbearer.privacy._keystore_pg import PgKeyStore
+from ringbearer.store import Claimed, NewMessage, OverrideRecord, Settle, SettleKind
 from ringbearer.store._pg._db import PgTx, Row
 from ringbearer.store._pg._store import PostgresStore
 
@@ -215,3 +219,20 @@ async def test_a_key_another_node_stored_meanwhile_is_answered_as_a_duplicate(
     monkeypatch.setattr(_batch, "_held_keys", stale)
     (again,) = await nodes.b.submit([message("same-key")])
     assert (again.id, again.duplicate) == (held.id, True)
+
+
+async def test_a_database_holding_the_key_store_is_refused(pg_url: str) -> None:
+    """Messages kept beside their keys would let one copy open them: refused, untouched."""
+    keys = await PgKeyStore.open(pg_url)
+    await keys.close()
+    with pytest.raises(StoreError, match="holds the key store"):
+        async with PostgresStore.open(pg_url, clock=Wall(), node="node-a"):
+            pass
+    with psycopg.connect(pg_url) as conn:  # a short read, before any trio work waits
+        assert conn.execute("SELECT to_regclass('messages')").fetchone() == (None,)
+
+
+async def test_an_override_set_on_one_node_is_read_on_the_other(nodes: Nodes) -> None:
+    """The override is the database's, not a node's memory."""
+    await nodes.a.set_mode_override(OverrideRecord(True, None, T0))
+    assert await nodes.b.mode_override() == OverrideRecord(True, None, T0)

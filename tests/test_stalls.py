@@ -236,7 +236,7 @@ async def test_the_mode_controller_refuses_an_until_it_cannot_show_before_storin
     bad_args with nothing stored; a reload then works and every dispatcher delivers."""
     async with running_core(tmp_path, CONFIG) as core:
         with pytest.raises(RequestError) as caught:
-            core.parts.mode.set_override(OverrideState.ON, 1796603207684.0)
+            await core.parts.mode.set_override(OverrideState.ON, 1796603207684.0)
         assert caught.value.code is ErrorCode.BAD_ARGS and "until" in caught.value.message
         assert core.daemon.override is None and not core.daemon.mode.on
         assert not [e for e in core.store.event_log if e.kind == "wedding_day_override"]

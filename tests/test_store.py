@@ -314,7 +314,7 @@ async def test_a_version_1_database_is_migrated_keeping_its_messages(
         (claimed,) = await store.claim("email", 1)
         assert (claimed.idempotency_key, claimed.progress) == ("k", {})
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     conn.close()
 
 

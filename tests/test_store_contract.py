@@ -27,6 +27,7 @@ from ringbearer.store import (
     MemoryStore,
     MessageRecord,
     NewMessage,
+    OverrideRecord,
     Settle,
     SettleKind,
     SqliteStore,
@@ -481,6 +482,18 @@ async def test_breakers_and_pauses_are_kept(store: Store) -> None:
     await store.set_paused("slack", False)
     await store.set_paused("crm", False)
     assert await store.paused() == {"email"}
+
+
+async def test_the_wedding_day_override_is_kept_replaced_and_cleared(store: Store) -> None:
+    """None at first; the latest override set is the one kept, with or without an end;
+    clearing it leaves none (the calendar rules again)."""
+    assert await store.mode_override() is None
+    await store.set_mode_override(OverrideRecord(True, T0 + 3600, T0))
+    assert await store.mode_override() == OverrideRecord(True, T0 + 3600, T0)
+    await store.set_mode_override(OverrideRecord(False, None, T0 + 5))
+    assert await store.mode_override() == OverrideRecord(False, None, T0 + 5)
+    await store.set_mode_override(None)
+    assert await store.mode_override() is None
 
 
 async def test_attempt_times_are_the_latest_attempts_of_one_integration(store: Store) -> None:

@@ -11,11 +11,11 @@ import trio
 
 from ringbearer import _config
 from ringbearer._delivery import Delivered, Envelope, Outcome, Retry, Taken
-from ringbearer._errors import ConfigError, RequestError
-from ringbearer._wedding import Calendar, Cause, Override, WeddingDaySettings
+from ringbearer._errors import ConfigError, RequestError, StoreError
+from ringbearer._wedding import Calendar, Cause, Mode, Override, WeddingDaySettings
 from ringbearer.control import MessageIn
 from ringbearer.integrations import FakeAdapter
-from ringbearer.store import MessageStatus
+from ringbearer.store import MemoryStore, MessageStatus, OverrideRecord
 
 from .harness import EPOCH, running_core, wall
 
@@ -294,6 +294,61 @@ async def test_the_override_turns_the_mode_on_until_its_end_and_says_why(
         assert ("wedding_day_on", "operator") in events and ("wedding_day_off", "none") in events
         with pytest.raises(Exception, match="on, off or auto"):
             await daemon.set_override("maybe", None)
+
+
+async def test_the_override_outlives_a_restart_until_it_ends(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """Kept in the store: a restart keeps it on; set back to auto, a restart follows the
+    calendar; and one that ended while the daemon was stopped is not taken up."""
+    store, until = MemoryStore(wall), wall() + HOUR
+    async with running_core(tmp_path, BASE + WEDDING, store=store) as core:
+        await core.daemon.set_override("on", until)
+    async with running_core(tmp_path, BASE + WEDDING, store=store) as core:
+        assert core.daemon.mode.on and core.daemon.mode.cause is Cause.OPERATOR
+        assert core.daemon.override == Override(True, until)
+        await core.daemon.set_override("auto", None)
+    async with running_core(tmp_path, BASE + WEDDING, store=store) as core:
+        assert not core.daemon.mode.on and core.daemon.override is None
+        await core.daemon.set_override("off", wall() + HOUR)
+    await trio.sleep(HOUR + 1)  # it ends while stopped
+    async with running_core(tmp_path, BASE + WEDDING, store=store) as core:
+        assert core.daemon.override is None and core.daemon.mode.cause is Cause.NONE
+
+
+async def test_an_override_kept_by_another_node_is_followed(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """What another node kept in the shared store is taken up at ``follow`` (each beat):
+    the mode changes, without a second audit of the operator's request."""
+    async with running_core(tmp_path, BASE + WEDDING) as core:
+        mode = core.parts.mode
+        assert not await mode.follow()  # nothing kept, nothing changes
+        await core.store.set_mode_override(OverrideRecord(True, wall() + HOUR, wall()))
+        assert await mode.follow() and mode.mode.on
+        assert core.daemon.actors["resend"].breaker.settings.open_seconds == 10
+        assert not await mode.follow()  # the same override: nothing to do
+        await core.store.set_mode_override(None)
+        assert await mode.follow()
+        assert mode.mode == Mode(False, Cause.NONE, "")
+        kinds = [e.kind for e in core.store.event_log]
+        assert "wedding_day_override" not in kinds
+        assert kinds.count("wedding_day_on") == kinds.count("wedding_day_off") == 1
+
+
+async def test_an_override_the_store_cannot_keep_is_not_applied(
+    tmp_path: Path, autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is answered as done that a restart, or another node, would not see."""
+    async with running_core(tmp_path, BASE + WEDDING) as core:
+
+        async def fails(override: object) -> None:
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(core.store, "set_mode_override", fails)
+        with pytest.raises(StoreError, match="disk full"):
+            await core.daemon.set_override("on", None)
+        assert not core.daemon.mode.on and core.daemon.override is None
 
 
 # --- alerting ---------------------------------------------------------------------------

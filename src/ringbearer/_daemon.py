@@ -136,7 +136,7 @@ async def _core(base: Base) -> _Core:
         privacy.unsubscribed if privacy else None, growth.lab.mail_events,
     )  # fmt: skip
     wakeups = Wakeups(fleet, store.counters, wall, _observers(base, alerts, growth))
-    mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall)
+    mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall, store)
     factory = _factory(base, fleet, journal, wakeups, events.gate, intake, privacy)
     if privacy is not None:
         await base.tokens.start(base.config, factory, store, privacy.vault, alerts, wall)
@@ -301,6 +301,7 @@ async def run_core(
     """Run the daemon's parts until ``stop``: actors, dispatchers, duties, ``front`` services."""
     core = await _core(base)
     await core.fleet.restore(base.store, base.wall)
+    await core.mode.restore()  # an operator's override outlives a restart
     await core.alerts.restore()  # the alerts open at the last stop, where they stood
     base.store.listener = core.wakeups
     async with trio.open_nursery() as actors:

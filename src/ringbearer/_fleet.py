@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
+import trio
 
 from ._actor import ActorSnapshot, IntegrationActor
 from ._config import Config, IntegrationSettings, resolve_secret
@@ -130,6 +131,9 @@ class Fleet:
     adapters: dict[str, Adapter] = attrs.Factory(dict)
     actors: dict[str, IntegrationActor] = attrs.Factory(dict)
     dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
+    # Pauses change one at a time, whether an operator's here or one kept by another node:
+    # a change is kept in the store and applied under it, and a follow reads and applies.
+    pausing: trio.Lock = attrs.Factory(trio.Lock)
 
     def fill(self, config: Config, factory: PartsFactory) -> None:
         """Build every enabled integration of ``config`` (nothing runs yet)."""
@@ -174,6 +178,14 @@ class Fleet:
             self.actors[name].paused = paused
         elif name in self.dispatchers:
             self.dispatchers[name].paused = paused
+
+    def follow_pauses(self, paused: set[str]) -> dict[str, bool]:
+        """Pause exactly the integrations and groups in ``paused``; those that changed."""
+        running: dict[str, IntegrationActor | Dispatcher] = {**self.dispatchers, **self.actors}
+        changed = {n: n in paused for n, part in running.items() if part.paused != (n in paused)}
+        for name, now in changed.items():
+            self.set_paused(name, now)
+        return changed
 
     async def restore(self, controls: Controls, wall: WallClock) -> None:
         """Breaker states, pauses and spent quota budgets survive a restart."""

@@ -5,6 +5,10 @@ when told), and applies the mode's policy through the actors' and the
 dispatchers' own methods: shorter breaker waits and more retries for the
 actors, bulk deferred by the dispatchers, and released at a controlled rate
 when the mode ends. During the mode, changes may be frozen (``check_freeze``).
+
+The operator's override is kept in the store before it is answered, so a restart
+keeps it; on a shared store every node follows the one kept (``follow``, at each
+heartbeat), whichever node the operator told.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 import trio
@@ -25,11 +30,17 @@ from ._wakeups import Wakeups
 from ._wedding import Calendar, Cause, Mode, Override, WeddingDaySettings
 from .control import OverrideState
 from .control import _replies as r
-from .store import Dispatch, EventKind
+from .store import Dispatch, EventKind, OverrideRecord
 
 log = logging.getLogger("ringbearer.mode")
 
 LOOK_AT_LEAST_EVERY = 3600.0  # seconds: the calendar is re-read at least this often
+
+
+class OverrideKeeper(Protocol):
+    async def set_mode_override(self, override: OverrideRecord | None) -> None: ...
+
+    async def mode_override(self) -> OverrideRecord | None: ...
 
 
 @attrs.define(eq=False)
@@ -40,9 +51,11 @@ class ModeController:
     wakeups: Wakeups
     journal: Journal
     wall: Callable[[], float]
+    kept: OverrideKeeper
     override: Override | None = None
     mode: Mode = Mode(False, Cause.NONE, "")
     _kick: trio.Event = attrs.Factory(trio.Event)
+    _keeping: trio.Lock = attrs.Factory(trio.Lock)  # a set and a follow do not interleave
     # Whether this daemon writes the transitions' audit events: always alone; on a shared
     # store only the leader does (every node follows the mode all the same).
     announces: Callable[[], bool] = lambda: True
@@ -100,20 +113,52 @@ class ModeController:
             self.apply()  # a changed mode has been applied already
         self._kick.set()  # the watcher waits for the new calendar's next change
 
-    def set_override(self, state: OverrideState, until: float | None) -> r.ModeReply:
-        """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``."""
+    async def set_override(self, state: OverrideState, until: float | None) -> r.ModeReply:
+        """``on`` / ``off`` (until a wall time, or until set to ``auto``), or ``auto``.
+
+        Kept in the store first: an override the store could not keep is not applied."""
         override = (
             None if state is OverrideState.AUTO else Override(state is OverrideState.ON, until)
         )
         if until is not None:
             self._check_until(until, override)
-        self.override = override
+        record = None if override is None else OverrideRecord(override.on, until, self.wall())
+        async with self._keeping:
+            await self.kept.set_mode_override(record)
+            self.override = override
         self.journal.event(
             EventKind.WEDDING_DAY_OVERRIDE, state=state.value, until=until, by="operator"
         )
         self.evaluate()
         self._kick.set()
         return self.reply()
+
+    async def restore(self) -> None:
+        """The override kept at the last stop, unless it has ended since."""
+        self.override = self._live(await self.kept.mode_override())
+
+    async def follow(self) -> bool:
+        """Take up the override kept in the store, set on another node (whether it changed)."""
+        async with self._keeping:
+            override = self._live(await self.kept.mode_override())
+            if override == self.override:
+                return False
+            self.override = override
+        log.warning(
+            "wedding-day override taken from the store",
+            extra=fields(
+                override="auto" if override is None else ("on" if override.on else "off"),
+                until=None if override is None else override.until,
+            ),
+        )
+        self.evaluate()
+        self._kick.set()
+        return True
+
+    def _live(self, record: OverrideRecord | None) -> Override | None:
+        if record is None or (record.until is not None and record.until <= self.wall()):
+            return None  # ended: the calendar rules, as ``evaluate`` would decide
+        return Override(record.on, record.until)
 
     def _check_until(self, until: float, override: Override | None) -> None:
         """Before anything is stored: the time is ahead, and the calendar can show and use it."""

@@ -9,13 +9,15 @@ key) and unlists silent nodes. Metrics: ``ringbearer_nodes`` (nodes listed),
 ``ringbearer_fenced_settles_total`` (this node's settles refused because its lease had
 passed to another node: a long pause, a partition). Work submitted on another node, or
 taken back, reaches this node's dispatchers at its next beat, and each provider's rate
-limit and budgets are split anew among the live nodes (``_limit_share``).
+limit and budgets are split anew among the live nodes (``_limit_share``), and what
+other nodes set is taken up (``follows``: pauses, domain holds and the wedding-day
+override, ``_shared_controls``; keys destroyed, ``privacy._key_follow``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 import attrs
@@ -73,6 +75,8 @@ class NodeDuty:
     metrics: NodeMetrics
     targets: Callable[[], Iterable[str]] = lambda: ()  # what this node's dispatchers serve
     share: Callable[[int], None] = lambda nodes: None  # a provider's limits among live nodes
+    # What other nodes set, taken up each beat: pauses, holds, the override, destroyed keys.
+    follows: Sequence[Callable[[], Awaitable[object]]] = ()
     _fenced_seen: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -110,6 +114,14 @@ class NodeDuty:
         if fenced > self._fenced_seen:
             self.metrics.fenced.inc(fenced - self._fenced_seen)
             self._fenced_seen = fenced
+        await self._follow()
+
+    async def _follow(self) -> None:
+        for follow in self.follows:  # each on its own: one failing leaves the others
+            try:
+                await follow()
+            except RingbearerError as exc:
+                log.error("could not follow the shared state", extra=fields(error=str(exc)))
 
     async def _leave(self) -> None:
         try:

@@ -16,6 +16,7 @@ from ._leader_duties import DUTY, LeaderDuties, Starter
 from ._limit_share import share_limits
 from ._node_duty import NodeDuty, NodeMetrics
 from ._parts import Parts
+from ._shared_controls import SharedControls
 from .control._replies import ClusterStatus, NodeStatus
 from .store import SqliteStore, Store
 from .store._pg._store import PostgresStore
@@ -58,6 +59,9 @@ async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
             lambda n: share_limits(
                 parts.fleet, n, parts.current.value.wedding_day.release_per_second
             ),
+            [SharedControls(
+                store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
+            ).follow],
         )  # fmt: skip
         await nursery.start(duty.run)
 

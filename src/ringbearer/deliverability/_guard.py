@@ -375,6 +375,24 @@ class ReputationGuard:
             domain = self._domains[name] = _Domain(window)
         return domain
 
+    async def follow(self) -> list[str]:
+        """Hold and free domains as the store's holds say: on a shared store only the
+        leader's guard decides, and every node's gate must hold what it paused. The
+        domains that changed (none on the leader, whose holds are the store's)."""
+        async with self._lock:
+            kept = await self.store.paused()
+            held = {n.removeprefix(HOLD_PREFIX) for n in kept if n.startswith(HOLD_PREFIX)}
+            now, changed = self.wall(), []
+            for name in sorted(held):
+                if self._of(name).paused_since is None:
+                    self._domains[name].paused_since = now
+                    changed.append(name)
+            for name, domain in self._domains.items():
+                if domain.paused_since is not None and name not in held:
+                    domain.paused_since = domain.quiet_since = None
+                    changed.append(name)
+            return changed
+
     # -- the duty --------------------------------------------------------------------------
 
     async def step(self) -> None:

@@ -32,6 +32,7 @@ from ._model import EventKind as EventKind
 from ._model import MessageRecord as MessageRecord
 from ._model import MessageStatus as MessageStatus
 from ._model import NewMessage as NewMessage
+from ._model import OverrideRecord as OverrideRecord
 from ._model import QueueCounts as QueueCounts
 from ._model import Settle as Settle
 from ._model import SettleKind as SettleKind

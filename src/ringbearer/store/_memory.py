@@ -13,13 +13,13 @@ from typing import Any
 import trio
 
 from .._delivery import Priority
-from ._alert_model import AlertRecord
+from ._forward_core import ForwardsCore
 from ._forward_deliverability import ForwardsDeliverability
 from ._forward_growth import ForwardsGrowth
 from ._forward_privacy import ForwardsPrivacy
 from ._forward_templates import ForwardsTemplates
 from ._keys import KeyHolder, admit
-from ._memory_alerts import MemoryAlerts
+from ._memory_alerts import MemoryAlerts, MemoryControls
 from ._memory_deliverability import MemoryDeliverability
 from ._memory_growth import MemoryExperiments, MemoryGrowthRecords
 from ._memory_privacy import MemoryPrivacy
@@ -30,11 +30,8 @@ from ._model import (
     ALL_PRIORITIES,
     HELD_UNTIL,
     Accepted,
-    BreakerRecord,
     Claimed,
-    DeadLetter,
     Event,
-    MessageRecord,
     MessageStatus,
     NewMessage,
     Settle,
@@ -49,7 +46,9 @@ Handoff = Callable[[list[Claimed]], None]
 _RECOVERED = {"reason": "in flight at the last stop; counted as an attempt"}
 
 
-class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth):
+class MemoryStore(
+    ForwardsCore, ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth
+):
     """A fake :class:`~ringbearer.store.Store`; ``rows`` and ``event_log`` are there for tests.
 
     The deliverability, privacy, templates and growth roles' methods are those of
@@ -62,10 +61,9 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, Fo
         self.event_log = self._t.event_log
         self.counters = self._t.counters
         self._next_id = 1
-        self._breakers: dict[str, BreakerRecord] = {}
-        self._paused: set[str] = set()
         self._parked: dict[str, tuple[int, Handoff, Span]] = {}
-        self._queries = MemoryQueries(self._t)
+        self._reads = MemoryQueries(self._t)
+        self._controls = MemoryControls()
         self._dead = MemoryDeadLetters(self._t)
         self._alerts = MemoryAlerts()
         self._deliverability = MemoryDeliverability(self._t)
@@ -143,9 +141,6 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, Fo
     def unpark_claim(self, target: str) -> None:
         self._parked.pop(target, None)
 
-    async def next_due(self, target: str) -> float | None:
-        return await self._queries.next_due(target)
-
     async def record(self, settles: Sequence[Settle]) -> None:
         await trio.lowlevel.checkpoint()
         now = self._t.clock()
@@ -203,7 +198,7 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, Fo
     async def flush(self) -> None:
         await trio.lowlevel.checkpoint()
 
-    # -- AuditLog, Controls ---------------------------------------------------------------
+    # -- AuditLog (controls, queries, dead letters, alerts: ForwardsCore) -----------------
 
     def append_event(self, event: Event) -> None:
         self._t.log(event)
@@ -216,108 +211,9 @@ class MemoryStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, Fo
                     return event
             await self._t.appended.wait()
 
-    def save_breaker(self, record: BreakerRecord) -> None:
-        self._breakers[record.integration] = record
-
-    async def breakers(self) -> dict[str, BreakerRecord]:
-        await trio.lowlevel.checkpoint()
-        return dict(self._breakers)
-
-    async def set_paused(self, name: str, paused: bool) -> None:
-        await trio.lowlevel.checkpoint()
-        (self._paused.add if paused else self._paused.discard)(name)
-
-    async def paused(self) -> set[str]:
-        await trio.lowlevel.checkpoint()
-        return set(self._paused)
-
-    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
-        return await self._queries.attempt_times(integration, since=since, limit=limit)
-
-    # -- Queries --------------------------------------------------------------------------
-
-    async def events(
-        self,
-        *,
-        since: float | None = None,
-        message_id: int | None = None,
-        kinds: Sequence[str] = (),
-        before: int | None = None,
-        limit: int = 1000,
-    ) -> list[Event]:
-        return await self._queries.events(
-            since=since, message_id=message_id, kinds=kinds, before=before, limit=limit
-        )
-
-    async def dead_letters(
-        self, *, target: str | None = None, before: int | None = None, limit: int = 1000
-    ) -> list[DeadLetter]:
-        return await self._queries.dead_letters(target=target, before=before, limit=limit)
-
-    async def dead_letter(self, message_id: int) -> DeadLetter | None:
-        return await self._queries.dead_letter(message_id)
-
-    async def message(self, message_id: int) -> MessageRecord | None:
-        return await self._queries.message(message_id)
-
-    async def holding_key(self, key: str) -> int | None:
-        return await self._queries.holding_key(key)
-
-    async def states(self, ids: Sequence[int]) -> dict[int, str]:
-        return await self._queries.states(ids)
-
-    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
-        return await self._queries.deadlines_before(wall)
-
-    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
-        return await self._queries.oldest_queued()
-
     def by_status(self, status: MessageStatus) -> list[int]:
         """Tests: the ids of the messages in ``status``."""
         return [r.id for r in self.rows.values() if r.status is status]
-
-    # -- DeadLetterOps --------------------------------------------------------------------
-
-    async def count_dead(
-        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
-    ) -> int:
-        return await self._dead.count_dead(target=target, after=after, dead_before=dead_before)
-
-    async def replay_dead(
-        self,
-        ids: Sequence[int] | None = None,
-        *,
-        target: str | None = None,
-        after: int = 0,
-        limit: int = 1000,
-        by: str = "operator",
-    ) -> list[int]:
-        return await self._dead.replay_dead(ids, target=target, after=after, limit=limit, by=by)
-
-    async def purge_dead(
-        self,
-        ids: Sequence[int] | None = None,
-        *,
-        target: str | None = None,
-        after: int = 0,
-        dead_before: float | None = None,
-        limit: int = 1000,
-        by: str = "operator",
-    ) -> list[int]:
-        return await self._dead.purge_dead(
-            ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
-        )
-
-    # -- AlertState -----------------------------------------------------------------------
-
-    async def save_alert(self, alert: AlertRecord) -> None:
-        await self._alerts.save_alert(alert)
-
-    async def open_alerts(self) -> list[AlertRecord]:
-        return await self._alerts.open_alerts()
-
-    async def last_alert_id(self) -> int:
-        return await self._alerts.last_alert_id()
 
 
 def _claim_order(r: Row) -> tuple[Priority, bool, float, int]:

@@ -206,6 +206,16 @@ class BreakerRecord:
     open_until: float
 
 
+@attrs.frozen
+class OverrideRecord:
+    """The operator's wedding-day override, kept so that a restart, and every node of a
+    shared store, follows it: on or off, until a wall time (None: until set to auto)."""
+
+    on: bool
+    until: float | None
+    set_at: float
+
+
 @attrs.define
 class QueueCounts:
     """Queued messages by priority and messages in flight, for one target.

@@ -35,6 +35,7 @@ from ._model import (
     Event,
     MessageRecord,
     NewMessage,
+    OverrideRecord,
     Settle,
     Span,
 )
@@ -127,6 +128,12 @@ class Controls(Protocol):
 
     async def paused(self) -> set[str]:
         """The names that are paused."""
+
+    async def set_mode_override(self, override: OverrideRecord | None) -> None:
+        """Durably keep the operator's wedding-day override (None: back to the calendar)."""
+
+    async def mode_override(self) -> OverrideRecord | None:
+        """The operator's wedding-day override kept, if any."""
 
     async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
         """When ``integration``'s latest attempts (at most ``limit``) since ``since`` started."""

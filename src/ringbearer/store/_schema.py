@@ -357,6 +357,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (experiment, phase, unit)
     ) WITHOUT ROWID;
     """,
+    # 10: the operator's wedding-day override is kept, so a restart follows it (and, on
+    # a shared store, every node does). One row, or none when the calendar rules.
+    """
+    CREATE TABLE mode_override (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        wedding_day INTEGER NOT NULL,
+        until REAL,
+        set_at REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,5 +1,6 @@
-"""Durable controls on PostgreSQL: breaker states and pauses, kept across restarts, as
-the SQLite store's ``Controls`` keeps them.
+"""Durable controls on PostgreSQL: breaker states, pauses and the wedding-day override,
+kept across restarts (and seen by every node), as the SQLite store's ``Controls`` keeps
+them.
 
 What differs from SQLite: SQLite's ``INSERT OR REPLACE`` is an upsert on the primary
 key; and the reads run inside the writer's next transaction (``writer.run``) rather than
@@ -11,7 +12,7 @@ write queued before it, which the SQLite reads, taken after a commit, see too.
 from __future__ import annotations
 
 from .._group_commit import Op, OpKind
-from .._model import BreakerRecord
+from .._model import BreakerRecord, OverrideRecord
 from ._db import PgTx
 from ._writer import PgWriter
 
@@ -55,3 +56,21 @@ class PgControls:
             lambda tx: tx.fetchall("SELECT name FROM controls WHERE paused = 1")
         )
         return {r[0] for r in rows}
+
+    async def set_mode_override(self, override: OverrideRecord | None) -> None:
+        def keep(tx: PgTx) -> None:
+            tx.execute("DELETE FROM mode_override")
+            if override is not None:
+                tx.execute(
+                    "INSERT INTO mode_override (id, wedding_day, until, set_at)"
+                    " VALUES (1,%s,%s,%s)",
+                    (int(override.on), override.until, override.set_at),
+                )
+
+        await self._writer.run(keep)
+
+    async def mode_override(self) -> OverrideRecord | None:
+        rows = await self._writer.run(
+            lambda tx: tx.fetchall("SELECT wedding_day, until, set_at FROM mode_override")
+        )
+        return OverrideRecord(bool(rows[0][0]), rows[0][1], rows[0][2]) if rows else None

@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..._delivery import Priority
-from .._alert_model import AlertRecord
+from .._forward_core import ForwardsCore
 from .._forward_deliverability import ForwardsDeliverability
 from .._forward_growth import ForwardsGrowth
 from .._forward_privacy import ForwardsPrivacy
@@ -28,11 +27,8 @@ from .._group_commit import Op, OpKind
 from .._model import (
     ALL_PRIORITIES,
     Accepted,
-    BreakerRecord,
     Claimed,
-    DeadLetter,
     Event,
-    MessageRecord,
     NewMessage,
     Settle,
     Span,
@@ -65,8 +61,13 @@ def node_name() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
-class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth):
+class PostgresStore(
+    ForwardsCore, ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, ForwardsGrowth
+):
     """The durable outbox on PostgreSQL. Open it with :meth:`open` inside trio."""
+
+    _reads: PgReads  # the parts ForwardsCore hands over to, as this store composes them
+    _controls: PgControls
 
     def __init__(
         self, write: Session, read: Session, *, clock: WallClock, batch_max: int, node: str,
@@ -166,9 +167,6 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
     def unpark_claim(self, target: str) -> None:
         self._queue.unpark(target)
 
-    async def next_due(self, target: str) -> float | None:
-        return await self._reads.next_due(target)
-
     async def record(self, settles: Sequence[Settle]) -> None:
         await self._queue.record(settles)
 
@@ -177,106 +175,10 @@ class PostgresStore(ForwardsDeliverability, ForwardsPrivacy, ForwardsTemplates, 
     ) -> None:
         await self._queue.save_progress(message_id, integration, progress)
 
-    # -- Controls, AuditLog ---------------------------------------------------------------
-
-    def save_breaker(self, record: BreakerRecord) -> None:
-        self._controls.save_breaker(record)
-
-    async def breakers(self) -> dict[str, BreakerRecord]:
-        return await self._controls.breakers()
-
-    async def set_paused(self, name: str, paused: bool) -> None:
-        await self._controls.set_paused(name, paused)
-
-    async def paused(self) -> set[str]:
-        return await self._controls.paused()
-
-    async def attempt_times(self, integration: str, *, since: float, limit: int) -> list[float]:
-        return await self._reads.attempt_times(integration, since=since, limit=limit)
+    # -- AuditLog (controls, queries, dead letters, alerts: ForwardsCore) -----------------
 
     def append_event(self, event: Event) -> None:
         self._writer.push(Op(OpKind.EVENT, event_row(event)))
-
-    # -- Queries --------------------------------------------------------------------------
-
-    async def events(
-        self,
-        *,
-        since: float | None = None,
-        message_id: int | None = None,
-        kinds: Sequence[str] = (),
-        before: int | None = None,
-        limit: int = 1000,
-    ) -> list[Event]:
-        return await self._reads.events(
-            since=since, message_id=message_id, kinds=kinds, before=before, limit=limit
-        )
-
-    async def dead_letters(
-        self, *, target: str | None = None, before: int | None = None, limit: int = 1000
-    ) -> list[DeadLetter]:
-        return await self._reads.dead_letters(target=target, before=before, limit=limit)
-
-    async def dead_letter(self, message_id: int) -> DeadLetter | None:
-        return await self._reads.dead_letter(message_id)
-
-    async def message(self, message_id: int) -> MessageRecord | None:
-        return await self._reads.message(message_id)
-
-    async def holding_key(self, key: str) -> int | None:
-        return await self._reads.holding_key(key)
-
-    async def states(self, ids: Sequence[int]) -> dict[int, str]:
-        return await self._reads.states(ids)
-
-    async def deadlines_before(self, wall: float) -> list[tuple[int, str, float]]:
-        return await self._reads.deadlines_before(wall)
-
-    async def oldest_queued(self) -> dict[tuple[str, Priority], float]:
-        return await self._reads.oldest_queued()
-
-    # -- DeadLetterOps --------------------------------------------------------------------
-
-    async def count_dead(
-        self, *, target: str | None = None, after: int = 0, dead_before: float | None = None
-    ) -> int:
-        return await self._dead.count_dead(target=target, after=after, dead_before=dead_before)
-
-    async def replay_dead(
-        self,
-        ids: Sequence[int] | None = None,
-        *,
-        target: str | None = None,
-        after: int = 0,
-        limit: int = 1000,
-        by: str = "operator",
-    ) -> list[int]:
-        return await self._dead.replay_dead(ids, target=target, after=after, limit=limit, by=by)
-
-    async def purge_dead(
-        self,
-        ids: Sequence[int] | None = None,
-        *,
-        target: str | None = None,
-        after: int = 0,
-        dead_before: float | None = None,
-        limit: int = 1000,
-        by: str = "operator",
-    ) -> list[int]:
-        return await self._dead.purge_dead(
-            ids, target=target, after=after, dead_before=dead_before, limit=limit, by=by
-        )
-
-    # -- AlertState -----------------------------------------------------------------------
-
-    async def save_alert(self, alert: AlertRecord) -> None:
-        await self._alerts.save_alert(alert)
-
-    async def open_alerts(self) -> list[AlertRecord]:
-        return await self._alerts.open_alerts()
-
-    async def last_alert_id(self) -> int:
-        return await self._alerts.last_alert_id()
 
     # -- Several nodes ----------------------------------------------------------------------
 

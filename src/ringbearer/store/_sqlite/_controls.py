@@ -1,8 +1,9 @@
-"""Durable controls: breaker states and pauses, kept across restarts."""
+"""Durable controls: breaker states, pauses and the wedding-day override, kept across
+restarts."""
 
 from __future__ import annotations
 
-from .._model import BreakerRecord
+from .._model import BreakerRecord, OverrideRecord
 from ._db import Tx
 from ._writer import Op, OpKind, Writer
 
@@ -44,3 +45,18 @@ class Controls:
     async def paused(self) -> set[str]:
         rows = await self._writer.read("SELECT name FROM controls WHERE paused = 1")
         return {r[0] for r in rows}
+
+    async def set_mode_override(self, override: OverrideRecord | None) -> None:
+        async def keep(tx: Tx) -> None:
+            await tx.execute("DELETE FROM mode_override")
+            if override is not None:
+                await tx.execute(
+                    "INSERT INTO mode_override (id, wedding_day, until, set_at) VALUES (1,?,?,?)",
+                    (int(override.on), override.until, override.set_at),
+                )
+
+        await self._writer.run(keep)
+
+    async def mode_override(self) -> OverrideRecord | None:
+        rows = await self._writer.read("SELECT wedding_day, until, set_at FROM mode_override")
+        return OverrideRecord(bool(rows[0][0]), rows[0][1], rows[0][2]) if rows else None

@@ -1,0 +1,65 @@
+"""What one node sets, every node of a shared store follows: pauses of integrations and
+groups, the reputation guard's holds on sending domains, and the wedding-day override.
+
+Alone, the daemon's memory and its store agree, since every change is made in it. With
+several nodes on one PostgreSQL an operator tells one node, and only the leader's guard
+pauses domains; so at each heartbeat every node reads these from the store and applies
+what changed (a node told applies at once, the others within a heartbeat). Each follow
+runs under the lock its own changes take, so a change being made here is never undone
+by a read taken just before it was kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import attrs
+
+from ._fleet import Fleet
+from ._logging import fields
+from ._wakeups import Wakeups
+from .store import Dispatch
+
+log = logging.getLogger("ringbearer.nodes")
+
+
+class PausesKept(Protocol):
+    async def paused(self) -> set[str]: ...
+
+
+class GuardFollowing(Protocol):
+    async def follow(self) -> list[str]: ...
+
+
+class ModeFollowing(Protocol):
+    async def follow(self) -> bool: ...
+
+
+@attrs.define(eq=False)
+class SharedControls:
+    store: PausesKept
+    fleet: Fleet
+    dispatch: Dispatch
+    wakeups: Wakeups
+    guard: GuardFollowing
+    mode: ModeFollowing
+
+    async def follow(self) -> None:
+        """Apply the pauses, holds and override kept in the store, where they differ."""
+        async with self.fleet.pausing:
+            changed = self.fleet.follow_pauses(await self.store.paused())
+            for name in changed:  # a parked claim would serve the next submit regardless
+                for dispatcher in self.fleet.touching(name):
+                    self.dispatch.unpark_claim(dispatcher.target)
+        for name, paused in changed.items():
+            log.warning(
+                "paused from the store" if paused else "resumed from the store",
+                extra=fields(target=name),
+            )
+        domains = await self.guard.follow()
+        if domains:
+            log.warning("sending domains' holds taken from the store",
+                        extra=fields(domains=",".join(domains)))  # fmt: skip
+        if await self.mode.follow() or changed or domains:
+            self.wakeups.everyone()
