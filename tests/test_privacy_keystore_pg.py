@@ -82,7 +82,7 @@ def sql(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[obj
 
 
 async def test_rows_survive_a_reopen_and_the_schema_version_is_kept(pg_url: str) -> None:
-    """What a put made durable is there for a new connection; the schema is at version 1."""
+    """What a put made durable is there for a new connection; the schema is at version 2."""
     keys = await PgKeyStore.open(pg_url)
     ann = key_row("s_ann")
     await keys.put([ann])
@@ -90,7 +90,7 @@ async def test_rows_survive_a_reopen_and_the_schema_version_is_kept(pg_url: str)
     again = await PgKeyStore.open(pg_url)
     assert await again.get(["s_ann"]) == {"s_ann": ann}
     await again.close()
-    assert sql(pg_url, "SELECT version FROM ringbearer_keys_schema") == [(1,)]
+    assert sql(pg_url, "SELECT version FROM ringbearer_keys_schema") == [(2,)]
 
 
 async def test_nodes_starting_at_once_create_the_table_once(pg_url: str) -> None:
@@ -106,7 +106,45 @@ async def test_nodes_starting_at_once_create_the_table_once(pg_url: str) -> None
     assert len(opened) == 5
     for keys in opened:
         await keys.close()
-    assert sql(pg_url, "SELECT version FROM ringbearer_keys_schema") == [(1,)]
+    assert sql(pg_url, "SELECT version FROM ringbearer_keys_schema") == [(2,)]
+
+
+# What ringbearer's key store of version 1 made, as it made it.
+V1_SCHEMA = """
+CREATE TABLE ringbearer_keys_schema (version INTEGER NOT NULL);
+INSERT INTO ringbearer_keys_schema (version) VALUES (1);
+CREATE TABLE subject_keys (
+    subject TEXT COLLATE "C" PRIMARY KEY,
+    kek_id TEXT NOT NULL,
+    wrapped BYTEA NOT NULL,
+    identity BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+)
+"""
+
+
+async def test_a_version_1_key_store_is_brought_to_version_2_keeping_its_keys(
+    pg_url: str,
+) -> None:
+    """A key database of version 1 opens: its keys stay, and destroys are logged from then on."""
+    sql(pg_url, V1_SCHEMA)
+    ann, ben = key_row("s_ann"), key_row("s_ben")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO subject_keys VALUES (%s, %s, %s, %s, %s)",
+            [(r.subject, r.kek_id, r.wrapped, r.identity, r.created_at) for r in (ann, ben)],
+        )
+    keys = await PgKeyStore.open(pg_url)
+    assert await keys.get(["s_ann", "s_ben"]) == {"s_ann": ann, "s_ben": ben}
+    assert await keys.last_destroyed() == 0
+    assert await keys.destroy("s_ann")
+    assert await keys.destroyed_since(0) == (["s_ann"], 1)
+    await keys.close()
+    assert sql(pg_url, "SELECT version FROM ringbearer_keys_schema") == [(2,)]
+    again = await PgKeyStore.open(pg_url)  # opened again at version 2: nothing is redone
+    assert await again.get(["s_ann", "s_ben"]) == {"s_ben": ben}
+    assert await again.last_destroyed() == 1
+    await again.close()
 
 
 async def test_a_newer_key_store_is_refused_and_left_alone(pg_url: str) -> None:

@@ -405,3 +405,56 @@ async def test_one_payload_sealed_twice_has_two_boxes_and_one_digest(store: KeyS
     assert first["digest"] == again["digest"] != other["digest"]
     (ben,) = await vault.ensure([BEN])
     assert (await vault.seal_payload([ben], PAYLOAD))["digest"] != first["digest"]
+
+
+async def test_forget_drops_only_the_named_cached_keys() -> None:
+    """Forgotten keys are read from the store at their next use; the others are still cached.
+    The count is of keys that were cached: unknown subjects and repeats add nothing."""
+    spy = Spy()
+    vault = await Vault.open(spy, Kek.generate(), wall=wall)
+    ann, ben = await vault.ensure([ANN, BEN])
+    assert vault.forget([ann, "s_" + "0" * 32, ann]) == 1
+    assert vault.forget([]) == 0
+    spy.calls.clear()
+    await vault.seal_payload([ben], PAYLOAD)
+    assert spy.calls == []
+    await vault.seal_payload([ann], PAYLOAD)
+    assert spy.calls == ["get"]
+
+
+async def test_forget_all_drops_every_cached_key() -> None:
+    """Every key cached (two subjects and the pepper's) goes; they open again from the store."""
+    spy = Spy()
+    vault = await Vault.open(spy, Kek.generate(), wall=wall)
+    subjects = await vault.ensure([ANN, BEN])
+    sealed = await vault.seal_payload(subjects, PAYLOAD)
+    assert vault.forget_all() == 3
+    assert vault.forget_all() == 0
+    spy.calls.clear()
+    assert await vault.open_payload(sealed) == PAYLOAD
+    assert spy.calls == ["get"]
+
+
+async def test_a_key_read_while_it_is_forgotten_is_not_cached() -> None:
+    """A read under way when its subject is forgotten returns the key but leaves none cached."""
+    spy, kek = Spy(), Kek.generate()
+    (ann,) = await (await Vault.open(spy, kek, wall=wall)).ensure([ANN])
+    vault = await Vault.open(spy, kek, wall=wall)  # nothing of ann's cached yet
+    sealed = await vault.seal_payload([ann], PAYLOAD)
+    vault.forget([ann])
+    gate = spy.read_gate = trio.Event()
+    opened: list[dict[str, Any]] = []
+
+    async def open_it() -> None:
+        opened.append(await vault.open_payload(sealed))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_it)
+        await trio.testing.wait_all_tasks_blocked()  # it has read the row, not yet returned
+        spy.read_gate = None
+        assert vault.forget([ann]) == 0  # not cached yet: the epoch moves all the same
+        gate.set()
+    assert opened == [PAYLOAD]
+    spy.calls.clear()
+    assert await vault.open_payload(sealed) == PAYLOAD
+    assert spy.calls == ["get"]  # read from the store again: the raced read cached nothing

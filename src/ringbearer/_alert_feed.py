@@ -5,11 +5,19 @@ one PostgreSQL any node's lane may dead-letter a message, and only the leader ra
 alerts: so the leader reads the ``dead_lettered`` events of all nodes from the shared
 audit log, every alert tick, from where it took the lead on, and the nodes no longer
 count their own (which would count the leader's twice).
+
+Event ids come from a sequence, drawn when a row is written but seen when its
+transaction commits: node A's event 100 may commit after node B's 101 was read, so a
+cursor on the id would skip it for good. The feed reads instead every dead letter of
+the last ``MARGIN`` seconds (event times are the writing node's clock) and takes in
+those it has not seen; an event is stamped at most a batch's commit before it can be
+seen, far less than the margin (a transaction idle for a third of a lease is ended).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -21,6 +29,7 @@ from .store import Event, MessageRecord
 
 log = logging.getLogger("ringbearer.alerts")
 PAGE = 1000
+MARGIN = 60.0  # seconds an event is read again: longer than any commit takes to be seen
 
 
 class DeadLetterReads(Protocol):
@@ -41,7 +50,8 @@ class DeadLetterFeed:
     reads: DeadLetterReads
     alerts: DeadSink
     every: float
-    _seen: int | None = None  # the newest dead_lettered event id taken in
+    wall: Callable[[], float]
+    _seen: dict[int, float] = attrs.Factory(dict)  # event ids of the margin taken in: their times
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self._start()
@@ -50,34 +60,36 @@ class DeadLetterFeed:
             await trio.sleep(self.every)
             try:
                 await self.tick()
-            except RingbearerError as exc:  # the next tick reads on from the same place
+            except RingbearerError as exc:  # the next tick reads the margin again
                 log.error("dead letters not read", extra=fields(error=str(exc)))
 
     async def _start(self) -> None:
-        newest = await self.reads.events(kinds=("dead_lettered",), limit=1)
-        self._seen = newest[0].id if newest else 0
+        """What died before this node led is not its to alert (the last leader's, or none)."""
+        for event in await self._recent():
+            self._seen[event.id or 0] = event.at
 
     async def tick(self) -> int:
-        """Take in the dead letters since the last tick; how many."""
-        found = await self._newer()
+        """Take in the dead letters not taken in yet; how many."""
+        found = [e for e in await self._recent() if (e.id or 0) not in self._seen]
         for event in found:
+            self._seen[event.id or 0] = event.at
             record = await self.reads.message(event.message_id) if event.message_id else None
             if record is not None:
                 self.alerts.observe_dead(record.id, record.target, event.at)
+        horizon = self.wall() - 2 * MARGIN  # older ones are read no more: forgotten
+        self._seen = {i: at for i, at in self._seen.items() if at >= horizon}
         return len(found)
 
-    async def _newer(self) -> list[Event]:
-        """The dead_lettered events after ``_seen``, oldest first."""
-        newer: list[Event] = []
+    async def _recent(self) -> list[Event]:
+        """The dead_lettered events of the last ``MARGIN`` seconds, oldest first."""
+        since, found = self.wall() - MARGIN, []
         before: int | None = None
         while True:
-            page = await self.reads.events(kinds=("dead_lettered",), before=before, limit=PAGE)
-            fresh = [e for e in page if e.id is not None and e.id > (self._seen or 0)]
-            newer += fresh
-            if len(fresh) < len(page) or len(page) < PAGE:
+            page = await self.reads.events(
+                since=since, kinds=("dead_lettered",), before=before, limit=PAGE
+            )
+            found += page
+            if len(page) < PAGE:
                 break
             before = page[-1].id
-        newer.sort(key=lambda e: e.id or 0)
-        if newer:
-            self._seen = newer[-1].id
-        return newer
+        return sorted(found, key=lambda e: e.id or 0)

@@ -30,6 +30,7 @@ from .integrations._oauth2 import TokenStatistics
 from .privacy._books import ConsentBook, ErasedBook
 from .privacy._erasure import Erasure, ErasureJobs, outcome_of
 from .privacy._intake import Protection
+from .privacy._key_follow import DestroyLog, KeyFollower
 from .privacy._keystore import KeyStore, SqliteKeyStore
 from .privacy._metrics import PrivacyMetrics
 from .privacy._retention import Retention
@@ -49,32 +50,36 @@ class VaultKeys:
 
     vault: Vault
     keks: Keks
+    # Shared key store only: forgets in this vault the keys other nodes destroy.
+    follower: KeyFollower | None = None
 
 
 async def open_vault(config: Config, stack: AsyncExitStack, wall: WallClock) -> VaultKeys:
     """Open the key store beside the database and the vault over it (closed with ``stack``)."""
     state = config.state_dir
     keks = load_keks(config.privacy, state / KEY_FILE)
-    keystore: KeyStore = await _keystore(config)
+    keystore, destroys = await _keystore(config)
     stack.push_async_callback(keystore.close)
     vault = await Vault.open(keystore, keks.current, wall=wall, retired=keks.retired)
+    follower = None if destroys is None else await KeyFollower.start(destroys, vault)
     stats = vault.statistics()
     log.info(
         "vault open",
         extra=fields(subjects=stats.subjects, kek=stats.kek_id, pending=stats.rotation.pending),
     )
-    return VaultKeys(vault, keks)
+    return VaultKeys(vault, keks, follower)
 
 
-async def _keystore(config: Config) -> KeyStore:
+async def _keystore(config: Config) -> tuple[KeyStore, DestroyLog | None]:
     """The key store: a file beside the database, or, for several nodes, a PostgreSQL
-    database of its own (``[privacy] keys_url``)."""
+    database of its own (``[privacy] keys_url``), whose log of destroys the nodes follow."""
     settings = config.privacy
     if not settings.keys_url:
-        return await SqliteKeyStore.open(config.state_dir / KEY_STORE)
+        return await SqliteKeyStore.open(config.state_dir / KEY_STORE), None
     from .privacy._keystore_pg import PgKeyStore
 
-    return await PgKeyStore.open(with_password(settings.keys_url, settings.keys_password))
+    shared = await PgKeyStore.open(with_password(settings.keys_url, settings.keys_password))
+    return shared, shared
 
 
 def subject_namer(vault: Vault) -> Callable[[str], str]:
@@ -100,6 +105,7 @@ class PrivacySide:
     retention: Retention
     store: Store
     wall: WallClock
+    follower: KeyFollower | None = None
     jobs: ErasureJobs | None = None
 
     @classmethod
@@ -116,7 +122,15 @@ class PrivacySide:
         rotation = KeyRotation(vault, keys.keks, store, wall)
         retention = Retention(store, config.privacy, wall)
         return cls(vault, keys.keks, erased, consent, protection, metrics, rotation,
-                   retention, store, wall)  # fmt: skip
+                   retention, store, wall, keys.follower)  # fmt: skip
+
+    async def follow(self) -> None:
+        """On a shared store, each beat: the subjects other nodes began erasing are refused
+        here too, and the keys they destroyed leave this node's cache."""
+        for subject in await self.store.erased_subjects():
+            self.erased.add(subject)
+        if self.follower is not None:
+            await self.follower.follow()
 
     def wire_erasure(
         self, submit: SubmitHandler, book: SuppressionBook, current: Callable[[], Config]

@@ -59,11 +59,20 @@ async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
             lambda n: share_limits(
                 parts.fleet, n, parts.current.value.wedding_day.release_per_second
             ),
-            [SharedControls(
-                store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
-            ).follow],
+            _follows(parts, store),
         )  # fmt: skip
         await nursery.start(duty.run)
+
+
+def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awaitable[object]]]:
+    """What other nodes set that this one takes up at each beat (``_node_duty``)."""
+    controls = SharedControls(
+        store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
+    )
+    follows: list[Callable[[], Awaitable[object]]] = [controls.follow]
+    if parts.privacy is not None:
+        follows.append(parts.privacy.follow)
+    return follows
 
 
 def leader_duties(parts: Parts, starters: list[Starter]) -> LeaderDuties:
@@ -106,5 +115,5 @@ def dead_letter_starters(parts: Parts) -> list[Starter]:
     if not shared(parts.base.store):
         return []
     tick = parts.base.config.alerting.tick_seconds
-    feed = DeadLetterFeed(parts.base.store, parts.alerts, tick)
+    feed = DeadLetterFeed(parts.base.store, parts.alerts, tick, parts.base.wall)
     return [lambda n: n.start(feed.run)]

@@ -3,6 +3,9 @@
 from ._kek import KekError as KekError
 from ._kek import generate_key_file as generate_key_file
 from ._kek import load_kek as load_kek
+from ._key_follow import DestroyLog as DestroyLog
+from ._key_follow import DestroyLogPruned as DestroyLogPruned
+from ._key_follow import KeyFollower as KeyFollower
 from ._keystore import KeyRow as KeyRow
 from ._keystore import KeyStore as KeyStore
 from ._keystore import KeyStoreError as KeyStoreError

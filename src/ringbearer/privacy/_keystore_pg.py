@@ -33,11 +33,28 @@ What differs from SQLite, and why:
   key is useless without the KEK, which is never in PostgreSQL; whoever holds
   both and such a copy can still open what the key sealed. Keep the key
   database's backups and archives apart from the messages', and short-lived.
+- Each node caches the keys it unwrapped, and a destroy on one node empties only
+  that node's cache. A destroy therefore also logs the subject in
+  ``destroyed_keys``, in the transaction that deletes the key, under an increasing
+  sequence number, and every node follows that log (:mod:`._key_follow`) to forget
+  the key too. Destroys take the log's lock in turn, from before their number is
+  drawn until they commit, so numbers become visible in order: a reader that has
+  seen number n has seen every destroy below it, and may keep n as its cursor.
+  (Destroys are rare; plain reads of the log do not wait for that lock.) Only a
+  destroy that deleted a row is logged: with no row, no node can have the key
+  cached (it can only have read it before the destroy that deleted the row, which
+  was logged), and a destroy retried, or of a subject never seen, adds nothing.
+- The log is pruned of rows older than a retention (7 days by default), by every
+  destroy and by :meth:`PgKeyStore.prune_destroyed`; how far it was cut is kept
+  (``destroyed_keys_pruned``), so that a node whose cursor is older is told
+  (:class:`~._key_follow.DestroyLogPruned`) and drops its whole cache. The log holds
+  subject ids (opaque) and times, never a key.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -46,23 +63,37 @@ import trio
 
 from .._errors import StoreError
 from ..store._pg._db import PgTx, Row, Session, connect
+from ._key_follow import DESTROY_BATCH, DestroyLogPruned
 from ._keystore import SYSTEM, KeyRow, KeyStoreError, _Ticket
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 KEYS_LOCK = 0x6B657973  # "keys": the advisory lock the schema is created under
+DESTROY_RETENTION = 7 * 86_400.0  # seconds a destroy stays in the log for other nodes to read
 _APPLICATION = "ringbearer-keys"
 _COLUMNS = "subject, kek_id, wrapped, identity, created_at"
-_SCHEMA = """
-CREATE TABLE subject_keys (
-    subject TEXT COLLATE "C" PRIMARY KEY,
-    kek_id TEXT NOT NULL,
-    wrapped BYTEA NOT NULL,
-    identity BYTEA NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL
+# Version n of the schema is made by the first n of these, in order.
+_MIGRATIONS = (
+    """
+    CREATE TABLE subject_keys (
+        subject TEXT COLLATE "C" PRIMARY KEY,
+        kek_id TEXT NOT NULL,
+        wrapped BYTEA NOT NULL,
+        identity BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE destroyed_keys (
+        seq BIGSERIAL PRIMARY KEY,
+        subject TEXT COLLATE "C" NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE destroyed_keys_pruned (through BIGINT NOT NULL);
+    INSERT INTO destroyed_keys_pruned (through) VALUES (0)
+    """,
 )
-"""
+SCHEMA_VERSION = len(_MIGRATIONS)
 # The message store's own table: its database must not hold the keys.
 _MESSAGE_STORE = "ringbearer_schema"
 
@@ -70,9 +101,18 @@ _MESSAGE_STORE = "ringbearer_schema"
 class PgKeyStore:
     """The key store in a PostgreSQL database of its own (see the module's docstring)."""
 
-    def __init__(self, session: Session, url: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        url: str,
+        *,
+        wall: Callable[[], float] = time.time,
+        retention: float = DESTROY_RETENTION,
+    ) -> None:
         self._session = session
         self._url = url  # for VACUUM's connection; may hold a password: never shown
+        self._wall = wall  # stamps the destroy log's rows, and prunes them
+        self._retention = retention
         self._putting = trio.Lock()  # one group commit at a time; puts queue behind it
         self._pending: list[_Ticket] = []
         self.commits = 0  # transactions that put rows (group commit makes them fewer than puts)
@@ -81,13 +121,23 @@ class PgKeyStore:
         return f"<PgKeyStore commits={self.commits}>"
 
     @classmethod
-    async def open(cls, url: str) -> PgKeyStore:
-        """Connect to the key store at ``url``, creating its table if it has none."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        wall: Callable[[], float] = time.time,
+        retention: float = DESTROY_RETENTION,
+    ) -> PgKeyStore:
+        """Connect to the key store at ``url``, creating or migrating its tables.
+
+        ``retention``: seconds a destroy stays in the log, for nodes that follow it.
+        """
         try:
             conn = await trio.to_thread.run_sync(_connect, url)
         except StoreError as exc:
             raise KeyStoreError(f"cannot open the key store ([privacy] keys_url): {exc}") from exc
-        keys = cls(Session(conn, functools.partial(_connect, url)), url)
+        session = Session(conn, functools.partial(_connect, url))
+        keys = cls(session, url, wall=wall, retention=retention)
         try:
             await keys._run(_migrate)
         except BaseException:
@@ -110,13 +160,36 @@ class PgKeyStore:
             raise ticket.error
 
     async def destroy(self, subject: str) -> bool:
-        deleted = await self._run(lambda tx: _delete(tx, subject))
+        at = self._wall()
+        deleted = await self._run(lambda tx: _delete(tx, subject, at, at - self._retention))
         # Even when there was no row: a destroy retried after a failed VACUUM finishes it.
         try:
             await trio.to_thread.run_sync(_vacuum, self._url)
         except psycopg.Error as exc:
             raise KeyStoreError(f"the key store could not VACUUM after a destroy: {exc}") from exc
         return deleted
+
+    async def destroyed_since(
+        self, seq: int, *, limit: int = DESTROY_BATCH
+    ) -> tuple[list[str], int]:
+        """Up to ``limit`` subjects destroyed after ``seq``, in order, and the newest seq read
+        (``seq`` when none); DestroyLogPruned if some after ``seq`` are pruned.
+
+        Bounded, so that a node far behind does not read a week's log in one go: the
+        caller reads again from the seq returned while it gets ``limit`` subjects.
+        """
+        return await self._run(lambda tx: _destroyed_since(tx, seq, limit))
+
+    async def last_destroyed(self) -> int:
+        """The newest destroy's seq (0 if none ever): where a node with an empty cache starts."""
+        return await self._run(_newest)
+
+    async def prune_destroyed(self, before: float) -> int:
+        """Cut the destroy log's rows stamped before ``before`` (wall clock); how many went.
+
+        A destroy prunes by the store's retention; this is for a node that wants it sooner.
+        """
+        return await self._run(lambda tx: _prune(tx, before))
 
     async def under_other_kek(self, kek_id: str, limit: int) -> list[KeyRow]:
         return await self._run(lambda tx: _under_other_kek(tx, kek_id, limit))
@@ -181,7 +254,9 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 
 
 def _migrate(tx: PgTx) -> None:
-    """Create the table if the database has none, under an advisory lock (nodes start at once)."""
+    """Create the tables, or bring an older database's forward, under an advisory lock
+    (nodes start at once). A node still running an older ringbearer keeps destroying
+    without logging (it will not open the database again): upgrade every node."""
     tx.execute("SELECT pg_advisory_xact_lock(%s)", (KEYS_LOCK,))
     if tx.fetchall("SELECT to_regclass(%s) IS NOT NULL", (_MESSAGE_STORE,))[0][0]:
         raise KeyStoreError(
@@ -196,8 +271,11 @@ def _migrate(tx: PgTx) -> None:
             f"the key store is of version {version}, newer than this ringbearer's {SCHEMA_VERSION}"
         )
     if version == 0:
-        tx.execute(_SCHEMA)
-        tx.execute("INSERT INTO ringbearer_keys_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        tx.execute("INSERT INTO ringbearer_keys_schema (version) VALUES (0)")
+    for ddl in _MIGRATIONS[version:]:  # an older database is brought forward in place
+        tx.execute(ddl)
+    if version < SCHEMA_VERSION:
+        tx.execute("UPDATE ringbearer_keys_schema SET version = %s", (SCHEMA_VERSION,))
 
 
 def _row(values: Row) -> KeyRow:
@@ -221,8 +299,69 @@ def _insert(tx: PgTx, rows: list[KeyRow]) -> None:
     )
 
 
-def _delete(tx: PgTx, subject: str) -> bool:
-    return bool(tx.fetchall("DELETE FROM subject_keys WHERE subject = %s RETURNING 1", (subject,)))
+def _delete(tx: PgTx, subject: str, at: float, before: float) -> bool:
+    """Delete the row and, if there was one, log the destroy; prune the log by ``before``."""
+    _lock_log(tx)  # before the log's number is drawn (see the module's docstring)
+    gone = bool(tx.fetchall("DELETE FROM subject_keys WHERE subject = %s RETURNING 1", (subject,)))
+    if gone:
+        tx.execute("INSERT INTO destroyed_keys (subject, at) VALUES (%s, %s)", (subject, at))
+    _prune_locked(tx, before)
+    return gone
+
+
+def _lock_log(tx: PgTx) -> None:
+    # EXCLUSIVE: destroys and prunes wait for each other until commit; SELECTs do not wait.
+    tx.execute("LOCK TABLE destroyed_keys IN EXCLUSIVE MODE")
+
+
+def _prune(tx: PgTx, before: float) -> int:
+    _lock_log(tx)
+    return _prune_locked(tx, before)
+
+
+def _prune_locked(tx: PgTx, before: float) -> int:
+    """Cut the log up to its first row stamped at or after ``before``; note how far it was cut.
+
+    A prefix, not every old row: nodes' clocks differ a little, and a row stamped early
+    after one stamped late is kept, so the log never has a hole a reader cannot see. How
+    far it was cut is recorded, not guessed from the oldest row kept: the number of a
+    destroy that rolled back is never used, and would look like a cut.
+    """
+    rows = tx.fetchall(
+        """
+        WITH gone AS (
+            DELETE FROM destroyed_keys WHERE seq < coalesce(
+                (SELECT min(seq) FROM destroyed_keys WHERE at >= %s),
+                (SELECT max(seq) + 1 FROM destroyed_keys))
+            RETURNING seq
+        )
+        UPDATE destroyed_keys_pruned SET through = greatest(through, (SELECT max(seq) FROM gone))
+        RETURNING (SELECT count(*) FROM gone)
+        """,
+        (before,),
+    )
+    return int(rows[0][0])
+
+
+def _destroyed_since(tx: PgTx, seq: int, limit: int) -> tuple[list[str], int]:
+    rows = tx.fetchall(
+        "SELECT seq, subject FROM destroyed_keys WHERE seq > %s ORDER BY seq LIMIT %s",
+        (seq, limit),
+    )
+    # Read after the rows, each statement with a snapshot of its own: a prune between the
+    # two shows here, so rows read before a cut are never taken for a whole log.
+    through = int(tx.fetchall("SELECT through FROM destroyed_keys_pruned")[0][0])
+    if seq < through:
+        raise DestroyLogPruned(seq, through, _newest(tx))
+    return [str(r[1]) for r in rows], int(rows[-1][0]) if rows else seq
+
+
+def _newest(tx: PgTx) -> int:
+    rows = tx.fetchall(
+        "SELECT greatest((SELECT max(seq) FROM destroyed_keys),"
+        " (SELECT through FROM destroyed_keys_pruned))"
+    )
+    return int(rows[0][0] or 0)
 
 
 def _vacuum(url: str) -> None:

@@ -10,7 +10,9 @@ under a key derived from all of theirs, so erasing any one of them makes it
 unreadable. System secrets (OAuth refresh tokens) are sealed the same way
 under system subjects ``sys:<name>``.
 
-Data keys are cached (bounded LRU) so that a known subject costs no I/O.
+Data keys are cached (bounded LRU) so that a known subject costs no I/O. A key
+destroyed by another vault on the same key store (another node) stays in this
+cache until :meth:`Vault.forget` is told of it (see :mod:`._key_follow`).
 Rotation makes a new KEK current at once, then rewraps every older row in
 batches while delivery goes on; until it is done, the older KEK is needed.
 
@@ -29,7 +31,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -223,12 +225,21 @@ class Vault:
         """Forget the subject's cached key and destroy it in the key store; False if none."""
         if subject == PEPPER:
             raise ValueError("the pepper names every subject: it is never destroyed")
-        self._ring.forget(subject)
+        self._ring.forget([subject])
         gone = await self._ring.store.destroy(subject)
-        self._ring.forget(subject)  # a read that raced with the destroy may have cached it
+        self._ring.forget([subject])  # a read that raced with the destroy may have cached it
         if gone and not subject.startswith(SYSTEM):
             self._subjects -= 1
         return gone
+
+    def forget(self, subjects: Iterable[str]) -> int:
+        """Drop the cached keys of subjects destroyed elsewhere (another node); how many were
+        cached. A read of one of them already under way does not cache it again."""
+        return self._ring.forget(subjects)
+
+    def forget_all(self) -> int:
+        """Drop every cached key, for when what was destroyed elsewhere is unknown; how many."""
+        return self._ring.forget_all()
 
     def statistics(self) -> VaultStatistics:
         return VaultStatistics(self._subjects, self._ring.current.id, self._rotation)
@@ -289,8 +300,15 @@ class _Lru(Generic[K, V]):
         if len(self._items) > self.size:
             self._items.popitem(last=False)
 
-    def pop(self, key: K) -> None:
-        self._items.pop(key, None)
+    def pop(self, key: K) -> bool:
+        """Forget ``key``; whether it was there."""
+        return self._items.pop(key, None) is not None
+
+    def clear(self) -> int:
+        """Forget everything; how many entries there were."""
+        count = len(self._items)
+        self._items.clear()
+        return count
 
 
 @attrs.define
@@ -329,7 +347,7 @@ class _Keyring:
     wall: Callable[[], float]
     keks: dict[str, Kek]  # by id: the current one and every older one still known
     cache: _Lru[str, bytes]
-    epoch: int = 0  # moved by every destroy: a key read across one is not cached
+    epoch: int = 0  # moved by every destroy or forget: a key read across one is not cached
     creating: _Creations = attrs.Factory(_Creations)
 
     def make_current(self, kek: Kek) -> None:
@@ -347,9 +365,17 @@ class _Keyring:
         wrapped = self.current.wrap(row.subject, self.unwrap(row))
         return attrs.evolve(row, kek_id=self.current.id, wrapped=wrapped)
 
-    def forget(self, subject: str) -> None:
+    def forget(self, subjects: Iterable[str]) -> int:
+        """Drop the subjects' cached keys; how many were cached."""
+        wanted = list(subjects)
+        if not wanted:  # nothing to forget: reads under way may still cache what they read
+            return 0
         self.epoch += 1
-        self.cache.pop(subject)
+        return sum(self.cache.pop(subject) for subject in wanted)
+
+    def forget_all(self) -> int:
+        self.epoch += 1
+        return self.cache.clear()
 
     async def keys(self, subjects: Sequence[str]) -> list[bytes]:
         """The data key of each subject; Erased for one that has none."""
