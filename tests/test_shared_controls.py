@@ -108,3 +108,30 @@ async def test_a_pause_being_made_here_is_not_undone_by_a_follow(
             await trio.sleep(1)
             kept.set()
         assert core.daemon.actors["alpha"].paused
+
+
+async def test_a_follow_that_read_before_a_pause_was_kept_leaves_it_be(
+    tmp_path: Path, autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow's read of the store is answered before the operator's pause is kept, and
+    returns after: it applies nothing this beat, and the next beat finds the pause kept."""
+    async with running_core(tmp_path) as core:
+        read, answer = trio.Event(), trio.Event()
+        paused = core.store.paused
+
+        async def slow_read() -> set[str]:
+            found = await paused()  # the store as it was: nothing paused
+            read.set()
+            await answer.wait()
+            return found
+
+        monkeypatch.setattr(core.store, "paused", slow_read)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower(core).follow)
+            await read.wait()
+            await core.daemon.set_paused("alpha", True)  # applied and kept meanwhile
+            answer.set()
+        assert core.daemon.actors["alpha"].paused
+        monkeypatch.setattr(core.store, "paused", paused)
+        await follower(core).follow()
+        assert core.daemon.actors["alpha"].paused

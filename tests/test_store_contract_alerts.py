@@ -147,5 +147,5 @@ async def test_a_version_4_file_migrates_with_its_data_intact(tmp_path: Path) ->
         await store.save_alert(alert())
         assert await store.open_alerts() == [alert()]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     conn.close()

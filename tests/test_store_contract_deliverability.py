@@ -778,7 +778,7 @@ async def test_a_version_5_file_migrates_keeping_its_rows(tmp_path: Path) -> Non
         assert submitted.detail is not None and submitted.detail["not_before"] == T0 + 5
         assert await store.held_keys() == {}
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 3
     conn.close()
 

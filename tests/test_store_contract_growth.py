@@ -261,5 +261,5 @@ async def test_a_version_8_file_migrates_to_the_growth_tables(tmp_path: Path) ->
         assert await db.append_growth([("signup", T0, {})]) == [1]
         assert (await db.put_experiment("subject", {}, by="ops")).phase == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     conn.close()

@@ -7,11 +7,11 @@ starts anything: the daemon starts the first set, the reloader later ones.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import attrs
-import trio
 
 from ._actor import ActorSnapshot, IntegrationActor
 from ._config import Config, IntegrationSettings, resolve_secret
@@ -131,9 +131,11 @@ class Fleet:
     adapters: dict[str, Adapter] = attrs.Factory(dict)
     actors: dict[str, IntegrationActor] = attrs.Factory(dict)
     dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
-    # Pauses change one at a time, whether an operator's here or one kept by another node:
-    # a change is kept in the store and applied under it, and a follow reads and applies.
-    pausing: trio.Lock = attrs.Factory(trio.Lock)
+    # A pause or resume made here is counted when it begins and again once it is kept, so
+    # that a follow of the store's pauses overlapping one (it read the store before the
+    # change was kept) leaves its answer to the next beat instead of undoing the change.
+    pause_changes: int = 0
+    pauses_keeping: int = 0
 
     def fill(self, config: Config, factory: PartsFactory) -> None:
         """Build every enabled integration of ``config`` (nothing runs yet)."""
@@ -178,6 +180,17 @@ class Fleet:
             self.actors[name].paused = paused
         elif name in self.dispatchers:
             self.dispatchers[name].paused = paused
+
+    @contextlib.contextmanager
+    def keeping_pause(self) -> Iterator[None]:
+        """Around keeping in the store a pause or resume already applied here."""
+        self.pause_changes += 1
+        self.pauses_keeping += 1
+        try:
+            yield
+        finally:
+            self.pauses_keeping -= 1
+            self.pause_changes += 1
 
     def follow_pauses(self, paused: set[str]) -> dict[str, bool]:
         """Pause exactly the integrations and groups in ``paused``; those that changed."""

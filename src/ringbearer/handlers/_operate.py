@@ -54,12 +54,12 @@ class PauseHandler:
         if name not in self.fleet.actors and name not in self.fleet.dispatchers:
             raise RequestError(ErrorCode.UNKNOWN_TARGET, f"no integration or group named {name!r}")
         self.mode.check_freeze("pause" if paused else "resume", request.force)
-        async with self.fleet.pausing:  # a follow of the store's pauses waits for this one
-            self.fleet.set_paused(name, paused)
-            # A claim parked before the pause must not be served by the next submit:
-            # what it took would go out ahead of older, more urgent work on resume.
-            for dispatcher in self.fleet.touching(name):
-                self.dispatch.unpark_claim(dispatcher.target)
+        self.fleet.set_paused(name, paused)
+        # A claim parked before the pause must not be served by the next submit:
+        # what it took would go out ahead of older, more urgent work on resume.
+        for dispatcher in self.fleet.touching(name):
+            self.dispatch.unpark_claim(dispatcher.target)
+        with self.fleet.keeping_pause():  # a follow overlapping this leaves it be
             await self.controls.set_paused(name, paused)
         self.journal.event(EventKind.PAUSED if paused else EventKind.RESUMED, name, by="operator")
         log.info("paused" if paused else "resumed", extra=fields(target=name))
