@@ -217,8 +217,9 @@ def test_three_nodes_keep_together_to_a_providers_rate_limit(
 def test_a_paused_node_cannot_settle_what_another_took_over(
     tmp_path: Path, sim: Simulator, pg_url: str
 ) -> None:
-    """First, what one node is told the other follows: a pause, a resume and the
-    wedding-day override, each given to one node, reach the other within its beats.
+    """First, what one node is told the other follows: a pause, a resume, the
+    wedding-day override and a suppression, each given to one node, reach the other
+    within its beats.
 
     Then node A is stopped (SIGSTOP) in the middle of its attempts, past its lease; node B
     takes its messages over and delivers them. When A runs again (SIGCONT) its attempts
@@ -242,6 +243,9 @@ def test_a_paused_node_cannot_settle_what_another_took_over(
         poll(lambda: a.status()["mode"], lambda m: m == "wedding_day", 30, "A follows on")
         b.call("wedding-day", {"state": "auto"})
         poll(lambda: a.status()["mode"], lambda m: m == "normal", 30, "A follows auto")
+        b.call("suppression-add", {"address": "gone@example.com", "note": "asked"})
+        check = functools.partial(a.call, "suppression-check", {"address": "gone@example.com"})
+        poll(lambda: check()["suppressions"], bool, 30, "A's book has B's suppression")
         b.stop()  # only A attempts, at first
         sim.fault("resend", latency_ms=4000)  # each attempt outlives A's lease (3 s)
         a.call("submit", {"messages": [email(n, key=f"p-{n}") for n in range(5)]})

@@ -14,8 +14,16 @@ import psycopg
 import pytest
 
 from ringbearer._errors import StoreError
+from ringbearer.deliverability import Reason, Suppression
 from ringbearer.privacy._keystore_pg import PgKeyStore
-from ringbearer.store import Claimed, NewMessage, OverrideRecord, Settle, SettleKind
+from ringbearer.store import (
+    Claimed,
+    ConsentRecord,
+    NewMessage,
+    OverrideRecord,
+    Settle,
+    SettleKind,
+)
 from ringbearer.store._pg._db import PgTx, Row
 from ringbearer.store._pg._store import PostgresStore
 
@@ -236,3 +244,28 @@ async def test_an_override_set_on_one_node_is_read_on_the_other(nodes: Nodes) ->
     """The override is the database's, not a node's memory."""
     await nodes.a.set_mode_override(OverrideRecord(True, None, T0))
     assert await nodes.b.mode_override() == OverrideRecord(True, None, T0)
+
+
+async def test_each_write_to_a_booked_table_moves_its_version_when_it_commits(
+    nodes: Nodes,
+) -> None:
+    """Suppressions, consents and erased subjects: a write moves its table's version on
+    (each statement a step), seen by the other node once committed; a write rolled back
+    moves nothing."""
+    start = await nodes.b.versions()
+    assert set(start) == {"suppressions", "consents", "erased_subjects"}
+    await nodes.a.add_suppression(
+        Suppression("s_ann", "*", Reason.MANUAL, T0, None, by="op", note="asked")
+    )
+    await nodes.a.add_consent(ConsentRecord("s_ann", "marketing", False, "form", T0, "op"))
+    await nodes.a.erase_messages("s_ann", at=T0, job=1)
+    moved = await nodes.b.versions()
+    assert all(moved[n] > start[n] for n in start)
+
+    def rolled_back(tx: PgTx) -> None:
+        tx.execute("DELETE FROM suppressions")
+        raise RuntimeError("rolled back")
+
+    with pytest.raises(StoreError, match="rolled back"):
+        await nodes.a.run(rolled_back)
+    assert await nodes.b.versions() == moved

@@ -158,3 +158,48 @@ async def test_a_try_on_a_removed_suppression_is_not_noted(autojump_clock: objec
     await book.remove(ANN, scope=None, by="op")
     await book.note_try(hard, wall())
     assert book.entries(ANN) == []
+
+
+async def test_a_rebuild_takes_up_what_another_node_added_and_removed(
+    autojump_clock: object,
+) -> None:
+    """Two nodes' books over one store: what one adds or removes, the other's rebuild has."""
+    store, here = await fresh()
+    there = await SuppressionBook.load(store, RULES, wall())
+    await there.add(manual(ANN, "marketing"))
+    assert here.blocking(ANN, "marketing", Priority.NORMAL, wall()) is None
+    assert await here.rebuild(wall()) == 1
+    assert here.blocking(ANN, "marketing", Priority.NORMAL, wall()) is not None
+    await there.remove(ANN, scope=None, by="op")
+    assert await here.rebuild(wall()) == 0
+    assert here.blocking(ANN, "marketing", Priority.NORMAL, wall()) is None
+
+
+async def test_what_changes_here_while_a_rebuild_reads_is_kept(autojump_clock: object) -> None:
+    """The rebuild read the store before this node's add and remove were kept: the new
+    book has them all the same (the add blocks, the removed entry is gone)."""
+    store, book = await fresh()
+    ben = "ben@example.com"
+    await book.add(manual(ben))
+    reading, release = trio.Event(), trio.Event()
+    read = store.suppressions
+
+    async def slow(**kwargs: object) -> list[Suppression]:
+        found = await read(**kwargs)  # type: ignore[arg-type]
+        reading.set()
+        await release.wait()
+        return found
+
+    store.suppressions = slow  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(book.rebuild, wall())
+        await reading.wait()
+        store.suppressions = read  # type: ignore[method-assign]
+        await book.add(manual(ANN))
+        await book.remove(ben, scope=None, by="op")
+        book.applied([Suppression("cy@example.com", "*", Reason.HARD_BOUNCE, wall(), by="x")])
+        release.set()
+    assert book.blocking(ANN, "marketing", Priority.NORMAL, wall()) is not None
+    assert book.blocking(ben, "marketing", Priority.NORMAL, wall()) is None
+    assert book.blocking("cy@example.com", "transactional", Priority.NORMAL, wall()) is not None
+    assert len(book) == 2

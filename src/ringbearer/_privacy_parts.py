@@ -124,13 +124,20 @@ class PrivacySide:
         return cls(vault, keys.keks, erased, consent, protection, metrics, rotation,
                    retention, store, wall, keys.follower)  # fmt: skip
 
-    async def follow(self) -> None:
-        """On a shared store, each beat: the subjects other nodes began erasing are refused
-        here too, and the keys they destroyed leave this node's cache."""
-        for subject in await self.store.erased_subjects():
-            self.erased.add(subject)
+    async def follow_keys(self) -> None:
+        """On a shared store, each beat: the keys other nodes destroyed leave this cache."""
         if self.follower is not None:
             await self.follower.follow()
+
+    async def take_up_erased(self) -> int:
+        """On a shared store: the subjects other nodes began erasing are refused here too."""
+        for subject in await self.store.erased_subjects():
+            self.erased.add(subject)
+        return len(self.erased.subjects)
+
+    async def rebuild_consent(self) -> int:
+        """On a shared store: the consents other nodes recorded count here too."""
+        return await self.consent.rebuild(self.store.consents)
 
     def wire_erasure(
         self, submit: SubmitHandler, book: SuppressionBook, current: Callable[[], Config]

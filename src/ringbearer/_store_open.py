@@ -16,6 +16,7 @@ from ._leader_duties import DUTY, LeaderDuties, Starter
 from ._limit_share import share_limits
 from ._node_duty import NodeDuty, NodeMetrics
 from ._parts import Parts
+from ._shared_books import SharedBooks
 from ._shared_controls import SharedControls
 from .control._replies import ClusterStatus, NodeStatus
 from .store import SqliteStore, Store
@@ -65,14 +66,22 @@ async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
 
 
 def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awaitable[object]]]:
-    """What other nodes set that this one takes up at each beat (``_node_duty``)."""
+    """What other nodes set that this one takes up at each beat (``_node_duty``): pauses,
+    holds and the override; destroyed keys; the books of suppressions, consents and
+    erased subjects."""
     controls = SharedControls(
         store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
     )
+    book, wall = parts.intake.book, parts.base.wall
+    rebuilds: dict[str, Callable[[], Awaitable[object]]] = {
+        "suppressions": lambda: book.rebuild(wall())
+    }
     follows: list[Callable[[], Awaitable[object]]] = [controls.follow]
     if parts.privacy is not None:
-        follows.append(parts.privacy.follow)
-    return follows
+        rebuilds["consents"] = parts.privacy.rebuild_consent
+        rebuilds["erased_subjects"] = parts.privacy.take_up_erased
+        follows.append(parts.privacy.follow_keys)
+    return [*follows, SharedBooks(store.versions, rebuilds).follow]
 
 
 def leader_duties(parts: Parts, starters: list[Starter]) -> LeaderDuties:

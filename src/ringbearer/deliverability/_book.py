@@ -11,13 +11,18 @@ Memory holds only suppressions in force: one tuple per suppressed address,
 one entry per scope and reason (a renewal replaces the entry). Those with an
 end are forgotten once it passes, through a heap of ends, so a stream of
 soft-bounce holds does not pile up.
+
+On a store shared by several nodes, another node's suppressions reach this
+book by :meth:`SuppressionBook.rebuild`, a read of the whole book anew; a change
+made here while it reads is applied to the new book too, so none is lost.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import attrs
@@ -59,6 +64,7 @@ class SuppressionBook:
     rules: SuppressionRules
     _by_address: dict[str, tuple[Suppression, ...]] = attrs.Factory(dict)
     _ends: list[tuple[float, str]] = attrs.Factory(list)  # a heap of (until, address)
+    _meanwhile: list[Callable[[SuppressionBook], None]] | None = None  # changed in a rebuild
 
     @classmethod
     async def load(
@@ -106,7 +112,7 @@ class SuppressionBook:
     async def add(self, s: Suppression) -> Suppression:
         """Durably add (or renew) a suppression; it blocks from when this returns."""
         kept = await self.store.add_suppression(s)
-        self._put(kept, kept.created_at)
+        self._change(lambda book: book._put(kept, kept.created_at))
         return kept
 
     async def remove(
@@ -115,16 +121,38 @@ class SuppressionBook:
         """Durably remove the address's suppressions of ``scope`` (None: all); what went."""
         address = normalise_address(address)
         removed = await self.store.remove_suppression(address, scope=scope, by=by, note=note)
-        kept = tuple(
-            s for s in self._by_address.get(address, ()) if scope is not None and s.scope != scope
-        )
-        self._set(address, kept)
+        self._change(lambda book: book._drop(address, scope))
         return removed
 
     def applied(self, suppressions: Iterable[Suppression]) -> None:
         """Suppressions the ingest has committed (with their events): they block from now."""
         for s in suppressions:
-            self._put(s, s.created_at)
+            self._change(functools.partial(SuppressionBook._put, s=s, now=s.created_at))
+
+    async def rebuild(self, now: float) -> int:
+        """The book read anew from the store, with what other nodes changed in it; what
+        changes here meanwhile is applied to the new book too. How many addresses."""
+        self._meanwhile = []
+        try:
+            fresh = await SuppressionBook.load(self.store, self.rules, now)
+            for change in self._meanwhile:
+                change(fresh)
+        finally:
+            self._meanwhile = None
+        self._by_address, self._ends = fresh._by_address, fresh._ends
+        return len(self)
+
+    def _change(self, change: Callable[[SuppressionBook], None]) -> None:
+        """A change of memory (the store has it already), kept for a rebuild under way."""
+        change(self)
+        if self._meanwhile is not None:
+            self._meanwhile.append(change)
+
+    def _drop(self, address: str, scope: str | None) -> None:
+        kept = tuple(
+            s for s in self._by_address.get(address, ()) if scope is not None and s.scope != scope
+        )
+        self._set(address, kept)
 
     async def note_try(self, s: Suppression, now: float) -> None:
         """Critical mail passed the hard bounce ``s`` at ``now``: the next may not for a day.
@@ -136,7 +164,7 @@ class SuppressionBook:
         if current is None:  # removed meanwhile: there is no suppression to note a try on
             return
         tried = attrs.evolve(current, last_try_at=now)
-        self._replace(tried)
+        self._change(lambda book: book._replace(tried) if book._current(tried) else None)
         if tried.id is None:  # committed by the ingest, whose commit does not return ids
             tried = await self._with_id(tried)
         if tried.id is not None:

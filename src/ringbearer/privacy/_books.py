@@ -2,12 +2,14 @@
 
 Both are loaded from the store at start and kept in step by whoever changes
 the store (the erasure job, the consent command, an unsubscribe), so a submit
-costs no read.
+costs no read. On a store several nodes share, each node also takes up what the
+others changed (``_shared_books``): the erased subjects by a union, the consents
+by :meth:`ConsentBook.rebuild`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 
@@ -32,6 +34,7 @@ class ConsentBook:
     """Each subject's latest consent record per purpose."""
 
     latest: dict[tuple[str, str], ConsentRecord] = attrs.Factory(dict)
+    _meanwhile: list[ConsentRecord] | None = None  # noted while a rebuild reads
 
     @classmethod
     def of(cls, records: Iterable[ConsentRecord]) -> ConsentBook:
@@ -42,6 +45,21 @@ class ConsentBook:
 
     def note(self, record: ConsentRecord) -> None:
         self.latest[(record.subject, record.purpose)] = record
+        if self._meanwhile is not None:
+            self._meanwhile.append(record)
+
+    async def rebuild(self, records: Callable[[], Awaitable[Iterable[ConsentRecord]]]) -> int:
+        """Every record read anew (what other nodes recorded too), then those noted here
+        while it read, so none is lost; how many subjects and purposes."""
+        self._meanwhile = []
+        try:
+            fresh = ConsentBook.of(await records())
+            for record in self._meanwhile:
+                fresh.latest[(record.subject, record.purpose)] = record
+        finally:
+            self._meanwhile = None
+        self.latest = fresh.latest
+        return len(self.latest)
 
     def granted(self, subject: str, purpose: str) -> bool:
         record = self.latest.get((subject, purpose))

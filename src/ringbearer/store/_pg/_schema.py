@@ -12,12 +12,21 @@ from ..._errors import StoreError
 from ._db import PgTx
 from ._ddl_cluster import DDL as CLUSTER
 from ._ddl_cluster import OVERRIDE_DDL as OVERRIDE
+from ._ddl_cluster import VERSIONS_DDL as VERSIONS
 from ._ddl_core import DDL as CORE
 from ._ddl_deliverability import DDL as DELIVERABILITY
 from ._ddl_growth import DDL as GROWTH
 from ._ddl_privacy import DDL as PRIVACY
 
-MIGRATIONS: tuple[str, ...] = (CORE, DELIVERABILITY, PRIVACY, GROWTH, CLUSTER, OVERRIDE)
+MIGRATIONS: tuple[str, ...] = (
+    CORE,
+    DELIVERABILITY,
+    PRIVACY,
+    GROWTH,
+    CLUSTER,
+    OVERRIDE,
+    VERSIONS,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x72696E67  # "ring": the advisory lock migrations run under
 # The key store's own table (privacy._keystore_pg): the messages' database must not hold it.

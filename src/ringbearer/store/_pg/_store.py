@@ -206,6 +206,11 @@ class PostgresStore(
         """Taking and keeping the lead of ``duty`` for this node."""
         return Leadership(self._reads.session, duty, self.node, self._clock, self._lease_seconds)
 
+    async def versions(self) -> dict[str, int]:
+        """The version of each table the nodes keep a book of (``_ddl_cluster``)."""
+        rows = await self._reads.query("SELECT name, version FROM shared_versions")
+        return {str(name): int(version) for name, version in rows}
+
     @property
     def fenced(self) -> int:
         """Settles refused since start: their lease had passed to another node."""
