@@ -110,7 +110,27 @@ async def test_seeded_from_what_the_store_delivered(autojump_clock: object) -> N
     assert caps.check(ANN, "marketing", wall()) == T0 + 5 * DAY + 7 * DAY
 
 
-async def deliver(store: MemoryStore, recipient: str, category: str) -> None:
+async def test_take_up_counts_what_other_nodes_delivered_each_message_once(
+    autojump_clock: object,
+) -> None:
+    """Two nodes' caps over one store: what the other node delivered counts here after a
+    take-up; one this node let go itself, or read twice, counts once."""
+    store = MemoryStore(wall)
+    here = await FrequencyCaps.load((THREE_A_WEEK,), store, wall())
+    await deliver(store, ANN, "marketing")  # by another node
+    await trio.sleep(10)
+    mine = await deliver(store, ANN, "marketing")
+    here.note(ANN, "marketing", wall(), message=mine)  # let go by this node's gate
+    assert here.check(ANN, "marketing", wall()) is None  # one of three seen
+    await here.take_up(store, wall())
+    await here.take_up(store, wall())  # read again: nothing counted twice
+    assert here.check(ANN, "marketing", wall()) is None  # two of three
+    await deliver(store, ANN, "marketing")
+    await here.take_up(store, wall())
+    assert here.check(ANN, "marketing", wall()) == T0 + 7 * DAY
+
+
+async def deliver(store: MemoryStore, recipient: str, category: str) -> int:
     (accepted,) = await store.submit(
         [NewMessage("email", {}, category=category, recipient=recipient, domain="example.com")]
     )
@@ -119,6 +139,7 @@ async def deliver(store: MemoryStore, recipient: str, category: str) -> None:
     await store.record(
         [Settle(claimed.id, "email", SettleKind.DELIVERED, "resend", 1, wall(), provider_id="re")]
     )
+    return claimed.id
 
 
 @given(

@@ -239,3 +239,18 @@ async def test_a_one_click_unsubscribe_is_durable_and_idempotent(autojump_clock:
     await unsubscriber.unsubscribe(ANN, "marketing", by="one-click")
     assert await r.state() == before
     assert r.counted(ONE_CLICK, EventType.UNSUBSCRIBED) == 1.0
+
+
+async def test_on_a_shared_store_the_guard_is_not_fed_by_the_ingest(
+    autojump_clock: object,
+) -> None:
+    """``counts=False``: the events and suppressions are kept and the book updated, but
+    the guard counts nothing from here (it reads every node's events from the store)."""
+    r = await rig()
+    ingest = attrs.evolve(r.ingest, counts=False)
+    await sent(r.store)
+    complaints = [event(EventType.COMPLAINED, f"c-{n}") for n in range(4)]
+    assert await ingest.ingest(complaints) == [True] * 4
+    assert r.book.blocking(ANN, "marketing", Priority.NORMAL, wall()) is not None
+    assert r.guard.domains(wall()) == []
+    assert r.counted("resend", EventType.COMPLAINED) == 4.0

@@ -640,17 +640,22 @@ async def test_mail_events_are_the_email_events_since_a_time_oldest_first(store:
 
 
 async def test_marketing_sends_are_the_deliveries_of_a_category(store: Store, wall: Wall) -> None:
-    """The caps' seed: (recipient, delivered_at) of delivered mail of the category, since."""
-    await deliver(store, mail(1, to="ann@example.org"))
+    """The caps' seed: (recipient, delivered_at, message id) of delivered mail of the
+    category, since a time."""
+    (ann,) = await deliver(store, mail(1, to="ann@example.org"))
     wall.now = T0 + 60
-    await deliver(store, mail(2), mail(3, category=TRANSACTIONAL), NewMessage("email", {}))
+    bob, bob_tx, _ = await deliver(
+        store, mail(2), mail(3, category=TRANSACTIONAL), NewMessage("email", {})
+    )
     await store.submit([mail(4)])  # queued, not delivered
     assert await store.marketing_sends(category=MARKETING, since=T0) == [
-        ("ann@example.org", T0),
-        (BOB, T0 + 60),
+        ("ann@example.org", T0, ann.id),
+        (BOB, T0 + 60, bob.id),
     ]
-    assert await store.marketing_sends(category=MARKETING, since=T0 + 1) == [(BOB, T0 + 60)]
-    assert await store.marketing_sends(category=TRANSACTIONAL, since=T0) == [(BOB, T0 + 60)]
+    assert await store.marketing_sends(category=MARKETING, since=T0 + 1) == [(BOB, T0 + 60, bob.id)]
+    assert await store.marketing_sends(category=TRANSACTIONAL, since=T0) == [
+        (BOB, T0 + 60, bob_tx.id)
+    ]
 
 
 async def test_the_funnel_counts_sends_acceptances_and_events(store: Store, wall: Wall) -> None:

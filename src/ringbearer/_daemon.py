@@ -134,6 +134,7 @@ async def _core(base: Base) -> _Core:
     events = await EventSide.load(
         base.config, intake, store, journal, alerts, wall, name,
         privacy.unsubscribed if privacy else None, growth.lab.mail_events,
+        guard_reads_store=shared(store),
     )  # fmt: skip
     wakeups = Wakeups(fleet, store.counters, wall, _observers(base, alerts, growth))
     mode = ModeController(base.config.wedding_day, fleet, store, wakeups, journal, wall, store)
@@ -330,8 +331,9 @@ async def _start(parts: Parts, nursery: trio.Nursery) -> None:
         lambda: base.store.counters.by_target,
         lambda: DaemonGauges(wedding_day=mode.mode.on, oldest_queued=heartbeat.oldest_queued),
     )
-    await parts.reloader.start()
+    # Listed first, with its share of each limit (and room made for it), then sending.
     await start_node_duty(parts, nursery)
+    await parts.reloader.start()
     await nursery.start(parts.mode.watch)
     if parts.growth is not None:
         await parts.growth.run(nursery)

@@ -112,15 +112,20 @@ class EventSide:
         name: Callable[[str], str] = normalise_address,
         on_unsubscribed: Callable[[str, str], Awaitable[None]] | None = None,
         on_events: MailEventHook | None = None,
+        *,
+        guard_reads_store: bool = False,
     ) -> EventSide:
+        """``guard_reads_store``: on a shared store the guard counts every node's events,
+        read from the store, not those this node's ingest keeps."""
         settings = config.deliverability
         guard = await ReputationGuard.load(
             settings.reputation, store, journal, alerts, wall, intake.metrics
         )
         gate = Gate(intake.book, guard, intake.caps, settings.default_category, intake.metrics)
         ingest = Ingest(
-            store, intake.book, guard, settings.suppression, wall, intake.metrics, name, on_events
-        )
+            store, intake.book, guard, settings.suppression, wall, intake.metrics, name,
+            on_events, counts=not guard_reads_store,
+        )  # fmt: skip
         unsubscriber = Unsubscriber(intake.book, wall, intake.metrics, name, on_unsubscribed)
         return cls(guard, gate, ingest, unsubscriber)
 

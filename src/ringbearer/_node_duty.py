@@ -81,6 +81,8 @@ class NodeDuty:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.tick()  # listed before the daemon says it is ready
+        if await self._make_room():
+            await self.tick()  # the share as the others now count it
         task_status.started()
         try:
             while True:
@@ -122,6 +124,27 @@ class NodeDuty:
                 await follow()
             except RingbearerError as exc:
                 log.error("could not follow the shared state", extra=fields(error=str(exc)))
+
+    async def _make_room(self) -> bool:
+        """Joining live nodes: wait until each has beaten since this node was listed, so
+        each has shrunk its share of the limits before this one sends with its own (at
+        most two beats: a node that does not beat is dead, and will be unlisted).
+        Whether it waited."""
+        deadline = trio.current_time() + 2 * self.every
+        while trio.current_time() < deadline:
+            try:
+                listed = await self.store.nodes()
+            except RingbearerError:
+                return False  # the first beat says it already; send on the share it set
+            joined = next((v.started_at for v in listed if v.node == self.store.node), None)
+            behind = [v.node for v in listed if v.node != self.store.node
+                      and (joined is None or v.heartbeat_at < joined)]  # fmt: skip
+            if not behind:
+                return len(listed) > 1
+            await trio.sleep(self.every / 5)
+        log.warning("nodes did not beat since this one joined",
+                    extra=fields(nodes=",".join(behind)))  # fmt: skip
+        return True
 
     async def _leave(self) -> None:
         try:

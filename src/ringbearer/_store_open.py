@@ -14,6 +14,7 @@ from ._config import Config
 from ._errors import cannot
 from ._leader_duties import DUTY, LeaderDuties, Starter
 from ._limit_share import share_limits
+from ._mail_feed import MailEventFeed
 from ._node_duty import NodeDuty, NodeMetrics
 from ._parts import Parts
 from ._shared_books import SharedBooks
@@ -60,15 +61,16 @@ async def start_node_duty(parts: Parts, nursery: trio.Nursery) -> None:
             lambda n: share_limits(
                 parts.fleet, n, parts.current.value.wedding_day.release_per_second
             ),
-            _follows(parts, store),
+            await _follows(parts, store),
         )  # fmt: skip
         await nursery.start(duty.run)
 
 
-def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awaitable[object]]]:
+async def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awaitable[object]]]:
     """What other nodes set that this one takes up at each beat (``_node_duty``): pauses,
     holds and the override; destroyed keys; the books of suppressions, consents and
-    erased subjects."""
+    erased subjects; every node's provider events, for the reputation guard, and its
+    deliveries, for the frequency caps."""
     controls = SharedControls(
         store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
     )
@@ -76,12 +78,17 @@ def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awaitable[
     rebuilds: dict[str, Callable[[], Awaitable[object]]] = {
         "suppressions": lambda: book.rebuild(wall())
     }
-    follows: list[Callable[[], Awaitable[object]]] = [controls.follow]
+    caps = parts.intake.caps
+    follows: list[Callable[[], Awaitable[object]]] = [
+        controls.follow,
+        lambda: caps.take_up(store, wall()),
+    ]
     if parts.privacy is not None:
         rebuilds["consents"] = parts.privacy.rebuild_consent
         rebuilds["erased_subjects"] = parts.privacy.take_up_erased
         follows.append(parts.privacy.follow_keys)
-    return [*follows, SharedBooks(store.versions, rebuilds).follow]
+    mail = await MailEventFeed.start(store, parts.events.guard)
+    return [*follows, SharedBooks(store.versions, rebuilds).follow, mail.follow]
 
 
 def leader_duties(parts: Parts, starters: list[Starter]) -> LeaderDuties:

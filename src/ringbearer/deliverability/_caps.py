@@ -9,6 +9,11 @@ same message, retried, is neither counted twice nor stopped by itself.
 Times are forgotten once no cap of their category can count them any more,
 through a heap of expiry times, so memory follows the recipients mailed
 within the window, not every recipient ever mailed.
+
+On a store several nodes share, each node also takes up, at each beat, what the
+others delivered in the last ``RECENT`` seconds (:meth:`FrequencyCaps.take_up`): a
+delivery is stamped by the node that settles it, and committed long before that
+margin passes; a message seen again is not counted again (by its id).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ._model import normalise_address
 from ._settings import FrequencyCap
 
 DAY = 86_400.0
+RECENT = 60.0  # seconds of other nodes' deliveries read at each beat
 
 _Key = tuple[str, str]  # (category, recipient)
 
@@ -30,7 +36,9 @@ _Key = tuple[str, str]  # (category, recipient)
 class SendHistory(Protocol):
     """The part of the store's Deliverability role the caps are seeded from."""
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]: ...
+    async def marketing_sends(
+        self, *, category: str, since: float
+    ) -> list[tuple[str, float, int]]: ...
 
 
 @attrs.frozen
@@ -70,10 +78,17 @@ class FrequencyCaps:
         """Caps seeded with each capped category's deliveries within its longest window."""
         built = cls(tuple(caps))
         for category in built._by_category:
-            since = now - built.horizon(category)
-            for recipient, at in await store.marketing_sends(category=category, since=since):
-                built.note(recipient, category, at)
+            await built._read(store, category, since=now - built.horizon(category))
         return built
+
+    async def take_up(self, store: SendHistory, now: float) -> None:
+        """On a shared store: count what every node delivered of late (each message once)."""
+        for category in self._by_category:
+            await self._read(store, category, since=now - RECENT)
+
+    async def _read(self, store: SendHistory, category: str, *, since: float) -> None:
+        for recipient, at, message in await store.marketing_sends(category=category, since=since):
+            self.note(recipient, category, at, message=message)
 
     def horizon(self, category: str) -> float:
         """How far back any cap of ``category`` counts, in seconds (0: not capped)."""

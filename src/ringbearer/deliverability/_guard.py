@@ -377,8 +377,10 @@ class ReputationGuard:
 
     async def follow(self) -> list[str]:
         """Hold and free domains as the store's holds say: on a shared store only the
-        leader's guard decides, and every node's gate must hold what it paused. The
-        domains that changed (none on the leader, whose holds are the store's)."""
+        leader's guard decides, and every node's gate must hold what it paused. A hold
+        freed elsewhere (an operator's resume on another node) counts from now, as a
+        resume here does, so the leader does not pause it again on the same events. The
+        domains that changed (none on the leader, whose own holds are the store's)."""
         async with self._lock:
             kept = await self.store.paused()
             held = {n.removeprefix(HOLD_PREFIX) for n in kept if n.startswith(HOLD_PREFIX)}
@@ -390,6 +392,8 @@ class ReputationGuard:
             for name, domain in self._domains.items():
                 if domain.paused_since is not None and name not in held:
                     domain.paused_since = domain.quiet_since = None
+                    domain.window.clear()
+                    domain.counted_from = now
                     changed.append(name)
             return changed
 

@@ -85,6 +85,10 @@ class Ingest:
     # Told of each new event of one of our messages, as (message id, type): experiments
     # count a delivery, an open or a click as a conversion where they name it.
     on_events: MailEventHook | None = None
+    # Whether the guard counts (and judges at once) what this ingest keeps. On a store
+    # several nodes share, each node's guard reads every node's events from the store
+    # instead (``_mail_feed``), and only the leader's judges.
+    counts: bool = True
 
     async def ingest(self, events: Sequence[ProviderEvent]) -> list[bool]:
         """Keep ``events``; for each, True if it was new (False: kept before, nothing done)."""
@@ -131,7 +135,7 @@ class Ingest:
                 for r in records if r.matched.message is not None
             ])  # fmt: skip
         rows = [row for row in map(_mail_row, records) if row is not None]
-        if not rows:
+        if not rows or not self.counts:
             return
         self.guard.note(rows)
         if not any(row.event in _WORSENING for row in rows):

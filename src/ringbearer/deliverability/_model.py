@@ -138,6 +138,7 @@ class MailEventRow:
     source: str
     domain: str | None
     message_id: int | None
+    id: int | None = None  # the store's, where a reader follows the events by it
 
 
 @attrs.frozen

@@ -64,7 +64,7 @@ class ForwardsDeliverability:
     async def mail_events(self, *, since: float) -> list[MailEventRow]:
         return await self._deliverability.mail_events(since=since)
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float, int]]:
         return await self._deliverability.marketing_sends(category=category, since=since)
 
     async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:

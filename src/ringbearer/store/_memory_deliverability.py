@@ -214,7 +214,7 @@ class MemoryDeliverability:
             if k.at >= since and k.channel == "email"
         ]
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float, int]]:
         await trio.lowlevel.checkpoint()
         sends = [
             (r.delivered_at, r.id, r.recipient)
@@ -225,7 +225,7 @@ class MemoryDeliverability:
             and r.delivered_at is not None
             and r.delivered_at >= since
         ]
-        return [(recipient, at) for at, _, recipient in sorted(sends)]
+        return [(recipient, at, number) for at, number, recipient in sorted(sends)]
 
     async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:
         await trio.lowlevel.checkpoint()

@@ -293,9 +293,10 @@ class Deliverability(Protocol):
     async def mail_events(self, *, since: float) -> list[MailEventRow]:
         """Kept email events since ``since`` (wall time), oldest first: the guard's seed."""
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
-        """``(recipient, delivered_at)`` of messages of ``category`` delivered since
-        ``since``, oldest first: the frequency caps' seed."""
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float, int]]:
+        """``(recipient, delivered_at, message id)`` of messages of ``category``
+        delivered since ``since``, oldest first: the frequency caps' seed (and, on a
+        shared store, what the other nodes sent)."""
 
     async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:
         """Per integration and sending domain, for email submitted since ``since``: sent,

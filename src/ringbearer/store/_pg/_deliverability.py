@@ -52,8 +52,12 @@ _MAIL_EVENTS = (
     "SELECT at, event, source, domain, message_id FROM mail_events"
     " WHERE at >= %s AND channel = 'email' ORDER BY at, id"
 )
+_MAIL_EVENTS_AFTER = (
+    "SELECT id, at, event, source, domain, message_id, channel FROM mail_events"
+    " WHERE id = ANY(%s) OR id > %s ORDER BY id LIMIT %s"
+)
 _SENDS = (
-    "SELECT recipient, delivered_at FROM messages"
+    "SELECT recipient, delivered_at, id FROM messages"
     " WHERE category = %s AND delivered_at IS NOT NULL AND delivered_at >= %s"
     " AND status = 'delivered' AND recipient IS NOT NULL ORDER BY delivered_at, id"
 )
@@ -145,9 +149,20 @@ class PgDeliverability:
         rows = await self._reads.query(_MAIL_EVENTS, (since,))
         return [MailEventRow(r[0], EventType(r[1]), r[2], r[3], r[4]) for r in rows]
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
+    async def mail_events_after(
+        self, after: int, awaited: Sequence[int], limit: int
+    ) -> tuple[list[int], list[MailEventRow]]:
+        rows = await self._reads.query(_MAIL_EVENTS_AFTER, (list(awaited), after, limit))
+        email = [
+            MailEventRow(r[1], EventType(r[2]), r[3], r[4], r[5], id=r[0])
+            for r in rows
+            if r[6] == "email"
+        ]
+        return [int(r[0]) for r in rows], email
+
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float, int]]:
         rows = await self._reads.query(_SENDS, (category, since))
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
     async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:
         params = (since, domain, domain)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from ...deliverability import MailEventRow
 from .._forward_core import ForwardsCore
 from .._forward_deliverability import ForwardsDeliverability
 from .._forward_growth import ForwardsGrowth
@@ -66,8 +67,9 @@ class PostgresStore(
 ):
     """The durable outbox on PostgreSQL. Open it with :meth:`open` inside trio."""
 
-    _reads: PgReads  # the parts ForwardsCore hands over to, as this store composes them
+    _reads: PgReads  # the parts the Forwards* hand over to, as this store composes them
     _controls: PgControls
+    _deliverability: PgDeliverability
 
     def __init__(
         self, write: Session, read: Session, *, clock: WallClock, batch_max: int, node: str,
@@ -205,6 +207,18 @@ class PostgresStore(
     def leadership(self, duty: str) -> Leadership:
         """Taking and keeping the lead of ``duty`` for this node."""
         return Leadership(self._reads.session, duty, self.node, self._clock, self._lease_seconds)
+
+    async def mail_events_after(
+        self, after: int, awaited: Sequence[int], limit: int
+    ) -> tuple[list[int], list[MailEventRow]]:
+        """Provider events by id: those ``awaited`` and those after ``after``, lowest ids
+        first, at most ``limit``; every id read, and the email events among them."""
+        return await self._deliverability.mail_events_after(after, awaited, limit)
+
+    async def newest_mail_event(self) -> int:
+        """The highest provider event id kept (0: none)."""
+        rows = await self._reads.query("SELECT COALESCE(MAX(id), 0) FROM mail_events")
+        return int(rows[0][0])
 
     async def versions(self) -> dict[str, int]:
         """The version of each table the nodes keep a book of (``_ddl_cluster``)."""

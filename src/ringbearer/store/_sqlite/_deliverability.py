@@ -37,7 +37,7 @@ _MAIL_EVENTS = (
     " WHERE at >= ? AND channel = 'email' ORDER BY at, id"
 )
 _SENDS = (
-    "SELECT recipient, delivered_at FROM messages INDEXED BY messages_category_delivered"
+    "SELECT recipient, delivered_at, id FROM messages INDEXED BY messages_category_delivered"
     " WHERE category = ? AND delivered_at IS NOT NULL AND delivered_at >= ?"
     " AND status = 'delivered' AND recipient IS NOT NULL ORDER BY delivered_at, id"
 )
@@ -136,9 +136,9 @@ class SqliteDeliverability:
         rows = await self._reads.query(_MAIL_EVENTS, (since,))
         return [MailEventRow(r[0], EventType(r[1]), r[2], r[3], r[4]) for r in rows]
 
-    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float]]:
+    async def marketing_sends(self, *, category: str, since: float) -> list[tuple[str, float, int]]:
         rows = await self._reads.query(_SENDS, (category, since))
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
     async def funnel(self, *, since: float, domain: str | None = None) -> list[FunnelRow]:
         params = (since, domain, domain)
