@@ -25,6 +25,7 @@ from ringbearer.store import (
     SettleKind,
 )
 from ringbearer.store._pg._db import PgTx, Row
+from ringbearer.store._pg._nodes import NodeActor
 from ringbearer.store._pg._store import PostgresStore
 
 T0 = 1_750_000_000.0
@@ -269,3 +270,26 @@ async def test_each_write_to_a_booked_table_moves_its_version_when_it_commits(
     with pytest.raises(StoreError, match="rolled back"):
         await nodes.a.run(rolled_back)
     assert await nodes.b.versions() == moved
+
+
+async def test_each_node_reads_the_others_published_actors_until_they_go(
+    nodes: Nodes,
+) -> None:
+    """A beat publishes a node's actors and reads the other listed nodes'; a node that
+    leaves, or is unlisted as silent, takes its rows with it."""
+    await nodes.a.beat()
+    await nodes.b.beat()
+    down = NodeActor("node-b", "resend", "open", False, "down", "running")
+    assert await nodes.b.publish_actors([down]) == []
+    mine = NodeActor("node-a", "resend", "closed", False, "healthy", "running")
+    assert await nodes.a.publish_actors([mine]) == [down]
+    assert await nodes.b.publish_actors([]) == [mine]  # republished: none of b's now
+    assert await nodes.a.publish_actors([mine]) == []
+    await nodes.b.publish_actors([down])
+    nodes.wall.now += LEASE + 1  # b falls silent; a beats on and unlists it
+    await nodes.a.beat()
+    assert await nodes.a.forget_silent() == ["node-b"]
+    assert await nodes.a.publish_actors([mine]) == []
+    assert await nodes.a.query("SELECT COUNT(*) FROM node_actors WHERE node = 'node-b'") == [(0,)]
+    await nodes.a.leave()
+    assert await nodes.a.query("SELECT COUNT(*) FROM node_actors") == [(0,)]

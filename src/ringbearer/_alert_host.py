@@ -29,12 +29,15 @@ class AlertHost:
     journal: Journal
     submit: Callable[[MessageIn], Awaitable[int]]  # through the intake, as any message
     state: AlertState
+    # On a shared store: this node's actors with the worst state another node reported.
+    merge: Callable[[list[ActorSnapshot]], list[ActorSnapshot]] | None = None
 
     def wall(self) -> float:
         return self.journal.wall()
 
     def snapshots(self) -> list[ActorSnapshot]:
-        return self.fleet.snapshots()
+        own = self.fleet.snapshots()
+        return own if self.merge is None else self.merge(own)
 
     def can_deliver(self, target: str) -> bool:
         return self.fleet.can_deliver(self.current.value.targets().get(target, ()))

@@ -31,6 +31,7 @@ import trio_asyncio
 from . import __version__
 from ._alert_host import AlertHost
 from ._alerting import AlertManager
+from ._cluster_actors import ClusterActors
 from ._config import Config
 from ._deliverability_parts import EventSide, IntakeSide
 from ._dispatcher import Gate
@@ -51,6 +52,7 @@ from ._reload import CurrentConfig, Reloader
 from ._sandbox import start_sandbox
 from ._stalls import StallDetector
 from ._store_open import (
+    cluster_actors,
     cluster_status,
     dead_letter_starters,
     leader_duties,
@@ -112,6 +114,7 @@ class _Core:
     privacy: PrivacySide | None
     templates: TemplateBook
     growth: GrowthSide
+    cluster: ClusterActors | None  # on a shared store: every node's actors, for alerts
 
 
 async def _core(base: Base) -> _Core:
@@ -129,7 +132,9 @@ async def _core(base: Base) -> _Core:
         templates, StageGate(templates.engine.planning, wall), store, growth,
     )  # fmt: skip
     growth.wire(submit, store)
-    host = AlertHost(current, fleet, store, journal, submit.one, store)
+    cluster = cluster_actors(store, fleet)
+    merge = cluster.merged if cluster else None
+    host = AlertHost(current, fleet, store, journal, submit.one, store, merge)
     alerts = AlertManager(base.config.alerting, host, lambda: mode.mode.on)
     events = await EventSide.load(
         base.config, intake, store, journal, alerts, wall, name,
@@ -146,12 +151,11 @@ async def _core(base: Base) -> _Core:
         privacy.wire_erasure(submit, intake.book, lambda: current.value)
     supervisor = Supervisor(base.config.supervisor, journal.supervisor_event, wakeups.slot_freed)
     drains = Drains(store, lambda: current.value.targets(), wall, alerts)
-    stalls = StallDetector(
-        lambda: current.value, fleet, store, wakeups.progress, drains, alerts, wall
-    )
+    stalls = StallDetector(lambda: current.value, fleet, store, wakeups.progress, drains,
+                           alerts, wall)  # fmt: skip
     return _Core(
         current, fleet, journal, wakeups, factory, supervisor, submit, alerts, mode, drains,
-        stalls, intake, events, privacy, templates, growth,
+        stalls, intake, events, privacy, templates, growth, cluster,
     )  # fmt: skip
 
 
@@ -219,7 +223,7 @@ def _parts(base: Base, core: _Core, actors: trio.Nursery, front: trio.Nursery) -
     return Parts(
         base, core.current, core.fleet, core.wakeups, core.journal, core.mode, core.alerts,
         reloader, core.supervisor, preflight, _heartbeat(base, summary), table, addresses,
-        summary, core.intake, core.events, core.privacy, core.growth,
+        summary, core.intake, core.events, core.privacy, core.growth, core.cluster,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from ._alerting import AlertManager
+from ._cluster_actors import ClusterActors
 from ._config import Config
 from ._deliverability_parts import EventSide, IntakeSide
 from ._fleet import Fleet
@@ -69,3 +70,4 @@ class Parts:
     events: EventSide  # provider events, the reputation guard, the gate
     privacy: PrivacySide | None = None  # the vault, erasure, consent, retention, rotation
     growth: GrowthSide | None = None  # growth events, cohorts, experiments, opportunity rules
+    cluster: ClusterActors | None = None  # on a shared store: every node's actors, for alerts

@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager
 import trio
 
 from ._alert_feed import DeadLetterFeed
+from ._cluster_actors import ClusterActors
 from ._config import Config
 from ._errors import cannot
+from ._fleet import Fleet
 from ._leader_duties import DUTY, LeaderDuties, Starter
 from ._limit_share import share_limits
 from ._mail_feed import MailEventFeed
@@ -70,7 +72,7 @@ async def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awai
     """What other nodes set that this one takes up at each beat (``_node_duty``): pauses,
     holds and the override; destroyed keys; the books of suppressions, consents and
     erased subjects; every node's provider events, for the reputation guard, and its
-    deliveries, for the frequency caps."""
+    deliveries, for the frequency caps; every node's actors, for the leader's alerts."""
     controls = SharedControls(
         store, parts.fleet, store, parts.wakeups, parts.events.guard, parts.mode
     )
@@ -83,6 +85,8 @@ async def _follows(parts: Parts, store: PostgresStore) -> list[Callable[[], Awai
         controls.follow,
         lambda: caps.take_up(store, wall()),
     ]
+    if parts.cluster is not None:
+        follows.append(parts.cluster.follow)
     if parts.privacy is not None:
         rebuilds["consents"] = parts.privacy.rebuild_consent
         rebuilds["erased_subjects"] = parts.privacy.take_up_erased
@@ -119,6 +123,12 @@ def cluster_status(store: Store) -> Callable[[], Awaitable[ClusterStatus | None]
         )
 
     return status
+
+
+def cluster_actors(store: Store, fleet: Fleet) -> ClusterActors | None:
+    """On a shared store: every node's actors, published and read at each beat, so the
+    leader's alerts see a breaker open on any node."""
+    return ClusterActors(store, fleet.snapshots) if isinstance(store, PostgresStore) else None
 
 
 def shared(store: Store) -> bool:

@@ -49,3 +49,16 @@ CREATE TRIGGER consents_version AFTER INSERT OR UPDATE OR DELETE ON consents
 CREATE TRIGGER erased_subjects_version AFTER INSERT OR UPDATE OR DELETE ON erased_subjects
     FOR EACH STATEMENT EXECUTE FUNCTION ringbearer_version_bump();
 """
+
+# Each node's actors as it published them at its last beat, for the leader's alerts.
+ACTORS_DDL = """
+CREATE TABLE node_actors (
+    node TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    breaker TEXT NOT NULL,
+    forced BIGINT NOT NULL,
+    health TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (node, integration)
+);
+"""

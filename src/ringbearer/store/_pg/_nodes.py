@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._db import PgTx, Session, WallClock
+from ._db import PgTx, Row, Session, WallClock
 
 
 @attrs.frozen
@@ -36,6 +36,19 @@ class NodeView:
     started_at: float
     heartbeat_at: float
     leases: int  # messages it holds in flight
+
+
+@attrs.frozen
+class NodeActor:
+    """One node's actor as the node published it at its last beat (for the leader's
+    alerts: ``_cluster_actors``)."""
+
+    node: str
+    integration: str
+    breaker: str
+    forced: bool
+    health: str
+    state: str
 
 
 @attrs.frozen
@@ -86,9 +99,33 @@ class Nodes:
 
     async def leave(self) -> None:
         """A clean stop: this node is no longer listed."""
-        await self.session.transaction(
-            lambda tx: tx.execute("DELETE FROM nodes WHERE node = %s", (self.node,))
-        )
+
+        def leave(tx: PgTx) -> None:
+            tx.execute("DELETE FROM nodes WHERE node = %s", (self.node,))
+            tx.execute("DELETE FROM node_actors WHERE node = %s", (self.node,))
+
+        await self.session.transaction(leave)
+
+    async def publish_actors(self, rows: Sequence[NodeActor]) -> list[NodeActor]:
+        """Replace this node's published actors with ``rows``; the other listed nodes'."""
+
+        def publish(tx: PgTx) -> list[Row]:
+            tx.execute("DELETE FROM node_actors WHERE node = %s", (self.node,))
+            tx.executemany(
+                "INSERT INTO node_actors (node, integration, breaker, forced, health, state)"
+                " VALUES (%s,%s,%s,%s,%s,%s)",
+                [(self.node, r.integration, r.breaker, int(r.forced), r.health, r.state)
+                 for r in rows],
+            )  # fmt: skip
+            return tx.fetchall(
+                "SELECT a.node, a.integration, a.breaker, a.forced, a.health, a.state"
+                " FROM node_actors a JOIN nodes n ON n.node = a.node"
+                " WHERE a.node <> %s ORDER BY a.node, a.integration",
+                (self.node,),
+            )
+
+        found = await self.session.transaction(publish)
+        return [NodeActor(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in found]
 
     async def views(self) -> list[NodeView]:
         """Every node that beat, with the leases it holds, by id."""
@@ -102,12 +139,16 @@ class Nodes:
     async def forget_silent(self, silent_for: float) -> list[str]:
         """Drop the nodes silent for ``silent_for`` seconds (listed as gone); their ids."""
         since = self.clock() - silent_for
-        rows = await self.session.transaction(
-            lambda tx: tx.fetchall(
+
+        def forget(tx: PgTx) -> list[Row]:
+            gone = tx.fetchall(
                 "DELETE FROM nodes WHERE heartbeat_at < %s AND node <> %s RETURNING node",
                 (since, self.node),
             )
-        )
+            tx.execute("DELETE FROM node_actors WHERE node = ANY(%s)", ([r[0] for r in gone],))
+            return gone
+
+        rows = await self.session.transaction(forget)
         return sorted(r[0] for r in rows)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..._errors import StoreError
 from ._db import PgTx
+from ._ddl_cluster import ACTORS_DDL as ACTORS
 from ._ddl_cluster import DDL as CLUSTER
 from ._ddl_cluster import OVERRIDE_DDL as OVERRIDE
 from ._ddl_cluster import VERSIONS_DDL as VERSIONS
@@ -26,6 +27,7 @@ MIGRATIONS: tuple[str, ...] = (
     CLUSTER,
     OVERRIDE,
     VERSIONS,
+    ACTORS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x72696E67  # "ring": the advisory lock migrations run under

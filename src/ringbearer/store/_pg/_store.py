@@ -45,7 +45,7 @@ from ._dead import PgDeadLetters
 from ._deliverability import PgDeliverability
 from ._growth import PgExperiments, PgGrowthRecords
 from ._mail import write_mail
-from ._nodes import Leadership, Nodes, NodeView
+from ._nodes import Leadership, NodeActor, Nodes, NodeView
 from ._privacy import PgPrivacy
 from ._queue import PgQueue
 from ._reads import PgReads
@@ -191,6 +191,10 @@ class PostgresStore(
     async def leave(self) -> None:
         """A clean stop: this node is no longer listed."""
         await self._nodes.leave()
+
+    async def publish_actors(self, rows: Sequence[NodeActor]) -> list[NodeActor]:
+        """This node's actors as they stand, for the leader's alerts; the other nodes'."""
+        return await self._nodes.publish_actors(rows)
 
     async def reclaim_expired(self) -> int:
         """Return other nodes' expired leases to the queue (ambiguous attempts); how many."""
