@@ -131,10 +131,10 @@ class Fleet:
     adapters: dict[str, Adapter] = attrs.Factory(dict)
     actors: dict[str, IntegrationActor] = attrs.Factory(dict)
     dispatchers: dict[str, Dispatcher] = attrs.Factory(dict)
-    # A pause or resume made here is counted when it begins and again once it is kept, so
+    # A pause or resume made here is counted while it is being kept, and once kept, so
     # that a follow of the store's pauses overlapping one (it read the store before the
     # change was kept) leaves its answer to the next beat instead of undoing the change.
-    pause_changes: int = 0
+    pause_changes: int = 0  # kept so far
     pauses_keeping: int = 0
 
     def fill(self, config: Config, factory: PartsFactory) -> None:
@@ -184,7 +184,6 @@ class Fleet:
     @contextlib.contextmanager
     def keeping_pause(self) -> Iterator[None]:
         """Around keeping in the store a pause or resume already applied here."""
-        self.pause_changes += 1
         self.pauses_keeping += 1
         try:
             yield
